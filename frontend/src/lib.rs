@@ -1,0 +1,21 @@
+//! slapstore's profile frontend: reads buildout profiles with zc.buildout's exact semantics
+//! (as SlapOS's fork of buildout implements them) and hosts the `slapstore` command line.
+//!
+//! Data flow: [`load`] reads the files ([`parser`], conditions in [`condition`]) and merges
+//! them ([`merge`]) into a raw configuration ([`config`]); [`resolver`] evaluates sections
+//! lazily, running recipe initialisations ([`recipes`]) and profile Python code ([`python`]);
+//! [`evaluate`] drives it all for `slapstore eval`; [`cli`] prints.
+
+pub mod cli;
+pub mod condition;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod load;
+pub mod merge;
+pub mod parser;
+pub mod pystr;
+pub mod python;
+pub mod recipes;
+pub mod resolver;
+pub mod source;

@@ -1,0 +1,430 @@
+//! Loading a profile: reading the root file and everything it `extends`, in the SlapOS fork's
+//! linearisation (depth-first, children in `extends` order, each file once, post-order), then
+//! layering buildout's defaults, the files, command-line extends and command-line assignments
+//! into one raw configuration (`Buildout.__init__` up to `_raw`).
+//!
+//! Invariant: every file read is registered in [`Sources`], so that all spans resolve.
+
+use crate::condition::{self, Target};
+use crate::config::{Origin, RawConfig, RawSection, Value};
+use crate::error::{Error, ErrorKind, Result};
+use crate::merge::{merge_file, update};
+use crate::parser::{self, ConditionFailure, ParseError};
+use crate::pystr::{self, dirname, expanduser, normpath, path_join, split_whitespace};
+use crate::source::{normalise_newlines, FileId, Sources, Span};
+
+/// The text SlapOS's buildout looks for to define `_profile_base_location_`.
+pub const BASE_LOCATION_MARKER: &str = "${:_profile_base_location_}";
+
+/// The zc.buildout release whose semantics are reproduced (SlapOS's fork is based on it).
+pub const BUILDOUT_VERSION: &str = "3.0.1";
+
+/// A command-line assignment `section:option=value` (`option+=value`, `option-=value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub section: String,
+    /// The option as written before `=`, operator included (`x+`).
+    pub option: String,
+    pub value: String,
+}
+
+impl Assignment {
+    /// Parses `[section:]option=value` exactly as `bin/buildout` does.
+    pub fn parse(text: &str) -> Result<Assignment> {
+        let bad = |message: &str| {
+            Error::new(ErrorKind::BadAssignment {
+                assignment: text.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        let (lhs, value) = text
+            .split_once('=')
+            .ok_or_else(|| bad("expected `section:option=value`"))?;
+        let parts: Vec<&str> = lhs.split(':').collect();
+        let (section, option) = match parts.as_slice() {
+            [option] => ("buildout", *option),
+            [section, option] => (*section, *option),
+            _ => return Err(bad("more than one `:` before `=`")),
+        };
+        Ok(Assignment {
+            section: pystr::strip(section).to_owned(),
+            option: pystr::strip(option).to_owned(),
+            value: pystr::strip(value).to_owned(),
+        })
+    }
+}
+
+/// The `[buildout]` defaults of zc.buildout 3.0.1 plus the SlapOS fork's two, in buildout's order.
+pub fn default_options(executable: &str) -> RawSection {
+    [
+        ("allow-hosts", "*"),
+        ("allow-picked-versions", "true"),
+        ("bin-directory", "bin"),
+        ("develop-eggs-directory", "develop-eggs"),
+        ("eggs-directory", "eggs"),
+        ("executable", executable),
+        ("find-links", ""),
+        ("install-from-cache", "false"),
+        ("installed", ".installed.cfg"),
+        ("log-format", ""),
+        ("log-level", "INFO"),
+        ("newest", "true"),
+        ("offline", "false"),
+        ("parts-directory", "parts"),
+        ("prefer-final", "true"),
+        ("python", "buildout"),
+        ("show-picked-versions", "false"),
+        ("socket-timeout", ""),
+        ("update-versions-file", ""),
+        ("use-dependency-links", "true"),
+        ("allow-unknown-extras", "false"),
+        ("dry-run", "false"),
+        ("check-signature", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Value::new(v, Origin::Default)))
+    .collect()
+}
+
+/// What loading a profile produced.
+#[derive(Debug)]
+pub struct Loaded {
+    pub raw: RawConfig,
+    /// The files of the linearisation, in merge order.
+    pub files: Vec<String>,
+}
+
+/// `_isurl`: `scheme://`.
+pub fn is_url(s: &str) -> bool {
+    match s.find("://") {
+        Some(i) if i > 0 => s[..i]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')),
+        _ => false,
+    }
+}
+
+/// Reads and parses profile files, evaluating conditional headers for a target.
+pub struct Loader<'a> {
+    pub sources: &'a mut Sources,
+    pub target: &'a Target,
+}
+
+impl Loader<'_> {
+    /// Reads one file into [`Sources`] (with the error blamed on `from`, the `extends` that
+    /// named it, if any) and parses it, adding `_profile_base_location_` where the file uses it.
+    pub fn read(&mut self, path: &str, from: Option<Span>) -> Result<RawConfig> {
+        if is_url(path) {
+            return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }).or_at(from));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::new(ErrorKind::CannotOpen {
+                path: path.into(),
+                reason: io_reason(&e),
+            })
+            .or_at(from)
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.into() }).or_at(from))?;
+        let file = self.sources.add(path.to_owned(), normalise_newlines(&text));
+        self.parse_file(file, dirname(path))
+    }
+
+    /// Parses a registered file; `base` is its `_profile_base_location_`.
+    pub fn parse_file(&mut self, file: FileId, base: &str) -> Result<RawConfig> {
+        let target = self.target;
+        let mut evaluate = |expr: &str| {
+            condition::evaluate(expr, target).map_err(|e| ConditionFailure {
+                message: e.message,
+                offset: e.offset,
+            })
+        };
+        let parsed =
+            parser::parse(&self.sources.get(file).text, file, &mut evaluate).map_err(|e| match e {
+                ParseError::BadLines(lines) => {
+                    let mut err = Error::at(ErrorKind::BadLine, lines[0]);
+                    for line in &lines[1..] {
+                        err = err.related(*line, "this line is not valid either");
+                    }
+                    err
+                }
+                ParseError::NoSectionHeader(span) => Error::at(ErrorKind::NoSectionHeader, span),
+                ParseError::Condition { span, message } => {
+                    Error::at(ErrorKind::Condition { message }, span)
+                }
+            })?;
+        let mut config = RawConfig::with_capacity(parsed.sections.len());
+        for (name, options) in parsed.sections {
+            let marker = options
+                .values()
+                .find(|o| o.value.contains(BASE_LOCATION_MARKER))
+                .map(|o| o.span);
+            let mut section: RawSection = options
+                .into_iter()
+                .map(|(k, o)| (k, Value::new(o.value, Origin::File(o.span))))
+                .collect();
+            if let Some(span) = marker {
+                section.insert(
+                    "_profile_base_location_".into(),
+                    Value::new(base, Origin::File(span)),
+                );
+            }
+            config.insert(name, section);
+        }
+        Ok(config)
+    }
+
+    /// The SlapOS linearisation of `root` and its extends, merged on top of buildout's
+    /// defaults.
+    pub fn linearise(&mut self, root: &str, executable: &str) -> Result<Loaded> {
+        let mut visited = std::collections::HashSet::new();
+        let mut collected = Vec::new();
+        let mut files = Vec::new();
+        self.visit(root, None, &mut visited, &mut collected, &mut files)?;
+        let mut merged = RawConfig::new();
+        merged.insert("buildout".into(), default_options(executable));
+        for config in collected {
+            merge_file(&mut merged, config);
+        }
+        Ok(Loaded { raw: merged, files })
+    }
+
+    fn visit(
+        &mut self,
+        path: &str,
+        from: Option<Span>,
+        visited: &mut std::collections::HashSet<String>,
+        collected: &mut Vec<RawConfig>,
+        files: &mut Vec<String>,
+    ) -> Result<()> {
+        if !visited.insert(path.to_owned()) {
+            return Ok(());
+        }
+        let mut config = self.read(path, from)?;
+        let mut extends = None;
+        if let Some(buildout) = config.get_mut("buildout") {
+            extends = buildout.shift_remove("extends");
+            if let Some(v) = buildout.get("extended-by") {
+                let span = match &v.origin {
+                    Origin::File(s) => Some(*s),
+                    _ => None,
+                };
+                return Err(Error::new(ErrorKind::ExtendedBy).or_at(span));
+            }
+        }
+        if let Some(extends) = extends {
+            let span = match extends.origin {
+                Origin::File(s) => Some(s),
+                _ => None,
+            };
+            let base = dirname(path).to_owned();
+            for name in split_whitespace(&extends.text) {
+                let child = resolve_extends(&base, name);
+                self.visit(&child, span, visited, collected, files)
+                    .map_err(|e| e.note(format!("while reading the files `{path}` extends")))?;
+            }
+        }
+        files.push(path.to_owned());
+        collected.push(config);
+        Ok(())
+    }
+}
+
+/// Where an `extends` entry points, relative to the directory of the extending file.
+pub fn resolve_extends(base: &str, name: &str) -> String {
+    if is_url(name) {
+        return name.to_owned();
+    }
+    if is_url(base) {
+        let mut joined = base.to_owned();
+        if !joined.ends_with('/') {
+            joined.push('/');
+        }
+        joined.push_str(name);
+        return joined;
+    }
+    normpath(&path_join(base, &expanduser(name)))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Settings of one evaluation besides the profile itself.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub assignments: Vec<Assignment>,
+    /// `[buildout] executable`'s default: the Python that buildout would run with.
+    pub executable: String,
+}
+
+/// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
+/// command-line extends and assignments, the versions section and absolute cache directories.
+pub fn load(
+    sources: &mut Sources,
+    target: &Target,
+    profile: &str,
+    options: &LoadOptions,
+) -> Result<Loaded> {
+    let root = if is_url(profile) {
+        profile.to_owned()
+    } else {
+        absolute(profile)
+    };
+    if !is_url(&root) && !std::path::Path::new(&root).exists() {
+        return Err(Error::new(ErrorKind::CannotOpen {
+            path: root,
+            reason: "no such file".into(),
+        }));
+    }
+    let mut loader = Loader { sources, target };
+    let mut data = RawConfig::new();
+    let mut buildout = default_options(&options.executable);
+    buildout.insert(
+        "directory".into(),
+        Value::new(dirname(&root), Origin::Computed),
+    );
+    data.insert("buildout".into(), buildout);
+
+    let loaded = loader.linearise(&root, &options.executable)?;
+    let mut files = loaded.files;
+    update(&mut data, loaded.raw);
+
+    let mut cloptions = RawConfig::new();
+    let mut sorted: Vec<&Assignment> = options.assignments.iter().collect();
+    sorted.sort_by(|a, b| (&a.section, &a.option, &a.value).cmp(&(&b.section, &b.option, &b.value)));
+    for a in sorted {
+        cloptions
+            .entry(a.section.clone())
+            .or_default()
+            .insert(a.option.clone(), Value::new(a.value.clone(), Origin::CommandLine));
+    }
+    if let Some(cl_extends) = cloptions
+        .get_mut("buildout")
+        .and_then(|b| b.shift_remove("extends"))
+    {
+        for name in split_whitespace(&cl_extends.text) {
+            let path = resolve_extends(dirname(name), pystr::basename(name));
+            let more = loader.linearise(&absolute(&path), &options.executable)?;
+            files.extend(more.files);
+            update(&mut data, more.raw);
+        }
+    }
+    update(&mut data, cloptions);
+
+    let buildout = data.entry("buildout".into()).or_default();
+    if !buildout.contains_key("versions") {
+        buildout.insert("versions".into(), Value::new("versions", Origin::Default));
+        data.entry("versions".into()).or_default();
+    }
+    let versions_name = data["buildout"]["versions"].text.clone();
+    if !versions_name.is_empty() {
+        let span = match &data["buildout"]["versions"].origin {
+            Origin::File(s) => Some(*s),
+            _ => None,
+        };
+        let versions = data.get_mut(&versions_name).ok_or_else(|| {
+            Error::new(ErrorKind::MissingSection {
+                section: versions_name.clone(),
+            })
+            .or_at(span)
+            .note("`[buildout] versions` names the section of version pins")
+        })?;
+        for (egg, pin) in [
+            ("zc.buildout", format!(">={BUILDOUT_VERSION}")),
+            ("zc.recipe.egg", ">=2.0.6".to_owned()),
+        ] {
+            if !versions.contains_key(egg) {
+                versions.insert(egg.into(), Value::new(pin, Origin::Computed));
+            }
+        }
+    }
+    absolutise_cache_dirs(loader.sources, &mut data)?;
+    Ok(Loaded { raw: data, files })
+}
+
+/// `download-cache`, `eggs-directory` and `extends-cache` are made absolute against the
+/// directory of the file that set them (or `directory` for defaults and the command line).
+fn absolutise_cache_dirs(sources: &Sources, data: &mut RawConfig) -> Result<()> {
+    let Some(buildout) = data.get_mut("buildout") else {
+        return Ok(());
+    };
+    let directory = buildout.get("directory").map(|v| v.text.clone());
+    for name in ["download-cache", "eggs-directory", "extends-cache"] {
+        let Some(value) = buildout.get_mut(name) else {
+            continue;
+        };
+        if value.text.contains("${") || value.text.starts_with('/') {
+            continue;
+        }
+        let basedir = match &value.origin {
+            Origin::File(span) => {
+                let file = &sources.get(span.file).name;
+                if is_url(file) {
+                    return Err(Error::buildout(format!(
+                        "setting `{name}` to a non absolute location (`{}`) within a remote \
+                         configuration file (`{file}`) is ambiguous",
+                        value.text
+                    ))
+                    .or_at(Some(*span)));
+                }
+                dirname(file).to_owned()
+            }
+            _ => directory.clone().unwrap_or_else(current_dir),
+        };
+        let mut abs = expanduser(&value.text);
+        if !abs.starts_with('/') {
+            abs = path_join(&basedir, &abs);
+        }
+        value.text = normpath(&absolute(&abs));
+    }
+    Ok(())
+}
+
+/// `os.path.abspath`.
+pub fn absolute(path: &str) -> String {
+    if path.starts_with('/') {
+        normpath(path)
+    } else {
+        normpath(&path_join(&current_dir(), path))
+    }
+}
+
+fn current_dir() -> String {
+    std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments() {
+        let a = Assignment::parse("x:y+= v ").ok();
+        assert_eq!(
+            a,
+            Some(Assignment {
+                section: "x".into(),
+                option: "y+".into(),
+                value: "v".into()
+            })
+        );
+        assert_eq!(Assignment::parse("parts=a").map(|a| a.section).ok().as_deref(), Some("buildout"));
+        assert!(Assignment::parse("a:b:c=d").is_err());
+        assert!(Assignment::parse("novalue").is_err());
+    }
+
+    #[test]
+    fn urls_and_extends() {
+        assert!(is_url("https://x/y.cfg"));
+        assert!(!is_url("/a/b.cfg"));
+        assert_eq!(resolve_extends("/a/b", "../c.cfg"), "/a/c.cfg");
+        assert_eq!(resolve_extends("https://h/a", "../c.cfg"), "https://h/a/../c.cfg");
+    }
+}

@@ -1,0 +1,248 @@
+# The Python side of slapstore's bridge: runs the `init` code of slapos.recipe.build sections
+# with the API such code expects (options, self.buildout, self.name, is_true, ...). Every read
+# or write of buildout data is a request to slapstore's resolver, answered lazily over a pipe
+# (one JSON object per line). While waiting for an answer, slapstore may ask for the `init`
+# code of another section to run (a nested request): those are served before the answer.
+import json, logging, os, sys, traceback, types
+from collections.abc import MutableMapping
+
+_proto_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+os.dup2(2, 1)  # what profile code prints must not reach the protocol pipe
+sys.stdout = sys.stderr
+_proto_in = sys.stdin
+
+
+def _send(message):
+    _proto_out.write(json.dumps(message) + "\n")
+    _proto_out.flush()
+
+
+def _recv():
+    line = _proto_in.readline()
+    if not line:
+        os._exit(0)
+    return json.loads(line)
+
+
+class UserError(Exception):
+    def __str__(self):
+        return " ".join(map(str, self.args))
+
+
+class MissingOption(UserError, KeyError):
+    pass
+
+
+class MissingSection(UserError, KeyError):
+    def __str__(self):
+        return "The referenced section, %r, was not defined." % self.args[0]
+
+
+_ERRORS = {"MissingOption": MissingOption, "MissingSection": MissingSection}
+
+
+def _call(request):
+    _send(request)
+    while True:
+        message = _recv()
+        kind = message["t"]
+        if kind == "ok":
+            return message
+        if kind == "err":
+            cls = _ERRORS.get(message["kind"], UserError)
+            error = cls(*message["args"])
+            error._slapstore_id = message["id"]
+            raise error
+        if kind == "init":
+            _run_init(message)
+        else:
+            raise RuntimeError("unexpected message from slapstore: %r" % message)
+
+
+def _unsupported(name):
+    def f(*args, **kw):
+        raise UserError("%s is not available when slapstore evaluates a profile" % name)
+    return f
+
+
+def _install_stub_modules():
+    zc = types.ModuleType("zc")
+    zc.__path__ = []
+    buildout = types.ModuleType("zc.buildout")
+    buildout.__path__ = []
+    buildout.UserError = UserError
+    easy_install = types.ModuleType("zc.buildout.easy_install")
+    easy_install.default_versions = lambda versions=None: versions
+    easy_install.working_set = _unsupported("zc.buildout.easy_install.working_set")
+    easy_install.install = _unsupported("zc.buildout.easy_install.install")
+    bmod = types.ModuleType("zc.buildout.buildout")
+    bmod.MissingOption = MissingOption
+    bmod.MissingSection = MissingSection
+    zc.buildout = buildout
+    buildout.easy_install = easy_install
+    buildout.buildout = bmod
+    sys.modules.update({
+        "zc": zc, "zc.buildout": buildout, "zc.buildout.easy_install": easy_install,
+        "zc.buildout.buildout": bmod,
+    })
+
+
+class Options(MutableMapping):
+    """A section of the buildout, as `Options` objects behave."""
+
+    def __init__(self, buildout, name):
+        self.buildout = buildout
+        self.name = name
+        self.depends = set()
+
+    def get(self, key, default=None):
+        value = _call({"t": "get", "s": self.name, "o": key})["v"]
+        return default if value is None else value
+
+    def __getitem__(self, key):
+        value = _call({"t": "get", "s": self.name, "o": key})["v"]
+        if value is None:
+            raise MissingOption("Missing option: %s:%s" % (self.name, key))
+        return value
+
+    def __setitem__(self, key, value):
+        if not isinstance(value, str):
+            raise TypeError("Option values must be strings", value)
+        _call({"t": "set", "s": self.name, "o": key, "v": value})
+
+    def __delitem__(self, key):
+        if _call({"t": "del", "s": self.name, "o": key}).get("missing"):
+            raise KeyError(key)
+
+    def keys(self):
+        return _call({"t": "keys", "s": self.name})["v"]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+    def copy(self):
+        return dict(_call({"t": "copy", "s": self.name})["v"])
+
+    def barrier(self):
+        pass
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
+class Buildout(MutableMapping):
+    """The whole buildout: sections initialised on first access."""
+
+    def __init__(self):
+        self._sections = {}
+
+    def __getitem__(self, name):
+        _call({"t": "section", "s": name})
+        try:
+            return self._sections[name]
+        except KeyError:
+            options = self._sections[name] = Options(self, name)
+            return options
+
+    def __setitem__(self, name, data):
+        text = "[%s]\n" % name + "".join(
+            "%s = %s\n" % (k, str(v).replace("\n", "\n  ")) for k, v in data.items())
+        self.parse(text)
+
+    def __delitem__(self, name):
+        raise NotImplementedError("__delitem__")
+
+    def keys(self):
+        return _call({"t": "sections"})["v"]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __contains__(self, name):
+        return name in self.keys()
+
+    def parse(self, data):
+        _call({"t": "parse", "text": data})
+
+
+_buildout = Buildout()
+
+
+class Recipe(object):
+    """What `self` is in slapos.recipe.build code."""
+
+    def __init__(self, name, location):
+        self.name = name
+        self.buildout = _buildout
+        self.options = _buildout._sections.get(name)
+        if self.options is None:
+            self.options = _buildout[name]
+        self.location = location
+        self.logger = logging.getLogger(name)
+
+
+def is_true(value, default=False):
+    return default if value is None else ("false", "true").index(value)
+
+
+def guessworkdir(path):
+    x = os.listdir(path)
+    return os.path.join(path, *x) if len(x) == 1 else path
+
+
+def call(*args, **kwargs):
+    import subprocess
+    kwargs.update(stdin=subprocess.PIPE, close_fds=True)
+    popen = subprocess.Popen(*args, **kwargs)
+    popen.stdin.close()
+    popen.stdin = None
+    popen.communicate()
+    if popen.returncode != 0:
+        raise subprocess.CalledProcessError(popen.returncode, " ".join(args[0]))
+
+
+def _run_init(message):
+    name = message["section"]
+    try:
+        recipe = Recipe(name, message["location"])
+        g = {"call": call, "guessworkdir": guessworkdir, "is_true": is_true,
+             "self": recipe, "options": recipe.options}
+        if message["location"] is not None:
+            g["location"] = message["location"]
+        code = compile(message["code"], name, "exec")
+        exec(code, g)
+    except BaseException as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == name]
+        line = frames[-1].lineno if frames else None
+        text = message["code"].splitlines()[line - 1] if line else None
+        if isinstance(e, SyntaxError) and e.filename == name:
+            line, text = e.lineno, e.text
+        _send({
+            "t": "fail",
+            "type": type(e).__name__,
+            "message": str(e),
+            "user": isinstance(e, UserError),
+            "id": getattr(e, "_slapstore_id", None),
+            "line": line,
+            "text": text.rstrip("\n") if text else None,
+        })
+    else:
+        _send({"t": "done"})
+
+
+def main():
+    _install_stub_modules()
+    _send({"t": "ready"})
+    while True:
+        message = _recv()
+        if message["t"] == "init":
+            _run_init(message)
+
+
+main()

@@ -1,0 +1,133 @@
+//! `slapos.recipe.build` entry points other than the downloads: the generic recipe whose
+//! `init` option is Python run at initialisation (through `crate::python`), `gitclone`,
+//! `mkdirectory` and the `vm.*` recipes.
+
+use super::{environment, Part, Shared};
+use crate::error::Result;
+use crate::pystr::split_whitespace;
+
+/// The generic recipe (`Script`): needs one of `init`, `install`, `update`; runs `init`.
+pub fn script(part: &mut Part) -> Result<()> {
+    let init = part.get("init")?.filter(|s| !s.is_empty());
+    let install = part.get("install")?.filter(|s| !s.is_empty());
+    let update = part.get("update")?.filter(|s| !s.is_empty());
+    if init.is_none() && install.is_none() && update.is_none() {
+        return Err(part.error(
+            "at least one of the following option is required: init, install, update",
+        ));
+    }
+    if part.get("keep-on-error")?.is_some() {
+        part.is_true("keep-on-error")?;
+    }
+    environment(part)?;
+    let shared = Shared::new(part)?;
+    if update.is_some() {
+        shared.assert_not_shared(part, "option 'update' can't be set")?;
+    }
+    if install.is_some() {
+        if part.get("location")?.filter(|l| !l.is_empty()).is_none() {
+            part.set("location", shared.location.clone());
+        }
+        if let Some(code) = init {
+            run(part, &code)?;
+        }
+        if part.require("location")? != shared.location {
+            shared.assert_not_shared(part, "option 'location' can't be set")?;
+        }
+    } else {
+        shared.assert_not_shared(part, "option 'install' must be set")?;
+        if let Some(code) = init {
+            run(part, &code)?;
+        }
+    }
+    Ok(())
+}
+
+fn run(part: &mut Part, code: &str) -> Result<()> {
+    let location = part.get("location")?;
+    part.r.run_init(part.idx, code, location.as_deref())
+}
+
+/// `gitclone`: `location` defaults to `<parts>/<name>`; `repository` is required. The
+/// revision of a branch is not looked up (that needs the network).
+pub fn gitclone(part: &mut Part) -> Result<()> {
+    if part.get("location")?.is_none() {
+        let location = part.parts_location()?;
+        part.set("location", location);
+    }
+    for key in ["branch", "revision", "location", "git-executable", "sparse-checkout"] {
+        part.get(key)?;
+    }
+    if let Some(depth) = part.get("depth")?.filter(|d| !d.is_empty()) {
+        if depth.trim().parse::<i64>().is_err() {
+            return Err(part.option_error("depth", format!("`depth` must be an integer, not `{depth}`")));
+        }
+    }
+    for key in ["develop", "shared", "use-cache", "ignore-ssl-certificate", "ignore-cloning-submodules"] {
+        part.get(key)?;
+    }
+    if part.r.raw.contains_key("networkcache") {
+        part.r.section("networkcache")?;
+    }
+    if part.get("repository")?.filter(|r| !r.is_empty()).is_none() {
+        return Err(part.error("repository parameter is mandatory."));
+    }
+    Ok(())
+}
+
+/// `mkdirectory`: copies its options; `mode` must be octal.
+pub fn mkdirectory(part: &mut Part) -> Result<()> {
+    let mode = part.r.raw_copy(part.idx).get("mode").cloned();
+    if let Some(mode) = mode {
+        if i64::from_str_radix(mode.trim(), 8).is_err() {
+            return Err(part.option_error("mode", format!("`mode` must be octal, not `{mode}`")));
+        }
+    }
+    Ok(())
+}
+
+/// `vm.*`'s `BaseRecipe`: `location` (stripped) defaults to `<parts>/<name>`.
+fn vm_base(part: &mut Part) -> Result<()> {
+    let location = match part.get("location")? {
+        Some(l) => crate::pystr::strip(&l).to_owned(),
+        None => part.parts_location()?,
+    };
+    part.set("location", location);
+    environment(part)?;
+    part.get("vnc-sock")?;
+    part.get("ssh-addr")?;
+    Ok(())
+}
+
+/// `vm.install-debian` / `vm.install-ubuntu`: reads the sections of its `dists` and their ISOs.
+pub fn vm_install(part: &mut Part) -> Result<()> {
+    vm_base(part)?;
+    let arch = part.get("arch")?.filter(|a| !a.is_empty()).unwrap_or_else(|| "amd64".into());
+    let dists = part.require("dists")?;
+    for dist in split_whitespace(&dists) {
+        let d = part.r.section(dist)?;
+        let iso_name = part.r.require(d, &format!("{arch}.iso"))?;
+        let iso = part.r.section(&iso_name)?;
+        part.r.require(iso, "location")?;
+        part.r.require(iso, "filename")?;
+        part.r.require(d, &format!("{arch}.kernel"))?;
+        part.r.require(d, &format!("{arch}.initrd"))?;
+    }
+    part.get("early-command")?;
+    part.get("late-command")?;
+    part.require("size")?;
+    Ok(())
+}
+
+/// `vm.run`: needs `vm`; reads every option (for `mount.*`).
+pub fn vm_run(part: &mut Part) -> Result<()> {
+    vm_base(part)?;
+    part.require("vm")?;
+    part.buildout("directory")?;
+    for (key, _) in part.r.items(part.idx)? {
+        if key == "mount.buildout" {
+            return Err(part.option_error(&key, format!("option '{key}' can not be overridden")));
+        }
+    }
+    Ok(())
+}

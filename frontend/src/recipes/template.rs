@@ -1,0 +1,296 @@
+//! Template recipes. `slapos.recipe.template` reads its template when initialised and
+//! substitutes `${...}` in it right away, so the sections a template references are initialised
+//! (and become parts) then; `:jinja2` evaluates its `context` and `import-list` lines, whose
+//! `key`/`section` entries read other sections; `collective.recipe.template` substitutes its
+//! input like the first.
+
+use super::Part;
+use crate::config::Origin;
+use crate::error::{Error, ErrorKind, Result};
+use crate::load::is_url;
+use crate::source::{normalise_newlines, Span};
+
+/// `slapos.recipe.template` (default entry point).
+pub fn template(part: &mut Part) -> Result<()> {
+    let md5sum = part.get("md5sum")?;
+    if let Some(mode) = part.get("mode")? {
+        check_octal(part, "mode", &mode)?;
+    }
+    part.require("output")?;
+    let inline = part.get("inline")?.filter(|s| !s.is_empty());
+    let url = part.get("url")?.filter(|s| !s.is_empty());
+    match (url, inline) {
+        (Some(_), Some(_)) => Err(part.error("options 'inline' & 'url' conflict")),
+        (Some(url), None) => {
+            let md5sum = md5sum.filter(|m| !m.is_empty());
+            let (text, span) = read_template(part, &url, md5sum.as_deref())?;
+            let origin = Origin::File(span);
+            let mut seen = Vec::new();
+            for piece in text.split("$$") {
+                let mut out = String::new();
+                part.r
+                    .substitute_piece(part.idx, piece, &mut seen, Some(&origin), &mut out)
+                    .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
+            }
+            Ok(())
+        }
+        (None, Some(_)) => {
+            if md5sum.is_some_and(|m| !m.is_empty()) {
+                return Err(part.error("options 'inline' & 'md5sum' conflict"));
+            }
+            Ok(())
+        }
+        (None, None) => Err(part.error("one of the options 'inline' 'url' is required")),
+    }
+}
+
+/// `slapos.recipe.template:jinja2`: checks its options and evaluates `import-list` and
+/// `context`.
+pub fn jinja2(part: &mut Part) -> Result<()> {
+    part.get("md5sum")?;
+    if let Some(mode) = part.get("mode")? {
+        check_octal(part, "mode", &mode)?;
+    }
+    part.get("once")?;
+    part.get("encoding")?;
+    if part.get("update")?.is_some() {
+        part.is_true("update")?;
+    }
+    part.get("import-delimiter")?;
+    let imports = part.get("import-list")?.unwrap_or_default();
+    let mut aliases = Vec::new();
+    for line in imports.split('\n').filter(|l| !l.is_empty()) {
+        let words: Vec<&str> = crate::pystr::split_whitespace(line).collect();
+        if words.len() < 3 {
+            return Err(part.option_error("import-list", format!("bad import-list line `{line}`")));
+        }
+        let (kind, alias, expression) = (words[0], words[1], rest_after(line, 2));
+        if aliases.iter().any(|a| a == alias) {
+            return Err(part.option_error("import-list", format!("duplicate import-list entry `{alias}`")));
+        }
+        aliases.push(alias.to_owned());
+        match kind {
+            "rawfile" | "rawfolder" => {}
+            "file" | "folder" => {
+                key(part, "import-list", expression)?;
+            }
+            other => {
+                return Err(part.option_error("import-list", format!("unknown import-list type `{other}`")))
+            }
+        }
+    }
+    if part.get("output")?.is_none() {
+        part.require("rendered")?;
+        part.require("template")?;
+    } else {
+        let inline = part.get("inline")?.filter(|s| !s.is_empty());
+        let url = part.get("url")?.filter(|s| !s.is_empty());
+        let md5sum = part.get("md5sum")?.filter(|s| !s.is_empty());
+        match (url, inline) {
+            (Some(_), Some(_)) => return Err(part.error("options 'inline' & 'url' conflict")),
+            (None, Some(_)) if md5sum.is_some() => {
+                return Err(part.error("options 'inline' & 'md5sum' conflict"))
+            }
+            (None, None) => return Err(part.error("one of the options 'inline' 'url' is required")),
+            _ => {}
+        }
+    }
+    part.get("extensions")?;
+    let context = part.get("context")?.unwrap_or_default();
+    let mut names: Vec<String> = DEFAULT_CONTEXT.iter().map(|s| s.to_string()).collect();
+    for line in context.split('\n').filter(|l| !l.is_empty()) {
+        let words: Vec<&str> = crate::pystr::split_whitespace(line).collect();
+        if words.len() < 3 {
+            return Err(part.option_error("context", format!("bad context line `{line}`")));
+        }
+        let (kind, name, expression) = (words[0], words[1], rest_after(line, 2));
+        if names.iter().any(|n| n == name) {
+            return Err(part.option_error("context", format!("duplicate context entry `{name}`")));
+        }
+        names.push(name.to_owned());
+        match kind {
+            "raw" | "import" => {}
+            "key" => {
+                key(part, "context", expression)?;
+            }
+            "jsonkey" => {
+                let value = key(part, "context", expression)?;
+                json(part, &value)?;
+            }
+            "json" => json(part, expression)?,
+            "section" => {
+                let span = part.r.span_of(part.idx, "context");
+                let idx = part.r.section(expression).map_err(|e| e.or_at(span))?;
+                part.r.items(idx)?;
+            }
+            other => {
+                return Err(part.option_error("context", format!("unknown context type `{other}`")))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names jinja2 templates get without asking (a context entry may not reuse them).
+const DEFAULT_CONTEXT: &[&str] = &[
+    "abs", "all", "any", "bin", "bool", "bytes", "callable", "chr", "complex", "dict", "divmod",
+    "enumerate", "filter", "float", "format", "frozenset", "hex", "int", "isinstance", "iter",
+    "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr",
+    "reversed", "round", "set", "six", "sorted", "str", "sum", "tuple", "zip", "assert", "dumps",
+];
+
+/// `line.split(None, n)[n]`: the text after the first `n` words.
+fn rest_after(line: &str, n: usize) -> &str {
+    let mut rest = line.trim_start_matches(crate::pystr::is_space);
+    for _ in 0..n {
+        let end = rest.find(crate::pystr::is_space).unwrap_or(rest.len());
+        rest = rest[end..].trim_start_matches(crate::pystr::is_space);
+    }
+    crate::pystr::rstrip(rest)
+}
+
+/// `getKey`: `section:option` (empty section: this part) read from the buildout.
+fn key(part: &mut Part, option: &str, expression: &str) -> Result<String> {
+    let Some((section, entry)) = expression.split_once(':').filter(|(_, e)| !e.contains(':')) else {
+        return Err(part.option_error(option, format!("`{expression}` is not `section:option`")));
+    };
+    let span = part.r.span_of(part.idx, option);
+    if section.is_empty() {
+        return part.require(entry).map_err(|e| e.or_at(span));
+    }
+    let idx = part.r.section(section).map_err(|e| e.or_at(span))?;
+    part.r.require(idx, entry).map_err(|e| e.or_at(span))
+}
+
+fn json(part: &Part, text: &str) -> Result<()> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|_| ())
+        .map_err(|e| part.option_error("context", format!("invalid JSON `{text}`: {e}")))
+}
+
+fn check_octal(part: &Part, key: &str, value: &str) -> Result<()> {
+    let digits = value.trim().trim_start_matches("0o");
+    if digits.is_empty() || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
+        return Err(part.option_error(key, format!("invalid octal `{key}`: `{value}`")));
+    }
+    Ok(())
+}
+
+/// Reads a template through zc.buildout's `Download`: a local path or `file://` URL, checked
+/// against `md5sum` when given. The text is registered as a source file.
+fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<(String, Span)> {
+    let path = match url.strip_prefix("file://") {
+        Some(p) => p.to_owned(),
+        None if is_url(url) => {
+            return Err(part.option_error(
+                "url",
+                format!("cannot download `{url}`: slapstore reads local templates only"),
+            ))
+        }
+        None => {
+            let directory = part.buildout("directory")?;
+            crate::pystr::path_join(&directory, url)
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        part.option_error("url", format!("cannot read template `{path}`: {e}"))
+    })?;
+    if let Some(expected) = md5sum {
+        use md5::Digest;
+        let actual = format!("{:x}", md5::Md5::digest(&bytes));
+        if actual != expected {
+            return Err(part.option_error(
+                "md5sum",
+                format!("MD5 checksum mismatch for local resource at `{path}` (expected {expected}, got {actual})"),
+            ));
+        }
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.clone() }))?;
+    let text = normalise_newlines(&text);
+    let len = text.len();
+    let file = part.r.sources.add(path, text.clone());
+    Ok((text, Span::new(file, 0..len)))
+}
+
+/// `collective.recipe.template`: `input` (a file or `inline:`), `inline` or `url`, and
+/// `output`; the text is substituted with `${x}` meaning `${<this part>:x}`.
+pub fn collective(part: &mut Part) -> Result<()> {
+    let input = part.get("input")?;
+    let inline = part.get("inline")?;
+    let url = part.get("url")?;
+    if input.is_none() && inline.is_none() && url.is_none() {
+        return Err(part.error("No input file, inline template, or URL specified."));
+    }
+    if part.get("output")?.is_none() {
+        return Err(part.error("No output file specified."));
+    }
+    if input.is_some() && (inline.is_some() || url.is_some()) {
+        return Err(part.error("Too many input sources."));
+    }
+    part.get("input-encoding")?;
+    part.get("output-encoding")?;
+    if let Some(timeout) = part.get("timeout")? {
+        if timeout.trim().parse::<f64>().is_err() {
+            return Err(part.option_error("timeout", format!("invalid timeout `{timeout}`")));
+        }
+    }
+    part.get("overwrite")?;
+    let (source, origin) = if let Some(inline) = inline {
+        let span = part.r.span_of(part.idx, "inline");
+        (crate::pystr::strip_start(&inline).to_owned(), span.map(Origin::File))
+    } else if let Some(input) = input {
+        if std::path::Path::new(&input).exists() {
+            let text = std::fs::read_to_string(&input)
+                .map_err(|e| part.option_error("input", format!("cannot read `{input}`: {e}")))?;
+            let text = normalise_newlines(&text);
+            let len = text.len();
+            let file = part.r.sources.add(input.clone(), text.clone());
+            (text, Some(Origin::File(Span::new(file, 0..len))))
+        } else if let Some(rest) = input.strip_prefix("inline:") {
+            let span = part.r.span_of(part.idx, "input");
+            (crate::pystr::strip_start(rest).to_owned(), span.map(Origin::File))
+        } else {
+            return Err(part.option_error("input", format!("Input file '{input}' does not exist.")));
+        }
+    } else {
+        return Err(part.option_error(
+            "url",
+            "cannot download the template: slapstore reads local templates only",
+        ));
+    };
+    if let Some(mode) = part.get("mode")? {
+        check_octal(part, "mode", &mode)?;
+    }
+    let template = qualify_short_references(&source, &part.name);
+    let mut seen = Vec::new();
+    let mut out = String::new();
+    part.r
+        .substitute_piece(part.idx, &template, &mut seen, origin.as_ref(), &mut out)
+}
+
+/// `re.sub(r"\$\{([^:]+?)\}", r"${<name>:\1}", text)`: `${x}` becomes `${<name>:x}`.
+fn qualify_short_references(text: &str, name: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find(['}', ':']) {
+            Some(end) if after.as_bytes()[end] == b'}' && end > 0 => {
+                out.push_str("${");
+                out.push_str(name);
+                out.push(':');
+                out.push_str(&after[..end]);
+                out.push('}');
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
