@@ -1,0 +1,6 @@
+//! End-to-end tests of the `slapstore` binary (one test binary, as ripgrep does).
+
+mod common;
+
+mod cases;
+mod eval;
