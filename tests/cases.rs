@@ -37,7 +37,8 @@ fn check(case: &Path) -> Option<String> {
 
     let expected_json = case.join("expected.json");
     if expected_json.exists() {
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_json).ok()?).ok()?;
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(&expected_json).ok()?).ok()?;
         let mut json_args = args.clone();
         json_args.insert(1, "--json".into());
         let argv: Vec<&str> = json_args.iter().map(String::as_str).collect();
@@ -60,7 +61,9 @@ fn check(case: &Path) -> Option<String> {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let want = format!("# parts, in install order: {}", parts.join(" "));
-        if human.stdout.lines().next() != Some(want.trim_end()) && human.stdout.lines().next() != Some(want.as_str()) {
+        if human.stdout.lines().next() != Some(want.trim_end())
+            && human.stdout.lines().next() != Some(want.as_str())
+        {
             return Some(format!(
                 "install order: want `{want}`, got `{}`",
                 human.stdout.lines().next().unwrap_or("")
@@ -72,7 +75,10 @@ fn check(case: &Path) -> Option<String> {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_in(case, &argv);
     if out.code != 2 {
-        return Some(format!("expected exit 2, got {}: {}{}", out.code, out.stdout, out.stderr));
+        return Some(format!(
+            "expected exit 2, got {}: {}{}",
+            out.code, out.stdout, out.stderr
+        ));
     }
     let mut problems = Vec::new();
     for requirement in lines(&case.join("expect-error")) {
@@ -106,7 +112,10 @@ fn diff(expected: &Value, got: &Value) -> String {
             Some(g) if g != options => {
                 for (k, v) in options.as_object().unwrap_or(&empty) {
                     if g.get(k) != Some(v) {
-                        out.push(format!("[{section}] {k}: want {v} got {}", g.get(k).unwrap_or(&Value::Null)));
+                        out.push(format!(
+                            "[{section}] {k}: want {v} got {}",
+                            g.get(k).unwrap_or(&Value::Null)
+                        ));
                     }
                 }
                 for k in g.as_object().unwrap_or(&empty).keys() {
@@ -139,7 +148,12 @@ fn golden_cases_agree_with_zc_buildout() {
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| {
-            check(c).map(|why| format!("--- {}\n{why}", c.file_name().unwrap_or_default().to_string_lossy()))
+            check(c).map(|why| {
+                format!(
+                    "--- {}\n{why}",
+                    c.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
         })
         .collect();
     assert!(

@@ -38,7 +38,10 @@ pub enum ErrorKind {
     #[error("missing option `{section}:{option}`")]
     RequiredOption { section: String, option: String },
     #[error("the substitution `{token}` {problem}")]
-    Substitution { token: String, problem: &'static str },
+    Substitution {
+        token: String,
+        problem: &'static str,
+    },
     #[error("circular reference in substitutions: {}", chain.join(" -> "))]
     Circular { chain: Vec<String> },
     #[error("no section named `{section}` (used as a macro by `[{user}]`)")]

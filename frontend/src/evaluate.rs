@@ -22,6 +22,8 @@ pub struct EvalOptions {
     pub target: Target,
     /// The interpreter for profile Python code; also `[buildout] executable`'s default.
     pub python: String,
+    /// The root profile's text, if it is not to be read from the profile's path.
+    pub text: Option<String>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -44,6 +46,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         &LoadOptions {
             assignments: options.assignments.clone(),
             executable: options.python.clone(),
+            text: options.text.clone(),
         },
     )?;
     let versions_name = loaded
@@ -52,19 +55,11 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         .and_then(|b| b.get("versions"))
         .map(|v| v.text.clone())
         .unwrap_or_default();
-    let needs_python = loaded.raw.values().any(|s| {
-        s.contains_key("init")
-            && s.get("recipe")
-                .is_some_and(|r| r.text.contains("slapos.recipe.build") || r.text.contains("${"))
-    });
     let settings = Settings {
         target: options.target.clone(),
         python: options.python.clone(),
     };
-    let mut r = Resolver::new(sources, loaded.raw, settings);
-    if needs_python {
-        r.prestart_python();
-    }
+    let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge);
     init_buildout(&mut r, &versions_name)?;
     let b = r.section("buildout")?;
     let parts = r.require(b, "parts")?;
@@ -147,18 +142,27 @@ fn init_buildout(r: &mut Resolver, versions_name: &str) -> Result<()> {
     }
     let installed = r.require(b, "installed")?;
     if !installed.is_empty() {
-        r.set(b, "installed", path_join(&directory, &installed), Origin::Computed);
+        r.set(
+            b,
+            "installed",
+            path_join(&directory, &installed),
+            Origin::Computed,
+        );
     }
     r.require(b, "log-format")?;
     let level = r.require(b, "log-level")?;
-    if !matches!(level.as_str(), "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL")
-        && level.trim().parse::<i64>().is_err()
+    if !matches!(
+        level.as_str(),
+        "DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL"
+    ) && level.trim().parse::<i64>().is_err()
     {
-        return Err(Error::buildout(format!("invalid logging level `{level}`")).or_at(r.span_of(b, "log-level")));
+        return Err(Error::buildout(format!("invalid logging level `{level}`"))
+            .or_at(r.span_of(b, "log-level")));
     }
     if let Some(verbosity) = r.get(b, "verbosity", None)? {
         if verbosity.trim().parse::<i64>().is_err() {
-            return Err(Error::buildout(format!("invalid verbosity `{verbosity}`")).or_at(r.span_of(b, "verbosity")));
+            return Err(Error::buildout(format!("invalid verbosity `{verbosity}`"))
+                .or_at(r.span_of(b, "verbosity")));
         }
     }
     r.require(b, "socket-timeout")?;
@@ -166,7 +170,12 @@ fn init_buildout(r: &mut Resolver, versions_name: &str) -> Result<()> {
         r.section(versions_name)?;
     }
     r.require(b, "versions")?;
-    for name in ["prefer-final", "use-dependency-links", "allow-picked-versions", "show-picked-versions"] {
+    for name in [
+        "prefer-final",
+        "use-dependency-links",
+        "allow-picked-versions",
+        "show-picked-versions",
+    ] {
         bool_option(r, b, name, None)?;
     }
     r.require(b, "update-versions-file")?;
@@ -175,7 +184,12 @@ fn init_buildout(r: &mut Resolver, versions_name: &str) -> Result<()> {
     if bool_option(r, b, "abi-tag-eggs", Some("false"))? {
         let eggs = r.require(b, "eggs-directory")?;
         let (major, minor, _) = r.settings.target.python;
-        r.set(b, "eggs-directory", path_join(&eggs, &format!("cp{major}{minor}")), Origin::Computed);
+        r.set(
+            b,
+            "eggs-directory",
+            path_join(&eggs, &format!("cp{major}{minor}")),
+            Origin::Computed,
+        );
     }
     r.get(b, "eggs-directory", None)?;
     let offline = bool_option(r, b, "offline", None)?;
@@ -224,12 +238,17 @@ fn bool_option(r: &mut Resolver, b: usize, name: &str, default: Option<&str>) ->
         Some(v) => v,
         None => match default {
             Some(d) => d.to_owned(),
-            None => return Err(Error::new(ErrorKind::RequiredOption {
-                section: "buildout".into(),
-                option: name.into(),
-            })),
+            None => {
+                return Err(Error::new(ErrorKind::RequiredOption {
+                    section: "buildout".into(),
+                    option: name.into(),
+                }))
+            }
         },
     };
-    let origin = r.sections[b].origin(name).cloned().unwrap_or(Origin::Default);
+    let origin = r.sections[b]
+        .origin(name)
+        .cloned()
+        .unwrap_or(Origin::Default);
     check_bool(name, &value, &origin)
 }

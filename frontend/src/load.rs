@@ -11,6 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::merge::{merge_file, update};
 use crate::parser::{self, ConditionFailure, ParseError};
 use crate::pystr::{self, dirname, expanduser, normpath, path_join, split_whitespace};
+use crate::python::Bridge;
 use crate::source::{normalise_newlines, FileId, Sources, Span};
 
 /// The text SlapOS's buildout looks for to define `_profile_base_location_`.
@@ -87,11 +88,12 @@ pub fn default_options(executable: &str) -> RawSection {
 }
 
 /// What loading a profile produced.
-#[derive(Debug)]
 pub struct Loaded {
     pub raw: RawConfig,
     /// The files of the linearisation, in merge order.
     pub files: Vec<String>,
+    /// The Python interpreter, if the profile has code for it.
+    pub bridge: Option<Bridge>,
 }
 
 /// `_isurl`: `scheme://`.
@@ -108,12 +110,31 @@ pub fn is_url(s: &str) -> bool {
 pub struct Loader<'a> {
     pub sources: &'a mut Sources,
     pub target: &'a Target,
+    /// The interpreter for profile code: started as soon as a file with such code is read, so
+    /// that it boots while the rest is read and resolved.
+    pub python: Option<&'a str>,
+    pub bridge: Option<Bridge>,
+    /// A text to use instead of reading the file of that path (the root profile given in
+    /// memory, as the fuzzer does).
+    pub text: Option<(&'a str, &'a str)>,
+}
+
+/// True if a section runs Python code when initialised (`slapos.recipe.build` with `init`).
+fn has_python_code(section: &RawSection) -> bool {
+    section.contains_key("init")
+        && section
+            .get("recipe")
+            .is_some_and(|r| r.text.contains("slapos.recipe.build") || r.text.contains("${"))
 }
 
 impl Loader<'_> {
     /// Reads one file into [`Sources`] (with the error blamed on `from`, the `extends` that
     /// named it, if any) and parses it, adding `_profile_base_location_` where the file uses it.
     pub fn read(&mut self, path: &str, from: Option<Span>) -> Result<RawConfig> {
+        if let Some((_, text)) = self.text.filter(|(p, _)| *p == path) {
+            let file = self.sources.add(path.to_owned(), normalise_newlines(text));
+            return self.parse_file(file, dirname(path));
+        }
         if is_url(path) {
             return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }).or_at(from));
         }
@@ -139,8 +160,8 @@ impl Loader<'_> {
                 offset: e.offset,
             })
         };
-        let parsed =
-            parser::parse(&self.sources.get(file).text, file, &mut evaluate).map_err(|e| match e {
+        let parsed = parser::parse(&self.sources.get(file).text, file, &mut evaluate).map_err(
+            |e| match e {
                 ParseError::BadLines(lines) => {
                     let mut err = Error::at(ErrorKind::BadLine, lines[0]);
                     for line in &lines[1..] {
@@ -152,7 +173,8 @@ impl Loader<'_> {
                 ParseError::Condition { span, message } => {
                     Error::at(ErrorKind::Condition { message }, span)
                 }
-            })?;
+            },
+        )?;
         let mut config = RawConfig::with_capacity(parsed.sections.len());
         for (name, options) in parsed.sections {
             let marker = options
@@ -171,6 +193,11 @@ impl Loader<'_> {
             }
             config.insert(name, section);
         }
+        if let (None, Some(python)) = (&self.bridge, self.python) {
+            if config.values().any(has_python_code) {
+                self.bridge = Bridge::start(python).ok();
+            }
+        }
         Ok(config)
     }
 
@@ -186,7 +213,11 @@ impl Loader<'_> {
         for config in collected {
             merge_file(&mut merged, config);
         }
-        Ok(Loaded { raw: merged, files })
+        Ok(Loaded {
+            raw: merged,
+            files,
+            bridge: None,
+        })
     }
 
     fn visit(
@@ -258,8 +289,11 @@ fn io_reason(e: &std::io::Error) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub assignments: Vec<Assignment>,
-    /// `[buildout] executable`'s default: the Python that buildout would run with.
+    /// `[buildout] executable`'s default: the Python that buildout would run with, which also
+    /// runs profile code.
     pub executable: String,
+    /// The root profile's text, when it is given in memory rather than read from its path.
+    pub text: Option<String>,
 }
 
 /// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
@@ -275,13 +309,19 @@ pub fn load(
     } else {
         absolute(profile)
     };
-    if !is_url(&root) && !std::path::Path::new(&root).exists() {
+    if options.text.is_none() && !is_url(&root) && !std::path::Path::new(&root).exists() {
         return Err(Error::new(ErrorKind::CannotOpen {
             path: root,
             reason: "no such file".into(),
         }));
     }
-    let mut loader = Loader { sources, target };
+    let mut loader = Loader {
+        sources,
+        target,
+        python: Some(&options.executable),
+        bridge: None,
+        text: options.text.as_deref().map(|t| (root.as_str(), t)),
+    };
     let mut data = RawConfig::new();
     let mut buildout = default_options(&options.executable);
     buildout.insert(
@@ -296,12 +336,13 @@ pub fn load(
 
     let mut cloptions = RawConfig::new();
     let mut sorted: Vec<&Assignment> = options.assignments.iter().collect();
-    sorted.sort_by(|a, b| (&a.section, &a.option, &a.value).cmp(&(&b.section, &b.option, &b.value)));
+    sorted
+        .sort_by(|a, b| (&a.section, &a.option, &a.value).cmp(&(&b.section, &b.option, &b.value)));
     for a in sorted {
-        cloptions
-            .entry(a.section.clone())
-            .or_default()
-            .insert(a.option.clone(), Value::new(a.value.clone(), Origin::CommandLine));
+        cloptions.entry(a.section.clone()).or_default().insert(
+            a.option.clone(),
+            Value::new(a.value.clone(), Origin::CommandLine),
+        );
     }
     if let Some(cl_extends) = cloptions
         .get_mut("buildout")
@@ -309,7 +350,7 @@ pub fn load(
     {
         for name in split_whitespace(&cl_extends.text) {
             let path = resolve_extends(dirname(name), pystr::basename(name));
-            let more = loader.linearise(&absolute(&path), &options.executable)?;
+            let more = loader.linearise(&path, &options.executable)?;
             files.extend(more.files);
             update(&mut data, more.raw);
         }
@@ -344,7 +385,11 @@ pub fn load(
         }
     }
     absolutise_cache_dirs(loader.sources, &mut data)?;
-    Ok(Loaded { raw: data, files })
+    Ok(Loaded {
+        raw: data,
+        files,
+        bridge: loader.bridge,
+    })
 }
 
 /// `download-cache`, `eggs-directory` and `extends-cache` are made absolute against the
@@ -415,7 +460,13 @@ mod tests {
                 value: "v".into()
             })
         );
-        assert_eq!(Assignment::parse("parts=a").map(|a| a.section).ok().as_deref(), Some("buildout"));
+        assert_eq!(
+            Assignment::parse("parts=a")
+                .map(|a| a.section)
+                .ok()
+                .as_deref(),
+            Some("buildout")
+        );
         assert!(Assignment::parse("a:b:c=d").is_err());
         assert!(Assignment::parse("novalue").is_err());
     }
@@ -425,6 +476,9 @@ mod tests {
         assert!(is_url("https://x/y.cfg"));
         assert!(!is_url("/a/b.cfg"));
         assert_eq!(resolve_extends("/a/b", "../c.cfg"), "/a/c.cfg");
-        assert_eq!(resolve_extends("https://h/a", "../c.cfg"), "https://h/a/../c.cfg");
+        assert_eq!(
+            resolve_extends("https://h/a", "../c.cfg"),
+            "https://h/a/../c.cfg"
+        );
     }
 }

@@ -110,7 +110,9 @@ mod tests {
     }
 
     fn texts(s: &RawSection) -> Vec<(&str, &str)> {
-        s.iter().map(|(k, v)| (k.as_str(), v.text.as_str())).collect()
+        s.iter()
+            .map(|(k, v)| (k.as_str(), v.text.as_str()))
+            .collect()
     }
 
     #[test]

@@ -81,7 +81,11 @@ pub fn parse(
             if !enabled {
                 continue;
             }
-            let piece = if block_mode { rstrip(line) } else { strip(line) };
+            let piece = if block_mode {
+                rstrip(line)
+            } else {
+                strip(line)
+            };
             if !block_mode && piece.is_empty() {
                 continue;
             }
@@ -192,7 +196,9 @@ fn is_name_char(c: char) -> bool {
 fn match_header(line: &str) -> Option<Header<'_>> {
     let rest = line.strip_prefix('[')?;
     let after_ws = rest.trim_start_matches(is_space);
-    let name_len = after_ws.find(|c| !is_name_char(c)).unwrap_or(after_ws.len());
+    let name_len = after_ws
+        .find(|c| !is_name_char(c))
+        .unwrap_or(after_ws.len());
     if name_len == 0 {
         return None;
     }
@@ -259,7 +265,9 @@ mod tests {
     use super::*;
 
     fn parse_ok(text: &str) -> ParsedFile {
-        parse(text, FileId(0), &mut |e: &str| Ok(e.trim() == "true")).ok().unwrap()
+        parse(text, FileId(0), &mut |e: &str| Ok(e.trim() == "true"))
+            .ok()
+            .unwrap()
     }
 
     fn values(p: &ParsedFile, section: &str) -> Vec<(String, String)> {
@@ -274,7 +282,10 @@ mod tests {
         let p = parse_ok("[a]\nx = 1\n  2\n\n  3\ny =\n  l1\n    l2\n\n  l3\n");
         assert_eq!(
             values(&p, "a"),
-            [("x".into(), "1\n2\n3".into()), ("y".into(), "l1\n  l2\n\nl3".into())]
+            [
+                ("x".into(), "1\n2\n3".into()),
+                ("y".into(), "l1\n  l2\n\nl3".into())
+            ]
         );
     }
 
@@ -294,7 +305,7 @@ mod tests {
 
     #[test]
     fn conditional_sections() {
-        let p = parse_ok("[a:false]\nx = 1\n  2\n[a: true ]\ny = 2\n[b]\nz = 3\n");
+        let p = parse_ok("[b]\n[a:false]\nx = 1\n  2\n[a: true ]\ny = 2\n[b]\nz = 3\n");
         assert_eq!(values(&p, "a"), [("y".into(), "2".into())]);
         assert_eq!(values(&p, "b"), [("z".into(), "3".into())]);
     }

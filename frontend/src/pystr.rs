@@ -30,7 +30,13 @@ pub fn split_whitespace(s: &str) -> impl Iterator<Item = &str> {
 pub fn dedent(text: &str) -> String {
     let lines: Vec<&str> = text
         .split('\n')
-        .map(|l| if l.bytes().all(|b| b == b' ' || b == b'\t') { "" } else { l })
+        .map(|l| {
+            if l.bytes().all(|b| b == b' ' || b == b'\t') {
+                ""
+            } else {
+                l
+            }
+        })
         .collect();
     let mut margin: Option<&str> = None;
     for line in &lines {
@@ -248,6 +254,9 @@ mod tests {
     fn whitespace() {
         assert!(is_space('\x1c'));
         assert_eq!(strip(" \t a \x0b"), "a");
-        assert_eq!(split_whitespace(" a  b\nc ").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            split_whitespace(" a  b\nc ").collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
 }

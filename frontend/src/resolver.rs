@@ -99,14 +99,19 @@ pub struct Blame<'a> {
 }
 
 impl<'s> Resolver<'s> {
-    pub fn new(sources: &'s mut Sources, raw: RawConfig, settings: Settings) -> Resolver<'s> {
+    pub fn new(
+        sources: &'s mut Sources,
+        raw: RawConfig,
+        settings: Settings,
+        bridge: Option<Bridge>,
+    ) -> Resolver<'s> {
         Resolver {
             sources,
             settings,
             raw,
             sections: IndexMap::new(),
             parts: Vec::new(),
-            bridge: None,
+            bridge,
             macro_stack: Vec::new(),
         }
     }
@@ -220,7 +225,9 @@ impl<'s> Resolver<'s> {
                 })
                 .or_at(span));
             };
-            let expanded = self.extend_raw(macro_name, raw).map_err(|e| e.or_at(span))?;
+            let expanded = self
+                .extend_raw(macro_name, raw)
+                .map_err(|e| e.or_at(span))?;
             for (k, v) in expanded {
                 result.insert(k, v);
             }
@@ -232,7 +239,12 @@ impl<'s> Resolver<'s> {
 
     /// `Options.get(option, None, seen)`: the substituted value, or `None` if the option does
     /// not exist.
-    pub fn get(&mut self, idx: usize, option: &str, seen: Option<&mut Seen>) -> Result<Option<String>> {
+    pub fn get(
+        &mut self,
+        idx: usize,
+        option: &str,
+        seen: Option<&mut Seen>,
+    ) -> Result<Option<String>> {
         let options = &self.sections[idx];
         if let Some(r) = options.data.get(option) {
             return Ok(Some(r.text.clone()));
@@ -474,13 +486,17 @@ impl<'s> Resolver<'s> {
     /// initialises them. Used by profile Python code.
     pub fn parse_sections(&mut self, text: &str, by: &str) -> Result<()> {
         let dedented = pystr::dedent(text);
-        let file = self
-            .sources
-            .add(format!("<text parsed by [{by}]>"), crate::source::normalise_newlines(&dedented));
+        let file = self.sources.add(
+            format!("<text parsed by [{by}]>"),
+            crate::source::normalise_newlines(&dedented),
+        );
         let target = self.settings.target.clone();
         let mut loader = crate::load::Loader {
             sources: self.sources,
             target: &target,
+            python: None,
+            bridge: None,
+            text: None,
         };
         let parsed = loader.parse_file(file, "")?;
         let names: Vec<String> = parsed.keys().cloned().collect();

@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(PartName::new(""), Err(PartNameError::Empty));
         assert!(matches!(PartName::new("a/b"), Err(PartNameError::Slash(_))));
         assert!(matches!(PartName::new(".."), Err(PartNameError::Dots(_))));
-        assert!(matches!(PartName::new("a\nb"), Err(PartNameError::Control(_))));
+        assert!(matches!(
+            PartName::new("a\nb"),
+            Err(PartNameError::Control(_))
+        ));
         assert!(PartName::new("gcc-10.5").is_ok());
     }
 }

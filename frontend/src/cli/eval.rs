@@ -74,7 +74,10 @@ pub fn run(args: EvalArgs) -> i32 {
                 human(&sources, &evaluation)
             };
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
+            match stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
                 Ok(()) => 0,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
                 Err(e) => report::usage(&format!("cannot write the output: {e}")),

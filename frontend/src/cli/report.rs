@@ -3,7 +3,10 @@
 
 use codespan_reporting::diagnostic::{Diagnostic, Label};
 use codespan_reporting::files::{Error as FilesError, Files};
-use codespan_reporting::term::{self, termcolor::{ColorChoice, StandardStream}};
+use codespan_reporting::term::{
+    self,
+    termcolor::{ColorChoice, StandardStream},
+};
 
 use crate::error::Error;
 use crate::source::{FileId, Sources};
@@ -34,14 +37,21 @@ impl<'a> Files<'a> for View<'a> {
         })
     }
 
-    fn line_range(&'a self, id: FileId, line_index: usize) -> Result<std::ops::Range<usize>, FilesError> {
+    fn line_range(
+        &'a self,
+        id: FileId,
+        line_index: usize,
+    ) -> Result<std::ops::Range<usize>, FilesError> {
         let file = self.0.get(id);
         let starts = file.line_starts();
         let start = *starts.get(line_index).ok_or(FilesError::LineTooLarge {
             given: line_index,
             max: starts.len().saturating_sub(1),
         })?;
-        let end = starts.get(line_index + 1).copied().unwrap_or(file.text.len());
+        let end = starts
+            .get(line_index + 1)
+            .copied()
+            .unwrap_or(file.text.len());
         Ok(start..end)
     }
 }
@@ -61,7 +71,13 @@ fn diagnostic(base: Diagnostic<FileId>, e: &Error) -> Diagnostic<FileId> {
 }
 
 fn emit(sources: &Sources, d: &Diagnostic<FileId>) {
-    let writer = StandardStream::stderr(ColorChoice::Auto);
+    use std::io::IsTerminal;
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let writer = StandardStream::stderr(color);
     let config = term::Config::default();
     let mut lock = writer.lock();
     if term::emit(&mut lock, &config, &View(sources), d).is_err() {

@@ -1,27 +1,29 @@
 # The Python side of slapstore's bridge: runs the `init` code of slapos.recipe.build sections
 # with the API such code expects (options, self.buildout, self.name, is_true, ...). Every read
 # or write of buildout data is a request to slapstore's resolver, answered lazily over a pipe
-# (one JSON object per line). While waiting for an answer, slapstore may ask for the `init`
-# code of another section to run (a nested request): those are served before the answer.
-import json, logging, os, sys, traceback, types
+# (Python's built-in `marshal` format, version 2). While waiting for an answer, slapstore may
+# ask for the `init` code of another section to run (a nested request): those are served
+# before the answer. Start-up is kept short: nothing slow is imported up front (`json`, `logging` and
+# `traceback` cost more than the rest of the start-up together).
+import marshal, os, sys, types
 from collections.abc import MutableMapping
 
-_proto_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+_proto_out = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)  # what profile code prints must not reach the protocol pipe
 sys.stdout = sys.stderr
-_proto_in = sys.stdin
+_proto_in = sys.stdin.buffer
 
 
 def _send(message):
-    _proto_out.write(json.dumps(message) + "\n")
+    marshal.dump(message, _proto_out, 2)
     _proto_out.flush()
 
 
 def _recv():
-    line = _proto_in.readline()
-    if not line:
+    try:
+        return marshal.load(_proto_in)
+    except EOFError:
         os._exit(0)
-    return json.loads(line)
 
 
 class UserError(Exception):
@@ -184,7 +186,11 @@ class Recipe(object):
         if self.options is None:
             self.options = _buildout[name]
         self.location = location
-        self.logger = logging.getLogger(name)
+
+    @property
+    def logger(self):
+        import logging
+        return logging.getLogger(self.name)
 
 
 def is_true(value, default=False):
@@ -218,6 +224,7 @@ def _run_init(message):
         code = compile(message["code"], name, "exec")
         exec(code, g)
     except BaseException as e:
+        import traceback
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == name]
         line = frames[-1].lineno if frames else None
         text = message["code"].splitlines()[line - 1] if line else None

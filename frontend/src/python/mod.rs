@@ -5,15 +5,17 @@
 //! to buildout data from Python is a request answered by the resolver, lazily, so sections are
 //! initialised in exactly the order buildout would initialise them.
 //!
-//! Protocol: one JSON object per line each way. slapstore sends `init`; Python answers with
+//! Protocol: one `marshal` object at a time each way (see `marshal`). slapstore sends `init`; Python answers with
 //! requests (`section`, `get`, `set`, `del`, `keys`, `copy`, `sections`, `parse`), each answered
 //! by `ok` or `err`, and finishes with `done` or `fail`. A request may cause a nested `init`,
 //! which Python serves before reading the answer.
 
-use std::io::{BufRead, BufReader, Write};
+mod marshal;
+
+use std::io::BufReader;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use serde_json::{json, Value as Json};
+use marshal::Value;
 
 use crate::config::Origin;
 use crate::error::{Error, ErrorKind, Result};
@@ -60,32 +62,25 @@ impl Bridge {
         })
     }
 
-    fn send(&mut self, message: &Json) -> Result<()> {
-        let mut line = message.to_string();
-        line.push('\n');
-        self.stdin
-            .write_all(line.as_bytes())
-            .and_then(|_| self.stdin.flush())
+    fn send(&mut self, message: &Value) -> Result<()> {
+        marshal::write(&mut self.stdin, message)
             .map_err(|e| bridge_error(format!("cannot write to Python: {e}")))
     }
 
-    fn recv(&mut self) -> Result<Json> {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .map_err(|e| bridge_error(format!("cannot read from Python: {e}")))?;
-        if n == 0 {
-            return Err(bridge_error("the Python process exited unexpectedly"));
-        }
-        serde_json::from_str(&line).map_err(|e| bridge_error(format!("bad message {line:?}: {e}")))
+    fn recv(&mut self) -> Result<Value> {
+        marshal::read(&mut self.stdout).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                bridge_error("the Python process exited unexpectedly")
+            }
+            _ => bridge_error(format!("cannot read from Python: {e}")),
+        })
     }
 
     fn wait_ready(&mut self) -> Result<()> {
         if !self.ready {
             let hello = self.recv()?;
-            if hello["t"] != "ready" {
-                return Err(bridge_error(format!("unexpected greeting {hello}")));
+            if hello.text("t") != "ready" {
+                return Err(bridge_error(format!("unexpected greeting {hello:?}")));
             }
             self.ready = true;
         }
@@ -101,14 +96,6 @@ impl Drop for Bridge {
 }
 
 impl Resolver<'_> {
-    /// Starts Python ahead of need, so that its start-up overlaps the resolution of the
-    /// sections that come before the first `init` code.
-    pub fn prestart_python(&mut self) {
-        if self.bridge.is_none() {
-            self.bridge = Bridge::start(&self.settings.python).ok();
-        }
-    }
-
     fn bridge(&mut self) -> Result<&mut Bridge> {
         if self.bridge.is_none() {
             self.bridge = Some(Bridge::start(&self.settings.python)?);
@@ -125,91 +112,115 @@ impl Resolver<'_> {
     /// Runs the `init` code of section `idx` (slapos.recipe.build's `Script._exec`).
     pub fn run_init(&mut self, idx: usize, code: &str, location: Option<&str>) -> Result<()> {
         let name = self.name(idx).to_owned();
-        let message = json!({"t": "init", "section": name, "code": code, "location": location});
+        let message = Value::dict([
+            ("t", Value::str("init")),
+            ("section", Value::str(name.clone())),
+            ("code", Value::str(code)),
+            ("location", location.map_or(Value::None, Value::str)),
+        ]);
         self.bridge()?.send(&message)?;
         loop {
             let message = self.bridge()?.recv()?;
-            match message["t"].as_str() {
-                Some("done") => return Ok(()),
-                Some("fail") => return Err(self.init_failure(idx, &message)),
-                Some(_) => {
+            match message.text("t") {
+                "done" => return Ok(()),
+                "fail" => return Err(self.init_failure(idx, &message)),
+                _ => {
                     let reply = match self.answer(&name, &message) {
                         Ok(reply) => reply,
                         Err(e) => self.stash(e),
                     };
                     self.bridge()?.send(&reply)?;
                 }
-                None => return Err(bridge_error(format!("bad message {message}"))),
             }
         }
     }
 
-    fn stash(&mut self, error: Error) -> Json {
+    fn stash(&mut self, error: Error) -> Value {
+        let strs = |items: &[&str]| Value::List(items.iter().map(|s| Value::str(*s)).collect());
         let (kind, args) = match &error.kind {
-            ErrorKind::MissingSection { section } => ("MissingSection", json!([section])),
-            ErrorKind::RequiredOption { section, option } => {
-                ("MissingOption", json!([format!("Missing option: {section}:{option}")]))
-            }
+            ErrorKind::MissingSection { section } => ("MissingSection", strs(&[section])),
+            ErrorKind::RequiredOption { section, option } => (
+                "MissingOption",
+                strs(&[&format!("Missing option: {section}:{option}")]),
+            ),
             ErrorKind::MissingOption { section, option } => (
                 "MissingOption",
-                json!(["Referenced option does not exist:", section, option]),
+                strs(&["Referenced option does not exist:", section, option]),
             ),
-            other => ("UserError", json!([other.to_string()])),
+            other => ("UserError", strs(&[&other.to_string()])),
         };
-        let Some(bridge) = self.bridge.as_mut() else {
-            return json!({"t": "err", "kind": kind, "args": args, "id": null});
+        let id = match self.bridge.as_mut() {
+            Some(bridge) => {
+                bridge.raised.push(error);
+                Value::Int(bridge.raised.len() as i64 - 1)
+            }
+            None => Value::None,
         };
-        bridge.raised.push(error);
-        json!({"t": "err", "kind": kind, "args": args, "id": bridge.raised.len() - 1})
+        Value::dict([
+            ("t", Value::str("err")),
+            ("kind", Value::str(kind)),
+            ("args", args),
+            ("id", id),
+        ])
     }
 
-    fn answer(&mut self, by: &str, request: &Json) -> Result<Json> {
-        let text = |key: &str| request[key].as_str().unwrap_or_default().to_owned();
+    fn answer(&mut self, by: &str, request: &Value) -> Result<Value> {
+        let text = |key: &str| request.text(key).to_owned();
+        let ok = |v: Value| Value::dict([("t", Value::str("ok")), ("v", v)]);
+        let strings = |items: Vec<String>| Value::List(items.into_iter().map(Value::Str).collect());
         let existing = |r: &Resolver, section: &str| {
             r.sections
                 .get_index_of(section)
                 .ok_or_else(|| bridge_error(format!("section `{section}` was not asked for first")))
         };
-        match request["t"].as_str().unwrap_or_default() {
+        match request.text("t") {
             "section" => {
                 self.section(&text("s"))?;
-                Ok(json!({"t": "ok"}))
+                Ok(ok(Value::None))
             }
             "get" => {
                 let idx = existing(self, &text("s"))?;
                 let value = self.get(idx, &text("o"), None)?;
-                Ok(json!({"t": "ok", "v": value}))
+                Ok(ok(value.map_or(Value::None, Value::Str)))
             }
             "set" => {
                 let idx = existing(self, &text("s"))?;
                 self.set(idx, &text("o"), text("v"), Origin::Code(by.to_owned()));
-                Ok(json!({"t": "ok"}))
+                Ok(ok(Value::None))
             }
             "del" => {
                 let idx = existing(self, &text("s"))?;
                 let found = self.delete(idx, &text("o"));
-                Ok(json!({"t": "ok", "missing": !found}))
+                Ok(Value::dict([
+                    ("t", Value::str("ok")),
+                    ("missing", Value::Bool(!found)),
+                ]))
             }
             "keys" => {
                 let idx = existing(self, &text("s"))?;
-                Ok(json!({"t": "ok", "v": self.sections[idx].keys()}))
+                Ok(ok(strings(self.sections[idx].keys())))
             }
             "copy" => {
                 let idx = existing(self, &text("s"))?;
-                Ok(json!({"t": "ok", "v": self.raw_copy(idx)}))
+                let items = self
+                    .raw_copy(idx)
+                    .into_iter()
+                    .map(|(k, v)| (Value::Str(k), Value::Str(v)))
+                    .collect();
+                Ok(ok(Value::Dict(items)))
             }
-            "sections" => Ok(json!({"t": "ok", "v": self.raw.keys().collect::<Vec<_>>()})),
+            "sections" => Ok(ok(strings(self.raw.keys().cloned().collect()))),
             "parse" => {
                 self.parse_sections(&text("text"), by)?;
-                Ok(json!({"t": "ok"}))
+                Ok(ok(Value::None))
             }
             other => Err(bridge_error(format!("unknown request `{other}`"))),
         }
     }
 
-    fn init_failure(&mut self, idx: usize, message: &Json) -> Error {
+    fn init_failure(&mut self, idx: usize, message: &Value) -> Error {
         let name = self.name(idx).to_owned();
-        if let Some(id) = message["id"].as_u64() {
+        if let Some(id) = message.get("id").and_then(Value::as_int) {
             if let Some(original) = self.bridge.as_mut().and_then(|b| {
                 let id = id as usize;
                 (id < b.raised.len()).then(|| b.raised[id].clone())
@@ -217,13 +228,9 @@ impl Resolver<'_> {
                 return original.note(format!("raised through the Python `init` code of [{name}]"));
             }
         }
-        let exception = format!(
-            "{}: {}",
-            message["type"].as_str().unwrap_or("Exception"),
-            message["message"].as_str().unwrap_or_default()
-        );
+        let exception = format!("{}: {}", message.text("type"), message.text("message"));
         let span = self.span_of(idx, "init").map(|span| {
-            match message["text"].as_str().map(str::trim) {
+            match message.get("text").and_then(Value::as_str).map(str::trim) {
                 Some(line) if !line.is_empty() => self.find_in(span, line),
                 _ => span,
             }
@@ -233,7 +240,7 @@ impl Resolver<'_> {
             exception,
         })
         .or_at(span);
-        if let Some(line) = message["line"].as_u64() {
+        if let Some(line) = message.get("line").and_then(Value::as_int) {
             err = err.note(format!("at line {line} of the `init` code"));
         }
         err

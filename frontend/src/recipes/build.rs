@@ -12,9 +12,9 @@ pub fn script(part: &mut Part) -> Result<()> {
     let install = part.get("install")?.filter(|s| !s.is_empty());
     let update = part.get("update")?.filter(|s| !s.is_empty());
     if init.is_none() && install.is_none() && update.is_none() {
-        return Err(part.error(
-            "at least one of the following option is required: init, install, update",
-        ));
+        return Err(
+            part.error("at least one of the following option is required: init, install, update")
+        );
     }
     if part.get("keep-on-error")?.is_some() {
         part.is_true("keep-on-error")?;
@@ -55,15 +55,30 @@ pub fn gitclone(part: &mut Part) -> Result<()> {
         let location = part.parts_location()?;
         part.set("location", location);
     }
-    for key in ["branch", "revision", "location", "git-executable", "sparse-checkout"] {
+    for key in [
+        "branch",
+        "revision",
+        "location",
+        "git-executable",
+        "sparse-checkout",
+    ] {
         part.get(key)?;
     }
     if let Some(depth) = part.get("depth")?.filter(|d| !d.is_empty()) {
         if depth.trim().parse::<i64>().is_err() {
-            return Err(part.option_error("depth", format!("`depth` must be an integer, not `{depth}`")));
+            return Err(part.option_error(
+                "depth",
+                format!("`depth` must be an integer, not `{depth}`"),
+            ));
         }
     }
-    for key in ["develop", "shared", "use-cache", "ignore-ssl-certificate", "ignore-cloning-submodules"] {
+    for key in [
+        "develop",
+        "shared",
+        "use-cache",
+        "ignore-ssl-certificate",
+        "ignore-cloning-submodules",
+    ] {
         part.get(key)?;
     }
     if part.r.raw.contains_key("networkcache") {
@@ -102,7 +117,12 @@ fn vm_base(part: &mut Part) -> Result<()> {
 /// `vm.install-debian` / `vm.install-ubuntu`: reads the sections of its `dists` and their ISOs.
 pub fn vm_install(part: &mut Part) -> Result<()> {
     vm_base(part)?;
-    let arch = part.get("arch")?.filter(|a| !a.is_empty()).unwrap_or_else(|| "amd64".into());
+    // the recipe's default is the machine buildout runs on (`os.uname()[4]`): the target's
+    let machine = part.r.settings.target.machine.clone();
+    let arch = part
+        .get("arch")?
+        .filter(|a| !a.is_empty())
+        .unwrap_or(machine);
     let dists = part.require("dists")?;
     for dist in split_whitespace(&dists) {
         let d = part.r.section(dist)?;

@@ -7,7 +7,10 @@ use crate::error::Result;
 pub fn init(part: &mut Part) -> Result<()> {
     if let Some(value) = part.get("stop-on-error")? {
         let lower = value.to_lowercase();
-        if !matches!(lower.as_str(), "no" | "off" | "false" | "yes" | "on" | "true") {
+        if !matches!(
+            lower.as_str(),
+            "no" | "off" | "false" | "yes" | "on" | "true"
+        ) {
             return Err(part.option_error(
                 "stop-on-error",
                 format!(

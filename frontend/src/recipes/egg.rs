@@ -11,7 +11,10 @@ pub fn eggs(part: &mut Part) -> Result<()> {
     let default_links = part.buildout("find-links")?;
     let links = part.get("find-links")?.unwrap_or(default_links);
     if !links.is_empty() {
-        part.set("find-links", split_whitespace(&links).collect::<Vec<_>>().join("\n"));
+        part.set(
+            "find-links",
+            split_whitespace(&links).collect::<Vec<_>>().join("\n"),
+        );
     }
     let index = match part.get("index")? {
         Some(i) => Some(i),
@@ -82,7 +85,14 @@ fn base(part: &mut Part) -> Result<()> {
         }
     }
     if let Some(value) = part.get("rpath")? {
-        const SPECIAL: [&str; 6] = ["$ORIGIN", "$LIB", "$PLATFORM", "${ORIGIN}", "${LIB}", "${PLATFORM}"];
+        const SPECIAL: [&str; 6] = [
+            "$ORIGIN",
+            "$LIB",
+            "$PLATFORM",
+            "${ORIGIN}",
+            "${LIB}",
+            "${PLATFORM}",
+        ];
         let joined: Vec<String> = strip(&value)
             .split('\n')
             .filter(|v| !strip(v).is_empty())
@@ -111,7 +121,10 @@ pub fn custom(part: &mut Part) -> Result<()> {
         None => part.buildout_get("find-links")?,
     };
     if let Some(links) = links.filter(|l| !l.is_empty()) {
-        part.set("find-links", split_whitespace(&links).collect::<Vec<_>>().join("\n"));
+        part.set(
+            "find-links",
+            split_whitespace(&links).collect::<Vec<_>>().join("\n"),
+        );
     }
     let index = match part.get("index")? {
         Some(i) => Some(i),

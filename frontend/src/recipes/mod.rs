@@ -171,7 +171,12 @@ fn egg_key(spec: &str) -> Option<String> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .unwrap_or(spec.len());
     let (name, rest) = spec.split_at(end);
-    if name.is_empty() || !(rest.is_empty() || rest.trim_start().starts_with(['[', '<', '>', '=', '!', '~', ';'])) {
+    if name.is_empty()
+        || !(rest.is_empty()
+            || rest
+                .trim_start()
+                .starts_with(['[', '<', '>', '=', '!', '~', ';']))
+    {
         return None;
     }
     let mut key = String::with_capacity(name.len());
@@ -316,8 +321,14 @@ mod tests {
 
     #[test]
     fn egg_names() {
-        assert_eq!(egg_key("slapos.recipe.CMMI").as_deref(), Some("slapos-recipe-cmmi"));
-        assert_eq!(egg_key("zc.recipe.egg>=2").as_deref(), Some("zc-recipe-egg"));
+        assert_eq!(
+            egg_key("slapos.recipe.CMMI").as_deref(),
+            Some("slapos-recipe-cmmi")
+        );
+        assert_eq!(
+            egg_key("zc.recipe.egg>=2").as_deref(),
+            Some("zc-recipe-egg")
+        );
         assert_eq!(egg_key("a b"), None);
     }
 }

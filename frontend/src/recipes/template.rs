@@ -66,7 +66,10 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
         }
         let (kind, alias, expression) = (words[0], words[1], rest_after(line, 2));
         if aliases.iter().any(|a| a == alias) {
-            return Err(part.option_error("import-list", format!("duplicate import-list entry `{alias}`")));
+            return Err(part.option_error(
+                "import-list",
+                format!("duplicate import-list entry `{alias}`"),
+            ));
         }
         aliases.push(alias.to_owned());
         match kind {
@@ -75,7 +78,9 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
                 key(part, "import-list", expression)?;
             }
             other => {
-                return Err(part.option_error("import-list", format!("unknown import-list type `{other}`")))
+                return Err(
+                    part.option_error("import-list", format!("unknown import-list type `{other}`"))
+                )
             }
         }
     }
@@ -133,10 +138,48 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
 
 /// The names jinja2 templates get without asking (a context entry may not reuse them).
 const DEFAULT_CONTEXT: &[&str] = &[
-    "abs", "all", "any", "bin", "bool", "bytes", "callable", "chr", "complex", "dict", "divmod",
-    "enumerate", "filter", "float", "format", "frozenset", "hex", "int", "isinstance", "iter",
-    "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr",
-    "reversed", "round", "set", "six", "sorted", "str", "sum", "tuple", "zip", "assert", "dumps",
+    "abs",
+    "all",
+    "any",
+    "bin",
+    "bool",
+    "bytes",
+    "callable",
+    "chr",
+    "complex",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hex",
+    "int",
+    "isinstance",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "oct",
+    "ord",
+    "pow",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "six",
+    "sorted",
+    "str",
+    "sum",
+    "tuple",
+    "zip",
+    "assert",
+    "dumps",
 ];
 
 /// `line.split(None, n)[n]`: the text after the first `n` words.
@@ -151,7 +194,8 @@ fn rest_after(line: &str, n: usize) -> &str {
 
 /// `getKey`: `section:option` (empty section: this part) read from the buildout.
 fn key(part: &mut Part, option: &str, expression: &str) -> Result<String> {
-    let Some((section, entry)) = expression.split_once(':').filter(|(_, e)| !e.contains(':')) else {
+    let Some((section, entry)) = expression.split_once(':').filter(|(_, e)| !e.contains(':'))
+    else {
         return Err(part.option_error(option, format!("`{expression}` is not `section:option`")));
     };
     let span = part.r.span_of(part.idx, option);
@@ -192,9 +236,8 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<(St
             crate::pystr::path_join(&directory, url)
         }
     };
-    let bytes = std::fs::read(&path).map_err(|e| {
-        part.option_error("url", format!("cannot read template `{path}`: {e}"))
-    })?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?;
     if let Some(expected) = md5sum {
         use md5::Digest;
         let actual = format!("{:x}", md5::Md5::digest(&bytes));
@@ -238,7 +281,10 @@ pub fn collective(part: &mut Part) -> Result<()> {
     part.get("overwrite")?;
     let (source, origin) = if let Some(inline) = inline {
         let span = part.r.span_of(part.idx, "inline");
-        (crate::pystr::strip_start(&inline).to_owned(), span.map(Origin::File))
+        (
+            crate::pystr::strip_start(&inline).to_owned(),
+            span.map(Origin::File),
+        )
     } else if let Some(input) = input {
         if std::path::Path::new(&input).exists() {
             let text = std::fs::read_to_string(&input)
@@ -249,7 +295,10 @@ pub fn collective(part: &mut Part) -> Result<()> {
             (text, Some(Origin::File(Span::new(file, 0..len))))
         } else if let Some(rest) = input.strip_prefix("inline:") {
             let span = part.r.span_of(part.idx, "input");
-            (crate::pystr::strip_start(rest).to_owned(), span.map(Origin::File))
+            (
+                crate::pystr::strip_start(rest).to_owned(),
+                span.map(Origin::File),
+            )
         } else {
             return Err(part.option_error("input", format!("Input file '{input}' does not exist.")));
         }
