@@ -3,10 +3,14 @@
 
 use crate::source::Span;
 
-/// A profile error. `span` is where the blame lies; `notes` say what slapstore was doing
+/// A profile error (boxed: errors are rare, results are everywhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(Box<Diagnosis>);
+
+/// What an [`Error`] says: `span` is where the blame lies; `notes` say what slapstore was doing
 /// (innermost first), like buildout's `While:` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
+pub struct Diagnosis {
     pub kind: ErrorKind,
     pub span: Option<Span>,
     /// Secondary places worth showing, each with a label.
@@ -66,21 +70,34 @@ pub enum ErrorKind {
     BadAssignment { assignment: String, message: String },
 }
 
+impl std::ops::Deref for Error {
+    type Target = Diagnosis;
+
+    fn deref(&self) -> &Diagnosis {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Error {
+    fn deref_mut(&mut self) -> &mut Diagnosis {
+        &mut self.0
+    }
+}
+
 impl Error {
     pub fn new(kind: ErrorKind) -> Error {
-        Error {
+        Error(Box::new(Diagnosis {
             kind,
             span: None,
             related: Vec::new(),
             notes: Vec::new(),
-        }
+        }))
     }
 
     pub fn at(kind: ErrorKind, span: Span) -> Error {
-        Error {
-            span: Some(span),
-            ..Error::new(kind)
-        }
+        let mut e = Error::new(kind);
+        e.span = Some(span);
+        e
     }
 
     /// A buildout `UserError` raised by buildout's own logic.

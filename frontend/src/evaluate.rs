@@ -59,14 +59,18 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         target: options.target.clone(),
         python: options.python.clone(),
     };
-    let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge);
+    let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;
     let b = r.section("buildout")?;
     let parts = r.require(b, "parts")?;
     let parts_span = r.span_of(b, "parts");
     for part in split_whitespace(&parts) {
-        let idx = r.section(part).map_err(|e| e.or_at(parts_span))?;
-        r.require(idx, "recipe").map_err(|e| e.or_at(parts_span))?;
+        let listed = |e: Error| match parts_span {
+            Some(span) if e.span.is_some() => e.related(span, format!("`{part}` is listed here")),
+            _ => e.or_at(parts_span),
+        };
+        let idx = r.section(part).map_err(listed)?;
+        r.require(idx, "recipe").map_err(listed)?;
     }
     let reached = r.sections.len();
     let mut failed = Vec::new();
@@ -197,7 +201,8 @@ fn init_buildout(r: &mut Resolver, versions_name: &str) -> Result<()> {
         return Err(Error::buildout(
             "install-from-cache can't be used with offline mode: nothing is installed, even from \
              cache, in offline mode",
-        ));
+        )
+        .or_at(r.span_of(b, "install-from-cache")));
     }
     for (name, _) in default_options("") {
         r.require(b, &name)?;

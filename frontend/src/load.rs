@@ -5,6 +5,8 @@
 //!
 //! Invariant: every file read is registered in [`Sources`], so that all spans resolve.
 
+use std::collections::HashMap;
+
 use crate::condition::{self, Target};
 use crate::config::{Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
@@ -89,6 +91,8 @@ pub fn default_options(executable: &str) -> RawSection {
 
 /// What loading a profile produced.
 pub struct Loaded {
+    /// The first header of each section.
+    pub headers: HashMap<String, Span>,
     pub raw: RawConfig,
     /// The files of the linearisation, in merge order.
     pub files: Vec<String>,
@@ -117,6 +121,8 @@ pub struct Loader<'a> {
     /// A text to use instead of reading the file of that path (the root profile given in
     /// memory, as the fuzzer does).
     pub text: Option<(&'a str, &'a str)>,
+    /// The first header read of each section, to point at when a section is to blame.
+    pub headers: HashMap<String, Span>,
 }
 
 /// True if a section runs Python code when initialised (`slapos.recipe.build` with `init`).
@@ -175,6 +181,9 @@ impl Loader<'_> {
                 }
             },
         )?;
+        for (name, span) in parsed.headers {
+            self.headers.entry(name).or_insert(span);
+        }
         let mut config = RawConfig::with_capacity(parsed.sections.len());
         for (name, options) in parsed.sections {
             let marker = options
@@ -217,6 +226,7 @@ impl Loader<'_> {
             raw: merged,
             files,
             bridge: None,
+            headers: HashMap::new(),
         })
     }
 
@@ -251,13 +261,26 @@ impl Loader<'_> {
             let base = dirname(path).to_owned();
             for name in split_whitespace(&extends.text) {
                 let child = resolve_extends(&base, name);
-                self.visit(&child, span, visited, collected, files)
+                let at = span.map(|s| find_in(self.sources, s, name));
+                self.visit(&child, at, visited, collected, files)
                     .map_err(|e| e.note(format!("while reading the files `{path}` extends")))?;
             }
         }
         files.push(path.to_owned());
         collected.push(config);
         Ok(())
+    }
+}
+
+/// The first occurrence of `needle` inside `span`, or `span` itself.
+pub fn find_in(sources: &Sources, span: Span, needle: &str) -> Span {
+    match sources.slice(span).find(needle) {
+        Some(i) => Span {
+            file: span.file,
+            start: span.start + i as u32,
+            end: span.start + (i + needle.len()) as u32,
+        },
+        None => span,
     }
 }
 
@@ -321,6 +344,7 @@ pub fn load(
         python: Some(&options.executable),
         bridge: None,
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
+        headers: HashMap::new(),
     };
     let mut data = RawConfig::new();
     let mut buildout = default_options(&options.executable);
@@ -389,6 +413,7 @@ pub fn load(
         raw: data,
         files,
         bridge: loader.bridge,
+        headers: loader.headers,
     })
 }
 

@@ -305,9 +305,12 @@ mod tests {
 
     #[test]
     fn conditional_sections() {
-        let p = parse_ok("[b]\n[a:false]\nx = 1\n  2\n[a: true ]\ny = 2\n[b]\nz = 3\n");
+        let p = parse_ok("[b]\nw = 0\n[a:false]\nx = 1\n  2\n[a: true ]\ny = 2\n[b]\nz = 3\n");
         assert_eq!(values(&p, "a"), [("y".into(), "2".into())]);
-        assert_eq!(values(&p, "b"), [("z".into(), "3".into())]);
+        assert_eq!(
+            values(&p, "b"),
+            [("w".into(), "0".into()), ("z".into(), "3".into())]
+        );
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Resolver<'s> {
     pub(crate) bridge: Option<Bridge>,
     /// Stack of sections being expanded as macros (cycle detection).
     macro_stack: Vec<String>,
+    /// The first header of each section, to blame a section as a whole.
+    pub headers: HashMap<String, Span>,
 }
 
 /// Where a template being substituted comes from, to blame errors precisely.
@@ -104,6 +106,7 @@ impl<'s> Resolver<'s> {
         raw: RawConfig,
         settings: Settings,
         bridge: Option<Bridge>,
+        headers: HashMap<String, Span>,
     ) -> Resolver<'s> {
         Resolver {
             sources,
@@ -113,6 +116,7 @@ impl<'s> Resolver<'s> {
             parts: Vec::new(),
             bridge,
             macro_stack: Vec::new(),
+            headers,
         }
     }
 
@@ -313,10 +317,15 @@ impl<'s> Resolver<'s> {
     pub fn require(&mut self, idx: usize, option: &str) -> Result<String> {
         match self.get(idx, option, None)? {
             Some(v) => Ok(v),
-            None => Err(Error::new(ErrorKind::RequiredOption {
-                section: self.sections[idx].name.clone(),
-                option: option.to_owned(),
-            })),
+            None => {
+                let section = self.sections[idx].name.clone();
+                let header = self.header(&section);
+                Err(Error::new(ErrorKind::RequiredOption {
+                    section,
+                    option: option.to_owned(),
+                })
+                .or_at(header))
+            }
         }
     }
 
@@ -471,15 +480,12 @@ impl<'s> Resolver<'s> {
 
     /// The first occurrence of `needle` inside `span`, or `span` itself.
     pub fn find_in(&self, span: Span, needle: &str) -> Span {
-        let text = self.sources.slice(span);
-        match text.find(needle) {
-            Some(i) => Span {
-                file: span.file,
-                start: span.start + i as u32,
-                end: span.start + (i + needle.len()) as u32,
-            },
-            None => span,
-        }
+        crate::load::find_in(self.sources, span, needle)
+    }
+
+    /// The header of a section, to blame the section as a whole.
+    pub fn header(&self, section: &str) -> Option<Span> {
+        self.headers.get(section).copied()
     }
 
     /// `buildout.parse(text)`: adds the sections of `text` (which must all be new) and
@@ -497,8 +503,12 @@ impl<'s> Resolver<'s> {
             python: None,
             bridge: None,
             text: None,
+            headers: HashMap::new(),
         };
         let parsed = loader.parse_file(file, "")?;
+        for (name, span) in loader.headers {
+            self.headers.entry(name).or_insert(span);
+        }
         let names: Vec<String> = parsed.keys().cloned().collect();
         for (name, section) in parsed {
             if self.raw.contains_key(&name) {

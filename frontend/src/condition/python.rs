@@ -170,8 +170,8 @@ pub(super) fn decode_escapes(body: &str) -> std::result::Result<String, String> 
             continue;
         }
         let Some(e) = chars.next() else {
-            out.push('\\');
-            break;
+            // the closing quote was escaped
+            return Err("SyntaxError: unterminated string literal".into());
         };
         let simple = match e {
             '\n' => Some(None),
@@ -985,7 +985,9 @@ impl Evaluator<'_> {
             "little_endian" => flag(t.little_endian),
             "big_endian" => flag(!t.little_endian),
             "int" | "str" | "len" | "bool" | "tuple" | "list" | "any" | "all" | "min" | "max"
-            | "open" | "isinstance" | "sorted" => Ok(Value::Function(builtin_name(name))),
+            | "open" | "isinstance" | "sorted" | "chr" | "ord" => {
+                Ok(Value::Function(builtin_name(name)))
+            }
             _ => {
                 if let Some(v) = name.strip_prefix("python") {
                     const KNOWN: [&str; 20] = [
@@ -1077,7 +1079,7 @@ impl Evaluator<'_> {
 }
 
 fn builtin_name(name: &str) -> &'static str {
-    const BUILTINS: [&str; 13] = [
+    const BUILTINS: [&str; 15] = [
         "int",
         "str",
         "len",
@@ -1091,6 +1093,8 @@ fn builtin_name(name: &str) -> &'static str {
         "open",
         "isinstance",
         "sorted",
+        "chr",
+        "ord",
     ];
     BUILTINS
         .iter()
@@ -1283,6 +1287,24 @@ fn builtin(name: &str, args: Vec<Value>, offset: usize) -> Result<Value> {
                         offset,
                     )
                 }),
+            }
+        }
+        "chr" => {
+            arity(name, &args, 1, 1, offset)?;
+            args[0]
+                .as_int()
+                .and_then(|i| u32::try_from(i).ok())
+                .and_then(char::from_u32)
+                .map(|c| Value::Str(c.to_string()))
+                .ok_or_else(|| error("ValueError: chr() arg not in range(0x110000)", offset))
+        }
+        "ord" => {
+            arity(name, &args, 1, 1, offset)?;
+            let s = str_arg(name, &args[0], offset)?;
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(Value::Int(i64::from(u32::from(c)))),
+                _ => Err(error("TypeError: ord() expected a character", offset)),
             }
         }
         "str" => {
@@ -1909,6 +1931,7 @@ mod tests {
             Some("a#b\n'")
         );
         assert_eq!(decode_escapes(r"\q").ok().as_deref(), Some("\\q"));
+        assert!(decode_escapes("a\\").is_err());
         assert!(decode_escapes(r"\x2").is_err());
     }
 }

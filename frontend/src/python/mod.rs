@@ -220,21 +220,33 @@ impl Resolver<'_> {
 
     fn init_failure(&mut self, idx: usize, message: &Value) -> Error {
         let name = self.name(idx).to_owned();
-        if let Some(id) = message.get("id").and_then(Value::as_int) {
-            if let Some(original) = self.bridge.as_mut().and_then(|b| {
-                let id = id as usize;
-                (id < b.raised.len()).then(|| b.raised[id].clone())
-            }) {
-                return original.note(format!("raised through the Python `init` code of [{name}]"));
-            }
-        }
-        let exception = format!("{}: {}", message.text("type"), message.text("message"));
+        // the line of the init code that raised
         let span = self.span_of(idx, "init").map(|span| {
             match message.get("text").and_then(Value::as_str).map(str::trim) {
                 Some(line) if !line.is_empty() => self.find_in(span, line),
                 _ => span,
             }
         });
+        if let Some(id) = message.get("id").and_then(Value::as_int) {
+            if let Some(original) = self.bridge.as_mut().and_then(|b| {
+                let id = id as usize;
+                (id < b.raised.len()).then(|| b.raised[id].clone())
+            }) {
+                let label = format!("raised through this line of [{name}]'s `init` code");
+                let original = match (original.span, span) {
+                    // blame the file the user can edit, rather than a text made by code
+                    (Some(at), Some(line)) if self.sources.get(at.file).name.starts_with('<') => {
+                        let mut e = original.related(at, "in this text");
+                        e.span = Some(line);
+                        e
+                    }
+                    (Some(_), Some(line)) => original.related(line, label),
+                    _ => original.or_at(span),
+                };
+                return original.note(format!("raised through the Python `init` code of [{name}]"));
+            }
+        }
+        let exception = format!("{}: {}", message.text("type"), message.text("message"));
         let mut err = Error::new(ErrorKind::Python {
             section: name,
             exception,

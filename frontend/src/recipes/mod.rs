@@ -82,9 +82,12 @@ impl Part<'_, '_> {
         self.r.get(b, key, None)
     }
 
-    /// A `UserError` raised by the recipe.
+    /// A `UserError` raised by the recipe, blamed on the section.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        let span = self.r.span_of(self.idx, "recipe");
+        let span = self
+            .r
+            .header(&self.name)
+            .or_else(|| self.r.span_of(self.idx, "recipe"));
         Error::new(ErrorKind::Recipe {
             section: self.name.clone(),
             recipe: self.recipe.clone(),
