@@ -1,51 +1,58 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of profile evaluation: `slapstore eval` against zc.buildout (the
-# oracle: zc.buildout 3.0.1 with the SlapOS fork's rules, real recipe initialisation) on the
-# same profile, runs alternated, on this machine. Prints the median wall time of each, the
-# ratio, and peak memory (max RSS).
+# Side-by-side benchmark of profile evaluation: `slapstore eval --json` against zc.buildout (the
+# oracle: zc.buildout 3.0.1 with the SlapOS fork's rules and real recipe initialisation, what
+# `shared/corpus/expected` was made with) on the same profile, runs alternated, on this machine.
+# Prints the median wall time and peak memory (max RSS) of each, and the ratio.
 #
-#   bash bench/eval.sh                                  # software/erp5/software.cfg, 7 runs each
+#   bash bench/eval.sh                                   # software/erp5/software.cfg, 7 runs each
 #   RUNS=11 PROFILE=software/kvm/software.cfg bash bench/eval.sh
 #
-# Needs ../shared (corpus and oracle); creates the oracle's venvs if missing (PyPI).
+# Needs ../shared (corpus and oracle); creates the oracle's venvs if missing (PyPI, ~1 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${SHARED:-../shared}"
 profile="$shared/corpus/slapos/${PROFILE:-software/erp5/software.cfg}"
-runs="${RUNS:-7}"
 oracle_python="${ORACLE_PYTHON:-/tmp/slapstore-oracle/venv-3.0.1/bin/python}"
-# the interpreter profile code runs with: the real binary, not a shell shim (pyenv)
-host_python="$(python3 -c 'import sys; print(sys.executable)')"
-
 [ -x "$oracle_python" ] || bash "$shared/oracle/setup.sh" >/dev/null
 cargo build --release --quiet
-bin="$PWD/target/release/slapstore"
 
-measure() {  # measure CMD... -> "seconds max_rss_kb"
-    local t
-    t="$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n 1)"
-    echo "$t"
+# profile code runs with the host's python3, as it does inside the oracle; name the real
+# interpreter rather than a shell shim (pyenv), whose start-up would be measured too
+host_python="$(python3 -c 'import sys; print(sys.executable)')"
+
+RUNS="${RUNS:-7}" python3 - "$PWD/target/release/slapstore" "$host_python" "$oracle_python" \
+    "$shared/oracle/resolve.py" "$profile" <<'PY'
+import os, statistics, subprocess, sys, time
+
+slapstore, host_python, oracle_python, resolve, profile = sys.argv[1:]
+runs = int(os.environ["RUNS"])
+commands = {
+    "zc.buildout 3.0.1 (oracle)": [oracle_python, resolve, "--slapos", profile],
+    "slapstore eval": [slapstore, "eval", "--json", "--python", host_python, profile],
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-s_times=(); s_mem=(); o_times=(); o_mem=()
-for i in $(seq "$runs"); do
-    start=$(date +%s.%N)
-    "$bin" eval --json --python "$host_python" "$profile" >/dev/null
-    end=$(date +%s.%N)
-    s_times+=("$(echo "$end - $start" | bc)")
-    s_mem+=("$(measure "$bin" eval --json --python "$host_python" "$profile" | cut -d' ' -f2)")
-    start=$(date +%s.%N)
-    "$oracle_python" "$shared/oracle/resolve.py" --slapos "$profile" >/dev/null 2>&1
-    end=$(date +%s.%N)
-    o_times+=("$(echo "$end - $start" | bc)")
-    o_mem+=("$(measure "$oracle_python" "$shared/oracle/resolve.py" --slapos "$profile" | cut -d' ' -f2)")
-done
-s_med=$(printf '%s\n' "${s_times[@]}" | median)
-o_med=$(printf '%s\n' "${o_times[@]}" | median)
-s_rss=$(printf '%s\n' "${s_mem[@]}" | median)
-o_rss=$(printf '%s\n' "${o_mem[@]}" | median)
-printf 'profile: %s (%d runs each, alternated)\n' "${PROFILE:-software/erp5/software.cfg}" "$runs"
-printf 'zc.buildout 3.0.1 (oracle): median %.3f s, max RSS %d MiB\n' "$o_med" "$((o_rss / 1024))"
-printf 'slapstore eval:             median %.4f s, max RSS %d MiB\n' "$s_med" "$((s_rss / 1024))"
-printf 'ratio: slapstore is %.0fx faster\n' "$(echo "$o_med / $s_med" | bc -l)"
+def run(cmd):
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        sys.exit("failed: %s" % " ".join(cmd))
+    return elapsed, usage.ru_maxrss / 1024
+
+results = {name: [] for name in commands}
+for _ in range(runs):  # alternated, so that both see the same machine
+    for name, cmd in commands.items():
+        results[name].append(run(cmd))
+
+print("profile: %s, %d runs each, alternated" % (os.path.relpath(profile), runs))
+medians = {}
+for name, samples in results.items():
+    times = [t for t, _ in samples]
+    medians[name] = statistics.median(times)
+    print("  %-28s median %8.1f ms  (min %.1f, max %.1f)  max RSS %5.1f MiB" % (
+        name, medians[name] * 1000, min(times) * 1000, max(times) * 1000,
+        max(m for _, m in samples)))
+o, s = medians.values()
+print("ratio: slapstore eval is %.0fx faster than zc.buildout" % (o / s))
+PY

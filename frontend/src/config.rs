@@ -3,9 +3,14 @@
 //! turned into this shape, then merged (see `merge`) into the one raw configuration the resolver
 //! evaluates.
 
-use indexmap::IndexMap;
-
 use crate::source::Span;
+
+/// An insertion-ordered map (buildout's dicts keep insertion order) with a fast hasher: keys are
+/// section and option names, not attacker-chosen in a way that matters for a one-shot process.
+pub type Map<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A hash map with the same fast hasher.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Where a value was last assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +76,7 @@ impl Value {
     }
 }
 
-pub type RawSection = IndexMap<String, Value>;
+pub type RawSection = Map<String, Value>;
 
 /// Sections by name, in order of first definition.
-pub type RawConfig = IndexMap<String, RawSection>;
+pub type RawConfig = Map<String, RawSection>;

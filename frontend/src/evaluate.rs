@@ -3,10 +3,8 @@
 //! the versions section), then every part listed in `[buildout] parts` (which pulls in what they
 //! reference) — and collect the options of every section buildout reached.
 
-use indexmap::IndexMap;
-
 use crate::condition::Target;
-use crate::config::Origin;
+use crate::config::{Map, Origin};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::{self, default_options, Assignment, LoadOptions};
 use crate::pystr::{path_join, split_whitespace};
@@ -29,7 +27,7 @@ pub struct EvalOptions {
 /// The result: sections in the order buildout initialised them, with final values.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    pub sections: IndexMap<String, IndexMap<String, Resolved>>,
+    pub sections: Map<String, Map<String, Resolved>>,
     /// Parts in install order.
     pub parts: Vec<String>,
     /// Profile files read, in merge order.
@@ -86,7 +84,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             }
         }
     }
-    let mut sections = IndexMap::new();
+    let mut sections = Map::default();
     let mut i = 0;
     while i < r.sections.len() {
         let name = r.sections[i].name.clone();
@@ -99,7 +97,11 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
                             .origin(&k)
                             .cloned()
                             .unwrap_or(Origin::Computed);
-                        let text = text.replace("$${", "${");
+                        let text = if text.contains("$${") {
+                            text.replace("$${", "${")
+                        } else {
+                            text
+                        };
                         (k, Resolved { text, origin })
                     })
                     .collect();

@@ -5,10 +5,8 @@
 //!
 //! Invariant: every file read is registered in [`Sources`], so that all spans resolve.
 
-use std::collections::HashMap;
-
 use crate::condition::{self, Target};
-use crate::config::{Origin, RawConfig, RawSection, Value};
+use crate::config::{HashMap, Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge::{merge_file, update};
 use crate::parser::{self, ConditionFailure, ParseError};
@@ -184,7 +182,8 @@ impl Loader<'_> {
         for (name, span) in parsed.headers {
             self.headers.entry(name).or_insert(span);
         }
-        let mut config = RawConfig::with_capacity(parsed.sections.len());
+        let mut config =
+            RawConfig::with_capacity_and_hasher(parsed.sections.len(), Default::default());
         for (name, options) in parsed.sections {
             let marker = options
                 .values()
@@ -213,11 +212,11 @@ impl Loader<'_> {
     /// The SlapOS linearisation of `root` and its extends, merged on top of buildout's
     /// defaults.
     pub fn linearise(&mut self, root: &str, executable: &str) -> Result<Loaded> {
-        let mut visited = std::collections::HashSet::new();
+        let mut visited = rustc_hash::FxHashSet::default();
         let mut collected = Vec::new();
         let mut files = Vec::new();
         self.visit(root, None, &mut visited, &mut collected, &mut files)?;
-        let mut merged = RawConfig::new();
+        let mut merged = RawConfig::default();
         merged.insert("buildout".into(), default_options(executable));
         for config in collected {
             merge_file(&mut merged, config);
@@ -226,7 +225,7 @@ impl Loader<'_> {
             raw: merged,
             files,
             bridge: None,
-            headers: HashMap::new(),
+            headers: HashMap::default(),
         })
     }
 
@@ -234,7 +233,7 @@ impl Loader<'_> {
         &mut self,
         path: &str,
         from: Option<Span>,
-        visited: &mut std::collections::HashSet<String>,
+        visited: &mut rustc_hash::FxHashSet<String>,
         collected: &mut Vec<RawConfig>,
         files: &mut Vec<String>,
     ) -> Result<()> {
@@ -344,9 +343,9 @@ pub fn load(
         python: Some(&options.executable),
         bridge: None,
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
-        headers: HashMap::new(),
+        headers: HashMap::default(),
     };
-    let mut data = RawConfig::new();
+    let mut data = RawConfig::default();
     let mut buildout = default_options(&options.executable);
     buildout.insert(
         "directory".into(),
@@ -358,7 +357,7 @@ pub fn load(
     let mut files = loaded.files;
     update(&mut data, loaded.raw);
 
-    let mut cloptions = RawConfig::new();
+    let mut cloptions = RawConfig::default();
     let mut sorted: Vec<&Assignment> = options.assignments.iter().collect();
     sorted
         .sort_by(|a, b| (&a.section, &a.option, &a.value).cmp(&(&b.section, &b.option, &b.value)));

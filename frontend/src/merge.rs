@@ -91,7 +91,7 @@ pub fn merge_file(result: &mut RawConfig, file: RawConfig) {
                 section.insert(base, value);
             }
         }
-        let mut merged = RawSection::new();
+        let mut merged = RawSection::default();
         update_section(&mut merged, section);
         result.insert(name, merged);
     }
@@ -138,8 +138,8 @@ mod tests {
 
     #[test]
     fn first_definition_rule() {
-        let mut result = RawConfig::new();
-        let mut file = RawConfig::new();
+        let mut result = RawConfig::default();
+        let mut file = RawConfig::default();
         file.insert("s".into(), section(&[("x +", "v"), ("y -", "w")]));
         file.insert("m".into(), section(&[("<", "s"), ("x +", "v")]));
         merge_file(&mut result, file);

@@ -11,8 +11,7 @@
 //!
 //! Invariant: a parsed option's span covers its key and every continuation line of its value.
 
-use indexmap::IndexMap;
-
+use crate::config::Map;
 use crate::pystr::{dedent, is_space, remove_leading_blank_lines, rstrip, strip};
 use crate::source::{FileId, Span};
 
@@ -23,15 +22,15 @@ pub struct ParsedOption {
     pub span: Span,
 }
 
-pub type ParsedSection = IndexMap<String, ParsedOption>;
+pub type ParsedSection = Map<String, ParsedOption>;
 
 /// A parsed file: sections in order of first appearance; a section repeated in the file is
 /// merged into its first occurrence, later keys overriding earlier ones.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedFile {
-    pub sections: IndexMap<String, ParsedSection>,
+    pub sections: Map<String, ParsedSection>,
     /// Span of the first (kept) header of each section.
-    pub headers: IndexMap<String, Span>,
+    pub headers: Map<String, Span>,
 }
 
 /// Why a file could not be parsed.

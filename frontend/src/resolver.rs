@@ -11,12 +11,8 @@
 //! the order initialisation started; an option value, once computed, never changes unless a
 //! recipe or profile code sets it; a cycle of references is reported, never followed forever.
 
-use std::collections::HashMap;
-
-use indexmap::IndexMap;
-
 use crate::condition::Target;
-use crate::config::{Origin, RawConfig, RawSection, Value};
+use crate::config::{HashMap, Map, Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge::update_section;
 use crate::pystr::{self, path_join, split_whitespace};
@@ -40,7 +36,7 @@ pub struct Options {
     /// Values substituted during initialisation (`_cooked`).
     cooked: HashMap<String, String>,
     /// Values asked for or set (`_data`).
-    pub data: IndexMap<String, Resolved>,
+    pub data: Map<String, Resolved>,
     /// The recipe this section was initialised with, if it is a part.
     pub recipe: Option<String>,
 }
@@ -84,7 +80,7 @@ pub struct Resolver<'s> {
     /// `_raw`: merged raw sections (profile code may add more).
     pub raw: RawConfig,
     /// `_data`: initialised sections, in order.
-    pub sections: IndexMap<String, Options>,
+    pub sections: Map<String, Options>,
     /// Recipe-bearing sections in the order they finished initialising (the install order).
     pub parts: Vec<String>,
     pub(crate) bridge: Option<Bridge>,
@@ -112,7 +108,7 @@ impl<'s> Resolver<'s> {
             sources,
             settings,
             raw,
-            sections: IndexMap::new(),
+            sections: Map::default(),
             parts: Vec::new(),
             bridge,
             macro_stack: Vec::new(),
@@ -135,8 +131,8 @@ impl<'s> Resolver<'s> {
             Options {
                 name: name.to_owned(),
                 raw,
-                cooked: HashMap::new(),
-                data: IndexMap::new(),
+                cooked: HashMap::default(),
+                data: Map::default(),
                 recipe: None,
             },
         );
@@ -159,7 +155,7 @@ impl<'s> Resolver<'s> {
         let mut to_sub: Vec<(String, String)> = self.sections[idx]
             .raw
             .iter()
-            .filter(|(_, v)| v.text.contains("${"))
+            .filter(|(_, v)| has_reference(&v.text))
             .map(|(k, v)| (k.clone(), v.text.clone()))
             .collect();
         to_sub.sort();
@@ -215,7 +211,7 @@ impl<'s> Resolver<'s> {
             Origin::File(s) => Some(*s),
             _ => None,
         };
-        let mut result = RawSection::new();
+        let mut result = RawSection::default();
         for macro_name in to_do.text.split('\n') {
             let macro_name = pystr::strip(macro_name);
             if macro_name.is_empty() {
@@ -259,7 +255,7 @@ impl<'s> Resolver<'s> {
             (None, None) => return Ok(None),
         };
         let origin = origin.unwrap_or(Origin::Computed);
-        let text = if text.contains("${") {
+        let text = if has_reference(&text) {
             let key = (options.name.clone(), option.to_owned());
             let mut own = Vec::new();
             let seen = match seen {
@@ -368,6 +364,9 @@ impl<'s> Resolver<'s> {
         seen: &mut Seen,
         origin: Option<&Origin>,
     ) -> Result<String> {
+        if !has_reference(template) {
+            return Ok(template.to_owned());
+        }
         let mut out = String::with_capacity(template.len());
         for (i, piece) in template.split("$$").enumerate() {
             if i > 0 {
@@ -503,7 +502,7 @@ impl<'s> Resolver<'s> {
             python: None,
             bridge: None,
             text: None,
-            headers: HashMap::new(),
+            headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;
         for (name, span) in loader.headers {
@@ -534,6 +533,11 @@ impl<'s> Resolver<'s> {
     }
 }
 
+/// True if `text` contains `${` (checked for a `$` first: most values have none).
+pub fn has_reference(text: &str) -> bool {
+    text.contains('$') && text.contains("${")
+}
+
 /// `_simple`: `[-a-zA-Z0-9 ._]+$` (where `$` also matches before a final newline).
 fn is_simple(s: &str) -> bool {
     let s = s.strip_suffix('\n').unwrap_or(s);
@@ -555,9 +559,9 @@ fn is_valid_reference(inner: &str) -> bool {
 impl Resolver<'_> {
     /// `Options.copy()`: raw values overridden by substituted and set ones, no new
     /// substitution.
-    pub fn raw_copy(&self, idx: usize) -> IndexMap<String, String> {
+    pub fn raw_copy(&self, idx: usize) -> Map<String, String> {
         let options = &self.sections[idx];
-        let mut copy: IndexMap<String, String> = options
+        let mut copy: Map<String, String> = options
             .raw
             .iter()
             .map(|(k, v)| (k.clone(), v.text.clone()))

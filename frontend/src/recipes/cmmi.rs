@@ -35,7 +35,7 @@ pub fn init(part: &mut Part) -> Result<()> {
         (None, None) => return Err(part.error("you must provide either \"url\" or \"path\"")),
     }
     for (key, value) in part.r.items(part.idx)? {
-        if value.contains("@@LOCATION@@") {
+        if value.contains('@') && value.contains("@@LOCATION@@") {
             part.set(&key, value.replace("@@LOCATION@@", &location));
         }
     }
