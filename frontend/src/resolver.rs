@@ -15,7 +15,7 @@ use crate::condition::Target;
 use crate::config::{HashMap, Map, Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge::update_section;
-use crate::pystr::{self, path_join, split_whitespace};
+use crate::pystr::{self, split_whitespace};
 use crate::python::Bridge;
 use crate::recipes;
 use crate::source::{Sources, Span};
@@ -88,12 +88,6 @@ pub struct Resolver<'s> {
     macro_stack: Vec<String>,
     /// The first header of each section, to blame a section as a whole.
     pub headers: HashMap<String, Span>,
-}
-
-/// Where a template being substituted comes from, to blame errors precisely.
-#[derive(Clone, Copy)]
-pub struct Blame<'a> {
-    pub origin: Option<&'a Origin>,
 }
 
 impl<'s> Resolver<'s> {
@@ -519,17 +513,6 @@ impl<'s> Resolver<'s> {
             self.section(&name)?;
         }
         Ok(())
-    }
-
-    /// `[buildout] parts-directory`, as recipes read it.
-    pub fn parts_directory(&mut self) -> Result<String> {
-        let b = self.section("buildout")?;
-        self.require(b, "parts-directory")
-    }
-
-    /// `os.path.join(parts-directory, name)`: the default location of a part.
-    pub fn default_location(&mut self, name: &str) -> Result<String> {
-        Ok(path_join(&self.parts_directory()?, name))
     }
 }
 

@@ -90,20 +90,6 @@ impl Sources {
         &self.files[id.0 as usize]
     }
 
-    pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (FileId(i as u32), f))
-    }
-
-    /// `file:line:column` of the start of a span.
-    pub fn describe(&self, span: Span) -> String {
-        let file = self.get(span.file);
-        let (line, col) = file.line_col(span.start as usize);
-        format!("{}:{}:{}", file.name, line, col)
-    }
-
     /// The text a span covers.
     pub fn slice(&self, span: Span) -> &str {
         self.get(span.file).text.get(span.range()).unwrap_or("")

@@ -118,11 +118,6 @@ impl Part<'_, '_> {
         }
     }
 
-    /// Boolean options of other recipes: `true`, `on`, `yes`, `1` (any case) are true.
-    pub fn is_true_value(value: &str) -> bool {
-        matches!(value.to_lowercase().as_str(), "true" | "on" | "yes" | "1")
-    }
-
     /// The default location of the part: `<parts-directory>/<name>`.
     pub fn parts_location(&mut self) -> Result<String> {
         let parts = self.buildout("parts-directory")?;
