@@ -6,7 +6,10 @@
 //! Invariant: every file read is registered in [`Sources`], so that all spans resolve.
 
 use crate::condition::{self, Target};
-use crate::config::{HashMap, Origin, RawConfig, RawSection, Value};
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::config::{HashMap, Map, Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::merge::{merge_file, update};
 use crate::parser::{self, ConditionFailure, ParseError};
@@ -131,91 +134,45 @@ fn has_python_code(section: &RawSection) -> bool {
             .is_some_and(|r| r.text.contains("slapos.recipe.build") || r.text.contains("${"))
 }
 
-impl Loader<'_> {
-    /// Reads one file into [`Sources`] (with the error blamed on `from`, the `extends` that
-    /// named it, if any) and parses it, adding `_profile_base_location_` where the file uses it.
-    pub fn read(&mut self, path: &str, from: Option<Span>) -> Result<RawConfig> {
-        if let Some((_, text)) = self.text.filter(|(p, _)| *p == path) {
-            let file = self.sources.add(path.to_owned(), normalise_newlines(text));
-            return self.parse_file(file, dirname(path));
-        }
-        if is_url(path) {
-            return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }).or_at(from));
-        }
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::new(ErrorKind::CannotOpen {
-                path: path.into(),
-                reason: io_reason(&e),
-            })
-            .or_at(from)
-        })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.into() }).or_at(from))?;
-        let file = self.sources.add(path.to_owned(), normalise_newlines(&text));
-        self.parse_file(file, dirname(path))
-    }
+/// A file of the extends graph, read and parsed before its place in the linearisation is
+/// known: its configuration and section headers, or why it could not be had.
+type Unit = Result<(RawConfig, Map<String, Span>)>;
 
+impl Loader<'_> {
     /// Parses a registered file; `base` is its `_profile_base_location_`.
     pub fn parse_file(&mut self, file: FileId, base: &str) -> Result<RawConfig> {
-        let target = self.target;
-        let mut evaluate = |expr: &str| {
-            condition::evaluate(expr, target).map_err(|e| ConditionFailure {
-                message: e.message,
-                offset: e.offset,
-            })
-        };
-        let parsed = parser::parse(&self.sources.get(file).text, file, &mut evaluate).map_err(
-            |e| match e {
-                ParseError::BadLines(lines) => {
-                    let mut err = Error::at(ErrorKind::BadLine, lines[0]);
-                    for line in &lines[1..] {
-                        err = err.related(*line, "this line is not valid either");
-                    }
-                    err
-                }
-                ParseError::NoSectionHeader(span) => Error::at(ErrorKind::NoSectionHeader, span),
-                ParseError::Condition { span, message } => {
-                    Error::at(ErrorKind::Condition { message }, span)
-                }
-            },
-        )?;
-        for (name, span) in parsed.headers {
+        let (config, headers) = parse_text(&self.sources.get(file).text, file, base, self.target)?;
+        for (name, span) in headers {
             self.headers.entry(name).or_insert(span);
         }
-        let mut config =
-            RawConfig::with_capacity_and_hasher(parsed.sections.len(), Default::default());
-        for (name, options) in parsed.sections {
-            let marker = options
-                .values()
-                .find(|o| o.value.contains(BASE_LOCATION_MARKER))
-                .map(|o| o.span);
-            let mut section: RawSection = options
-                .into_iter()
-                .map(|(k, o)| (k, Value::new(o.value, Origin::File(o.span))))
-                .collect();
-            if let Some(span) = marker {
-                section.insert(
-                    "_profile_base_location_".into(),
-                    Value::new(base, Origin::File(span)),
-                );
-            }
-            config.insert(name, section);
-        }
+        self.start_python_for(&config);
+        Ok(config)
+    }
+
+    /// Starts the interpreter for profile code as soon as a file with such code is read.
+    fn start_python_for(&mut self, config: &RawConfig) {
         if let (None, Some(python)) = (&self.bridge, self.python) {
             if config.values().any(has_python_code) {
                 self.bridge = Bridge::start(python).ok();
             }
         }
-        Ok(config)
     }
 
     /// The SlapOS linearisation of `root` and its extends, merged on top of buildout's
     /// defaults.
     pub fn linearise(&mut self, root: &str, executable: &str) -> Result<Loaded> {
+        let mut units = self.read_all(root);
         let mut visited = rustc_hash::FxHashSet::default();
         let mut collected = Vec::new();
         let mut files = Vec::new();
-        self.visit(root, None, &mut visited, &mut collected, &mut files)?;
+        self.visit(
+            root,
+            None,
+            &mut units,
+            &mut visited,
+            &mut collected,
+            &mut files,
+        )?;
         let mut merged = RawConfig::default();
         merged.insert("buildout".into(), default_options(executable));
         for config in collected {
@@ -229,10 +186,62 @@ impl Loader<'_> {
         })
     }
 
+    /// Reads and parses `root` and every file it extends, transitively: one wave per level of
+    /// the extends graph, the files of a wave in parallel. Errors are kept, not raised: the
+    /// linearisation raises the first one it meets, in buildout's order.
+    fn read_all(&mut self, root: &str) -> FxHashMap<String, Unit> {
+        let mut units = FxHashMap::default();
+        let mut queued = rustc_hash::FxHashSet::default();
+        queued.insert(root.to_owned());
+        let mut wave = vec![root.to_owned()];
+        while !wave.is_empty() {
+            let first = self.sources.len();
+            let (text, target) = (self.text, self.target);
+            let read = |(i, path): (usize, &String)| {
+                let file = FileId((first + i) as u32);
+                read_text(path, text).map(|text| {
+                    let parsed = parse_text(&text, file, dirname(path), target);
+                    (text, parsed)
+                })
+            };
+            let results: Vec<Result<(String, Unit)>> = if wave.len() >= PARALLEL_WAVE {
+                wave.par_iter().enumerate().map(read).collect()
+            } else {
+                wave.iter().enumerate().map(read).collect()
+            };
+            let mut next = Vec::new();
+            for (path, result) in wave.iter().zip(results) {
+                let unit = match result {
+                    Ok((text, unit)) => {
+                        self.sources.add(path.clone(), text);
+                        unit
+                    }
+                    Err(e) => {
+                        // keep file ids in step with the wave's numbering
+                        self.sources.add(path.clone(), String::new());
+                        Err(e)
+                    }
+                };
+                if let Ok((config, _)) = &unit {
+                    self.start_python_for(config);
+                    for child in extends_of(config, path) {
+                        if queued.insert(child.clone()) {
+                            next.push(child);
+                        }
+                    }
+                }
+                units.insert(path.clone(), unit);
+            }
+            wave = next;
+        }
+        units
+    }
+
     fn visit(
         &mut self,
         path: &str,
         from: Option<Span>,
+        units: &mut FxHashMap<String, Unit>,
         visited: &mut rustc_hash::FxHashSet<String>,
         collected: &mut Vec<RawConfig>,
         files: &mut Vec<String>,
@@ -240,7 +249,16 @@ impl Loader<'_> {
         if !visited.insert(path.to_owned()) {
             return Ok(());
         }
-        let mut config = self.read(path, from)?;
+        let unit = units.remove(path).unwrap_or_else(|| {
+            Err(Error::new(ErrorKind::CannotOpen {
+                path: path.into(),
+                reason: "not read".into(),
+            }))
+        });
+        let (mut config, headers) = unit.map_err(|e| e.or_at(from))?;
+        for (name, span) in headers {
+            self.headers.entry(name).or_insert(span);
+        }
         let mut extends = None;
         if let Some(buildout) = config.get_mut("buildout") {
             extends = buildout.shift_remove("extends");
@@ -261,7 +279,7 @@ impl Loader<'_> {
             for name in split_whitespace(&extends.text) {
                 let child = resolve_extends(&base, name);
                 let at = span.map(|s| find_in(self.sources, s, name));
-                self.visit(&child, at, visited, collected, files)
+                self.visit(&child, at, units, visited, collected, files)
                     .map_err(|e| e.note(format!("while reading the files `{path}` extends")))?;
             }
         }
@@ -269,6 +287,87 @@ impl Loader<'_> {
         collected.push(config);
         Ok(())
     }
+}
+
+/// Waves of fewer files are read on the calling thread: starting threads would cost more.
+const PARALLEL_WAVE: usize = 4;
+
+/// The files a configuration's `[buildout] extends` names, resolved against its own path.
+fn extends_of(config: &RawConfig, path: &str) -> Vec<String> {
+    let Some(extends) = config.get("buildout").and_then(|b| b.get("extends")) else {
+        return Vec::new();
+    };
+    let base = dirname(path);
+    split_whitespace(&extends.text)
+        .map(|name| resolve_extends(base, name))
+        .collect()
+}
+
+/// The text of a profile file (or the text given for it), newlines normalised.
+fn read_text(path: &str, given: Option<(&str, &str)>) -> Result<String> {
+    if let Some((_, text)) = given.filter(|(p, _)| *p == path) {
+        return Ok(normalise_newlines(text));
+    }
+    if is_url(path) {
+        return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::CannotOpen {
+            path: path.into(),
+            reason: io_reason(&e),
+        })
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.into() }))?;
+    Ok(normalise_newlines(&text))
+}
+
+/// Parses one file's text (registered as `file`), evaluating conditional headers for `target`
+/// and adding `_profile_base_location_` = `base` to the sections whose values mention it.
+fn parse_text(
+    text: &str,
+    file: FileId,
+    base: &str,
+    target: &Target,
+) -> Result<(RawConfig, Map<String, Span>)> {
+    let mut evaluate = |expr: &str| {
+        condition::evaluate(expr, target).map_err(|e| ConditionFailure {
+            message: e.message,
+            offset: e.offset,
+        })
+    };
+    let parsed = parser::parse(text, file, &mut evaluate).map_err(|e| match e {
+        ParseError::BadLines(lines) => {
+            let mut err = Error::at(ErrorKind::BadLine, lines[0]);
+            for line in &lines[1..] {
+                err = err.related(*line, "this line is not valid either");
+            }
+            err
+        }
+        ParseError::NoSectionHeader(span) => Error::at(ErrorKind::NoSectionHeader, span),
+        ParseError::Condition { span, message } => {
+            Error::at(ErrorKind::Condition { message }, span)
+        }
+    })?;
+    let mut config = RawConfig::with_capacity_and_hasher(parsed.sections.len(), Default::default());
+    for (name, options) in parsed.sections {
+        let marker = options
+            .values()
+            .find(|o| o.value.contains(BASE_LOCATION_MARKER))
+            .map(|o| o.span);
+        let mut section: RawSection = options
+            .into_iter()
+            .map(|(k, o)| (k, Value::new(o.value, Origin::File(o.span))))
+            .collect();
+        if let Some(span) = marker {
+            section.insert(
+                "_profile_base_location_".into(),
+                Value::new(base, Origin::File(span)),
+            );
+        }
+        config.insert(name, section);
+    }
+    Ok((config, parsed.headers))
 }
 
 /// The first occurrence of `needle` inside `span`, or `span` itself.

@@ -86,6 +86,15 @@ impl Sources {
         FileId(self.files.len() as u32 - 1)
     }
 
+    /// How many files are registered (the id the next one gets).
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }

@@ -5,8 +5,10 @@
 # ask for the `init` code of another section to run (a nested request): those are served
 # before the answer. Start-up is kept short: nothing slow is imported up front (`json`, `logging` and
 # `traceback` cost more than the rest of the start-up together).
-import marshal, os, sys, types
-from collections.abc import MutableMapping
+import marshal, os, sys
+
+ModuleType = type(sys)
+_MISSING = object()
 
 _proto_out = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)  # what profile code prints must not reach the protocol pipe
@@ -68,16 +70,16 @@ def _unsupported(name):
 
 
 def _install_stub_modules():
-    zc = types.ModuleType("zc")
+    zc = ModuleType("zc")
     zc.__path__ = []
-    buildout = types.ModuleType("zc.buildout")
+    buildout = ModuleType("zc.buildout")
     buildout.__path__ = []
     buildout.UserError = UserError
-    easy_install = types.ModuleType("zc.buildout.easy_install")
+    easy_install = ModuleType("zc.buildout.easy_install")
     easy_install.default_versions = lambda versions=None: versions
     easy_install.working_set = _unsupported("zc.buildout.easy_install.working_set")
     easy_install.install = _unsupported("zc.buildout.easy_install.install")
-    bmod = types.ModuleType("zc.buildout.buildout")
+    bmod = ModuleType("zc.buildout.buildout")
     bmod.MissingOption = MissingOption
     bmod.MissingSection = MissingSection
     zc.buildout = buildout
@@ -89,7 +91,66 @@ def _install_stub_modules():
     })
 
 
-class Options(MutableMapping):
+class Mapping(object):
+    """The dict methods profile code uses, on top of `keys`, `__getitem__`, `__setitem__` and
+    `__delitem__` (what `collections.abc.MutableMapping` gives, without importing it)."""
+
+    def __contains__(self, key):
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def items(self):
+        return [(k, self[k]) for k in self.keys()]
+
+    def values(self):
+        return [self[k] for k in self.keys()]
+
+    def pop(self, key, default=_MISSING):
+        try:
+            value = self[key]
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+        del self[key]
+        return value
+
+    def setdefault(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            self[key] = default
+            return default
+
+    def update(self, other=(), **kw):
+        items = other.items() if hasattr(other, "items") else other
+        for k, v in items:
+            self[k] = v
+        for k, v in kw.items():
+            self[k] = v
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __eq__(self, other):
+        return dict(self.items()) == dict(other.items()) if hasattr(other, "items") else False
+
+    __hash__ = None
+
+
+class Options(Mapping):
     """A section of the buildout, as `Options` objects behave."""
 
     def __init__(self, buildout, name):
@@ -100,6 +161,9 @@ class Options(MutableMapping):
     def get(self, key, default=None):
         value = _call({"t": "get", "s": self.name, "o": key})["v"]
         return default if value is None else value
+
+    def __contains__(self, key):
+        return self.get(key) is not None
 
     def __getitem__(self, key):
         value = _call({"t": "get", "s": self.name, "o": key})["v"]
@@ -119,12 +183,6 @@ class Options(MutableMapping):
     def keys(self):
         return _call({"t": "keys", "s": self.name})["v"]
 
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self):
-        return len(self.keys())
-
     def copy(self):
         return dict(_call({"t": "copy", "s": self.name})["v"])
 
@@ -135,7 +193,7 @@ class Options(MutableMapping):
         return repr(dict(self))
 
 
-class Buildout(MutableMapping):
+class Buildout(Mapping):
     """The whole buildout: sections initialised on first access."""
 
     def __init__(self):
@@ -159,12 +217,6 @@ class Buildout(MutableMapping):
 
     def keys(self):
         return _call({"t": "sections"})["v"]
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self):
-        return len(self.keys())
 
     def __contains__(self, name):
         return name in self.keys()
