@@ -10,7 +10,21 @@ use crate::pystr::{path_join, split_whitespace, strip};
 pub fn eggs(part: &mut Part) -> Result<()> {
     let default_links = part.buildout("find-links")?;
     let links = part.get("find-links")?.unwrap_or(default_links);
-    if !links.is_empty() {
+    links_and_index(part, Some(links))?;
+    part.buildout("allow-hosts")?;
+    let eggs = part.buildout("eggs-directory")?;
+    part.set("eggs-directory", eggs.clone());
+    part.set("_e", eggs);
+    let develop = part.buildout("develop-eggs-directory")?;
+    part.set("develop-eggs-directory", develop.clone());
+    part.set("_d", develop);
+    Ok(())
+}
+
+/// `find-links` (one link a line) and `index` (the part's, else the buildout's), as both
+/// `Eggs` and `Custom` record them.
+fn links_and_index(part: &mut Part, links: Option<String>) -> Result<()> {
+    if let Some(links) = links.filter(|l| !l.is_empty()) {
         part.set(
             "find-links",
             split_whitespace(&links).collect::<Vec<_>>().join("\n"),
@@ -23,13 +37,6 @@ pub fn eggs(part: &mut Part) -> Result<()> {
     if let Some(index) = index {
         part.set("index", index);
     }
-    part.buildout("allow-hosts")?;
-    let eggs = part.buildout("eggs-directory")?;
-    part.set("eggs-directory", eggs.clone());
-    part.set("_e", eggs);
-    let develop = part.buildout("develop-eggs-directory")?;
-    part.set("develop-eggs-directory", develop.clone());
-    part.set("_d", develop);
     Ok(())
 }
 
@@ -120,19 +127,7 @@ pub fn custom(part: &mut Part) -> Result<()> {
         Some(l) => Some(l),
         None => part.buildout_get("find-links")?,
     };
-    if let Some(links) = links.filter(|l| !l.is_empty()) {
-        part.set(
-            "find-links",
-            split_whitespace(&links).collect::<Vec<_>>().join("\n"),
-        );
-    }
-    let index = match part.get("index")? {
-        Some(i) => Some(i),
-        None => part.buildout_get("index")?,
-    };
-    if let Some(index) = index {
-        part.set("index", index);
-    }
+    links_and_index(part, links)?;
     let mut data: Vec<(String, String)> = Vec::new();
     if let Some(env) = part.get("environment")?.filter(|e| !e.is_empty()) {
         let span = part.r.span_of(part.idx, "environment");

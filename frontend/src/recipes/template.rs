@@ -17,29 +17,30 @@ pub fn template(part: &mut Part) -> Result<()> {
         check_octal(part, "mode", &mode)?;
     }
     part.require("output")?;
+    let md5sum = md5sum.filter(|m| !m.is_empty());
+    if let Some(url) = template_source(part, md5sum.is_some())? {
+        let (text, span) = read_template(part, &url, md5sum.as_deref())?;
+        let origin = Origin::File(span);
+        let mut seen = Vec::new();
+        for piece in text.split("$$") {
+            let mut out = String::new();
+            part.r
+                .substitute_piece(part.idx, piece, &mut seen, Some(&origin), &mut out)
+                .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
+        }
+    }
+    Ok(())
+}
+
+/// `Recipe._template`: exactly one of `url` and `inline`, no `md5sum` with `inline`; the `url`.
+fn template_source(part: &mut Part, has_md5sum: bool) -> Result<Option<String>> {
     let inline = part.get("inline")?.filter(|s| !s.is_empty());
     let url = part.get("url")?.filter(|s| !s.is_empty());
     match (url, inline) {
         (Some(_), Some(_)) => Err(part.error("options 'inline' & 'url' conflict")),
-        (Some(url), None) => {
-            let md5sum = md5sum.filter(|m| !m.is_empty());
-            let (text, span) = read_template(part, &url, md5sum.as_deref())?;
-            let origin = Origin::File(span);
-            let mut seen = Vec::new();
-            for piece in text.split("$$") {
-                let mut out = String::new();
-                part.r
-                    .substitute_piece(part.idx, piece, &mut seen, Some(&origin), &mut out)
-                    .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
-            }
-            Ok(())
-        }
-        (None, Some(_)) => {
-            if md5sum.is_some_and(|m| !m.is_empty()) {
-                return Err(part.error("options 'inline' & 'md5sum' conflict"));
-            }
-            Ok(())
-        }
+        (Some(url), None) => Ok(Some(url)),
+        (None, Some(_)) if has_md5sum => Err(part.error("options 'inline' & 'md5sum' conflict")),
+        (None, Some(_)) => Ok(None),
         (None, None) => Err(part.error("one of the options 'inline' 'url' is required")),
     }
 }
@@ -57,25 +58,11 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
         part.is_true("update")?;
     }
     part.get("import-delimiter")?;
-    let imports = part.get("import-list")?.unwrap_or_default();
-    let mut aliases = Vec::new();
-    for line in imports.split('\n').filter(|l| !l.is_empty()) {
-        let words: Vec<&str> = crate::pystr::split_whitespace(line).collect();
-        if words.len() < 3 {
-            return Err(part.option_error("import-list", format!("bad import-list line `{line}`")));
-        }
-        let (kind, alias, expression) = (words[0], words[1], rest_after(line, 2));
-        if aliases.iter().any(|a| a == alias) {
-            return Err(part.option_error(
-                "import-list",
-                format!("duplicate import-list entry `{alias}`"),
-            ));
-        }
-        aliases.push(alias.to_owned());
-        match kind {
+    for (kind, _, expression) in entries(part, "import-list", Vec::new())? {
+        match kind.as_str() {
             "rawfile" | "rawfolder" => {}
             "file" | "folder" => {
-                key(part, "import-list", expression)?;
+                key(part, "import-list", &expression)?;
             }
             other => {
                 return Err(
@@ -88,44 +75,25 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
         part.require("rendered")?;
         part.require("template")?;
     } else {
-        let inline = part.get("inline")?.filter(|s| !s.is_empty());
-        let url = part.get("url")?.filter(|s| !s.is_empty());
         let md5sum = part.get("md5sum")?.filter(|s| !s.is_empty());
-        match (url, inline) {
-            (Some(_), Some(_)) => return Err(part.error("options 'inline' & 'url' conflict")),
-            (None, Some(_)) if md5sum.is_some() => {
-                return Err(part.error("options 'inline' & 'md5sum' conflict"))
-            }
-            (None, None) => return Err(part.error("one of the options 'inline' 'url' is required")),
-            _ => {}
-        }
+        template_source(part, md5sum.is_some())?;
     }
     part.get("extensions")?;
-    let context = part.get("context")?.unwrap_or_default();
-    let mut names: Vec<String> = DEFAULT_CONTEXT.iter().map(|s| s.to_string()).collect();
-    for line in context.split('\n').filter(|l| !l.is_empty()) {
-        let words: Vec<&str> = crate::pystr::split_whitespace(line).collect();
-        if words.len() < 3 {
-            return Err(part.option_error("context", format!("bad context line `{line}`")));
-        }
-        let (kind, name, expression) = (words[0], words[1], rest_after(line, 2));
-        if names.iter().any(|n| n == name) {
-            return Err(part.option_error("context", format!("duplicate context entry `{name}`")));
-        }
-        names.push(name.to_owned());
-        match kind {
+    let taken = DEFAULT_CONTEXT.iter().map(|s| s.to_string()).collect();
+    for (kind, _, expression) in entries(part, "context", taken)? {
+        match kind.as_str() {
             "raw" | "import" => {}
             "key" => {
-                key(part, "context", expression)?;
+                key(part, "context", &expression)?;
             }
             "jsonkey" => {
-                let value = key(part, "context", expression)?;
+                let value = key(part, "context", &expression)?;
                 json(part, &value)?;
             }
-            "json" => json(part, expression)?,
+            "json" => json(part, &expression)?,
             "section" => {
                 let span = part.r.span_of(part.idx, "context");
-                let idx = part.r.section(expression).map_err(|e| e.or_at(span))?;
+                let idx = part.r.section(&expression).map_err(|e| e.or_at(span))?;
                 part.r.items(idx)?;
             }
             other => {
@@ -181,6 +149,30 @@ const DEFAULT_CONTEXT: &[&str] = &[
     "assert",
     "dumps",
 ];
+
+/// The `TYPE NAME EXPRESSION` lines of `import-list` or `context`; a NAME may not repeat nor
+/// be one of `taken`.
+fn entries(
+    part: &mut Part,
+    option: &str,
+    mut taken: Vec<String>,
+) -> Result<Vec<(String, String, String)>> {
+    let text = part.get(option)?.unwrap_or_default();
+    let mut entries = Vec::new();
+    for line in text.split('\n').filter(|l| !l.is_empty()) {
+        let words: Vec<&str> = crate::pystr::split_whitespace(line).collect();
+        if words.len() < 3 {
+            return Err(part.option_error(option, format!("bad `{option}` line `{line}`")));
+        }
+        let name = words[1].to_owned();
+        if taken.contains(&name) {
+            return Err(part.option_error(option, format!("duplicate `{option}` entry `{name}`")));
+        }
+        taken.push(name.clone());
+        entries.push((words[0].to_owned(), name, rest_after(line, 2).to_owned()));
+    }
+    Ok(entries)
+}
 
 /// `line.split(None, n)[n]`: the text after the first `n` words.
 fn rest_after(line: &str, n: usize) -> &str {
