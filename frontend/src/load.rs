@@ -135,8 +135,16 @@ fn has_python_code(section: &RawSection) -> bool {
 }
 
 /// A file of the extends graph, read and parsed before its place in the linearisation is
-/// known: its configuration and section headers, or why it could not be had.
-type Unit = Result<(RawConfig, Map<String, Span>)>;
+/// known, or why it could not be had.
+type Unit = Result<Parsed>;
+
+/// A parsed file: its configuration, its section headers, and the paths of the files its
+/// `extends` names (in order).
+struct Parsed {
+    config: RawConfig,
+    headers: Map<String, Span>,
+    extends: Vec<String>,
+}
 
 impl Loader<'_> {
     /// Parses a registered file; `base` is its `_profile_base_location_`.
@@ -200,7 +208,14 @@ impl Loader<'_> {
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
                 read_text(path, text).map(|text| {
-                    let parsed = parse_text(&text, file, dirname(path), target);
+                    let parsed =
+                        parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
+                            Parsed {
+                                extends: extends_of(&config, path),
+                                config,
+                                headers,
+                            }
+                        });
                     (text, parsed)
                 })
             };
@@ -222,11 +237,11 @@ impl Loader<'_> {
                         Err(e)
                     }
                 };
-                if let Ok((config, _)) = &unit {
-                    self.start_python_for(config);
-                    for child in extends_of(config, path) {
+                if let Ok(parsed) = &unit {
+                    self.start_python_for(&parsed.config);
+                    for child in &parsed.extends {
                         if queued.insert(child.clone()) {
-                            next.push(child);
+                            next.push(child.clone());
                         }
                     }
                 }
@@ -255,7 +270,11 @@ impl Loader<'_> {
                 reason: "not read".into(),
             }))
         });
-        let (mut config, headers) = unit.map_err(|e| e.or_at(from))?;
+        let Parsed {
+            mut config,
+            headers,
+            extends: children,
+        } = unit.map_err(|e| e.or_at(from))?;
         for (name, span) in headers {
             self.headers.entry(name).or_insert(span);
         }
@@ -275,11 +294,9 @@ impl Loader<'_> {
                 Origin::File(s) => Some(s),
                 _ => None,
             };
-            let base = dirname(path).to_owned();
-            for name in split_whitespace(&extends.text) {
-                let child = resolve_extends(&base, name);
+            for (name, child) in split_whitespace(&extends.text).zip(&children) {
                 let at = span.map(|s| find_in(self.sources, s, name));
-                self.visit(&child, at, units, visited, collected, files)
+                self.visit(child, at, units, visited, collected, files)
                     .map_err(|e| e.note(format!("while reading the files `{path}` extends")))?;
             }
         }

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use clap::Args;
-use serde_json::{Map, Value as Json};
 
 use crate::condition::Target;
 use crate::config::Origin;
@@ -71,13 +70,10 @@ pub fn run(args: EvalArgs) -> i32 {
             let out = if args.json {
                 json(&evaluation)
             } else {
-                human(&sources, &evaluation)
+                human(&sources, &evaluation).into_bytes()
             };
             let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(out.as_bytes())
-                .and_then(|_| stdout.flush())
-            {
+            match stdout.write_all(&out).and_then(|_| stdout.flush()) {
                 Ok(()) => 0,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
                 Err(e) => report::usage(&format!("cannot write the output: {e}")),
@@ -99,22 +95,34 @@ fn default_python() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
-fn json(evaluation: &Evaluation) -> String {
+/// `{section: {option: value}}`, keys sorted, written straight from the evaluation.
+fn json(evaluation: &Evaluation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 << 20);
     let mut names: Vec<&String> = evaluation.sections.keys().collect();
     names.sort();
-    let mut root = Map::new();
-    for name in names {
+    out.push(b'{');
+    for (i, name) in names.into_iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        string(&mut out, name);
+        out.extend_from_slice(b": {");
         let mut options: Vec<_> = evaluation.sections[name].iter().collect();
         options.sort_by(|a, b| a.0.cmp(b.0));
-        let section: Map<String, Json> = options
-            .into_iter()
-            .map(|(k, v)| (k.clone(), Json::String(v.text.clone())))
-            .collect();
-        root.insert(name.clone(), Json::Object(section));
+        for (j, (key, value)) in options.iter().enumerate() {
+            out.extend_from_slice(if j == 0 { b"\n    " } else { b",\n    " });
+            string(&mut out, key);
+            out.extend_from_slice(b": ");
+            string(&mut out, &value.text);
+        }
+        out.extend_from_slice(if options.is_empty() { b"}" } else { b"\n  }" });
     }
-    let mut out = serde_json::to_string_pretty(&Json::Object(root)).unwrap_or_default();
-    out.push('\n');
+    out.extend_from_slice(b"\n}\n");
     out
+}
+
+/// A JSON string literal.
+fn string(out: &mut Vec<u8>, s: &str) {
+    // writing to a Vec cannot fail, and a str always serialises
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// The configuration in buildout's syntax, each value followed by where it came from.
