@@ -373,25 +373,39 @@ impl Parser {
     }
 
     fn or_test(&mut self) -> Result<Expr> {
-        let mut left = self.and_test()?;
-        let mut n = 0;
-        while self.is_word("or") {
-            self.chain(&mut n)?;
-            self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and_test()?));
-        }
-        Ok(left)
+        self.left_chain(&["or"], Self::and_test)
     }
 
     fn and_test(&mut self) -> Result<Expr> {
-        let mut left = self.not_test()?;
+        self.left_chain(&["and"], Self::not_test)
+    }
+
+    /// `operand (OP operand)*` for the operators `ops`, associating to the left.
+    fn left_chain(
+        &mut self,
+        ops: &[&'static str],
+        operand: fn(&mut Self) -> Result<Expr>,
+    ) -> Result<Expr> {
+        let mut left = operand(self)?;
         let mut n = 0;
-        while self.is_word("and") {
+        loop {
+            let op = match self.peek() {
+                Tok::Op(o) => ops.iter().find(|op| *op == o),
+                Tok::Name(w) => ops.iter().find(|op| **op == w.as_str()),
+                _ => None,
+            };
+            let Some(&op) = op else {
+                return Ok(left);
+            };
             self.chain(&mut n)?;
             self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.not_test()?));
+            let right = Box::new(operand(self)?);
+            left = match op {
+                "or" => Expr::Or(Box::new(left), right),
+                "and" => Expr::And(Box::new(left), right),
+                _ => Expr::Binary(op, Box::new(left), right),
+            };
         }
-        Ok(left)
     }
 
     fn not_test(&mut self) -> Result<Expr> {
@@ -444,25 +458,11 @@ impl Parser {
     }
 
     fn arith(&mut self) -> Result<Expr> {
-        let mut left = self.term()?;
-        let mut n = 0;
-        while let Tok::Op(op @ ("+" | "-")) = *self.peek() {
-            self.chain(&mut n)?;
-            self.pos += 1;
-            left = Expr::Binary(op, Box::new(left), Box::new(self.term()?));
-        }
-        Ok(left)
+        self.left_chain(&["+", "-"], Self::term)
     }
 
     fn term(&mut self) -> Result<Expr> {
-        let mut left = self.factor()?;
-        let mut n = 0;
-        while let Tok::Op(op @ ("*" | "%" | "/" | "//")) = *self.peek() {
-            self.chain(&mut n)?;
-            self.pos += 1;
-            left = Expr::Binary(op, Box::new(left), Box::new(self.factor()?));
-        }
-        Ok(left)
+        self.left_chain(&["*", "%", "/", "//"], Self::factor)
     }
 
     fn factor(&mut self) -> Result<Expr> {
