@@ -174,7 +174,7 @@ class Options(Mapping):
     def __setitem__(self, key, value):
         if not isinstance(value, str):
             raise TypeError("Option values must be strings", value)
-        _call({"t": "set", "s": self.name, "o": key, "v": value})
+        _send({"t": "set", "s": self.name, "o": key, "v": value})  # cannot fail: no answer
 
     def __delitem__(self, key):
         if _call({"t": "del", "s": self.name, "o": key}).get("missing"):
@@ -182,6 +182,12 @@ class Options(Mapping):
 
     def keys(self):
         return _call({"t": "keys", "s": self.name})["v"]
+
+    def items(self):
+        return [tuple(item) for item in _call({"t": "items", "s": self.name})["v"]]
+
+    def values(self):
+        return [v for _, v in self.items()]
 
     def copy(self):
         return dict(_call({"t": "copy", "s": self.name})["v"])
@@ -200,12 +206,13 @@ class Buildout(Mapping):
         self._sections = {}
 
     def __getitem__(self, name):
-        _call({"t": "section", "s": name})
         try:
-            return self._sections[name]
+            return self._sections[name]  # initialised already: nothing to ask
         except KeyError:
-            options = self._sections[name] = Options(self, name)
-            return options
+            pass
+        _call({"t": "section", "s": name})
+        options = self._sections[name] = Options(self, name)
+        return options
 
     def __setitem__(self, name, data):
         text = "[%s]\n" % name + "".join(

@@ -5,9 +5,11 @@
 //! to buildout data from Python is a request answered by the resolver, lazily, so sections are
 //! initialised in exactly the order buildout would initialise them.
 //!
-//! Protocol: one `marshal` object at a time each way (see `marshal`). slapstore sends `init`; Python answers with
-//! requests (`section`, `get`, `set`, `del`, `keys`, `copy`, `sections`, `parse`), each answered
-//! by `ok` or `err`, and finishes with `done` or `fail`. A request may cause a nested `init`,
+//! Protocol: one `marshal` object at a time each way (see `marshal`). slapstore sends `init`;
+//! Python answers with requests (`section`, `get`, `del`, `keys`, `items`, `copy`, `sections`,
+//! `parse`),
+//! each answered by `ok` or `err`, and `set`, which cannot fail and is not answered; it finishes
+//! with `done` or `fail`. A request may cause a nested `init`,
 //! which Python serves before reading the answer.
 
 mod marshal;
@@ -124,6 +126,7 @@ impl Resolver<'_> {
             match message.text("t") {
                 "done" => return Ok(()),
                 "fail" => return Err(self.init_failure(idx, &message)),
+                "set" => self.assign(&name, &message)?,
                 _ => {
                     let reply = match self.answer(&name, &message) {
                         Ok(reply) => reply,
@@ -164,6 +167,18 @@ impl Resolver<'_> {
         ])
     }
 
+    /// `options[key] = value` from Python: it cannot fail, so Python does not wait for an answer.
+    fn assign(&mut self, by: &str, request: &Value) -> Result<()> {
+        let section = request.text("s");
+        let idx = self
+            .sections
+            .get_index_of(section)
+            .ok_or_else(|| bridge_error(format!("section `{section}` was not asked for first")))?;
+        let value = request.text("v").to_owned();
+        self.set(idx, request.text("o"), value, Origin::Code(by.to_owned()));
+        Ok(())
+    }
+
     fn answer(&mut self, by: &str, request: &Value) -> Result<Value> {
         let text = |key: &str| request.text(key).to_owned();
         let ok = |v: Value| Value::dict([("t", Value::str("ok")), ("v", v)]);
@@ -183,11 +198,6 @@ impl Resolver<'_> {
                 let value = self.get(idx, &text("o"), None)?;
                 Ok(ok(value.map_or(Value::None, Value::Str)))
             }
-            "set" => {
-                let idx = existing(self, &text("s"))?;
-                self.set(idx, &text("o"), text("v"), Origin::Code(by.to_owned()));
-                Ok(ok(Value::None))
-            }
             "del" => {
                 let idx = existing(self, &text("s"))?;
                 let found = self.delete(idx, &text("o"));
@@ -199,6 +209,15 @@ impl Resolver<'_> {
             "keys" => {
                 let idx = existing(self, &text("s"))?;
                 Ok(ok(strings(self.sections[idx].keys())))
+            }
+            "items" => {
+                let idx = existing(self, &text("s"))?;
+                let items = self
+                    .items(idx)?
+                    .into_iter()
+                    .map(|(k, v)| Value::List(vec![Value::Str(k), Value::Str(v)]))
+                    .collect();
+                Ok(ok(Value::List(items)))
             }
             "copy" => {
                 let idx = existing(self, &text("s"))?;
