@@ -8,7 +8,12 @@ use clap::{Parser, Subcommand};
 
 /// Nix-style store for SlapOS buildout profiles.
 #[derive(Parser, Debug)]
-#[command(name = "slapstore", version, about)]
+#[command(
+    name = "slapstore",
+    version,
+    about = "Nix-style store for SlapOS buildout profiles",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
