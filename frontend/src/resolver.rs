@@ -37,8 +37,6 @@ pub struct Options {
     cooked: HashMap<String, String>,
     /// Values asked for or set (`_data`).
     pub data: Map<String, Resolved>,
-    /// The recipe this section was initialised with, if it is a part.
-    pub recipe: Option<String>,
 }
 
 impl Options {
@@ -127,7 +125,6 @@ impl<'s> Resolver<'s> {
                 raw,
                 cooked: HashMap::default(),
                 data: Map::default(),
-                recipe: None,
             },
         );
         self.initialize(idx)
@@ -174,7 +171,6 @@ impl<'s> Resolver<'s> {
                     let span = self.span_of(idx, "recipe");
                     e.or_at(span)
                 })?;
-                self.sections[idx].recipe = Some(recipe);
                 self.parts.push(name);
             }
         }
