@@ -248,3 +248,18 @@ fn python_errors_point_into_the_init_code() {
     assert!(out.stderr.contains("ValueError: bad 1"), "{}", out.stderr);
     assert!(out.stderr.contains("buildout.cfg:7:"), "{}", out.stderr);
 }
+
+#[test]
+fn profile_code_cannot_disturb_the_bridge() {
+    let env = TestEnv::new();
+    env.write(
+        "buildout.cfg",
+        "[buildout]\nparts = c\n[c]\nrecipe = slapos.recipe.build\ninit =\n  import sys\n  print('to stdout')\n  options['stdin'] = repr(sys.stdin.read())\n  options['other'] = self.buildout['d']['x']\n[d]\nx = 1\n",
+    );
+    let out = env.run(&["eval", "--json", "buildout.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    assert_eq!(v["c"]["stdin"], "''");
+    assert_eq!(v["c"]["other"], "1");
+    assert!(out.stderr.contains("to stdout"), "{}", out.stderr);
+}

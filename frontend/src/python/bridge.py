@@ -10,10 +10,15 @@ import marshal, os, sys
 ModuleType = type(sys)
 _MISSING = object()
 
+# the protocol keeps its own copies of the pipes; profile code sees stdin empty and its
+# prints go to stderr, so neither can disturb the protocol
 _proto_out = os.fdopen(os.dup(1), "wb")
-os.dup2(2, 1)  # what profile code prints must not reach the protocol pipe
+_proto_in = os.fdopen(os.dup(0), "rb")
+os.dup2(2, 1)
 sys.stdout = sys.stderr
-_proto_in = sys.stdin.buffer
+_null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_null, 0)
+os.close(_null)
 
 
 def _send(message):
