@@ -1,8 +1,8 @@
 //! slapstore's profile frontend: reads buildout profiles with zc.buildout's exact semantics
 //! (as SlapOS's fork of buildout implements them) and hosts the `slapstore` command line.
 //!
-//! Data flow: [`load`] reads the files ([`parser`], conditions in [`condition`]) and merges
-//! them ([`merge`]) into a raw configuration ([`config`]); [`resolver`] evaluates sections
+//! Data flow: [`load`] reads the files ([`extends`], [`parser`], conditions in [`condition`])
+//! and merges them ([`merge`]) into a raw configuration ([`config`]); [`resolver`] evaluates sections
 //! lazily, running recipe initialisations ([`recipes`]) and profile Python code ([`python`]);
 //! [`evaluate`] drives it all for `slapstore eval`; [`cli`] prints.
 
@@ -11,6 +11,7 @@ pub mod condition;
 pub mod config;
 pub mod error;
 pub mod evaluate;
+pub mod extends;
 pub mod load;
 pub mod merge;
 pub mod parser;

@@ -469,7 +469,7 @@ impl<'s> Resolver<'s> {
 
     /// The first occurrence of `needle` inside `span`, or `span` itself.
     pub fn find_in(&self, span: Span, needle: &str) -> Span {
-        crate::load::find_in(self.sources, span, needle)
+        crate::extends::find_in(self.sources, span, needle)
     }
 
     /// The header of a section, to blame the section as a whole.
@@ -486,7 +486,7 @@ impl<'s> Resolver<'s> {
             crate::source::normalise_newlines(&dedented),
         );
         let target = self.settings.target.clone();
-        let mut loader = crate::load::Loader {
+        let mut loader = crate::extends::Loader {
             sources: self.sources,
             target: &target,
             python: None,

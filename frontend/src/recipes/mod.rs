@@ -274,7 +274,7 @@ fn shared_location(part: &mut Part, list: &str) -> Result<Option<String>> {
             continue;
         }
         let v = match base.as_deref() {
-            Some(b) if !b.is_empty() => v.replace(b, crate::load::BASE_LOCATION_MARKER),
+            Some(b) if !b.is_empty() => v.replace(b, crate::extends::BASE_LOCATION_MARKER),
             _ => v,
         };
         signature.insert(k, v);

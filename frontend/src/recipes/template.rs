@@ -7,7 +7,7 @@
 use super::Part;
 use crate::config::Origin;
 use crate::error::{Error, ErrorKind, Result};
-use crate::load::is_url;
+use crate::extends::is_url;
 use crate::source::{normalise_newlines, Span};
 
 /// `slapos.recipe.template` (default entry point).
