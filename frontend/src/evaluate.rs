@@ -84,9 +84,10 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             }
         }
     }
+    // the sections initialised so far (as buildout's dump iterates over a copy of `_data`)
+    let initialised = r.sections.len();
     let mut sections = Map::default();
-    let mut i = 0;
-    while i < r.sections.len() {
+    for i in 0..initialised {
         let name = r.sections[i].name.clone();
         match r.items(i) {
             Ok(items) => {
@@ -110,7 +111,6 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             Err(e) if i >= reached => failed.push((name, e)),
             Err(e) => return Err(e),
         }
-        i += 1;
     }
     Ok(Evaluation {
         sections,
