@@ -29,6 +29,16 @@ pub enum Origin {
     Code(String),
 }
 
+impl Origin {
+    /// The span of the option line, if the value was written in a file.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            Origin::File(span) => Some(*span),
+            _ => None,
+        }
+    }
+}
+
 /// How a value was obtained from the one below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

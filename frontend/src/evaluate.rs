@@ -226,10 +226,7 @@ fn check_bool(name: &str, value: &str, origin: &Origin) -> Result<bool> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => {
-            let span = match origin {
-                Origin::File(s) => Some(*s),
-                _ => None,
-            };
+            let span = origin.span();
             Err(Error::new(ErrorKind::InvalidBool {
                 option: name.to_owned(),
                 value: value.to_owned(),

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use crate::condition::{self, Target};
 use crate::config::{HashMap, Map, Origin, RawConfig, RawSection, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::load::{default_options, Loaded};
+use crate::load::default_options;
 use crate::merge::merge_file;
 use crate::parser::{self, ConditionFailure, ParseError};
 use crate::pystr::{dirname, expanduser, normpath, path_join, split_whitespace};
@@ -56,6 +56,13 @@ fn has_python_code(section: &RawSection) -> bool {
             .is_some_and(|r| r.text.contains("slapos.recipe.build") || r.text.contains("${"))
 }
 
+/// A profile and everything it extends, merged in the linearisation's order.
+pub struct Linearised {
+    pub raw: RawConfig,
+    /// The files, in merge order.
+    pub files: Vec<String>,
+}
+
 /// A file of the extends graph, read and parsed before its place in the linearisation is
 /// known, or why it could not be had.
 type Unit = Result<Parsed>;
@@ -90,7 +97,7 @@ impl Loader<'_> {
 
     /// The SlapOS linearisation of `root` and its extends, merged on top of buildout's
     /// defaults.
-    pub fn linearise(&mut self, root: &str, executable: &str) -> Result<Loaded> {
+    pub fn linearise(&mut self, root: &str, executable: &str) -> Result<Linearised> {
         let mut units = self.read_all(root);
         let mut visited = rustc_hash::FxHashSet::default();
         let mut collected = Vec::new();
@@ -108,12 +115,7 @@ impl Loader<'_> {
         for config in collected {
             merge_file(&mut merged, config);
         }
-        Ok(Loaded {
-            raw: merged,
-            files,
-            bridge: None,
-            headers: HashMap::default(),
-        })
+        Ok(Linearised { raw: merged, files })
     }
 
     /// Reads and parses `root` and every file it extends, transitively: one wave per level of
@@ -204,18 +206,11 @@ impl Loader<'_> {
         if let Some(buildout) = config.get_mut("buildout") {
             extends = buildout.shift_remove("extends");
             if let Some(v) = buildout.get("extended-by") {
-                let span = match &v.origin {
-                    Origin::File(s) => Some(*s),
-                    _ => None,
-                };
-                return Err(Error::new(ErrorKind::ExtendedBy).or_at(span));
+                return Err(Error::new(ErrorKind::ExtendedBy).or_at(v.origin.span()));
             }
         }
         if let Some(extends) = extends {
-            let span = match extends.origin {
-                Origin::File(s) => Some(s),
-                _ => None,
-            };
+            let span = extends.origin.span();
             for (name, child) in split_whitespace(&extends.text).zip(&children) {
                 let at = span.map(|s| find_in(self.sources, s, name));
                 self.visit(child, at, units, visited, collected, files)

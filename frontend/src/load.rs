@@ -172,10 +172,7 @@ pub fn load(
     }
     let versions_name = data["buildout"]["versions"].text.clone();
     if !versions_name.is_empty() {
-        let span = match &data["buildout"]["versions"].origin {
-            Origin::File(s) => Some(*s),
-            _ => None,
-        };
+        let span = data["buildout"]["versions"].origin.span();
         let versions = data.get_mut(&versions_name).ok_or_else(|| {
             Error::new(ErrorKind::MissingSection {
                 section: versions_name.clone(),

@@ -140,7 +140,7 @@ impl<'s> Resolver<'s> {
     fn initialize(&mut self, idx: usize) -> Result<()> {
         let name = self.sections[idx].name.clone();
         if self.sections[idx].raw.contains_key("<") {
-            let raw = self.sections[idx].raw.clone();
+            let raw = std::mem::take(&mut self.sections[idx].raw);
             self.sections[idx].raw = self.extend_raw(&name, raw)?;
         }
         let mut to_sub: Vec<(String, String)> = self.sections[idx]
@@ -197,10 +197,7 @@ impl<'s> Resolver<'s> {
     }
 
     fn expand_macros(&mut self, name: &str, data: RawSection, to_do: &Value) -> Result<RawSection> {
-        let span = match &to_do.origin {
-            Origin::File(s) => Some(*s),
-            _ => None,
-        };
+        let span = to_do.origin.span();
         let mut result = RawSection::default();
         for macro_name in to_do.text.split('\n') {
             let macro_name = pystr::strip(macro_name);
@@ -400,10 +397,7 @@ impl<'s> Resolver<'s> {
         origin: Option<&Origin>,
     ) -> Result<String> {
         let blame = |r: &Resolver, e: Error| -> Error {
-            let span = origin.and_then(|o| match o {
-                Origin::File(s) => Some(r.find_in(*s, token)),
-                _ => None,
-            });
+            let span = origin.and_then(Origin::span).map(|s| r.find_in(s, token));
             e.or_at(span)
         };
         let inner = &token[2..token.len() - 1];
@@ -456,10 +450,7 @@ impl<'s> Resolver<'s> {
 
     /// The span of an option's definition, if it was written in a file.
     pub fn span_of(&self, idx: usize, option: &str) -> Option<Span> {
-        match self.sections[idx].origin(option) {
-            Some(Origin::File(s)) => Some(*s),
-            _ => None,
-        }
+        self.sections[idx].origin(option).and_then(Origin::span)
     }
 
     fn span_in(&self, section: &str, option: &str) -> Option<Span> {
