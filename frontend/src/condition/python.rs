@@ -323,22 +323,22 @@ impl Parser {
         )
     }
 
-    fn enter(&mut self) -> Result<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
+    /// Parses with `parse` one level deeper; nesting beyond [`MAX_DEPTH`] is an error.
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.depth >= MAX_DEPTH {
             return Err(error(
                 "SyntaxError: expression nested too deeply",
                 self.offset(),
             ));
         }
-        Ok(())
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
     }
 
     fn expr(&mut self) -> Result<Expr> {
-        self.enter()?;
-        let result = self.expr_inner();
-        self.depth -= 1;
-        result
+        self.nested(Self::expr_inner)
     }
 
     fn expr_inner(&mut self) -> Result<Expr> {
@@ -411,10 +411,8 @@ impl Parser {
     fn not_test(&mut self) -> Result<Expr> {
         if self.is_word("not") {
             self.pos += 1;
-            self.enter()?;
-            let inner = self.not_test();
-            self.depth -= 1;
-            return Ok(Expr::Not(Box::new(inner?)));
+            let inner = self.nested(Self::not_test)?;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.comparison()
     }
@@ -468,10 +466,7 @@ impl Parser {
     fn factor(&mut self) -> Result<Expr> {
         if let Tok::Op(op @ ("-" | "+")) = *self.peek() {
             self.pos += 1;
-            self.enter()?;
-            let inner = self.factor();
-            self.depth -= 1;
-            let inner = inner?;
+            let inner = self.nested(Self::factor)?;
             return Ok(if op == "-" {
                 Expr::Neg(Box::new(inner))
             } else {
@@ -558,10 +553,7 @@ impl Parser {
     }
 
     fn atom(&mut self) -> Result<Expr> {
-        self.enter()?;
-        let result = self.atom_inner();
-        self.depth -= 1;
-        result
+        self.nested(Self::atom_inner)
     }
 
     fn atom_inner(&mut self) -> Result<Expr> {
