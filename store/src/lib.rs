@@ -1,9 +1,13 @@
-//! The slapstore store: where derivation outputs live (`<root>/store/<hash>-<name>`).
+//! The slapstore store: where derivation outputs live (`<root>/store/<hash>-<name>`), how they
+//! are built, registered and checked.
 //!
-//! This crate knows nothing of buildout profiles. For now it holds the validated names of store
-//! paths (design §4): building, registration in SQLite, locks and partitions arrive with the
-//! store issues.
+//! This crate knows nothing of buildout profiles: it receives [`Derivation`]s (a recipe name and
+//! resolved options, with the inputs that identify them) and turns them into registered,
+//! read-only outputs.
 
+pub mod checksum;
+pub mod fetch;
 mod store_path;
+pub mod unpack;
 
 pub use store_path::{encode_base32, PartName, PartNameError, StorePath, HASH_BYTES};
