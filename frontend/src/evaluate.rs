@@ -22,6 +22,9 @@ pub struct EvalOptions {
     pub python: String,
     /// The root profile's text, if it is not to be read from the profile's path.
     pub text: Option<String>,
+    /// For `plan` and `build`: translate parts into derivations for this store, and make the
+    /// release named so.
+    pub store: Option<(crate::derive::StoreMode, String)>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -34,6 +37,9 @@ pub struct Evaluation {
     pub files: Vec<String>,
     /// With `all_sections`: sections that could not be resolved, and why.
     pub failed: Vec<(String, Error)>,
+    /// In a build: the parts' derivations in install order (dependencies first), then the
+    /// release.
+    pub derivations: Vec<slapstore_store::Derivation>,
 }
 
 pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> Result<Evaluation> {
@@ -53,9 +59,24 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         .and_then(|b| b.get("versions"))
         .map(|v| v.text.clone())
         .unwrap_or_default();
+    let store = options.store.as_ref().map(|(mode, _)| {
+        let mut mode = mode.clone();
+        let mut dirs: Vec<String> = loaded
+            .files
+            .iter()
+            .filter(|f| !crate::extends::is_url(f))
+            .map(|f| crate::pystr::dirname(f).to_owned())
+            .filter(|d| d.len() > 1)
+            .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        dirs.dedup();
+        mode.profile_dirs = dirs;
+        mode
+    });
     let settings = Settings {
         target: options.target.clone(),
         python: options.python.clone(),
+        store,
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;
@@ -71,6 +92,12 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         r.require(idx, "recipe").map_err(listed)?;
     }
     let reached = r.sections.len();
+    let mut derivations = Vec::new();
+    if let Some((_, release_name)) = &options.store {
+        let release = crate::derive::release(&mut r, release_name)?;
+        derivations = std::mem::take(&mut r.derivations.list);
+        derivations.push(release);
+    }
     let mut failed = Vec::new();
     if options.all_sections {
         let names: Vec<String> = r.raw.keys().cloned().collect();
@@ -117,6 +144,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         parts: r.parts.clone(),
         files: loaded.files,
         failed,
+        derivations,
     })
 }
 

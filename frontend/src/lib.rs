@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod derive;
 pub mod error;
 pub mod evaluate;
 pub mod extends;

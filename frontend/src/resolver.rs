@@ -65,6 +65,8 @@ impl Options {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub target: Target,
+    /// Set for `plan` and `build`: recipes' locations are store paths.
+    pub store: Option<crate::derive::StoreMode>,
     /// The interpreter that runs profile Python code.
     pub python: String,
 }
@@ -86,6 +88,8 @@ pub struct Resolver<'s> {
     macro_stack: Vec<String>,
     /// The first header of each section, to blame a section as a whole.
     pub headers: HashMap<String, Span>,
+    /// In a build, the derivations of the parts initialised so far.
+    pub derivations: crate::derive::Derivations,
 }
 
 impl<'s> Resolver<'s> {
@@ -105,6 +109,7 @@ impl<'s> Resolver<'s> {
             bridge,
             macro_stack: Vec::new(),
             headers,
+            derivations: Default::default(),
         }
     }
 

@@ -3,11 +3,29 @@
 //!
 //! This crate knows nothing of buildout profiles: it receives [`Derivation`]s (a recipe name and
 //! resolved options, with the inputs that identify them) and turns them into registered,
-//! read-only outputs.
+//! read-only outputs. Modules: [`derivation`] (identity and hashing), [`store`] (the root on
+//! disk, locks), [`db`] (SQLite metadata), [`build`] (scheduling and realising),
+//! [`recipes`] (the builders), [`fetch`]/[`checksum`] (sources and the download cache),
+//! [`unpack`] (archives), [`output`] (canonical form, content hash), [`references`] (scanning),
+//! [`verify`] (checking the store against the database).
 
+pub mod build;
 pub mod checksum;
+pub mod db;
+pub mod derivation;
+pub mod error;
 pub mod fetch;
+pub mod output;
+pub mod recipes;
+pub mod references;
+pub mod store;
 mod store_path;
 pub mod unpack;
+pub mod verify;
 
-pub use store_path::{encode_base32, PartName, PartNameError, StorePath, HASH_BYTES};
+pub use derivation::{Derivation, Recipe};
+pub use error::{Result, StoreError};
+pub use store::Store;
+pub use store_path::{
+    decode_base32, encode_base32, PartName, PartNameError, StorePath, StorePathError, HASH_BYTES,
+};

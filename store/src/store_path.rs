@@ -30,6 +30,39 @@ pub fn encode_base32(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes RFC 4648 base32 (lowercase, no padding) of exactly `N` bytes.
+pub fn decode_base32<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != (N * 8).div_ceil(5) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut buffer: u64 = 0;
+    let mut bits = 0;
+    let mut i = 0;
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u64;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            if i < N {
+                out[i] = (buffer >> bits) as u8;
+            }
+            i += 1;
+        }
+    }
+    // the bits left over must be zero, or two texts would decode to the same bytes
+    if buffer & ((1 << bits) - 1) != 0 {
+        return None;
+    }
+    Some(out)
+}
+
+/// Whether `c` is a character of the base32 alphabet.
+pub fn is_base32(c: u8) -> bool {
+    c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)
+}
+
 /// Why a part name cannot name a store path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartNameError {
@@ -95,7 +128,27 @@ impl StorePath {
     pub fn name(&self) -> &PartName {
         &self.name
     }
+
+    /// The raw 160-bit hash.
+    pub fn hash_bytes(&self) -> &[u8; HASH_BYTES] {
+        &self.hash
+    }
+
+    /// Parses `<hash>-<name>` (the base name of a store path, not a full path).
+    pub fn parse(text: &str) -> Result<StorePath, StorePathError> {
+        let bad = || StorePathError(text.to_owned());
+        let (hash, name) = text.split_at_checked(32).ok_or_else(bad)?;
+        let name = name.strip_prefix('-').ok_or_else(bad)?;
+        let hash = decode_base32::<HASH_BYTES>(hash).ok_or_else(bad)?;
+        let name = PartName::new(name).map_err(|_| bad())?;
+        Ok(StorePath { hash, name })
+    }
 }
+
+/// A text that is not the name of a store path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a store path name (`<32 base32 characters>-<name>`)")]
+pub struct StorePathError(pub String);
 
 impl fmt::Display for StorePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,6 +180,18 @@ mod tests {
         assert_eq!(text.len(), 32 + 1 + 4);
         assert!(text.ends_with("-zlib"));
         assert_eq!(path.hash_part().len(), 32);
+    }
+
+    #[test]
+    fn store_path_round_trip() {
+        let path = StorePath::new(&blake3::hash(b"x"), PartName::new("lua").expect("valid"));
+        assert_eq!(StorePath::parse(&path.to_string()), Ok(path.clone()));
+        assert!(StorePath::parse("short-lua").is_err());
+        assert!(StorePath::parse(&path.to_string().replace('-', "_")).is_err());
+        let upper = path.to_string().to_uppercase();
+        assert!(StorePath::parse(&upper).is_err());
+        assert!(StorePath::parse(&format!("{}-a/b", path.hash_part())).is_err());
+        assert_eq!(decode_base32::<5>("mzxw6ytb"), Some(*b"fooba"));
     }
 
     #[test]

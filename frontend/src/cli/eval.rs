@@ -15,17 +15,24 @@ use super::report;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The profile (`software.cfg`, `buildout.cfg`, ...).
-    profile: String,
-    /// Override an option, like buildout's `section:option=value` (`+=`, `-=` too).
-    #[arg(short = 'O', long = "option", value_name = "SECTION:OPTION=VALUE")]
-    options: Vec<String>,
+    #[command(flatten)]
+    profile: ProfileArgs,
     /// Print `{section: {option: value}}` as JSON.
     #[arg(long)]
     json: bool,
     /// Also resolve the sections that no part reaches.
     #[arg(long)]
     all_sections: bool,
+}
+
+/// The profile to evaluate and how: shared by `eval`, `plan` and `build`.
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// The profile (`software.cfg`, `buildout.cfg`, ...).
+    pub profile: String,
+    /// Override an option, like buildout's `section:option=value` (`+=`, `-=` too).
+    #[arg(short = 'O', long = "option", value_name = "SECTION:OPTION=VALUE")]
+    options: Vec<String>,
     /// Evaluate conditional sections for this target (`python=3.12`, `machine=aarch64`,
     /// `bits=32`, `platform=linux`, `implementation=pypy`, `endian=big`, `os-name=nt`).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -35,34 +42,46 @@ pub struct EvalArgs {
     python: Option<String>,
 }
 
+impl ProfileArgs {
+    /// The evaluation options these arguments give, or the exit status of their error.
+    pub fn eval_options(&self, sources: &Sources) -> Result<EvalOptions, i32> {
+        let mut options = EvalOptions {
+            python: self
+                .python
+                .clone()
+                .or_else(|| std::env::var("SLAPSTORE_PYTHON").ok())
+                .unwrap_or_else(default_python),
+            ..EvalOptions::default()
+        };
+        for text in &self.options {
+            match Assignment::parse(text) {
+                Ok(a) => options.assignments.push(a),
+                Err(e) => return Err(report::error(sources, &e)),
+            }
+        }
+        let mut target = Target::default();
+        for setting in &self.target {
+            let result = match setting.split_once('=') {
+                Some((k, v)) => target.set(k, v),
+                None => Err(format!("`--target {setting}`: expected KEY=VALUE")),
+            };
+            if let Err(message) = result {
+                return Err(report::usage(&message));
+            }
+        }
+        options.target = target;
+        Ok(options)
+    }
+}
+
 pub fn run(args: EvalArgs) -> i32 {
     let mut sources = Sources::default();
-    let mut options = EvalOptions {
-        all_sections: args.all_sections,
-        python: args
-            .python
-            .or_else(|| std::env::var("SLAPSTORE_PYTHON").ok())
-            .unwrap_or_else(default_python),
-        ..EvalOptions::default()
+    let mut options = match args.profile.eval_options(&sources) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    for text in &args.options {
-        match Assignment::parse(text) {
-            Ok(a) => options.assignments.push(a),
-            Err(e) => return report::error(&sources, &e),
-        }
-    }
-    let mut target = Target::default();
-    for setting in &args.target {
-        let result = match setting.split_once('=') {
-            Some((k, v)) => target.set(k, v),
-            None => Err(format!("`--target {setting}`: expected KEY=VALUE")),
-        };
-        if let Err(message) = result {
-            return report::usage(&message);
-        }
-    }
-    options.target = target;
-    match evaluate(&mut sources, &args.profile, &options) {
+    options.all_sections = args.all_sections;
+    match evaluate(&mut sources, &args.profile.profile, &options) {
         Ok(evaluation) => {
             for (name, e) in &evaluation.failed {
                 report::warning(&sources, &format!("section [{name}] not resolved"), e);

@@ -1,10 +1,15 @@
 //! The `slapstore` command line: argument parsing, printing, and the mapping of errors to exit
 //! codes (0 ok, 1 failed, 2 bad usage or bad profile). The only module that prints.
 
+mod build;
 mod eval;
+mod inspect;
 mod report;
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Nix-style store for SlapOS buildout profiles.
 #[derive(Parser, Debug)]
@@ -15,14 +20,55 @@ use clap::{Parser, Subcommand};
     long_about = None
 )]
 struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every command that touches a store takes.
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// The store root (`store/`, `var/`, `partitions/` live under it).
+    #[arg(
+        long,
+        global = true,
+        env = "SLAPSTORE_ROOT",
+        default_value = "/opt/slapstore"
+    )]
+    root: PathBuf,
+    /// How many derivations to build at once (default: the number of cores).
+    #[arg(short = 'j', long, global = true)]
+    jobs: Option<usize>,
+    /// Say more.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Say only what fails.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+impl StoreArgs {
+    /// The root, absolute.
+    fn root(&self) -> PathBuf {
+        std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone())
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the resolved configuration of a profile, as zc.buildout resolves it.
     Eval(eval::EvalArgs),
+    /// Show the derivations of a profile in build order, without building anything.
+    Plan(build::PlanArgs),
+    /// Build every part of a profile not yet in the store, then its release (printed last).
+    Build(build::BuildArgs),
+    /// Show the hash, size, references and deriver of store paths.
+    PathInfo(inspect::PathInfoArgs),
+    /// Check the store against its database (`--check-contents`: re-hash every path).
+    Verify(inspect::VerifyArgs),
+    /// Print the build log of a part or store path.
+    Log(inspect::LogArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -37,5 +83,23 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::Plan(args) => build::plan(&cli.store, args),
+        Command::Build(args) => build::build(&cli.store, args),
+        Command::PathInfo(args) => inspect::path_info(&cli.store, args),
+        Command::Verify(args) => inspect::verify(&cli.store, args),
+        Command::Log(args) => inspect::log(&cli.store, args),
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe is not an error.
+fn print(text: &str) -> i32 {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => report::failure(&format!("cannot write the output: {e}")),
     }
 }

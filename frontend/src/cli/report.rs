@@ -103,3 +103,22 @@ pub fn usage(message: &str) -> i32 {
     eprintln!("error: {message}");
     BAD_INPUT
 }
+
+/// Exit status for a failure (a build, a verification).
+pub const FAILED: i32 = 1;
+
+/// Reports a failure that is not the input's fault; returns the exit status.
+pub fn failure(message: &str) -> i32 {
+    eprintln!("error: {message}");
+    FAILED
+}
+
+/// Reports a store error: bad usage (a path that is not in the store) or a failure.
+pub fn store_error(e: &slapstore_store::StoreError) -> i32 {
+    use slapstore_store::StoreError as E;
+    eprintln!("error: {e}");
+    match e {
+        E::NotValid(_) | E::NotInStore(..) | E::StorePath(_) | E::BadOption { .. } => BAD_INPUT,
+        _ => FAILED,
+    }
+}

@@ -12,7 +12,9 @@ mod cmmi;
 mod command;
 mod download;
 mod egg;
-mod template;
+pub mod template;
+
+use slapstore_store::Recipe;
 
 use crate::config::Origin;
 use crate::error::{Error, ErrorKind, Result};
@@ -51,6 +53,8 @@ pub struct Part<'r, 's> {
     pub idx: usize,
     pub name: String,
     pub recipe: String,
+    /// What a template recipe rendered at initialisation (kept for builds).
+    pub rendered: Option<String>,
 }
 
 impl Part<'_, '_> {
@@ -118,8 +122,12 @@ impl Part<'_, '_> {
         }
     }
 
-    /// The default location of the part: `<parts-directory>/<name>`.
+    /// The default location of the part: `<parts-directory>/<name>`; in a build, the
+    /// placeholder of its store path, replaced once its hash is known.
     pub fn parts_location(&mut self) -> Result<String> {
+        if let Some(store) = &self.r.settings.store {
+            return Ok(store.placeholder(&self.name));
+        }
         let parts = self.buildout("parts-directory")?;
         Ok(path_join(&parts, &self.name))
     }
@@ -140,16 +148,53 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
             }))
         }
     };
+    let building = r.settings.store.is_some();
     let mut part = Part {
         r,
         idx,
         name,
         recipe: recipe.to_owned(),
+        rendered: None,
     };
-    match egg_key(spec).and_then(|egg| lookup(&egg, entry)) {
+    let egg = egg_key(spec);
+    if building {
+        let Some((init, kind)) = egg.as_deref().and_then(|egg| buildable(egg, entry)) else {
+            return Err(part.error(format!(
+                "slapstore cannot build recipe `{recipe}`; it builds {}",
+                crate::derive::SUPPORTED
+            )));
+        };
+        init(&mut part)?;
+        return crate::derive::derive(&mut part, kind);
+    }
+    match egg.and_then(|egg| lookup(&egg, entry)) {
         Some(init) => init(&mut part),
         None => placeholder(&mut part),
     }
+}
+
+/// The recipes a build can run: their initialisation and the store recipe that builds them,
+/// under their SlapOS names and the store's own (design §5).
+fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
+    Some(match (egg, entry) {
+        ("slapos-recipe-build", "download")
+        | ("hexagonit-recipe-download", "default")
+        | ("download", "default") => (download::file as Init, Recipe::Download),
+        ("slapos-recipe-build", "download-unpacked") | ("download-unpacked", "default") => {
+            (download::unpacked, Recipe::DownloadUnpacked)
+        }
+        ("slapos-recipe-cmmi" | "hexagonit-recipe-cmmi" | "zc-recipe-cmmi" | "cmmi", "default") => {
+            (cmmi::init, Recipe::Cmmi)
+        }
+        ("plone-recipe-command" | "shell", "default") => (command::init, Recipe::Shell),
+        ("slapos-recipe-template" | "template", "default") => {
+            (template::template, Recipe::Template)
+        }
+        ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => {
+            (template::jinja2, Recipe::Jinja2)
+        }
+        _ => return None,
+    })
 }
 
 /// A recipe slapstore does not emulate: like a placeholder, set `location` if unset.
@@ -239,7 +284,8 @@ struct Shared {
 impl Shared {
     fn new(part: &mut Part) -> Result<Shared> {
         let maybe_shared = part.is_true("shared")?;
-        if maybe_shared {
+        // in a build every part is shared: its store path is its identity
+        if maybe_shared && part.r.settings.store.is_none() {
             part.get("__buildout_signature__")?;
             if let Some(list) = part.buildout_get("shared-part-list")? {
                 if !list.is_empty() {

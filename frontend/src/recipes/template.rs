@@ -21,15 +21,32 @@ pub fn template(part: &mut Part) -> Result<()> {
     if let Some(url) = template_source(part, md5sum.is_some())? {
         let (text, span) = read_template(part, &url, md5sum.as_deref())?;
         let origin = Origin::File(span);
-        let mut seen = Vec::new();
-        for piece in text.split("$$") {
-            let mut out = String::new();
-            part.r
-                .substitute_piece(part.idx, piece, &mut seen, Some(&origin), &mut out)
-                .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
-        }
+        let rendered = render(part.r, part.idx, &text, &origin)
+            .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
+        part.rendered = Some(rendered);
+    } else if let Some(inline) = part.get("inline")? {
+        part.rendered = Some(inline.replace("$${", "${"));
     }
     Ok(())
+}
+
+/// slapos.recipe.template's rendering: `${...}` substituted as seen from section `idx`, `$$`
+/// kept as `$` (so `$${x}` becomes `${x}`, for the instance profile to substitute).
+pub fn render(
+    r: &mut crate::resolver::Resolver,
+    idx: usize,
+    text: &str,
+    origin: &Origin,
+) -> Result<String> {
+    let mut seen = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for (i, piece) in text.split("$$").enumerate() {
+        if i > 0 {
+            out.push('$');
+        }
+        r.substitute_piece(idx, piece, &mut seen, Some(origin), &mut out)?;
+    }
+    Ok(out)
 }
 
 /// `Recipe._template`: exactly one of `url` and `inline`, no `md5sum` with `inline`; the `url`.
@@ -102,6 +119,61 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The template text and the context of a `:jinja2` part, for the store's builder: `key` and
+/// `raw` entries as strings, `section` entries as objects, `json`/`jsonkey` parsed.
+pub fn jinja2_inputs(part: &mut Part) -> Result<(String, serde_json::Value)> {
+    let md5sum = part.get("md5sum")?.filter(|m| !m.is_empty());
+    let text = if let Some(url) = part.get("url")?.filter(|s| !s.is_empty()) {
+        read_template(part, &url, md5sum.as_deref())?.0
+    } else if let Some(inline) = part.get("inline")? {
+        inline
+    } else if let Some(template) = part.get("template")?.filter(|s| !s.is_empty()) {
+        match template.strip_prefix("inline:") {
+            Some(text) => crate::pystr::strip_start(text).to_owned(),
+            None => read_template(part, &template, md5sum.as_deref())?.0,
+        }
+    } else {
+        return Err(part.error("one of the options 'inline' 'url' is required"));
+    };
+    let taken = DEFAULT_CONTEXT.iter().map(|s| s.to_string()).collect();
+    let mut context = serde_json::Map::new();
+    for (kind, name, expression) in entries(part, "context", taken)? {
+        let value = match kind.as_str() {
+            "raw" => serde_json::Value::String(expression),
+            "key" => serde_json::Value::String(key(part, "context", &expression)?),
+            "jsonkey" => {
+                let text = key(part, "context", &expression)?;
+                parse_json(part, &text)?
+            }
+            "json" => parse_json(part, &expression)?,
+            "section" => {
+                let span = part.r.span_of(part.idx, "context");
+                let idx = part.r.section(&expression).map_err(|e| e.or_at(span))?;
+                let items = part.r.items(idx)?;
+                serde_json::Value::Object(
+                    items
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .collect(),
+                )
+            }
+            other => {
+                return Err(part.option_error(
+                    "context",
+                    format!("context type `{other}` is not supported in builds (use key, section, raw, json or jsonkey)"),
+                ))
+            }
+        };
+        context.insert(name, value);
+    }
+    Ok((text, serde_json::Value::Object(context)))
+}
+
+fn parse_json(part: &Part, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| part.option_error("context", format!("invalid JSON `{text}`: {e}")))
 }
 
 /// The names jinja2 templates get without asking (a context entry may not reuse them).

@@ -1,0 +1,255 @@
+//! Commands that inspect the store: `path-info`, `verify` and `log`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::Args;
+use slapstore_store::{Store, StorePath};
+
+use super::{report, StoreArgs};
+
+#[derive(Args, Debug)]
+pub struct PathInfoArgs {
+    /// Store paths (full paths, or `<hash>-<name>`).
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Show the whole runtime closure, with its total size.
+    #[arg(long)]
+    closure: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Re-hash every path's contents (in parallel) against its recorded hash.
+    #[arg(long)]
+    check_contents: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// A part name (its most recent log) or a store path.
+    target: String,
+}
+
+fn open(args: &StoreArgs) -> Result<Store, i32> {
+    Store::open(&args.root()).map_err(|e| report::store_error(&e))
+}
+
+pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
+    let store = match open(store_args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut roots = Vec::new();
+    for text in &args.paths {
+        match store.parse_path(text) {
+            Ok(p) => roots.push(p),
+            Err(e) => return report::store_error(&e),
+        }
+    }
+    let db = store.db();
+    let mut names: Vec<String> = roots.iter().map(StorePath::to_string).collect();
+    if args.closure {
+        let mut seen = BTreeSet::new();
+        let mut stack = names.clone();
+        while let Some(n) = stack.pop() {
+            if seen.insert(n.clone()) {
+                match db.references(&n) {
+                    Ok(refs) => stack.extend(refs),
+                    Err(e) => return report::store_error(&e),
+                }
+            }
+        }
+        names = seen.into_iter().collect();
+    }
+    let store_dir = store.store_dir();
+    let mut infos = Vec::new();
+    let mut total = 0u64;
+    for n in &names {
+        let row = match db.path_info(n) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return report::store_error(&slapstore_store::StoreError::NotValid(n.clone()))
+            }
+            Err(e) => return report::store_error(&e),
+        };
+        let refs = match db.references(n) {
+            Ok(r) => r,
+            Err(e) => return report::store_error(&e),
+        };
+        let deriver = db
+            .derivation(n)
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<slapstore_store::Derivation>(&json).ok());
+        total += row.size;
+        infos.push((row, refs, deriver));
+    }
+    drop(db);
+    let full = |n: &str| store_dir.join(n).display().to_string();
+    let out = if args.json {
+        let list: Vec<serde_json::Value> = infos
+            .iter()
+            .map(|(row, refs, deriver)| {
+                serde_json::json!({
+                    "path": full(&row.name),
+                    "content_hash": row.content_hash,
+                    "size": row.size,
+                    "registered": row.registered,
+                    "build_ms": row.build_ms,
+                    "references": refs.iter().map(|r| full(r)).collect::<Vec<_>>(),
+                    "deriver": deriver.as_ref().map(|d| serde_json::json!({
+                        "part": d.name(),
+                        "recipe": d.recipe().name(),
+                        "inputs": d.inputs,
+                    })),
+                })
+            })
+            .collect();
+        let mut value = serde_json::json!({ "paths": list });
+        if args.closure {
+            value["closure_size"] = total.into();
+        }
+        format!("{value:#}\n")
+    } else {
+        let mut out = String::new();
+        for (row, refs, deriver) in &infos {
+            out.push_str(&format!("{}\n", full(&row.name)));
+            out.push_str(&format!("  content hash  {}\n", row.content_hash));
+            out.push_str(&format!("  size          {}\n", human_size(row.size)));
+            if let Some(d) = deriver {
+                out.push_str(&format!(
+                    "  deriver       part `{}`, recipe `{}`\n",
+                    d.name(),
+                    d.recipe().name()
+                ));
+            }
+            if let Some(ms) = row.build_ms {
+                out.push_str(&format!("  build time    {:.1} s\n", ms as f64 / 1000.0));
+            }
+            if refs.is_empty() {
+                out.push_str("  references    (none)\n");
+            }
+            for (i, r) in refs.iter().enumerate() {
+                let label = if i == 0 { "references" } else { "" };
+                out.push_str(&format!("  {label:12}  {}\n", full(r)));
+            }
+        }
+        if args.closure {
+            out.push_str(&format!(
+                "closure: {} paths, {}\n",
+                infos.len(),
+                human_size(total)
+            ));
+        }
+        out
+    };
+    super::print(&out)
+}
+
+/// `1.2 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn verify(store_args: &StoreArgs, args: VerifyArgs) -> i32 {
+    let store = match open(store_args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let report = match slapstore_store::verify::verify(&store, args.check_contents) {
+        Ok(r) => r,
+        Err(e) => return report::store_error(&e),
+    };
+    let out = if args.json {
+        let value = serde_json::json!({
+            "checked": report.checked,
+            "contents_checked": args.check_contents,
+            "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "invalid": report.invalid,
+        });
+        format!("{value:#}\n")
+    } else {
+        let mut out = String::new();
+        for p in &report.problems {
+            out.push_str(&format!("problem: {p}\n"));
+        }
+        for i in &report.invalid {
+            out.push_str(&format!(
+                "not registered (an interrupted or running build): {i}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "{} paths checked{}, {} problems\n",
+            report.checked,
+            if args.check_contents {
+                " with their contents"
+            } else {
+                ""
+            },
+            report.problems.len()
+        ));
+        out
+    };
+    let code = super::print(&out);
+    if report.problems.is_empty() {
+        code
+    } else {
+        report::FAILED
+    }
+}
+
+pub fn log(store_args: &StoreArgs, args: LogArgs) -> i32 {
+    let root = store_args.root();
+    let store_dir = root.join("store");
+    let log_dir = root.join("var/log");
+    let base = std::path::Path::new(&args.target)
+        .strip_prefix(&store_dir)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.target.clone());
+    let file = if StorePath::parse(base.trim_end_matches('/')).is_ok() {
+        log_dir.join(format!("{}.log", base.trim_end_matches('/')))
+    } else {
+        // a part name: its most recent log
+        let suffix = format!("-{}.log", args.target);
+        let mut newest: BTreeMap<std::time::SystemTime, std::path::PathBuf> = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(&log_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(&suffix) && StorePath::parse(&name[..name.len() - 4]).is_ok() {
+                    if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                        newest.insert(t, e.path());
+                    }
+                }
+            }
+        }
+        match newest.into_values().next_back() {
+            Some(p) => p,
+            None => {
+                return report::usage(&format!(
+                    "no build log of part or path `{}` in `{}`",
+                    args.target,
+                    log_dir.display()
+                ))
+            }
+        }
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) => super::print(&text),
+        Err(e) => report::usage(&format!("cannot read the log `{}`: {e}", file.display())),
+    }
+}

@@ -1,0 +1,423 @@
+//! Translation of initialised parts into derivations (design §2, §4), for `plan` and `build`.
+//!
+//! In a build the resolver runs as for `eval`, except that a recipe's location is the
+//! placeholder of its store path ([`StoreMode::placeholder`]). Once a part's recipe is
+//! initialised, [`derive`] reads its options, turns them into the derivation's hashed
+//! [`Inputs`] — own location as the placeholder, profile directories as a marker, sources by
+//! declared checksum, local files (patches, `path` trees, templates) by content — computes the
+//! store path, and puts the real path in place of the placeholder in the part's options. Since
+//! buildout initialises a referenced section before the one that references it, the store paths
+//! of a part's dependencies are known when its hash is computed (Merkle-style).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use md5::Digest as _;
+use slapstore_store::derivation::{Build, Inputs, Source, PLACEHOLDER_HASH};
+use slapstore_store::{Derivation, PartName, Recipe};
+
+use crate::error::Result;
+use crate::extends::is_url;
+use crate::recipes::Part;
+
+/// The recipes a build supports, for error messages.
+pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
+    `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
+    (slapos.recipe.template) and `jinja2` (slapos.recipe.template:jinja2)";
+
+/// The marker that replaces a profile directory in hashed option values.
+const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
+
+/// What a build evaluation needs to know of the store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreMode {
+    /// `<root>/store`.
+    pub store_dir: String,
+    /// `x86_64-linux`, ...
+    pub system: String,
+    /// Directories of the profile files, longest first (their paths are not inputs).
+    pub profile_dirs: Vec<String>,
+    /// Accept remote sources without a checksum (their URL is then hashed).
+    pub allow_unpinned: bool,
+}
+
+impl StoreMode {
+    /// The stand-in for a part's own store path while its hash is computed.
+    pub fn placeholder(&self, name: &str) -> String {
+        format!("{}/{PLACEHOLDER_HASH}-{name}", self.store_dir)
+    }
+}
+
+/// The derivations of one evaluation, in the order their parts were initialised (dependencies
+/// first).
+#[derive(Debug, Default)]
+pub struct Derivations {
+    pub list: Vec<Derivation>,
+    /// Index in `list` by hash part.
+    by_hash: HashMap<String, usize>,
+    /// For each derivation, what its template part rendered to (`output` as written in the
+    /// profile), to find the instance profile.
+    pub outputs: HashMap<usize, String>,
+}
+
+/// Options that are never inputs: the part's identity is its name and recipe, its location is
+/// the placeholder, sources and files enter by checksum or content.
+const NOT_HASHED: &[&str] = &[
+    "location",
+    "recipe",
+    "_profile_base_location_",
+    "_buildout_section_name_",
+    "__buildout_signature__",
+    "__buildout_installed__",
+    "shared",
+    "url",
+    "alternate-url",
+    "md5sum",
+    "sha256",
+    "blake3",
+    "patches",
+    "path",
+    "output",
+    "rendered",
+    "template",
+    "inline",
+];
+
+/// Turns the initialised part into a derivation (see the module docs).
+pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
+    let Some(mode) = part.r.settings.store.clone() else {
+        return Ok(());
+    };
+    let name = PartName::new(&part.name).map_err(|e| part.error(e.to_string()))?;
+    let placeholder = mode.placeholder(&part.name);
+    match part.get("location")? {
+        Some(l) if l == placeholder => {}
+        None => part.set("location", placeholder.clone()),
+        Some(other) => {
+            return Err(part.option_error(
+                "location",
+                format!(
+                    "in a build a part's location is its store path, not `{other}`: remove \
+                     `location` (commands find the output in `$out` or `${{:location}}`)"
+                ),
+            ))
+        }
+    }
+    let mut inputs = Inputs {
+        name,
+        recipe,
+        system: mode.system.clone(),
+        options: BTreeMap::new(),
+        sources: BTreeMap::new(),
+        files: BTreeMap::new(),
+        references: BTreeSet::new(),
+    };
+    let mut build = Build {
+        options: BTreeMap::new(),
+        sources: Vec::new(),
+        files: BTreeMap::new(),
+    };
+    let mut extra: Vec<(String, String)> = Vec::new();
+    let mut output = None;
+    match recipe {
+        Recipe::Download | Recipe::DownloadUnpacked | Recipe::Cmmi => {
+            if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
+                source(part, &mode, &mut inputs, &mut build)?;
+            }
+            if recipe == Recipe::Cmmi {
+                if let Some(path) = part.get("path")?.filter(|p| !p.trim().is_empty()) {
+                    let tree = PathBuf::from(path.trim());
+                    let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
+                        part.option_error("path", format!("cannot read the source tree: {e}"))
+                    })?;
+                    inputs.files.insert("path".into(), info.content_hash);
+                    build.files.insert("path".into(), tree);
+                }
+                patches(part, &mut inputs, &mut build)?;
+            }
+        }
+        Recipe::Template => {
+            let original = part.require("output")?;
+            let file = output_file(part, &original)?;
+            let text = part.rendered.take().unwrap_or_default();
+            extra.push(("rendered-text".into(), text));
+            extra.push(("output-file".into(), file.clone()));
+            part.set("output", format!("{placeholder}/{file}"));
+            output = Some(original);
+        }
+        Recipe::Jinja2 => {
+            let original = match part.get("output")? {
+                Some(o) => o,
+                None => part.require("rendered")?,
+            };
+            let file = output_file(part, &original)?;
+            let (text, context) = crate::recipes::template::jinja2_inputs(part)?;
+            extra.push(("template-text".into(), text));
+            extra.push(("context-json".into(), context.to_string()));
+            extra.push(("output-file".into(), file.clone()));
+            part.set("output", format!("{placeholder}/{file}"));
+            output = Some(original);
+        }
+        Recipe::Shell | Recipe::Release => {}
+    }
+    if let Some(env) = part
+        .get("environment")?
+        .filter(|e| !e.is_empty() && !e.contains('='))
+    {
+        // `environment` names a section: its options are the variables
+        let idx = part.r.section(&env)?;
+        let lines: Vec<String> = part
+            .r
+            .items(idx)?
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        extra.push(("environment".into(), lines.join("\n")));
+    }
+
+    let mut items: BTreeMap<String, String> = part.r.items(part.idx)?.into_iter().collect();
+    for (k, v) in extra {
+        items.insert(k, v);
+    }
+    for (k, v) in &items {
+        references(&part.r.derivations, &mode, v, &mut inputs.references);
+        if !NOT_HASHED.contains(&k.as_str()) {
+            inputs.options.insert(k.clone(), unplace(&mode, v));
+        }
+    }
+    // references to the part's own output are not references to another derivation
+    let drv = Derivation::new(inputs, build);
+    let real = format!("{}/{}", mode.store_dir, drv.path);
+    let mut drv = drv;
+    for (k, v) in items {
+        let v = v.replace(&placeholder, &real);
+        if k != "rendered-text" && k != "template-text" && k != "context-json" {
+            if let Some(current) = part.r.get(part.idx, &k, None)? {
+                if current.contains(&placeholder) {
+                    part.set(&k, current.replace(&placeholder, &real));
+                }
+            }
+        }
+        drv.build.options.insert(k, v);
+    }
+    let list = &mut part.r.derivations;
+    let i = list.list.len();
+    list.by_hash.insert(drv.path.hash_part(), i);
+    if let Some(o) = output {
+        list.outputs.insert(i, o);
+    }
+    list.list.push(drv);
+    Ok(())
+}
+
+/// A template's output file name: the base name of `output`.
+fn output_file(part: &Part, output: &str) -> Result<String> {
+    Path::new(output.trim())
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| part.option_error("output", format!("`{output}` names no file")))
+}
+
+/// A hashed option value: profile directories replaced by a marker, so that the same profile
+/// elsewhere gives the same hashes.
+fn unplace(mode: &StoreMode, value: &str) -> String {
+    let mut v = value.to_owned();
+    for dir in &mode.profile_dirs {
+        if v.contains(dir.as_str()) {
+            v = v.replace(dir.as_str(), PROFILE_DIR_MARKER);
+        }
+    }
+    v
+}
+
+/// Adds to `found` the derivations whose store paths `value` mentions.
+fn references(drvs: &Derivations, mode: &StoreMode, value: &str, found: &mut BTreeSet<String>) {
+    let prefix = format!("{}/", mode.store_dir);
+    let mut rest = value;
+    while let Some(i) = rest.find(&prefix) {
+        let after = &rest[i + prefix.len()..];
+        if let Some(hash) = after.get(..32) {
+            if let Some(&j) = drvs.by_hash.get(hash) {
+                found.insert(drvs.list[j].path.to_string());
+            }
+        }
+        rest = after;
+    }
+}
+
+/// The part's `url` (and `alternate-url`): a source identified by its declared checksum, or a
+/// local file by its content.
+fn source(part: &mut Part, mode: &StoreMode, inputs: &mut Inputs, build: &mut Build) -> Result<()> {
+    let url = part.require("url")?.trim().to_owned();
+    let mut urls = vec![url.clone()];
+    if let Some(alt) = part.get("alternate-url")?.filter(|a| !a.trim().is_empty()) {
+        urls.push(alt.trim().to_owned());
+    }
+    let mut checksum = None;
+    for (option, algorithm) in [
+        ("md5sum", "md5"),
+        ("sha256", "sha256"),
+        ("blake3", "blake3"),
+    ] {
+        if let Some(hex) = part.get(option)?.filter(|h| !h.trim().is_empty()) {
+            let hex = hex.trim().to_lowercase();
+            let text = format!("{algorithm}:{hex}");
+            text.parse::<slapstore_store::checksum::Checksum>()
+                .map_err(|e| part.option_error(option, e.to_string()))?;
+            checksum = Some(text);
+            break;
+        }
+    }
+    match &checksum {
+        Some(c) => {
+            inputs.sources.insert("url".into(), c.clone());
+        }
+        None if is_url(&url) && !url.starts_with("file://") => {
+            if !mode.allow_unpinned {
+                return Err(part.option_error(
+                    "url",
+                    format!(
+                        "`{url}` has no checksum: add `md5sum` (or `sha256`, `blake3`), or build \
+                         with `--allow-unpinned`"
+                    ),
+                ));
+            }
+            inputs.options.insert("url".into(), url.clone());
+        }
+        None => {
+            let path = url.strip_prefix("file://").unwrap_or(&url);
+            let bytes = std::fs::read(path)
+                .map_err(|e| part.option_error("url", format!("cannot read `{path}`: {e}")))?;
+            inputs.files.insert(
+                "url".into(),
+                format!("blake3:{}", blake3::hash(&bytes).to_hex()),
+            );
+        }
+    }
+    build.sources.push(Source {
+        role: "url".into(),
+        urls,
+        checksum,
+    });
+    Ok(())
+}
+
+/// cmmi's `patches`: `FILE[#md5]` words, local files checked against their MD5 now and
+/// identified by content.
+fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()> {
+    let Some(text) = part.get("patches")? else {
+        return Ok(());
+    };
+    for (i, word) in text.split_whitespace().enumerate() {
+        let (file, md5sum) = match word.split_once('#') {
+            Some((f, m)) => (f, Some(m.to_lowercase())),
+            None => (word, None),
+        };
+        let path = file.strip_prefix("file://").unwrap_or(file);
+        if is_url(file) && !file.starts_with("file://") {
+            return Err(part.option_error(
+                "patches",
+                format!("`{file}`: slapstore applies local patches only"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            part.option_error("patches", format!("cannot read patch `{path}`: {e}"))
+        })?;
+        if let Some(expected) = md5sum.filter(|m| !m.is_empty()) {
+            let actual = format!("{:x}", md5::Md5::digest(&bytes));
+            if actual != expected {
+                return Err(part.option_error(
+                    "patches",
+                    format!(
+                        "patch `{path}` has MD5 {actual}, not the {expected} the profile gives"
+                    ),
+                ));
+            }
+        }
+        let role = format!("patch:{i}");
+        inputs.files.insert(
+            role.clone(),
+            format!("blake3:{}", blake3::hash(&bytes).to_hex()),
+        );
+        build.files.insert(role, PathBuf::from(path));
+    }
+    Ok(())
+}
+
+/// The release of a software profile (design §6): every part's output, and the instance
+/// profile — the file a template part renders to `${buildout:directory}/template.cfg`, or else
+/// `[buildout] instance-profile`, rendered with the software's `${...}`.
+pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivation> {
+    let Some(mode) = r.settings.store.clone() else {
+        return Err(crate::error::Error::buildout(
+            "a release is made in builds only",
+        ));
+    };
+    let b = r.section("buildout")?;
+    let directory = r.require(b, "directory")?;
+    let conventional = crate::pystr::path_join(&directory, "template.cfg");
+    let mut instance = None;
+    for (&i, output) in &r.derivations.outputs {
+        if crate::pystr::normpath(output) == conventional {
+            instance = r.derivations.list[i]
+                .option("rendered-text")
+                .map(str::to_owned);
+        }
+    }
+    if instance.is_none() {
+        if let Some(file) = r
+            .get(b, "instance-profile", None)?
+            .filter(|f| !f.trim().is_empty())
+        {
+            let path = crate::pystr::path_join(&directory, file.trim());
+            let span = r.span_of(b, "instance-profile");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                crate::error::Error::buildout(format!(
+                    "cannot read the instance profile `{path}`: {e}"
+                ))
+                .or_at(span)
+            })?;
+            let len = text.len();
+            let file_id = r.sources.add(path.clone(), text.clone());
+            let origin = crate::config::Origin::File(crate::source::Span::new(file_id, 0..len));
+            instance = Some(crate::recipes::template::render(r, b, &text, &origin)?);
+        }
+    }
+    let name = PartName::new(name).map_err(|e| crate::error::Error::buildout(e.to_string()))?;
+    let mut parts = serde_json::Map::new();
+    let mut references = BTreeSet::new();
+    for d in &r.derivations.list {
+        let path = format!("{}/{}", mode.store_dir, d.path);
+        parts.insert(d.name().to_owned(), serde_json::Value::String(path));
+        references.insert(d.path.to_string());
+    }
+    let mut options = BTreeMap::new();
+    options.insert(
+        "parts-json".to_owned(),
+        serde_json::Value::Object(parts).to_string(),
+    );
+    if let Some(text) = instance {
+        options.insert("instance-profile-text".to_owned(), text);
+    }
+    let inputs = Inputs {
+        name,
+        recipe: Recipe::Release,
+        system: mode.system.clone(),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.clone(), unplace(&mode, v)))
+            .collect(),
+        sources: BTreeMap::new(),
+        files: BTreeMap::new(),
+        references,
+    };
+    Ok(Derivation::new(
+        inputs,
+        Build {
+            options,
+            sources: Vec::new(),
+            files: BTreeMap::new(),
+        },
+    ))
+}

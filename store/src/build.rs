@@ -1,0 +1,350 @@
+//! Building derivations: in dependency order, independent ones in parallel, each exactly once
+//! across processes.
+//!
+//! One derivation ([`realise`]): take its lock (`var/lock/<hash>.lock`), re-check that it is
+//! still not valid (another process may have built it meanwhile), remove what a crashed build
+//! left, run the recipe with a fresh scratch directory and log, then canonicalise, hash and scan
+//! the output, flush the filesystem once, and register it with its references in one
+//! transaction. Until that transaction commits the path is not valid, and nothing uses it.
+//!
+//! Where the output is written: recipes whose result does not depend on where it lies
+//! (downloads, templates, the release) write under the scratch directory and the finished tree
+//! is renamed into `store/`, so it appears whole or not at all. Compiled software bakes its
+//! prefix into what it builds (rpaths, scripts, config), so `cmmi` and `shell` write at the
+//! final path, under the lock, as Nix does without a sandbox; a build that dies leaves an
+//! invalid path there, which the next build of that derivation (or gc) removes first.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use crate::db::{PathRow, Registration};
+use crate::derivation::{Derivation, Recipe};
+use crate::error::{io_error, Result, StoreError};
+use crate::fetch::Fetcher;
+use crate::output::{self, remove_tree, sync_filesystem};
+use crate::recipes::{self, Context};
+use crate::references::Candidates;
+use crate::store::Store;
+use crate::StorePath;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Derivations built at once.
+    pub jobs: usize,
+    /// Go on with what does not depend on a failed derivation.
+    pub keep_going: bool,
+    /// Refuse network downloads (the download cache still serves).
+    pub offline: bool,
+    /// Accept remote sources without a checksum.
+    pub allow_unpinned: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_going: false,
+            offline: false,
+            allow_unpinned: false,
+        }
+    }
+}
+
+/// What happened to one derivation, for progress displays.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Already valid: nothing to do.
+    Valid(&'a Derivation),
+    Started(&'a Derivation),
+    Built {
+        drv: &'a Derivation,
+        millis: u64,
+    },
+    Failed {
+        drv: &'a Derivation,
+        error: &'a StoreError,
+    },
+}
+
+/// Receives [`Event`]s (from several threads).
+pub trait Observer: Sync {
+    fn event(&self, event: Event);
+}
+
+/// The result of [`build`].
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Paths built by this call.
+    pub built: Vec<StorePath>,
+    /// Derivations that failed or were not built because a dependency failed, with why.
+    pub failed: Vec<(String, StoreError)>,
+}
+
+/// Builds every derivation of `drvs` that is not valid yet. `drvs` must list a derivation's
+/// dependencies (the derivations whose paths it references) before it, as the frontend does.
+pub fn build(
+    store: &Store,
+    drvs: &[Derivation],
+    options: &BuildOptions,
+    observer: &dyn Observer,
+) -> Outcome {
+    let fetcher = Fetcher::new(store.cache_dir())
+        .offline(options.offline)
+        .allow_unpinned(options.allow_unpinned);
+    let graph = Graph::new(drvs);
+    let state = Mutex::new(State {
+        ready: (0..drvs.len())
+            .filter(|&i| graph.deps[i].is_empty())
+            .collect(),
+        waiting: graph.deps.iter().map(Vec::len).collect(),
+        dead: vec![false; drvs.len()],
+        finished: 0,
+        running: 0,
+        stop: false,
+        outcome: Outcome::default(),
+    });
+    let wake = Condvar::new();
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut s = lock(&state);
+                    loop {
+                        if s.stop || s.finished == drvs.len() {
+                            return;
+                        }
+                        if let Some(i) = s.ready.pop_front() {
+                            s.running += 1;
+                            break i;
+                        }
+                        if s.running == 0 {
+                            // nothing ready, nothing running: only failed dependencies are left
+                            return;
+                        }
+                        s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                let result = realise(store, &drvs[i], &fetcher, observer);
+                let mut s = lock(&state);
+                s.running -= 1;
+                s.finished += 1;
+                match result {
+                    Ok(built) => {
+                        if built {
+                            s.outcome.built.push(drvs[i].path.clone());
+                        }
+                        for &d in &graph.dependents[i] {
+                            s.waiting[d] -= 1;
+                            if s.waiting[d] == 0 {
+                                s.ready.push_back(d);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        observer.event(Event::Failed {
+                            drv: &drvs[i],
+                            error: &error,
+                        });
+                        s.outcome.failed.push((drvs[i].name().to_owned(), error));
+                        for d in graph.transitive_dependents(i) {
+                            if std::mem::replace(&mut s.dead[d], true) {
+                                continue;
+                            }
+                            s.finished += 1;
+                            s.outcome.failed.push((
+                                drvs[d].name().to_owned(),
+                                StoreError::DependencyFailed {
+                                    part: drvs[d].name().to_owned(),
+                                    dependency: drvs[i].name().to_owned(),
+                                },
+                            ));
+                        }
+                        if !options.keep_going {
+                            s.stop = true;
+                        }
+                    }
+                }
+                wake.notify_all();
+            });
+        }
+    });
+    state
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .outcome
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct State {
+    ready: VecDeque<usize>,
+    /// Dependencies not yet built, per derivation.
+    waiting: Vec<usize>,
+    /// Not to be built: a dependency failed.
+    dead: Vec<bool>,
+    finished: usize,
+    running: usize,
+    stop: bool,
+    outcome: Outcome,
+}
+
+/// Dependencies between the derivations of one build, by index.
+struct Graph {
+    deps: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    fn new(drvs: &[Derivation]) -> Graph {
+        let index: std::collections::HashMap<String, usize> = drvs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.path.to_string(), i))
+            .collect();
+        let mut deps = vec![Vec::new(); drvs.len()];
+        let mut dependents = vec![Vec::new(); drvs.len()];
+        for (i, d) in drvs.iter().enumerate() {
+            for r in &d.inputs.references {
+                if let Some(&j) = index.get(r) {
+                    if j != i {
+                        deps[i].push(j);
+                        dependents[j].push(i);
+                    }
+                }
+            }
+        }
+        Graph { deps, dependents }
+    }
+
+    fn transitive_dependents(&self, i: usize) -> Vec<usize> {
+        let mut seen = HashSet::new();
+        let mut stack = self.dependents[i].clone();
+        while let Some(d) = stack.pop() {
+            if seen.insert(d) {
+                stack.extend(&self.dependents[d]);
+            }
+        }
+        let mut out: Vec<usize> = seen.into_iter().collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Whether a recipe writes at the output's final path (see the module docs).
+fn builds_in_place(recipe: Recipe) -> bool {
+    matches!(recipe, Recipe::Cmmi | Recipe::Shell)
+}
+
+/// Builds one derivation unless it is valid; `Ok(true)` if this call built it.
+pub fn realise(
+    store: &Store,
+    drv: &Derivation,
+    fetcher: &Fetcher,
+    observer: &dyn Observer,
+) -> Result<bool> {
+    if store.is_valid(&drv.path)? {
+        observer.event(Event::Valid(drv));
+        return Ok(false);
+    }
+    let _lock = store.lock(&drv.path.hash_part())?;
+    if store.is_valid(&drv.path)? {
+        observer.event(Event::Valid(drv));
+        return Ok(false);
+    }
+    observer.event(Event::Started(drv));
+    let start = Instant::now();
+    let final_path = store.path_of(&drv.path);
+    let scratch = store.scratch_dir(&drv.path);
+    // what a build killed earlier left behind
+    remove_tree(&final_path)?;
+    remove_tree(&scratch)?;
+    fs::create_dir_all(&scratch).map_err(|e| io_error(&scratch, e))?;
+    let log_path = store.log_path(&drv.path);
+    let mut log = fs::File::create(&log_path).map_err(|e| io_error(&log_path, e))?;
+    let out = if builds_in_place(drv.recipe()) {
+        final_path.clone()
+    } else {
+        scratch.join("out")
+    };
+    let result = (|| {
+        let mut ctx = Context {
+            drv,
+            out: out.clone(),
+            scratch: scratch.join("build"),
+            log: &mut log,
+            log_path: log_path.clone(),
+            fetcher,
+        };
+        fs::create_dir_all(&ctx.scratch).map_err(|e| io_error(&ctx.scratch, e))?;
+        recipes::run(&mut ctx)?;
+        if !out.exists() {
+            fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
+        }
+        let candidates = Candidates::new(candidates(store, drv)?);
+        let info = output::finish(&out, &candidates)?;
+        sync_filesystem(&out)?;
+        if out != final_path {
+            fs::rename(&out, &final_path).map_err(|e| io_error(&final_path, e))?;
+        }
+        let millis = start.elapsed().as_millis() as u64;
+        let registration = Registration {
+            row: PathRow {
+                name: drv.path.to_string(),
+                content_hash: info.content_hash,
+                size: info.size,
+                registered: unix_now(),
+                build_ms: Some(millis),
+                recipe: Some(drv.recipe().name().to_owned()),
+            },
+            references: {
+                let mut r: Vec<String> = info.references.iter().map(|p| p.to_string()).collect();
+                r.sort();
+                r
+            },
+            derivation: serde_json::to_string(drv).ok(),
+        };
+        store.db().register(&[registration])?;
+        Ok(millis)
+    })();
+    match result {
+        Ok(millis) => {
+            remove_tree(&scratch)?;
+            observer.event(Event::Built { drv, millis });
+            Ok(true)
+        }
+        Err(e) => {
+            // nothing of a failed build stays but its log
+            let _ = remove_tree(&final_path);
+            let _ = remove_tree(&scratch);
+            Err(e)
+        }
+    }
+}
+
+/// The paths an output may refer to: its own, and the closure of what its derivation refers to.
+fn candidates(store: &Store, drv: &Derivation) -> Result<Vec<StorePath>> {
+    let db = store.db();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut stack: Vec<String> = drv.inputs.references.iter().cloned().collect();
+    while let Some(p) = stack.pop() {
+        if seen.insert(p.clone()) {
+            stack.extend(db.references(&p)?);
+        }
+    }
+    let mut out = vec![drv.path.clone()];
+    for p in seen {
+        out.push(StorePath::parse(&p)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,338 @@
+//! The store's metadata in SQLite (`var/db.sqlite`): valid paths with their content hash,
+//! size, registration and build time, their references, and the derivations that built them.
+//!
+//! Invariants: a row in `paths` exists only for a complete, canonical output already renamed
+//! into `store/` and flushed; a reference always names a registered path (foreign keys), so a
+//! path cannot be unregistered while a registered path refers to it. Write transactions are
+//! `IMMEDIATE` (a deferred one that upgrades fails with "database is locked" under WAL), and
+//! the busy timeout is long, so that concurrent processes wait instead of failing. The schema
+//! has a version (`PRAGMA user_version`) and each migration moves it one step.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+
+/// Schema migrations; `MIGRATIONS[i]` moves version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE paths (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        content_hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        registered INTEGER NOT NULL,
+        build_ms INTEGER,
+        recipe TEXT
+    );
+    CREATE TABLE refs (
+        referrer INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE,
+        reference INTEGER NOT NULL REFERENCES paths(id) ON DELETE RESTRICT,
+        PRIMARY KEY (referrer, reference)
+    ) WITHOUT ROWID;
+    CREATE INDEX refs_by_reference ON refs(reference);
+    CREATE TABLE derivations (
+        path TEXT PRIMARY KEY,
+        json TEXT NOT NULL
+    ) WITHOUT ROWID;
+"];
+
+/// One valid path, as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRow {
+    pub name: String,
+    pub content_hash: String,
+    pub size: u64,
+    /// Unix time of registration.
+    pub registered: i64,
+    pub build_ms: Option<u64>,
+    pub recipe: Option<String>,
+}
+
+/// A path to register: its row, its references (base names) and the derivation that built it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub row: PathRow,
+    pub references: Vec<String>,
+    pub derivation: Option<String>,
+}
+
+/// An open store database.
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Db> {
+        let conn = Connection::open(path).map_err(|e| db_error(path, e))?;
+        let mut db = Db {
+            conn,
+            path: path.to_owned(),
+        };
+        db.configure()?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        db_error(&self.path, e)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        self.conn
+            .busy_timeout(Duration::from_secs(600))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        if version == known {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&path, e))?;
+        // another process may have migrated while we waited for the lock
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| db_error(&path, e))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(|e| db_error(&path, e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(|e| db_error(&path, e))?;
+        }
+        tx.commit().map_err(|e| db_error(&path, e))
+    }
+
+    /// Whether `name` (a store path's base name) is registered.
+    pub fn is_valid(&self, name: &str) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM paths WHERE name = ?1")
+            .and_then(|mut s| s.exists([name]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Registers `paths` in one transaction. References must name registered paths or paths of
+    /// the same batch; a path already registered is left as it is.
+    pub fn register(&mut self, paths: &[Registration]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO paths
+                        (name, content_hash, size, registered, build_ms, recipe)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(e)?;
+            let mut drv = tx
+                .prepare_cached("INSERT OR REPLACE INTO derivations (path, json) VALUES (?1, ?2)")
+                .map_err(e)?;
+            for p in paths {
+                let r = &p.row;
+                insert
+                    .execute(params![
+                        r.name,
+                        r.content_hash,
+                        r.size as i64,
+                        r.registered,
+                        r.build_ms.map(|m| m as i64),
+                        r.recipe
+                    ])
+                    .map_err(e)?;
+                if let Some(json) = &p.derivation {
+                    drv.execute(params![r.name, json]).map_err(e)?;
+                }
+            }
+            let mut reference = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO refs (referrer, reference)
+                     SELECT a.id, b.id FROM paths a, paths b WHERE a.name = ?1 AND b.name = ?2",
+                )
+                .map_err(e)?;
+            for p in paths {
+                for r in &p.references {
+                    if reference.execute(params![p.row.name, r]).map_err(e)? == 0 {
+                        return Err(StoreError::NotValid(r.clone()));
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The row of a valid path.
+    pub fn path_info(&self, name: &str) -> Result<Option<PathRow>> {
+        self.conn
+            .prepare_cached(
+                "SELECT name, content_hash, size, registered, build_ms, recipe
+                 FROM paths WHERE name = ?1",
+            )
+            .and_then(|mut s| s.query_row([name], row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The paths `name` refers to, sorted.
+    pub fn references(&self, name: &str) -> Result<Vec<String>> {
+        self.names(
+            "SELECT b.name FROM paths a JOIN refs ON refs.referrer = a.id
+             JOIN paths b ON b.id = refs.reference WHERE a.name = ?1 ORDER BY b.name",
+            name,
+        )
+    }
+
+    /// The paths that refer to `name`, sorted.
+    pub fn referrers(&self, name: &str) -> Result<Vec<String>> {
+        self.names(
+            "SELECT a.name FROM paths b JOIN refs ON refs.reference = b.id
+             JOIN paths a ON a.id = refs.referrer WHERE b.name = ?1 ORDER BY a.name",
+            name,
+        )
+    }
+
+    fn names(&self, sql: &str, name: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([name], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The derivation (JSON) that built `name`, if it was built here.
+    pub fn derivation(&self, name: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT json FROM derivations WHERE path = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every valid path.
+    pub fn all_paths(&self) -> Result<Vec<PathRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, content_hash, size, registered, build_ms, recipe
+                 FROM paths ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], row).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// SQLite's `PRAGMA integrity_check` and `foreign_key_check`: the problems found.
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        for r in rows {
+            let r = r.map_err(|e| self.err(e))?;
+            if r != "ok" {
+                problems.push(r);
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA foreign_key_check")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        for r in rows {
+            let table = r.map_err(|e| self.err(e))?;
+            problems.push(format!("a row of `{table}` names a missing path"));
+        }
+        Ok(problems)
+    }
+}
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<PathRow> {
+    Ok(PathRow {
+        name: r.get(0)?,
+        content_hash: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        registered: r.get(3)?,
+        build_ms: r.get::<_, Option<i64>>(4)?.map(|m| m as u64),
+        recipe: r.get(5)?,
+    })
+}
+
+fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Database {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(name: &str, refs: &[&str]) -> Registration {
+        Registration {
+            row: PathRow {
+                name: name.into(),
+                content_hash: "blake3:00".into(),
+                size: 1,
+                registered: 0,
+                build_ms: None,
+                recipe: None,
+            },
+            references: refs.iter().map(|s| s.to_string()).collect(),
+            derivation: None,
+        }
+    }
+
+    #[test]
+    fn register_and_query() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Db::open(&dir.path().join("db.sqlite")).expect("open");
+        db.register(&[reg("a", &[]), reg("b", &["a", "b"])])
+            .expect("register");
+        assert!(db.is_valid("a").expect("query"));
+        assert!(!db.is_valid("c").expect("query"));
+        assert_eq!(db.references("b").expect("refs"), ["a", "b"]);
+        assert_eq!(db.referrers("a").expect("refs"), ["b"]);
+        // a reference to an unknown path rolls the whole batch back
+        assert!(db.register(&[reg("c", &[]), reg("d", &["zzz"])]).is_err());
+        assert!(!db.is_valid("c").expect("query"));
+        assert!(db.integrity_problems().expect("check").is_empty());
+        drop(db);
+        // reopening does not migrate again
+        let db = Db::open(&dir.path().join("db.sqlite")).expect("open");
+        assert_eq!(db.all_paths().expect("all").len(), 2);
+    }
+}

@@ -1,0 +1,71 @@
+//! The store's errors: one enum, variants named after what went wrong, each carrying what the
+//! CLI needs to explain it.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is a device, fifo or socket, which a store path cannot hold")]
+    SpecialFile { path: PathBuf },
+    #[error("store database `{path}`: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "store database `{path}` has schema version {found}; this slapstore knows up to {known}"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("part `{part}`: {source}")]
+    Fetch {
+        part: String,
+        source: crate::fetch::FetchError,
+    },
+    #[error("part `{part}`: {source}")]
+    Unpack {
+        part: String,
+        source: crate::unpack::UnpackError,
+    },
+    #[error("part `{part}`: option `{option}`: {message}")]
+    BadOption {
+        part: String,
+        option: String,
+        message: String,
+    },
+    #[error("part `{part}`: {message}")]
+    Recipe { part: String, message: String },
+    #[error("part `{part}` failed: {what} {status}; its log is `{log}`")]
+    BuildFailed {
+        part: String,
+        what: String,
+        status: String,
+        log: PathBuf,
+    },
+    #[error("part `{part}` was not built: part `{dependency}` failed")]
+    DependencyFailed { part: String, dependency: String },
+    #[error("`{0}` is not a valid path of this store")]
+    NotValid(String),
+    #[error("`{0}` is not in the store directory `{1}`")]
+    NotInStore(String, PathBuf),
+    #[error(transparent)]
+    StorePath(#[from] crate::store_path::StorePathError),
+}
+
+/// An I/O error about `path`.
+pub fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,242 @@
+//! The builders of the store's recipes (design §5), run on a [`Derivation`] inside a build
+//! [`Context`]: a scratch directory, the output path, a log, a cleared environment, a fetcher.
+//!
+//! Every command runs under `/bin/sh -c` with the cleared environment of [`base_environment`]
+//! plus what the derivation adds, its output appended to the log. Option values may use
+//! Python's `%(option)s` formatting, as SlapOS recipes allow ([`interpolate`]).
+
+mod cmmi;
+mod download;
+mod release;
+mod shell;
+mod template;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::checksum::Checksum;
+use crate::derivation::{Derivation, Recipe, Source};
+use crate::error::{io_error, Result, StoreError};
+use crate::fetch::Fetcher;
+
+/// Where and how one derivation is built.
+pub struct Context<'a> {
+    pub drv: &'a Derivation,
+    /// The output path (`<root>/store/<hash>-<name>`).
+    pub out: PathBuf,
+    /// The scratch directory, empty at the start.
+    pub scratch: PathBuf,
+    pub log: &'a mut fs::File,
+    pub log_path: PathBuf,
+    pub fetcher: &'a Fetcher,
+}
+
+/// Builds `ctx.drv` into `ctx.out`.
+pub fn run(ctx: &mut Context) -> Result<()> {
+    match ctx.drv.recipe() {
+        Recipe::Download => download::file(ctx),
+        Recipe::DownloadUnpacked => download::unpacked(ctx),
+        Recipe::Cmmi => cmmi::build(ctx),
+        Recipe::Shell => shell::build(ctx),
+        Recipe::Template => template::template(ctx),
+        Recipe::Jinja2 => template::jinja2(ctx),
+        Recipe::Release => release::build(ctx),
+    }
+}
+
+/// The environment every build starts from (design §5): nothing of the caller's.
+pub fn base_environment(ctx: &Context) -> BTreeMap<String, String> {
+    let home = ctx.scratch.join("home");
+    let tmp = ctx.scratch.join("tmp");
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("HOME", home.display().to_string()),
+        ("TMPDIR", tmp.display().to_string()),
+        ("LC_ALL", "C".to_owned()),
+        ("TZ", "UTC".to_owned()),
+        ("SOURCE_DATE_EPOCH", "1".to_owned()),
+        ("out", ctx.out.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+impl Context<'_> {
+    fn part(&self) -> String {
+        self.drv.name().to_owned()
+    }
+
+    /// An option's value, `None` when absent or blank.
+    fn option(&self, key: &str) -> Option<&str> {
+        self.drv.option(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn bad_option(&self, option: &str, message: impl Into<String>) -> StoreError {
+        StoreError::BadOption {
+            part: self.part(),
+            option: option.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Writes a line to the build log.
+    fn note(&mut self, line: &str) -> Result<()> {
+        writeln!(self.log, "slapstore: {line}").map_err(|e| io_error(&self.log_path, e))
+    }
+
+    /// Creates the scratch subdirectories the environment names.
+    fn prepare_scratch(&self) -> Result<()> {
+        for d in ["home", "tmp"] {
+            let p = self.scratch.join(d);
+            fs::create_dir_all(&p).map_err(|e| io_error(&p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `script` with `/bin/sh -c` in `dir`, logging; a non-zero exit is a build failure.
+    fn shell(
+        &mut self,
+        what: &str,
+        script: &str,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.note(&format!("{what}: {script}"))?;
+        let log = self
+            .log
+            .try_clone()
+            .map_err(|e| io_error(&self.log_path, e))?;
+        let log2 = self
+            .log
+            .try_clone()
+            .map_err(|e| io_error(&self.log_path, e))?;
+        let status = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .status()
+            .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        if !status.success() {
+            let status = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            return Err(StoreError::BuildFailed {
+                part: self.part(),
+                what: format!("{what} `{script}`"),
+                status,
+                log: self.log_path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches `source` into `dest`.
+    fn fetch(&mut self, source: &Source, dest: &Path) -> Result<()> {
+        let checksum = match &source.checksum {
+            Some(c) => Some(
+                c.parse::<Checksum>()
+                    .map_err(|e| self.bad_option(&source.role, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let urls: Vec<&str> = source.urls.iter().map(String::as_str).collect();
+        self.note(&format!("fetching {}", source.urls.join(" or ")))?;
+        let outcome = self
+            .fetcher
+            .fetch(&urls, checksum.as_ref(), dest)
+            .map_err(|source| StoreError::Fetch {
+                part: self.part(),
+                source,
+            })?;
+        if outcome.from_cache {
+            self.note("found in the download cache")?;
+        }
+        Ok(())
+    }
+
+    /// The source of role `role`.
+    fn source(&self, role: &str) -> Option<&Source> {
+        self.drv.build.sources.iter().find(|s| s.role == role)
+    }
+}
+
+/// Python's `text % options`: `%(key)s` becomes the option's value, `%%` a `%`.
+pub fn interpolate(
+    text: &str,
+    options: &BTreeMap<String, String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(after) = after.strip_prefix('%') {
+            out.push('%');
+            rest = after;
+        } else if let Some(after) = after.strip_prefix('(') {
+            let end = after
+                .find(")s")
+                .ok_or_else(|| format!("unterminated `%(` in `{text}`"))?;
+            let key = &after[..end];
+            let value = options
+                .get(key)
+                .ok_or_else(|| format!("`%({key})s` names no option"))?;
+            out.push_str(value);
+            rest = &after[end + 2..];
+        } else {
+            // Python would fail on other conversions; SlapOS profiles only use the two above
+            out.push('%');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The environment of a recipe's commands: the base, then the `environment` option's
+/// `KEY=VALUE` lines, whose values may use `%(KEY)s` for the base's values.
+fn environment(ctx: &Context) -> Result<BTreeMap<String, String>> {
+    let mut env = base_environment(ctx);
+    if let Some(lines) = ctx.option("environment") {
+        let base = env.clone();
+        for line in lines.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                ctx.bad_option("environment", format!("line `{line}` has no `=`"))
+            })?;
+            let v =
+                interpolate(v.trim_start(), &base).map_err(|m| ctx.bad_option("environment", m))?;
+            env.insert(k.trim_end().to_owned(), v);
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_interpolation() {
+        let o: BTreeMap<String, String> = [("location".to_owned(), "/s/x".to_owned())].into();
+        assert_eq!(
+            interpolate("a %(location)s/b 100%%", &o).as_deref(),
+            Ok("a /s/x/b 100%")
+        );
+        assert!(interpolate("%(nope)s", &o).is_err());
+        assert!(interpolate("%(location", &o).is_err());
+    }
+}

@@ -1,0 +1,51 @@
+//! `template` and `jinja2` (`slapos.recipe.template[:jinja2]`). The frontend already rendered a
+//! `template` (only it knows `${}`): its text is the `rendered-text` option, written here to
+//! `<out>/<file>`. A `jinja2` part carries its template text and its context as JSON
+//! (`template-text`, `context-json`), rendered here with minijinja.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use super::Context;
+use crate::error::{io_error, Result, StoreError};
+
+pub fn template(ctx: &mut Context) -> Result<()> {
+    let text = ctx.drv.option("rendered-text").unwrap_or("").to_owned();
+    write_output(ctx, &text)
+}
+
+pub fn jinja2(ctx: &mut Context) -> Result<()> {
+    let source = ctx.drv.option("template-text").unwrap_or("").to_owned();
+    let context: serde_json::Value =
+        serde_json::from_str(ctx.drv.option("context-json").unwrap_or("{}"))
+            .map_err(|e| ctx.bad_option("context", e.to_string()))?;
+    let mut env = minijinja::Environment::new();
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let rendered = env
+        .render_str(&source, context)
+        .map_err(|e| StoreError::Recipe {
+            part: ctx.part(),
+            message: format!("the jinja2 template does not render: {e:#}"),
+        })?;
+    write_output(ctx, &rendered)
+}
+
+/// Writes `text` to `<out>/<file>` with the part's `mode` (octal, default 0644 before the store
+/// makes it read-only; only the executable bit survives).
+fn write_output(ctx: &mut Context, text: &str) -> Result<()> {
+    let file = ctx
+        .option("output-file")
+        .ok_or_else(|| ctx.bad_option("output", "a template needs an `output`"))?
+        .to_owned();
+    fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
+    let dest = ctx.out.join(&file);
+    fs::write(&dest, text).map_err(|e| io_error(&dest, e))?;
+    if let Some(mode) = ctx.option("mode") {
+        let mode = u32::from_str_radix(mode.trim(), 8)
+            .map_err(|_| ctx.bad_option("mode", format!("`{mode}` is not an octal mode")))?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
+            .map_err(|e| io_error(&dest, e))?;
+    }
+    Ok(())
+}

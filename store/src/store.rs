@@ -1,0 +1,127 @@
+//! A store root on disk (design §3): its directories, its database, and its locks.
+//!
+//! `Store::open` creates the layout when it is missing. Locks are files under `var/lock/`,
+//! held with `flock(2)` through std's `File::lock`, so the kernel drops them when a process
+//! dies: a crashed build never holds a lock forever.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::db::Db;
+use crate::error::{io_error, Result, StoreError};
+use crate::StorePath;
+
+/// An open store root.
+pub struct Store {
+    root: PathBuf,
+    db: Mutex<Db>,
+}
+
+/// A held lock; released when dropped.
+pub struct Lock {
+    _file: fs::File,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating its directories and database if needed.
+    pub fn open(root: &Path) -> Result<Store> {
+        let root = if root.is_absolute() {
+            root.to_owned()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| io_error(root, e))?
+                .join(root)
+        };
+        for dir in [
+            "store",
+            "var/tmp",
+            "var/log",
+            "var/lock",
+            "var/cache/sources",
+            "var/gcroots",
+        ] {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).map_err(|e| io_error(&d, e))?;
+        }
+        let db = Db::open(&root.join("var/db.sqlite"))?;
+        Ok(Store {
+            root,
+            db: Mutex::new(db),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/store`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// The full path of a store path.
+    pub fn path_of(&self, path: &StorePath) -> PathBuf {
+        self.store_dir().join(path.to_string())
+    }
+
+    /// The scratch directory of a build of `path`.
+    pub fn scratch_dir(&self, path: &StorePath) -> PathBuf {
+        self.root.join("var/tmp").join(path.to_string())
+    }
+
+    /// The build log of `path`.
+    pub fn log_path(&self, path: &StorePath) -> PathBuf {
+        self.root.join("var/log").join(format!("{path}.log"))
+    }
+
+    /// The download cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("var/cache/sources")
+    }
+
+    /// The database, for one operation or transaction.
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        // a panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is still usable
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `path` is registered.
+    pub fn is_valid(&self, path: &StorePath) -> Result<bool> {
+        self.db().is_valid(&path.to_string())
+    }
+
+    /// Takes the exclusive lock named `name` (blocking until it is free).
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        let path = self.root.join("var/lock").join(format!("{name}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        file.lock().map_err(|e| io_error(&path, e))?;
+        Ok(Lock { _file: file })
+    }
+
+    /// Resolves a user's argument (`<root>/store/<base>`, a path below it, or the base name) to
+    /// the store path it names.
+    pub fn parse_path(&self, text: &str) -> Result<StorePath> {
+        let store_dir = self.store_dir();
+        let p = Path::new(text);
+        let base = if p.is_absolute() {
+            let rest = p
+                .strip_prefix(&store_dir)
+                .map_err(|_| StoreError::NotInStore(text.to_owned(), store_dir.clone()))?;
+            rest.components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .ok_or_else(|| StoreError::NotInStore(text.to_owned(), store_dir.clone()))?
+                .to_owned()
+        } else {
+            text.trim_end_matches('/').to_owned()
+        };
+        Ok(StorePath::parse(&base)?)
+    }
+}

@@ -1,0 +1,124 @@
+//! Checking the store against its database, in two tiers: the fast one (`verify`) checks that
+//! every valid path exists, is read-only at its top, and that SQLite's integrity and foreign
+//! keys hold, and lists what lies in `store/` unregistered; `--check-contents` re-hashes every
+//! valid path (in parallel) against its recorded content hash. Both go on past errors and name
+//! every bad path.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::output::content_hash;
+use crate::store::Store;
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The database's own check failed.
+    Database(String),
+    /// A valid path is not on disk.
+    Missing { path: String },
+    /// A valid path is writable or not a directory/file/symlink as built.
+    Writable { path: String },
+    /// Its contents no longer have the recorded hash.
+    Modified {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    /// It could not be read.
+    Unreadable { path: String, error: String },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Database(m) => write!(f, "database: {m}"),
+            Problem::Missing { path } => write!(f, "`{path}` is registered but missing"),
+            Problem::Writable { path } => write!(f, "`{path}` is writable"),
+            Problem::Modified {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "`{path}` was modified: its content hash is {actual}, not {expected}"
+            ),
+            Problem::Unreadable { path, error } => write!(f, "`{path}` cannot be read: {error}"),
+        }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checked: usize,
+    pub problems: Vec<Problem>,
+    /// Entries of `store/` that are not valid paths (left by a killed build, or being built).
+    pub invalid: Vec<String>,
+}
+
+/// Checks the store (see the module docs).
+pub fn verify(store: &Store, check_contents: bool) -> Result<Report> {
+    let mut report = Report::default();
+    let (rows, integrity) = {
+        let db = store.db();
+        (db.all_paths()?, db.integrity_problems()?)
+    };
+    report
+        .problems
+        .extend(integrity.into_iter().map(Problem::Database));
+    report.checked = rows.len();
+    let store_dir = store.store_dir();
+    let problems: Vec<Problem> = rows
+        .par_iter()
+        .filter_map(|row| {
+            let full = store_dir.join(&row.name);
+            let path = full.display().to_string();
+            let meta = match fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Some(Problem::Missing { path })
+                }
+                Err(e) => {
+                    return Some(Problem::Unreadable {
+                        path,
+                        error: e.to_string(),
+                    })
+                }
+            };
+            if !meta.file_type().is_symlink() && meta.mode() & 0o222 != 0 {
+                return Some(Problem::Writable { path });
+            }
+            if !check_contents {
+                return None;
+            }
+            match content_hash(&full) {
+                Ok(info) if info.content_hash == row.content_hash => None,
+                Ok(info) => Some(Problem::Modified {
+                    path,
+                    expected: row.content_hash.clone(),
+                    actual: info.content_hash,
+                }),
+                Err(e) => Some(Problem::Unreadable {
+                    path,
+                    error: e.to_string(),
+                }),
+            }
+        })
+        .collect();
+    report.problems.extend(problems);
+    let valid: std::collections::HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let entries = fs::read_dir(&store_dir).map_err(|e| crate::error::io_error(&store_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| crate::error::io_error(&store_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !valid.contains(name.as_str()) {
+            report.invalid.push(name);
+        }
+    }
+    report.invalid.sort();
+    Ok(report)
+}
