@@ -2,6 +2,7 @@
 
 mod common;
 
+mod build;
 mod cases;
 mod eval;
 mod examples;

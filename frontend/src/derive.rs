@@ -222,13 +222,18 @@ fn output_file(part: &Part, output: &str) -> Result<String> {
 /// A hashed option value: profile directories replaced by a marker, so that the same profile
 /// elsewhere gives the same hashes.
 fn unplace(mode: &StoreMode, value: &str) -> String {
-    let mut v = value.to_owned();
+    if !mode.profile_dirs.iter().any(|d| value.contains(d.as_str())) {
+        return value.to_owned();
+    }
+    // store paths stay as they are, even when the store lies below a profile directory
+    const STORE: &str = "\0store\0";
+    let mut v = value.replace(&mode.store_dir, STORE);
     for dir in &mode.profile_dirs {
         if v.contains(dir.as_str()) {
             v = v.replace(dir.as_str(), PROFILE_DIR_MARKER);
         }
     }
-    v
+    v.replace(STORE, &mode.store_dir)
 }
 
 /// Adds to `found` the derivations whose store paths `value` mentions.

@@ -260,7 +260,8 @@ pub fn realise(
     let start = Instant::now();
     let final_path = store.path_of(&drv.path);
     let scratch = store.scratch_dir(&drv.path);
-    // what a build killed earlier left behind
+    // what a build killed earlier left behind: its commands, its output, its scratch
+    recipes::kill_leftover(&scratch.join("build"));
     remove_tree(&final_path)?;
     remove_tree(&scratch)?;
     fs::create_dir_all(&scratch).map_err(|e| io_error(&scratch, e))?;

@@ -5,6 +5,7 @@ mod build;
 mod eval;
 mod inspect;
 mod report;
+mod sources;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ enum Command {
     Verify(inspect::VerifyArgs),
     /// Print the build log of a part or store path.
     Log(inspect::LogArgs),
+    /// Put local files into the download cache, by checksum.
+    AddSource(sources::AddSourceArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -88,6 +91,7 @@ pub fn main() -> i32 {
         Command::PathInfo(args) => inspect::path_info(&cli.store, args),
         Command::Verify(args) => inspect::verify(&cli.store, args),
         Command::Log(args) => inspect::log(&cli.store, args),
+        Command::AddSource(args) => sources::add_source(&cli.store, args),
     }
 }
 

@@ -159,10 +159,13 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
     let egg = egg_key(spec);
     if building {
         let Some((init, kind)) = egg.as_deref().and_then(|egg| buildable(egg, entry)) else {
-            return Err(part.error(format!(
-                "slapstore cannot build recipe `{recipe}`; it builds {}",
-                crate::derive::SUPPORTED
-            )));
+            return Err(part.option_error(
+                "recipe",
+                format!(
+                    "slapstore cannot build recipe `{recipe}`; it builds {}",
+                    crate::derive::SUPPORTED
+                ),
+            ));
         };
         init(&mut part)?;
         return crate::derive::derive(&mut part, kind);

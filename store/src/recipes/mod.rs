@@ -14,6 +14,7 @@ mod template;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -21,6 +22,24 @@ use crate::checksum::Checksum;
 use crate::derivation::{Derivation, Recipe, Source};
 use crate::error::{io_error, Result, StoreError};
 use crate::fetch::Fetcher;
+
+/// The file, in a build's scratch directory, that names the process group of the command
+/// running: a build that finds it left by a killed one kills that group before starting.
+pub const PROCESS_GROUP_FILE: &str = "process-group";
+
+/// Kills the process group a killed build left running in `scratch`, if any.
+pub fn kill_leftover(scratch: &Path) {
+    if let Ok(text) = fs::read_to_string(scratch.join(PROCESS_GROUP_FILE)) {
+        if let Ok(pgid) = text.trim().parse::<i32>() {
+            if pgid > 1 {
+                // SAFETY: kill(2) with a negative pid signals that process group only.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
 
 /// Where and how one derivation is built.
 pub struct Context<'a> {
@@ -114,7 +133,8 @@ impl Context<'_> {
             .log
             .try_clone()
             .map_err(|e| io_error(&self.log_path, e))?;
-        let status = Command::new("/bin/sh")
+        let mut command = Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(script)
             .current_dir(dir)
@@ -122,8 +142,24 @@ impl Context<'_> {
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .status()
+            .stderr(Stdio::from(log2));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // its own process group, which a later build can kill whole if this one dies;
+                // and killed with the thread that started it
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        let pgid_file = self.scratch.join(PROCESS_GROUP_FILE);
+        fs::write(&pgid_file, child.id().to_string()).map_err(|e| io_error(&pgid_file, e))?;
+        let status = child
+            .wait()
             .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
         if !status.success() {
             let status = match status.code() {

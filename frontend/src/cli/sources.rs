@@ -1,0 +1,49 @@
+//! `slapstore add-source FILE...`: puts local files into the download cache under their MD5,
+//! SHA-256 and BLAKE3, so that profiles naming them by URL and checksum build offline (as
+//! SlapOS's download cache and networkcache do).
+
+use clap::Args;
+use slapstore_store::checksum::{Algorithm, Checksum};
+use slapstore_store::fetch::Fetcher;
+use slapstore_store::Store;
+
+use super::{report, StoreArgs};
+
+#[derive(Args, Debug)]
+pub struct AddSourceArgs {
+    /// Files to cache.
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+pub fn add_source(store_args: &StoreArgs, args: AddSourceArgs) -> i32 {
+    let store = match Store::open(&store_args.root()) {
+        Ok(s) => s,
+        Err(e) => return report::store_error(&e),
+    };
+    let fetcher = Fetcher::new(store.cache_dir());
+    let scratch = match tempfile::tempdir_in(store.root().join("var/tmp")) {
+        Ok(d) => d,
+        Err(e) => return report::failure(&format!("cannot make a scratch directory: {e}")),
+    };
+    let mut out = String::new();
+    for file in &args.files {
+        let path = match std::path::absolute(file) {
+            Ok(p) => p,
+            Err(e) => return report::usage(&format!("`{file}`: {e}")),
+        };
+        let text = path.to_string_lossy().into_owned();
+        for algorithm in [Algorithm::Md5, Algorithm::Sha256, Algorithm::Blake3] {
+            let checksum = match Checksum::of_file(algorithm, &path) {
+                Ok(c) => c,
+                Err(e) => return report::usage(&format!("cannot read `{file}`: {e}")),
+            };
+            let dest = scratch.path().join("file");
+            if let Err(e) = fetcher.fetch(&[&text], Some(&checksum), &dest) {
+                return report::failure(&e.to_string());
+            }
+            out.push_str(&format!("{checksum}  {file}\n"));
+        }
+    }
+    super::print(&out)
+}

@@ -1,0 +1,510 @@
+//! End-to-end tests of `plan`, `build`, `path-info`, `verify` and `log` through the real binary,
+//! on stores in temporary directories.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{repo_root, Output, TestEnv};
+
+/// A store root inside the test's directory, and the means to run commands on it.
+struct Store<'a> {
+    env: &'a TestEnv,
+    root: PathBuf,
+}
+
+impl<'a> Store<'a> {
+    fn new(env: &'a TestEnv) -> Store<'a> {
+        Store {
+            env,
+            root: env.path().join("root"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let root = self.root.to_string_lossy().into_owned();
+        let mut all = vec!["--root", root.as_str()];
+        all.extend_from_slice(args);
+        self.env.run(&all)
+    }
+
+    fn build_json(&self, profile: &str) -> Value {
+        let out = self.run(&["build", "--json", profile]);
+        assert_eq!(out.code, 0, "build failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("build --json")
+    }
+
+    fn plan(&self, profile: &str) -> Vec<Value> {
+        let out = self.run(&["plan", "--json", profile]);
+        assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
+        serde_json::from_str::<Value>(&out.stdout)
+            .expect("plan --json")
+            .as_array()
+            .expect("a list")
+            .clone()
+    }
+
+    /// Entries of `store/`, sorted.
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join("store"))
+            .map(|d| {
+                d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// The store path of part `part` in a plan.
+fn path_of(plan: &[Value], part: &str) -> String {
+    plan.iter()
+        .find(|d| d["part"] == part)
+        .unwrap_or_else(|| panic!("no part {part} in {plan:?}"))["path"]
+        .as_str()
+        .expect("path")
+        .to_owned()
+}
+
+/// A self-contained C program with a configure script, packed as a tarball, and a patch.
+fn c_project(env: &TestEnv) -> (String, String) {
+    let example = repo_root().join("examples/patched-c");
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(example.join(f), env.path().join(f)).expect("copy");
+    }
+    let profile = std::fs::read_to_string(example.join("software.cfg")).expect("read");
+    (profile, "30a4e67629e7b75514433cff6fa1c945".to_owned())
+}
+
+#[test]
+fn build_is_read_only_registered_and_not_repeated() {
+    let env = TestEnv::new();
+    let (profile, _) = c_project(&env);
+    env.write("software.cfg", &profile);
+    let store = Store::new(&env);
+    let first = store.build_json("software.cfg");
+    let release = first["release"].as_str().expect("release");
+    let greet = first["parts"]["greet"].as_str().expect("greet");
+    assert_eq!(first["built"].as_array().expect("built").len(), 2);
+    // hash part: 32 base32 characters
+    let base = Path::new(greet)
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let (hash, name) = base.split_at(32);
+    assert!(
+        hash.bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)),
+        "{hash}"
+    );
+    assert_eq!(name, "-greet");
+    // it runs, patched
+    let out = std::process::Command::new(format!("{greet}/bin/greet"))
+        .arg("test")
+        .output()
+        .expect("run greet");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, test! (patched)\n"
+    );
+    // read-only, fixed mtime
+    for p in [
+        greet.to_owned(),
+        format!("{greet}/bin"),
+        format!("{greet}/bin/greet"),
+    ] {
+        let meta = std::fs::symlink_metadata(&p).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o222, 0, "{p} is writable");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.mtime(), 1, "{p}");
+    }
+    // the release links the part
+    let link = std::fs::read_link(format!("{release}/parts/greet")).expect("link");
+    assert_eq!(link, Path::new(greet));
+
+    // a second build builds nothing, and prints the same release
+    let start = Instant::now();
+    let second = store.build_json("software.cfg");
+    let elapsed = start.elapsed();
+    assert_eq!(second["built"].as_array().expect("built").len(), 0);
+    assert_eq!(second["release"], first["release"]);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "a no-op build took {elapsed:?}"
+    );
+    assert!(store
+        .plan("software.cfg")
+        .iter()
+        .all(|d| d["built"] == true));
+
+    // path-info, closure, log, verify
+    let info = store.run(&["path-info", "--closure", "--json", release]);
+    assert_eq!(info.code, 0, "{}", info.stderr);
+    let info: Value = serde_json::from_str(&info.stdout).expect("json");
+    let paths = info["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 2);
+    let rel = paths
+        .iter()
+        .find(|p| p["path"] == release)
+        .expect("release info");
+    assert_eq!(rel["references"], serde_json::json!([greet]));
+    assert_eq!(rel["deriver"]["recipe"], "release");
+    let log = store.run(&["log", "greet"]);
+    assert_eq!(log.code, 0);
+    assert!(
+        log.stdout.contains("patching file greet.c"),
+        "{}",
+        log.stdout
+    );
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    assert!(
+        verify
+            .stdout
+            .contains("2 paths checked with their contents, 0 problems"),
+        "{}",
+        verify.stdout
+    );
+
+    // tampering is found by --check-contents, not by the fast tier's existence check
+    let file = PathBuf::from(format!("{greet}/bin/greet"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(&file, "tampered").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 1);
+    assert!(verify.stdout.contains("was modified"), "{}", verify.stdout);
+}
+
+#[test]
+fn hashes_follow_inputs_not_urls_or_places() {
+    let env = TestEnv::new();
+    let (profile, _) = c_project(&env);
+    env.write("a/software.cfg", &profile);
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(env.path().join(f), env.path().join("a").join(f)).expect("copy");
+    }
+    let store = Store::new(&env);
+    let base = path_of(&store.plan("a/software.cfg"), "greet");
+
+    // the same profile tree elsewhere: same hashes
+    std::fs::create_dir_all(env.path().join("elsewhere/deeper")).expect("mkdir");
+    std::fs::rename(env.path().join("a"), env.path().join("elsewhere/deeper/b")).expect("move");
+    assert_eq!(
+        path_of(&store.plan("elsewhere/deeper/b/software.cfg"), "greet"),
+        base
+    );
+
+    // the same source from another URL with the same checksum: same hash
+    let moved = profile.replace(
+        "${:_profile_base_location_}/greet-1.0.tar.gz",
+        &format!("file://{}/mirror/greet.tgz", env.path().display()),
+    );
+    std::fs::create_dir_all(env.path().join("mirror")).expect("mkdir");
+    std::fs::copy(
+        env.path().join("greet-1.0.tar.gz"),
+        env.path().join("mirror/greet.tgz"),
+    )
+    .expect("copy");
+    env.write("software.cfg", &moved);
+    assert_eq!(path_of(&store.plan("software.cfg"), "greet"), base);
+
+    // a changed patch: a new hash (and the profile must give the patch's new MD5)
+    let patch = std::fs::read_to_string(env.path().join("fix-greeting.patch")).expect("read");
+    let new_patch = patch.replace("(patched)", "(patched again)");
+    std::fs::write(env.path().join("fix-greeting.patch"), &new_patch).expect("write");
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "a patch whose MD5 changed must be refused");
+    assert!(
+        out.stderr.contains("patches") && out.stderr.contains("MD5"),
+        "{}",
+        out.stderr
+    );
+    let md5 = format!("{:x}", md5_of(new_patch.as_bytes()));
+    let with_md5 = moved.replace("82cb7d66f16975696e80f25afc1c388f", &md5);
+    env.write("software.cfg", &with_md5);
+    let changed = path_of(&store.plan("software.cfg"), "greet");
+    assert_ne!(changed, base);
+    // and a changed option too
+    env.write("software.cfg", &format!("{with_md5}make-options = V=1\n"));
+    assert_ne!(path_of(&store.plan("software.cfg"), "greet"), changed);
+}
+
+fn md5_of(bytes: &[u8]) -> u128 {
+    let out = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .expect("md5sum");
+    u128::from_str_radix(&String::from_utf8_lossy(&out.stdout)[..32], 16).expect("hex")
+}
+
+#[test]
+fn wrong_checksum_is_refused_and_changes_nothing() {
+    let env = TestEnv::new();
+    let (profile, md5) = c_project(&env);
+    let store = Store::new(&env);
+    // a first, good build so that the store is not empty
+    env.write("good/software.cfg", "[buildout]\nparts = t\n[t]\nrecipe = slapos.recipe.template\ninline = x\noutput = ${buildout:directory}/t\n");
+    store.build_json("good/software.cfg");
+    let before = store.entries();
+    let bad = profile.replace(&md5, "0123456789abcdef0123456789abcdef");
+    env.write("software.cfg", &bad);
+    let out = store.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("greet") && out.stderr.to_lowercase().contains("checksum"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        store.entries(),
+        before,
+        "a failed build left something in store/"
+    );
+    let cache = store
+        .root
+        .join("var/cache/sources/md5/0123456789abcdef0123456789abcdef");
+    assert!(!cache.exists(), "a mismatching download was cached");
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert!(
+        !verify.stdout.contains("not registered"),
+        "{}",
+        verify.stdout
+    );
+}
+
+#[test]
+fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    let marker = env.path().join("started");
+    let profile = format!(
+        "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  if [ ! -e {done} ]; then sleep 60; fi\n  echo done > $out/bin/x\n",
+        marker = marker.display(),
+        done = env.path().join("second-run").display(),
+    );
+    env.write("software.cfg", &profile);
+    let root = store.root.to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .args(["--root", &root, "build", "software.cfg"])
+        .current_dir(env.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the build never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let plan = store.plan("software.cfg");
+    let slow = path_of(&plan, "slow");
+    assert!(plan.iter().all(|d| d["built"] == false), "{plan:?}");
+    let info = store.run(&["path-info", &slow]);
+    assert_ne!(info.code, 0, "a killed build's output is valid");
+    // nothing valid is damaged; the killed output is named as not registered
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+
+    std::fs::write(env.path().join("second-run"), "").expect("write");
+    let second = store.build_json("software.cfg");
+    assert_eq!(second["parts"]["slow"], slow.as_str());
+    assert_eq!(
+        std::fs::read_to_string(format!("{slow}/bin/x")).expect("read"),
+        "done\n"
+    );
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert!(
+        !verify.stdout.contains("not registered"),
+        "{}",
+        verify.stdout
+    );
+    // and no scratch directory is left
+    let tmp: Vec<_> = std::fs::read_dir(store.root.join("var/tmp"))
+        .expect("tmp")
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
+
+#[test]
+fn concurrent_builds_build_each_derivation_once() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    let counter = env.path().join("runs");
+    let profile = format!(
+        "[buildout]\nparts = a b\n[a]\nrecipe = plone.recipe.command\ncommand = echo a >> {c}; sleep 1; echo a > $out/a\n[b]\nrecipe = plone.recipe.command\ncommand = echo b >> {c}; echo ${{a:location}} > $out/b\n",
+        c = counter.display()
+    );
+    env.write("software.cfg", &profile);
+    let root = store.root.to_string_lossy().into_owned();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+            .args(["--root", &root, "build", "software.cfg"])
+            .current_dir(env.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let children: Vec<_> = (0..4).map(|_| spawn()).collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let releases: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
+    assert!(
+        releases.iter().all(|r| r == &releases[0] && !r.is_empty()),
+        "{releases:?}"
+    );
+    let runs = std::fs::read_to_string(&counter).expect("runs");
+    assert_eq!(runs, "a\nb\n", "each command runs once");
+    // b refers to a at run time, found by scanning its output
+    let plan = store.plan("software.cfg");
+    let b = path_of(&plan, "b");
+    let info: Value =
+        serde_json::from_str(&store.run(&["path-info", "--json", &b]).stdout).expect("json");
+    assert_eq!(
+        info["paths"][0]["references"],
+        serde_json::json!([path_of(&plan, "a")])
+    );
+}
+
+#[test]
+fn bad_profiles_are_refused_with_the_part_and_recipe() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = x\n[x]\nrecipe = zc.recipe.egg\neggs = six\n",
+    );
+    let out = store.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("zc.recipe.egg") && out.stderr.contains("[x]"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("software.cfg:4"), "{}", out.stderr);
+    env.write("software.cfg", "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.cmmi\nurl = https://example.invalid/x.tar.gz\n");
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no checksum") && out.stderr.contains("software.cfg:5"),
+        "{}",
+        out.stderr
+    );
+    env.write("software.cfg", "[buildout]\nparts = x\n[x]\nrecipe = plone.recipe.command\nlocation = /tmp/elsewhere\ncommand = true\n");
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("location"), "{}", out.stderr);
+    // nothing was written for any of them
+    assert!(store.entries().is_empty());
+}
+
+#[test]
+fn examples_build_and_run() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    let examples = repo_root().join("examples");
+    let linked = store.build_json(&examples.join("linked/software.cfg").to_string_lossy());
+    let hello = linked["parts"]["hello"].as_str().expect("hello");
+    let lib = linked["parts"]["libgreet"].as_str().expect("libgreet");
+    let out = std::process::Command::new(format!("{hello}/bin/hello"))
+        .arg("e2e")
+        .output()
+        .expect("run hello");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, e2e, from libgreet\n"
+    );
+    let info: Value =
+        serde_json::from_str(&store.run(&["path-info", "--json", hello]).stdout).expect("json");
+    assert_eq!(
+        info["paths"][0]["references"],
+        serde_json::json!([lib]),
+        "the rpath is a runtime reference"
+    );
+}
+
+#[test]
+fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    let tarball = lua_tarball();
+    let out = store.run(&["add-source", &tarball.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("md5:bd8ce7069ff99a400efd14cf339a727b"),
+        "{}",
+        out.stdout
+    );
+    let profile = repo_root().join("examples/lua/software.cfg");
+    let out = store.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let lua = built["parts"]["lua"].as_str().expect("lua");
+    let version = std::process::Command::new(format!("{lua}/bin/lua"))
+        .arg("-v")
+        .output()
+        .expect("run lua");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("Lua 5.4.4"));
+    let release = built["release"].as_str().expect("release");
+    let instance =
+        std::fs::read_to_string(format!("{release}/instance.cfg")).expect("instance.cfg");
+    assert!(
+        instance.contains(&format!("command-line = {lua}/bin/lua")),
+        "{instance}"
+    );
+    assert!(
+        !instance.contains("$${buildout:directory}")
+            && instance.contains("${buildout:directory}/bin/hello"),
+        "{instance}"
+    );
+}
+
+/// lua.org's lua-5.4.4.tar.gz, which Debian carries unchanged as `lua5.4_5.4.4.orig.tar.gz`:
+/// fetched once by `tests/fixtures/debian-orig.sh` into `target/test-sources/`.
+fn lua_tarball() -> PathBuf {
+    let dir = repo_root().join("target/test-sources");
+    let out = run_script(
+        &repo_root().join("tests/fixtures/debian-orig.sh"),
+        &["lua5.4", &dir.to_string_lossy()],
+    );
+    let path = PathBuf::from(out.trim());
+    assert!(path.exists(), "debian-orig.sh printed {out:?}");
+    path
+}
+
+fn run_script(script: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
