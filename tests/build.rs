@@ -508,3 +508,94 @@ fn run_script(script: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn store_add_and_register_fill_the_store_in_batches() {
+    let env = TestEnv::new();
+    let store = Store::new(&env);
+    env.write("files/a.txt", "a\n");
+    env.write("files/b.txt", "b\n");
+    env.write("tree/bin/tool", "#!/bin/sh\necho tool\n");
+    let out = store.run(&["store", "add", "files/a.txt", "files/b.txt", "tree"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let added: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(added.len(), 3);
+    assert!(
+        added[0].ends_with("-a.txt") && added[2].ends_with("-tree"),
+        "{added:?}"
+    );
+    assert_eq!(std::fs::read_to_string(added[0]).expect("read"), "a\n");
+    // the same content again: the same paths, nothing new
+    let again = store.run(&["store", "add", "files/a.txt", "files/b.txt", "tree"]);
+    assert_eq!(again.stdout, out.stdout);
+    assert_eq!(store.entries().len(), 3);
+    // other content under the same name: another path
+    env.write("files/a.txt", "changed\n");
+    let changed = store.run(&["store", "add", "files/a.txt"]);
+    assert_ne!(changed.stdout.trim(), added[0]);
+
+    // register trees written straight into store/, with references
+    let dir = store.root.join("store");
+    let lib = dir.join("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-lib");
+    let app = dir.join("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-app");
+    std::fs::create_dir_all(lib.join("lib")).expect("mkdir");
+    std::fs::write(lib.join("lib/x.so"), "x").expect("write");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(app.join("refs"), lib.display().to_string()).expect("write");
+    let info = format!(
+        "{}\n\n0\n{}\n\n1\n{}\n",
+        lib.display(),
+        app.display(),
+        lib.display()
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .args(["--root", &store.root.to_string_lossy(), "store", "register"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(info.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    let closure = store.run(&["path-info", "--closure", "--json", &app.to_string_lossy()]);
+    assert_eq!(closure.code, 0, "{}", closure.stderr);
+    let v: Value = serde_json::from_str(&closure.stdout).expect("json");
+    assert_eq!(v["paths"].as_array().expect("paths").len(), 2);
+    let mode = std::fs::metadata(lib.join("lib/x.so"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444, "registration canonicalises");
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("6 paths checked"),
+        "{}",
+        verify.stdout
+    );
+    // a reference to a path that is not valid is refused, and nothing is registered
+    let bad = format!(
+        "{}\n\n1\n{}/cccccccccccccccccccccccccccccccc-missing\n",
+        app.display(),
+        dir.display()
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .args(["--root", &store.root.to_string_lossy(), "store", "register"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bad.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}

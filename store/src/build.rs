@@ -291,6 +291,7 @@ pub fn realise(
         sync_filesystem(&out)?;
         if out != final_path {
             fs::rename(&out, &final_path).map_err(|e| io_error(&final_path, e))?;
+            output::fsync_dir(&store.store_dir())?;
         }
         let millis = start.elapsed().as_millis() as u64;
         let registration = Registration {

@@ -9,6 +9,7 @@
 //! [`unpack`] (archives), [`output`] (canonical form, content hash), [`references`] (scanning),
 //! [`verify`] (checking the store against the database).
 
+pub mod add;
 pub mod build;
 pub mod checksum;
 pub mod db;

@@ -164,6 +164,13 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Flushes a directory's entries (after renames into it).
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
 /// Makes the tree at `path` writable again (to delete or rebuild it).
 pub fn make_writable(path: &Path) -> Result<()> {
     for entry in walkdir::WalkDir::new(path) {

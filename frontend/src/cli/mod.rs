@@ -4,6 +4,7 @@
 mod build;
 mod eval;
 mod inspect;
+mod plumbing;
 mod report;
 mod sources;
 
@@ -72,6 +73,8 @@ enum Command {
     Log(inspect::LogArgs),
     /// Put local files into the download cache, by checksum.
     AddSource(sources::AddSourceArgs),
+    /// Low-level commands on store paths (add files, register trees).
+    Store(plumbing::PlumbingArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -92,6 +95,7 @@ pub fn main() -> i32 {
         Command::Verify(args) => inspect::verify(&cli.store, args),
         Command::Log(args) => inspect::log(&cli.store, args),
         Command::AddSource(args) => sources::add_source(&cli.store, args),
+        Command::Store(args) => plumbing::run(&cli.store, args),
     }
 }
 

@@ -1,0 +1,190 @@
+//! Putting existing files into the store without a recipe: [`add`] copies files or trees in as
+//! content-addressed paths (like `nix-store --add`), [`register`] registers trees already
+//! written under `store/` with given references (like `nix-store --register-validity`).
+//!
+//! Both work in batches: the trees are copied, canonicalised and hashed in parallel, the
+//! filesystem is flushed once, and every path is registered in one transaction — not one
+//! transaction and one fsync per path, which is what makes Nix's equivalents slow.
+//!
+//! A content-addressed path is named `BLAKE3("slapstore-source 1\n" content-hash name)` and the
+//! source's base name. A copy is prepared under `var/tmp` and renamed into place; if the name
+//! exists already (another process added the same content), the copy is dropped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::build::unix_now;
+use crate::db::{PathRow, Registration};
+use crate::error::{io_error, Result, StoreError};
+use crate::output::{self, content_hash, fsync_dir, remove_tree, sync_filesystem};
+use crate::references::Candidates;
+use crate::store::Store;
+use crate::{PartName, StorePath};
+
+/// Adds each of `sources` (files or directories) as a content-addressed store path; returns the
+/// store paths, in the order of `sources`.
+pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
+    let batch = tempfile::Builder::new()
+        .prefix("add-")
+        .tempdir_in(store.root().join("var/tmp"))
+        .map_err(|e| io_error(&store.root().join("var/tmp"), e))?;
+    // hash each source, and copy it in unless it is there already
+    let prepared: Vec<(StorePath, Option<(PathBuf, output::OutputInfo)>)> = sources
+        .par_iter()
+        .enumerate()
+        .map(|(i, source)| {
+            let name = source.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                StoreError::NotInStore(source.display().to_string(), store.store_dir())
+            })?;
+            let name = PartName::new(name).map_err(|e| StoreError::Recipe {
+                part: name.to_owned(),
+                message: e.to_string(),
+            })?;
+            let info = content_hash(source)?;
+            let mut h = blake3::Hasher::new();
+            h.update(b"slapstore-source 1\n");
+            h.update(info.content_hash.as_bytes());
+            h.update(b"\n");
+            h.update(name.as_str().as_bytes());
+            let path = StorePath::new(&h.finalize(), name);
+            if store.path_of(&path).exists() && store.is_valid(&path)? {
+                return Ok((path, None));
+            }
+            let copy = batch.path().join(i.to_string());
+            copy_tree(source, &copy)?;
+            let info = output::finish(&copy, &Candidates::default())?;
+            Ok((path, Some((copy, info))))
+        })
+        .collect::<Result<_>>()?;
+    sync_filesystem(batch.path())?;
+    let mut registrations = Vec::new();
+    for (path, copy) in &prepared {
+        let Some((copy, info)) = copy else { continue };
+        let dest = store.path_of(path);
+        match fs::rename(copy, &dest) {
+            Ok(()) => {}
+            // the same content was added meanwhile (a directory) or a name repeats in `sources`
+            Err(_) if dest.exists() => {
+                remove_tree(copy)?;
+            }
+            Err(e) => return Err(io_error(&dest, e)),
+        }
+        registrations.push(registration(path, info, Vec::new()));
+    }
+    fsync_dir(&store.store_dir())?;
+    store.db().register(&registrations)?;
+    Ok(prepared.into_iter().map(|(p, _)| p).collect())
+}
+
+/// One path to [`register`]: a tree already under `store/`, and the paths it refers to.
+#[derive(Debug, Clone)]
+pub struct Unregistered {
+    pub path: StorePath,
+    pub references: Vec<StorePath>,
+}
+
+/// Canonicalises, hashes and registers trees already written under `store/`, in one
+/// transaction.
+pub fn register(store: &Store, paths: &[Unregistered]) -> Result<()> {
+    let infos: Vec<output::OutputInfo> = paths
+        .par_iter()
+        .map(|u| output::finish(&store.path_of(&u.path), &Candidates::default()))
+        .collect::<Result<_>>()?;
+    sync_filesystem(&store.store_dir())?;
+    let registrations: Vec<Registration> = paths
+        .iter()
+        .zip(&infos)
+        .map(|(u, info)| {
+            registration(
+                &u.path,
+                info,
+                u.references.iter().map(StorePath::to_string).collect(),
+            )
+        })
+        .collect();
+    store.db().register(&registrations)
+}
+
+/// Parses `nix-store --register-validity` input: per path, its full path, a deriver line
+/// (ignored), the number of references, then the references.
+pub fn parse_validity(store: &Store, text: &str) -> Result<Vec<Unregistered>> {
+    let mut lines = text.lines();
+    let mut out = Vec::new();
+    let bad = |what: &str| StoreError::Recipe {
+        part: "register".into(),
+        message: format!("malformed registration input: {what}"),
+    };
+    while let Some(path) = lines.next() {
+        if path.is_empty() {
+            continue;
+        }
+        let path = store.parse_path(path)?;
+        lines.next().ok_or_else(|| bad("missing deriver line"))?;
+        let n: usize = lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| bad("missing reference count"))?;
+        let mut references = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = lines.next().ok_or_else(|| bad("missing reference"))?;
+            references.push(store.parse_path(r)?);
+        }
+        out.push(Unregistered { path, references });
+    }
+    // references first: a reference must be registered before (or with) its referrer
+    Ok(out)
+}
+
+fn registration(
+    path: &StorePath,
+    info: &output::OutputInfo,
+    references: Vec<String>,
+) -> Registration {
+    Registration {
+        row: PathRow {
+            name: path.to_string(),
+            content_hash: info.content_hash.clone(),
+            size: info.size,
+            registered: unix_now(),
+            build_ms: None,
+            recipe: None,
+        },
+        references,
+        derivation: None,
+    }
+}
+
+/// Copies a file or tree (symlinks as they are; file data with `copy_file_range`, which
+/// reflinks where the filesystem can).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(from).map_err(|e| io_error(from, e))?;
+    if meta.is_file() {
+        fs::copy(from, to).map_err(|e| io_error(from, e))?;
+        return Ok(());
+    }
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(from).map_err(|e| io_error(from, e))?;
+        return std::os::unix::fs::symlink(target, to).map_err(|e| io_error(to, e));
+    }
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(|e| io_error(from, std::io::Error::other(e.to_string())))?;
+        let rel = entry.path().strip_prefix(from).unwrap_or(Path::new(""));
+        let dest = to.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
+        } else if kind.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(|e| io_error(entry.path(), e))?;
+            std::os::unix::fs::symlink(&target, &dest).map_err(|e| io_error(&dest, e))?;
+        } else if kind.is_file() {
+            fs::copy(entry.path(), &dest).map_err(|e| io_error(&dest, e))?;
+        } else {
+            return Err(StoreError::SpecialFile {
+                path: entry.path().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
