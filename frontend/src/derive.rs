@@ -158,7 +158,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             part.set("output", format!("{placeholder}/{file}"));
             output = Some(original);
         }
-        Recipe::Shell | Recipe::Release => {}
+        Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }
     if let Some(env) = part
         .get("environment")?
@@ -425,4 +425,22 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
             files: BTreeMap::new(),
         },
     ))
+}
+
+/// The system string derivations are built for.
+pub fn system() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// `<directory of the profile>-release` (`examples/lua/software.cfg` → `lua-release`).
+pub fn release_name(profile: &str) -> String {
+    let path = std::path::Path::new(profile);
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let dir = abs
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
+        .unwrap_or("software");
+    format!("{dir}-release")
 }

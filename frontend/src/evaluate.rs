@@ -25,6 +25,9 @@ pub struct EvalOptions {
     /// For `plan` and `build`: translate parts into derivations for this store, and make the
     /// release named so.
     pub store: Option<(crate::derive::StoreMode, String)>,
+    /// Render an instance profile: only instance-time recipes, collected in
+    /// [`Evaluation::instance`].
+    pub instance: bool,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -40,6 +43,8 @@ pub struct Evaluation {
     /// In a build: the parts' derivations in install order (dependencies first), then the
     /// release.
     pub derivations: Vec<slapstore_store::Derivation>,
+    /// When rendering an instance: what its parts put in the partition.
+    pub instance: crate::recipes::instance::InstanceOutput,
 }
 
 pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> Result<Evaluation> {
@@ -77,6 +82,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         target: options.target.clone(),
         python: options.python.clone(),
         store,
+        instance: options.instance,
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;
@@ -145,6 +151,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         files: loaded.files,
         failed,
         derivations,
+        instance: std::mem::take(&mut r.instance_output),
     })
 }
 

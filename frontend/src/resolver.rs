@@ -67,6 +67,8 @@ pub struct Settings {
     pub target: Target,
     /// Set for `plan` and `build`: recipes' locations are store paths.
     pub store: Option<crate::derive::StoreMode>,
+    /// Set when rendering an instance profile: instance-time recipes only.
+    pub instance: bool,
     /// The interpreter that runs profile Python code.
     pub python: String,
 }
@@ -90,6 +92,8 @@ pub struct Resolver<'s> {
     pub headers: HashMap<String, Span>,
     /// In a build, the derivations of the parts initialised so far.
     pub derivations: crate::derive::Derivations,
+    /// When rendering an instance: what its parts put in the partition.
+    pub instance_output: crate::recipes::instance::InstanceOutput,
 }
 
 impl<'s> Resolver<'s> {
@@ -110,6 +114,7 @@ impl<'s> Resolver<'s> {
             macro_stack: Vec::new(),
             headers,
             derivations: Default::default(),
+            instance_output: Default::default(),
         }
     }
 

@@ -247,14 +247,62 @@ pub fn realise(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<bool> {
-    if store.is_valid(&drv.path)? {
-        observer.event(Event::Valid(drv));
-        return Ok(false);
+    match prepare(store, drv, fetcher, observer)? {
+        None => Ok(false),
+        Some(prepared) => {
+            publish(store, vec![prepared], observer)?;
+            Ok(true)
+        }
     }
-    let _lock = store.lock(&drv.path.hash_part())?;
+}
+
+/// Builds the derivations of `drvs` that are not valid, in parallel, and publishes them
+/// together: one `syncfs`, one transaction. For many small independent outputs (the
+/// generations of many instances), where a flush and a commit per output would dominate.
+/// `drvs` must not depend on each other. Returns the paths built.
+pub fn realise_batch(
+    store: &Store,
+    drvs: &[Derivation],
+    fetcher: &Fetcher,
+    observer: &dyn Observer,
+) -> Result<Vec<StorePath>> {
+    use rayon::prelude::*;
+    let prepared: Vec<Option<Prepared>> = drvs
+        .par_iter()
+        .map(|d| prepare(store, d, fetcher, observer))
+        .collect::<Result<_>>()?;
+    let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
+    let built = prepared.iter().map(|p| p.drv.path.clone()).collect();
+    publish(store, prepared, observer)?;
+    Ok(built)
+}
+
+/// A derivation built and finished, not yet published: it holds its lock.
+struct Prepared<'a> {
+    drv: &'a Derivation,
+    _lock: crate::store::Lock,
+    out: std::path::PathBuf,
+    final_path: std::path::PathBuf,
+    scratch: std::path::PathBuf,
+    info: output::OutputInfo,
+    start: Instant,
+}
+
+/// Builds `drv` (unless valid) up to a finished output: steps 1–4 of the module docs.
+fn prepare<'a>(
+    store: &Store,
+    drv: &'a Derivation,
+    fetcher: &Fetcher,
+    observer: &dyn Observer,
+) -> Result<Option<Prepared<'a>>> {
     if store.is_valid(&drv.path)? {
         observer.event(Event::Valid(drv));
-        return Ok(false);
+        return Ok(None);
+    }
+    let lock = store.lock(&drv.path.hash_part())?;
+    if store.is_valid(&drv.path)? {
+        observer.event(Event::Valid(drv));
+        return Ok(None);
     }
     observer.event(Event::Started(drv));
     let start = Instant::now();
@@ -287,44 +335,84 @@ pub fn realise(
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
         }
         let candidates = Candidates::new(candidates(store, drv)?);
-        let info = output::finish(&out, &candidates)?;
-        sync_filesystem(&out)?;
-        if out != final_path {
-            fs::rename(&out, &final_path).map_err(|e| io_error(&final_path, e))?;
-            output::fsync_dir(&store.store_dir())?;
-        }
-        let millis = start.elapsed().as_millis() as u64;
-        let registration = Registration {
-            row: PathRow {
-                name: drv.path.to_string(),
-                content_hash: info.content_hash,
-                size: info.size,
-                registered: unix_now(),
-                build_ms: Some(millis),
-                recipe: Some(drv.recipe().name().to_owned()),
-            },
-            references: {
-                let mut r: Vec<String> = info.references.iter().map(|p| p.to_string()).collect();
-                r.sort();
-                r
-            },
-            derivation: serde_json::to_string(drv).ok(),
-        };
-        store.db().register(&[registration])?;
-        Ok(millis)
+        output::finish(&out, &candidates)
     })();
     match result {
-        Ok(millis) => {
-            remove_tree(&scratch)?;
-            observer.event(Event::Built { drv, millis });
-            Ok(true)
-        }
+        Ok(info) => Ok(Some(Prepared {
+            drv,
+            _lock: lock,
+            out,
+            final_path,
+            scratch,
+            info,
+            start,
+        })),
         Err(e) => {
             // nothing of a failed build stays but its log
             let _ = remove_tree(&final_path);
             let _ = remove_tree(&scratch);
             Err(e)
         }
+    }
+}
+
+/// Flushes, moves into place and registers prepared outputs: steps 5–6 of the module docs.
+fn publish(store: &Store, prepared: Vec<Prepared>, observer: &dyn Observer) -> Result<()> {
+    if prepared.is_empty() {
+        return Ok(());
+    }
+    let result = (|| {
+        sync_filesystem(&store.store_dir())?;
+        let mut renamed = false;
+        for p in &prepared {
+            if p.out != p.final_path {
+                fs::rename(&p.out, &p.final_path).map_err(|e| io_error(&p.final_path, e))?;
+                renamed = true;
+            }
+        }
+        if renamed {
+            output::fsync_dir(&store.store_dir())?;
+        }
+        let registrations: Vec<Registration> = prepared.iter().map(registration).collect();
+        store.db().register(&registrations)
+    })();
+    for p in &prepared {
+        match &result {
+            Ok(()) => {
+                remove_tree(&p.scratch)?;
+                observer.event(Event::Built {
+                    drv: p.drv,
+                    millis: p.start.elapsed().as_millis() as u64,
+                });
+            }
+            Err(_) => {
+                let _ = remove_tree(&p.final_path);
+                let _ = remove_tree(&p.scratch);
+            }
+        }
+    }
+    result
+}
+
+fn registration(p: &Prepared) -> Registration {
+    let mut references: Vec<String> = p.info.references.iter().map(|r| r.to_string()).collect();
+    if p.drv.recipe() == Recipe::Generation {
+        // a generation keeps its release alive whether or not its files mention it
+        references.extend(p.drv.inputs.references.iter().cloned());
+    }
+    references.sort();
+    references.dedup();
+    Registration {
+        row: PathRow {
+            name: p.drv.path.to_string(),
+            content_hash: p.info.content_hash.clone(),
+            size: p.info.size,
+            registered: unix_now(),
+            build_ms: Some(p.start.elapsed().as_millis() as u64),
+            recipe: Some(p.drv.recipe().name().to_owned()),
+        },
+        references,
+        derivation: serde_json::to_string(p.drv).ok(),
     }
 }
 

@@ -16,7 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::error::{Result, StoreError};
 
 /// Schema migrations; `MIGRATIONS[i]` moves version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE paths (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -36,7 +37,63 @@ const MIGRATIONS: &[&str] = &["
         path TEXT PRIMARY KEY,
         json TEXT NOT NULL
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE TABLE instances (
+        name TEXT PRIMARY KEY,
+        partition TEXT NOT NULL,
+        current INTEGER NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE generations (
+        instance TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        path TEXT NOT NULL REFERENCES paths(name) ON DELETE RESTRICT,
+        release TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        parent INTEGER,
+        created INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (instance, number)
+    ) WITHOUT ROWID;
+",
+];
+
+/// One generation of an instance, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationRow {
+    pub instance: String,
+    pub number: i64,
+    /// The generation's output (base name).
+    pub path: String,
+    /// The release it runs (base name).
+    pub release: String,
+    /// `{"key": "value"}` parameters, as JSON.
+    pub parameters: String,
+    /// The generation it was made from (upgrade) — what rollback goes back to.
+    pub parent: Option<i64>,
+    pub created: i64,
+    /// Deleted generations keep their row (so the parent chain stays whole) but are no root.
+    pub deleted: bool,
+}
+
+/// A generation to record with [`Db::add_generations`].
+#[derive(Debug, Clone)]
+pub struct NewGeneration {
+    pub partition: String,
+    pub row: GenerationRow,
+    /// The instance must not exist yet (`instance create`).
+    pub expect_new: bool,
+}
+
+/// An instance, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub name: String,
+    pub partition: String,
+    pub current: i64,
+    pub created: i64,
+}
 
 /// One valid path, as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +305,137 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
+    /// Records new generations and makes each current, creating an instance on its first
+    /// generation (`NewGeneration::expect_new`: fail if it exists). One transaction for all.
+    pub fn add_generations(&mut self, new: &[NewGeneration]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        for g in new {
+            let row = &g.row;
+            let exists: bool = tx
+                .prepare_cached("SELECT 1 FROM instances WHERE name = ?1")
+                .and_then(|mut s| s.exists([&row.instance]))
+                .map_err(e)?;
+            if exists && g.expect_new {
+                return Err(StoreError::InstanceExists(row.instance.clone()));
+            }
+            if !exists {
+                tx.prepare_cached(
+                    "INSERT INTO instances (name, partition, current, created) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![row.instance, g.partition, row.number, row.created]))
+                .map_err(e)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO generations (instance, number, path, release, parameters, parent, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row.instance,
+                    row.number,
+                    row.path,
+                    row.release,
+                    row.parameters,
+                    row.parent,
+                    row.created
+                ])
+            })
+            .map_err(e)?;
+            tx.prepare_cached("UPDATE instances SET current = ?2 WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![row.instance, row.number]))
+                .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Makes generation `number` current.
+    pub fn set_current(&mut self, instance: &str, number: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE instances SET current = ?2 WHERE name = ?1",
+                params![instance, number],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks generations deleted (never the current one: the caller checks).
+    pub fn delete_generations(&mut self, instance: &str, numbers: &[i64]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        for n in numbers {
+            tx.execute(
+                "UPDATE generations SET deleted = 1 WHERE instance = ?1 AND number = ?2",
+                params![instance, n],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Forgets an instance and its generations.
+    pub fn delete_instance(&mut self, instance: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM instances WHERE name = ?1", [instance])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn instance(&self, name: &str) -> Result<Option<InstanceRow>> {
+        self.conn
+            .prepare_cached(
+                "SELECT name, partition, current, created FROM instances WHERE name = ?1",
+            )
+            .and_then(|mut s| s.query_row([name], instance_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn instances(&self) -> Result<Vec<InstanceRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, partition, current, created FROM instances ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], instance_row).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// An instance's generations (deleted ones too), by number.
+    pub fn generations(&self, instance: &str) -> Result<Vec<GenerationRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT instance, number, path, release, parameters, parent, created, deleted
+                 FROM generations WHERE instance = ?1 ORDER BY number",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([instance], |r| {
+                Ok(GenerationRow {
+                    instance: r.get(0)?,
+                    number: r.get(1)?,
+                    path: r.get(2)?,
+                    release: r.get(3)?,
+                    parameters: r.get(4)?,
+                    parent: r.get(5)?,
+                    created: r.get(6)?,
+                    deleted: r.get::<_, i64>(7)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// SQLite's `PRAGMA integrity_check` and `foreign_key_check`: the problems found.
     pub fn integrity_problems(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
@@ -277,6 +465,15 @@ impl Db {
         }
         Ok(problems)
     }
+}
+
+fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<InstanceRow> {
+    Ok(InstanceRow {
+        name: r.get(0)?,
+        partition: r.get(1)?,
+        current: r.get(2)?,
+        created: r.get(3)?,
+    })
 }
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<PathRow> {

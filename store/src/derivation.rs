@@ -35,11 +35,13 @@ pub enum Recipe {
     Template,
     Jinja2,
     Release,
+    /// One generation of an instance: the files its instance profile rendered.
+    Generation,
 }
 
 impl Recipe {
     /// Every recipe, for error messages.
-    pub const ALL: [Recipe; 7] = [
+    pub const ALL: [Recipe; 8] = [
         Recipe::Download,
         Recipe::DownloadUnpacked,
         Recipe::Cmmi,
@@ -47,6 +49,7 @@ impl Recipe {
         Recipe::Template,
         Recipe::Jinja2,
         Recipe::Release,
+        Recipe::Generation,
     ];
 
     /// The canonical name (what `plan` prints and the hash covers).
@@ -59,6 +62,7 @@ impl Recipe {
             Recipe::Template => "template",
             Recipe::Jinja2 => "jinja2",
             Recipe::Release => "release",
+            Recipe::Generation => "generation",
         }
     }
 

@@ -58,6 +58,8 @@ pub enum StoreError {
     NotValid(String),
     #[error("`{0}` is not in the store directory `{1}`")]
     NotInStore(String, PathBuf),
+    #[error("instance `{0}` exists already")]
+    InstanceExists(String),
     #[error(transparent)]
     StorePath(#[from] crate::store_path::StorePathError),
 }

@@ -56,7 +56,7 @@ pub enum FetchError {
         status: u16,
         reason: String,
     },
-    #[error("cannot download `{url}`: {source}")]
+    #[error("cannot download `{url}`: {}", transport_text(.url, .source))]
     Transport {
         url: String,
         source: Box<ureq::Transport>,
@@ -82,6 +82,23 @@ fn checksum_or_none(checksum: &Option<Checksum>) -> String {
         Some(checksum) => checksum.to_string(),
         None => "an unpinned file".into(),
     }
+}
+
+/// What went wrong in `transport`, without repeating `url` (only a URL redirected to).
+fn transport_text(url: &str, transport: &ureq::Transport) -> String {
+    let mut text = transport.kind().to_string();
+    if let Some(message) = transport.message() {
+        text.push_str(": ");
+        text.push_str(message);
+    }
+    if let Some(source) = std::error::Error::source(transport) {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+    }
+    if let Some(at) = transport.url().filter(|at| at.as_str() != url) {
+        text.push_str(&format!(" (at `{at}`)"));
+    }
+    text
 }
 
 fn all_failed(errors: &[FetchError]) -> String {

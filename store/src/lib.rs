@@ -17,6 +17,7 @@ pub mod derivation;
 pub mod error;
 pub mod fetch;
 pub mod output;
+pub mod partition;
 pub mod recipes;
 pub mod references;
 pub mod store;

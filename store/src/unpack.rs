@@ -342,6 +342,7 @@ pub fn unpack(archive: &Path, dest: &Path, options: &UnpackOptions) -> Result<()
         dirs: HashSet::new(),
         files: HashSet::new(),
         dir_times: Vec::new(),
+        buffer: Vec::new(),
     };
     match format {
         Format::Zip => extractor.extract_zip(file)?,
@@ -508,6 +509,8 @@ struct Extractor<'a> {
     /// Relative paths of the regular files extracted, which hard links may point to.
     files: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, SystemTime)>,
+    /// The copy buffer, reused from file to file.
+    buffer: Vec<u8>,
 }
 
 impl Extractor<'_> {
@@ -709,18 +712,12 @@ impl Extractor<'_> {
             .mode(0o600)
             .open(&full)
             .map_err(|e| self.write_error(entry, e))?;
-        let mut buffer = vec![0; BUFFER_SIZE];
-        loop {
-            let n = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.read_error(e)),
-            };
-            self.add_written(n as u64)?;
-            file.write_all(&buffer[..n])
-                .map_err(|e| self.write_error(entry, e))?;
-        }
+        // One buffer for every file (an archive may hold millions of small ones).
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.resize(BUFFER_SIZE, 0);
+        let copied = self.copy_data(entry, reader, &mut file, &mut buffer);
+        self.buffer = buffer;
+        copied?;
         file.set_permissions(fs::Permissions::from_mode(file_mode(mode)))
             .map_err(|e| self.write_error(entry, e))?;
         if let Some(mtime) = mtime {
@@ -729,6 +726,27 @@ impl Extractor<'_> {
         }
         self.files.insert(path.to_owned());
         Ok(())
+    }
+
+    /// Copies `reader` into `file`, counting what is written against the limits.
+    fn copy_data(
+        &mut self,
+        entry: &str,
+        reader: &mut dyn Read,
+        file: &mut File,
+        buffer: &mut [u8],
+    ) -> Result<(), UnpackError> {
+        loop {
+            let n = match reader.read(buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_error(e)),
+            };
+            self.add_written(n as u64)?;
+            file.write_all(&buffer[..n])
+                .map_err(|e| self.write_error(entry, e))?;
+        }
     }
 
     fn make_symlink(&mut self, path: &Path, entry: &str, target: &[u8]) -> Result<(), UnpackError> {

@@ -44,11 +44,6 @@ pub struct BuildArgs {
     offline: bool,
 }
 
-/// The system string derivations are built for.
-fn system() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
-}
-
 /// Evaluates the profile into derivations for `store` (the release last), or reports why not.
 pub fn derivations(
     store_dir: &str,
@@ -57,11 +52,11 @@ pub fn derivations(
 ) -> Result<Vec<Derivation>, i32> {
     let mut sources = Sources::default();
     let mut options = profile.eval_options(&sources)?;
-    let release = release_name(&profile.profile);
+    let release = crate::derive::release_name(&profile.profile);
     options.store = Some((
         StoreMode {
             store_dir: store_dir.to_owned(),
-            system: system(),
+            system: crate::derive::system(),
             profile_dirs: Vec::new(),
             allow_unpinned,
         },
@@ -70,19 +65,6 @@ pub fn derivations(
     evaluate(&mut sources, &profile.profile, &options)
         .map(|e| e.derivations)
         .map_err(|e| report::error(&sources, &e))
-}
-
-/// `<directory of the profile>-release` (`examples/lua/software.cfg` → `lua-release`).
-fn release_name(profile: &str) -> String {
-    let path = std::path::Path::new(profile);
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let dir = abs
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
-        .unwrap_or("software");
-    format!("{dir}-release")
 }
 
 /// The part names a derivation depends on, among `drvs`.

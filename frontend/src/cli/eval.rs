@@ -103,7 +103,7 @@ pub fn run(args: EvalArgs) -> i32 {
 }
 
 /// `python3` as found on `PATH` (buildout's `executable` is an absolute path).
-fn default_python() -> String {
+pub fn default_python() -> String {
     std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)

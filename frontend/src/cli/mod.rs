@@ -4,6 +4,7 @@
 mod build;
 mod eval;
 mod inspect;
+mod instance;
 mod plumbing;
 mod report;
 mod sources;
@@ -42,6 +43,9 @@ pub struct StoreArgs {
     /// How many derivations to build at once (default: the number of cores).
     #[arg(short = 'j', long, global = true)]
     jobs: Option<usize>,
+    /// Where partitions live (default: `<root>/partitions`).
+    #[arg(long, global = true, env = "SLAPSTORE_PARTITIONS")]
+    partitions: Option<PathBuf>,
     /// Say more.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -73,6 +77,8 @@ enum Command {
     Log(inspect::LogArgs),
     /// Put local files into the download cache, by checksum.
     AddSource(sources::AddSourceArgs),
+    /// Create, upgrade, roll back and inspect instances.
+    Instance(instance::InstanceArgs),
     /// Low-level commands on store paths (add files, register trees).
     Store(plumbing::PlumbingArgs),
 }
@@ -96,6 +102,7 @@ pub fn main() -> i32 {
         Command::Log(args) => inspect::log(&cli.store, args),
         Command::AddSource(args) => sources::add_source(&cli.store, args),
         Command::Store(args) => plumbing::run(&cli.store, args),
+        Command::Instance(args) => instance::run(&cli.store, args),
     }
 }
 

@@ -12,6 +12,7 @@ mod cmmi;
 mod command;
 mod download;
 mod egg;
+pub mod instance;
 pub mod template;
 
 use slapstore_store::Recipe;
@@ -157,6 +158,18 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
         rendered: None,
     };
     let egg = egg_key(spec);
+    if part.r.settings.instance {
+        let Some(kind) = egg.as_deref().and_then(|egg| instance::lookup(egg, entry)) else {
+            return Err(part.option_error(
+                "recipe",
+                format!(
+                    "recipe `{recipe}` cannot run in an instance; instances use {}",
+                    instance::SUPPORTED
+                ),
+            ));
+        };
+        return instance::init(&mut part, kind);
+    }
     if building {
         let Some((init, kind)) = egg.as_deref().and_then(|egg| buildable(egg, entry)) else {
             return Err(part.option_error(

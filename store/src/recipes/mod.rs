@@ -7,9 +7,12 @@
 
 mod cmmi;
 mod download;
+mod generation;
 mod release;
 mod shell;
 mod template;
+
+pub use template::render_jinja2;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -63,6 +66,7 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Template => template::template(ctx),
         Recipe::Jinja2 => template::jinja2(ctx),
         Recipe::Release => release::build(ctx),
+        Recipe::Generation => generation::build(ctx),
     }
 }
 

@@ -19,16 +19,21 @@ pub fn jinja2(ctx: &mut Context) -> Result<()> {
     let context: serde_json::Value =
         serde_json::from_str(ctx.drv.option("context-json").unwrap_or("{}"))
             .map_err(|e| ctx.bad_option("context", e.to_string()))?;
+    let rendered = render_jinja2(&source, &context).map_err(|message| StoreError::Recipe {
+        part: ctx.part(),
+        message,
+    })?;
+    write_output(ctx, &rendered)
+}
+
+/// Renders a Jinja2 template with minijinja (undefined names are errors, trailing newlines
+/// kept), as slapos.recipe.template:jinja2 renders with Jinja2.
+pub fn render_jinja2(source: &str, context: &serde_json::Value) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let rendered = env
-        .render_str(&source, context)
-        .map_err(|e| StoreError::Recipe {
-            part: ctx.part(),
-            message: format!("the jinja2 template does not render: {e:#}"),
-        })?;
-    write_output(ctx, &rendered)
+    env.render_str(source, context)
+        .map_err(|e| format!("the jinja2 template does not render: {e:#}"))
 }
 
 /// Writes `text` to `<out>/<file>` with the part's `mode` (octal, default 0644 before the store

@@ -1,0 +1,444 @@
+//! Instances (design §6): creating, upgrading and rolling back deployments of a release.
+//!
+//! An operation renders the release's instance profile (`instance.cfg`) for the instance — with
+//! `[slap-parameter]` (the parameters over the profile's defaults), `[slap-partition]` (`name`,
+//! `path`) and `${buildout:directory}` the partition — builds the generation's output (a
+//! derivation of recipe `generation`: the files rendered under the partition), records the
+//! generation in the database (the record is the commit point: a generation exists once it is
+//! recorded), then makes the partition show it (`store/src/partition.rs`).
+//!
+//! The database is the truth; the partition follows it. Each operation starts by making the
+//! partition match the recorded current generation, so an operation killed between its record
+//! and its switch is finished by the next one. Rollback follows the recorded parent, not the
+//! previous number. Operations on one instance are serialised by its lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use slapstore_store::build::{self, BuildOptions, Observer};
+use slapstore_store::db::{GenerationRow, NewGeneration};
+use slapstore_store::derivation::{Build, Inputs};
+use slapstore_store::fetch::Fetcher;
+use slapstore_store::partition::{self, InstanceName};
+use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath};
+
+use crate::error::Error;
+use crate::evaluate::{evaluate, EvalOptions};
+use crate::load::Assignment;
+use crate::recipes::instance::{FileSpec, InstanceOutput};
+use crate::source::Sources;
+
+/// Why an instance operation failed. Nothing was changed.
+#[derive(Debug)]
+pub enum InstanceError {
+    /// The software or instance profile is at fault (with the sources to show it).
+    Profile {
+        sources: Box<Sources>,
+        error: Error,
+    },
+    /// Building the release failed.
+    Build(Vec<(String, StoreError)>),
+    Store(StoreError),
+    /// Bad usage: no such instance, no earlier generation, ...
+    Usage(String),
+}
+
+impl From<StoreError> for InstanceError {
+    fn from(e: StoreError) -> Self {
+        InstanceError::Store(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, InstanceError>;
+
+/// What instance operations need besides their arguments.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub partitions: PathBuf,
+    /// How a profile given as software is evaluated (python, target, assignments).
+    pub eval: EvalOptions,
+    pub build: BuildOptions,
+    pub observer: &'a dyn Observer,
+}
+
+/// Parameters of an instance: `key = value`.
+pub type Parameters = BTreeMap<String, String>;
+
+impl Context<'_> {
+    fn partition(&self, name: &InstanceName) -> PathBuf {
+        self.partitions.join(name.as_str())
+    }
+
+    /// The release that `software` names: a store path of a release, or a profile built now.
+    pub fn release(&self, software: &str) -> Result<StorePath> {
+        let store_dir = self.store.store_dir();
+        let as_path = Path::new(software);
+        let in_store = as_path.starts_with(&store_dir)
+            || (!software.contains('/') && StorePath::parse(software).is_ok());
+        if in_store {
+            let path = self.store.parse_path(software)?;
+            if !self.store.is_valid(&path)? {
+                return Err(StoreError::NotValid(software.to_owned()).into());
+            }
+            if !self.store.path_of(&path).join("release.json").exists() {
+                return Err(InstanceError::Usage(format!(
+                    "`{software}` is not a release"
+                )));
+            }
+            return Ok(path);
+        }
+        let mut sources = Sources::default();
+        let mut options = self.eval.clone();
+        options.store = Some((
+            crate::derive::StoreMode {
+                store_dir: store_dir.to_string_lossy().into_owned(),
+                system: crate::derive::system(),
+                profile_dirs: Vec::new(),
+                allow_unpinned: self.build.allow_unpinned,
+            },
+            crate::derive::release_name(software),
+        ));
+        let drvs = match evaluate(&mut sources, software, &options) {
+            Ok(e) => e.derivations,
+            Err(error) => {
+                return Err(InstanceError::Profile {
+                    sources: Box::new(sources),
+                    error,
+                })
+            }
+        };
+        let outcome = build::build(self.store, &drvs, &self.build, self.observer);
+        if !outcome.failed.is_empty() {
+            return Err(InstanceError::Build(outcome.failed));
+        }
+        drvs.last()
+            .map(|d| d.path.clone())
+            .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))
+    }
+
+    /// Renders the release's instance profile for an instance: the generation's derivation and
+    /// the partition's mutable directories.
+    fn render(
+        &self,
+        name: &InstanceName,
+        release: &StorePath,
+        parameters: &Parameters,
+    ) -> Result<(Derivation, BTreeMap<String, u32>)> {
+        let release_dir = self.store.path_of(release);
+        let profile = release_dir.join("instance.cfg");
+        let text = std::fs::read_to_string(&profile).map_err(|_| {
+            InstanceError::Usage(format!(
+                "the release `{}` has no instance profile (a template part rendering \
+                 `${{buildout:directory}}/template.cfg`, or `[buildout] instance-profile`)",
+                release_dir.display()
+            ))
+        })?;
+        let partition = self.partition(name);
+        let partition_text = partition.to_string_lossy().into_owned();
+        let mut options = EvalOptions {
+            python: self.eval.python.clone(),
+            target: self.eval.target.clone(),
+            text: Some(text),
+            instance: true,
+            ..EvalOptions::default()
+        };
+        let mut assign = |section: &str, key: &str, value: &str| {
+            options.assignments.push(Assignment {
+                section: section.into(),
+                option: key.into(),
+                value: value.into(),
+            });
+        };
+        assign("buildout", "directory", &partition_text);
+        assign("slap-partition", "name", name.as_str());
+        assign("slap-partition", "path", &partition_text);
+        for (k, v) in parameters {
+            assign("slap-parameter", k, v);
+        }
+        let mut sources = Sources::default();
+        let evaluation =
+            evaluate(&mut sources, &profile.to_string_lossy(), &options).map_err(|error| {
+                InstanceError::Profile {
+                    sources: Box::new(sources),
+                    error,
+                }
+            })?;
+        let drv = generation_derivation(name, release, parameters, &evaluation.instance)?;
+        Ok((drv, evaluation.instance.dirs))
+    }
+
+    /// Creates instances (`names`) of one release, in one batch: rendered in parallel, their
+    /// generations built and published together, recorded in one transaction.
+    pub fn create(
+        &self,
+        names: &[InstanceName],
+        software: &str,
+        parameters: &Parameters,
+    ) -> Result<Vec<StorePath>> {
+        let _locks = names
+            .iter()
+            .map(|n| self.store.lock(&format!("instance-{}", n.as_str())))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        {
+            let db = self.store.db();
+            for n in names {
+                if db.instance(n.as_str())?.is_some() {
+                    return Err(StoreError::InstanceExists(n.as_str().to_owned()).into());
+                }
+            }
+        }
+        let release = self.release(software)?;
+        let rendered: Vec<(Derivation, BTreeMap<String, u32>)> = names
+            .par_iter()
+            .map(|n| self.render(n, &release, parameters))
+            .collect::<Result<_>>()?;
+        let drvs: Vec<Derivation> = rendered.iter().map(|(d, _)| d.clone()).collect();
+        self.realise(&drvs)?;
+        let now = now();
+        let params = serde_json::to_string(parameters).unwrap_or_default();
+        let new: Vec<NewGeneration> = names
+            .iter()
+            .zip(&drvs)
+            .map(|(n, d)| NewGeneration {
+                partition: self.partition(n).to_string_lossy().into_owned(),
+                row: GenerationRow {
+                    instance: n.as_str().to_owned(),
+                    number: 1,
+                    path: d.path.to_string(),
+                    release: release.to_string(),
+                    parameters: params.clone(),
+                    parent: None,
+                    created: now,
+                    deleted: false,
+                },
+                expect_new: true,
+            })
+            .collect();
+        self.store.db().add_generations(&new)?;
+        names
+            .par_iter()
+            .map(|n| self.sync_partition(n, None))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(drvs.into_iter().map(|d| d.path).collect())
+    }
+
+    /// Builds generation outputs in one batch.
+    fn realise(&self, drvs: &[Derivation]) -> Result<()> {
+        let fetcher = Fetcher::new(self.store.cache_dir());
+        build::realise_batch(self.store, drvs, &fetcher, self.observer)?;
+        Ok(())
+    }
+
+    /// A new generation of `name` running `software`, its parameters those of the current
+    /// generation overridden by `parameters`; the current one is its parent.
+    pub fn upgrade(
+        &self,
+        name: &InstanceName,
+        software: &str,
+        parameters: &Parameters,
+    ) -> Result<GenerationRow> {
+        let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
+        let (current, generations) = self.current(name)?;
+        let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
+        merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let release = self.release(software)?;
+        let (drv, _) = self.render(name, &release, &merged)?;
+        self.realise(std::slice::from_ref(&drv))?;
+        let row = GenerationRow {
+            instance: name.as_str().to_owned(),
+            number: generations.iter().map(|g| g.number).max().unwrap_or(0) + 1,
+            path: drv.path.to_string(),
+            release: release.to_string(),
+            parameters: serde_json::to_string(&merged).unwrap_or_default(),
+            parent: Some(current.number),
+            created: now(),
+            deleted: false,
+        };
+        self.store.db().add_generations(&[NewGeneration {
+            partition: self.partition(name).to_string_lossy().into_owned(),
+            row: row.clone(),
+            expect_new: false,
+        }])?;
+        self.sync_partition(name, Some(&current))?;
+        Ok(row)
+    }
+
+    /// Switches `name` back to the current generation's parent (the nearest one not deleted),
+    /// or to generation `to`.
+    pub fn rollback(&self, name: &InstanceName, to: Option<i64>) -> Result<GenerationRow> {
+        let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
+        let (current, generations) = self.current(name)?;
+        let by_number: BTreeMap<i64, &GenerationRow> =
+            generations.iter().map(|g| (g.number, g)).collect();
+        let target = match to {
+            Some(n) => match by_number.get(&n) {
+                Some(g) if !g.deleted => (*g).clone(),
+                Some(_) => {
+                    return Err(InstanceError::Usage(format!(
+                        "generation {n} of `{}` was deleted",
+                        name.as_str()
+                    )))
+                }
+                None => {
+                    return Err(InstanceError::Usage(format!(
+                        "`{}` has no generation {n}",
+                        name.as_str()
+                    )))
+                }
+            },
+            None => {
+                let mut parent = current.parent;
+                loop {
+                    match parent.and_then(|p| by_number.get(&p)) {
+                        Some(g) if !g.deleted => break (*g).clone(),
+                        Some(g) => parent = g.parent,
+                        None => {
+                            return Err(InstanceError::Usage(format!(
+                                "generation {} of `{}` has no earlier generation to roll back to",
+                                current.number,
+                                name.as_str()
+                            )))
+                        }
+                    }
+                }
+            }
+        };
+        self.store.db().set_current(name.as_str(), target.number)?;
+        self.sync_partition(name, Some(&current))?;
+        Ok(target)
+    }
+
+    /// The current generation of `name` and all its generations; the partition is made to
+    /// match the record first (finishing an interrupted operation).
+    fn current(&self, name: &InstanceName) -> Result<(GenerationRow, Vec<GenerationRow>)> {
+        let (instance, generations) = {
+            let db = self.store.db();
+            let instance = db
+                .instance(name.as_str())?
+                .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+            (instance, db.generations(name.as_str())?)
+        };
+        let current = generations
+            .iter()
+            .find(|g| g.number == instance.current)
+            .cloned()
+            .ok_or_else(|| {
+                InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
+            })?;
+        self.sync_partition(name, None)?;
+        Ok((current, generations))
+    }
+
+    /// Makes the partition show the recorded current generation; `previous` (the generation it
+    /// showed) gives the links to drop.
+    fn sync_partition(&self, name: &InstanceName, previous: Option<&GenerationRow>) -> Result<()> {
+        let (current, old) = {
+            let db = self.store.db();
+            let instance = db
+                .instance(name.as_str())?
+                .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+            let gens = db.generations(name.as_str())?;
+            let current = gens
+                .into_iter()
+                .find(|g| g.number == instance.current)
+                .ok_or_else(|| {
+                    InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
+                })?;
+            (current, previous.cloned())
+        };
+        let path = StorePath::parse(&current.path).map_err(StoreError::from)?;
+        let output = self.store.path_of(&path);
+        let partition = self.partition(name);
+        if old.is_none() && partition::current(&partition).as_deref() == Some(output.as_path()) {
+            return Ok(());
+        }
+        let (files, dirs) = self.layout(&current.path)?;
+        let links = partition::links(&files, &dirs);
+        let old_links = match &old {
+            Some(g) if g.path != current.path => {
+                let (f, d) = self.layout(&g.path)?;
+                partition::links(&f, &d)
+            }
+            _ => BTreeSet::new(),
+        };
+        partition::switch(&partition, &output, &dirs, &links, &old_links)?;
+        Ok(())
+    }
+
+    /// The files and mutable directories of a generation output, from its derivation.
+    fn layout(&self, path: &str) -> Result<(BTreeSet<PathBuf>, BTreeSet<PathBuf>)> {
+        let json = self
+            .store
+            .db()
+            .derivation(path)?
+            .ok_or_else(|| StoreError::NotValid(path.to_owned()))?;
+        let drv: Derivation = serde_json::from_str(&json).map_err(|e| {
+            InstanceError::Usage(format!("the derivation of `{path}` is unreadable: {e}"))
+        })?;
+        let files: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(drv.option("files-json").unwrap_or("{}")).unwrap_or_default();
+        let dirs: BTreeMap<String, u32> =
+            serde_json::from_str(drv.option("dirs-json").unwrap_or("{}")).unwrap_or_default();
+        Ok((
+            files.keys().map(PathBuf::from).collect(),
+            dirs.keys().map(PathBuf::from).collect(),
+        ))
+    }
+}
+
+/// The derivation of a generation: the files rendered under the partition (and the mutable
+/// directories, which are part of its identity), referring to the release.
+fn generation_derivation(
+    name: &InstanceName,
+    release: &StorePath,
+    parameters: &Parameters,
+    output: &InstanceOutput,
+) -> Result<Derivation> {
+    let mut files = serde_json::Map::new();
+    for (rel, spec) in &output.files {
+        let value = match spec {
+            FileSpec::Text { text, mode } => serde_json::json!({"text": text, "mode": mode}),
+            FileSpec::Link { target } => serde_json::json!({"link": target}),
+        };
+        files.insert(rel.clone(), value);
+    }
+    let mut options = BTreeMap::new();
+    options.insert(
+        "files-json".to_owned(),
+        serde_json::Value::Object(files).to_string(),
+    );
+    options.insert(
+        "dirs-json".to_owned(),
+        serde_json::to_string(&output.dirs).unwrap_or_default(),
+    );
+    options.insert(
+        "parameters-json".to_owned(),
+        serde_json::to_string(parameters).unwrap_or_default(),
+    );
+    let part = PartName::new(&format!("{}-instance", name.as_str()))
+        .map_err(|e| InstanceError::Usage(e.to_string()))?;
+    let inputs = Inputs {
+        name: part,
+        recipe: Recipe::Generation,
+        system: crate::derive::system(),
+        options: options.clone(),
+        sources: BTreeMap::new(),
+        files: BTreeMap::new(),
+        references: [release.to_string()].into(),
+    };
+    Ok(Derivation::new(
+        inputs,
+        Build {
+            options,
+            sources: Vec::new(),
+            files: BTreeMap::new(),
+        },
+    ))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

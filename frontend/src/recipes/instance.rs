@@ -1,0 +1,194 @@
+//! Instance-time recipes (design §6): what an instance profile's parts put in the partition.
+//! Files rendered under the partition (`slapos.recipe.template[:jinja2]` outputs,
+//! `slapos.cookbook:wrapper` scripts, `slapos.cookbook:symbolic.link` links) are collected into
+//! the generation's output; directories made by `mkdirectory` are the partition's mutable
+//! directories. Nothing is written here: the store builds the generation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{template, Part};
+use crate::error::Result;
+
+/// What an instance profile's parts put in the partition, by path relative to it.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceOutput {
+    pub files: BTreeMap<String, FileSpec>,
+    /// Mutable directories and their modes.
+    pub dirs: BTreeMap<String, u32>,
+}
+
+/// One file of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSpec {
+    Text { text: String, mode: u32 },
+    Link { target: String },
+}
+
+/// The instance-time recipes, under their SlapOS names and the store's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Template,
+    Jinja2,
+    Wrapper,
+    MkDirectory,
+    Symlink,
+}
+
+pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
+    (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory) \
+    and `slapos.cookbook:symbolic.link` (symlink)";
+
+pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
+    Some(match (egg, entry) {
+        ("slapos-recipe-template" | "template", "default") => Kind::Template,
+        ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => Kind::Jinja2,
+        ("slapos-cookbook", "wrapper") | ("wrapper", "default") => Kind::Wrapper,
+        ("slapos-cookbook" | "slapos-recipe-build", "mkdirectory") | ("mkdirectory", "default") => {
+            Kind::MkDirectory
+        }
+        ("slapos-cookbook", "symbolic-link" | "symbolic.link") | ("symlink", "default") => {
+            Kind::Symlink
+        }
+        _ => return None,
+    })
+}
+
+/// Initialises an instance part and records what it puts in the partition.
+pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
+    match kind {
+        Kind::Template => {
+            template::template(part)?;
+            let text = part.rendered.take().unwrap_or_default();
+            let mode = mode(part, 0o644)?;
+            let output = part.require("output")?;
+            add_file(part, "output", &output, FileSpec::Text { text, mode })
+        }
+        Kind::Jinja2 => {
+            template::jinja2(part)?;
+            let (source, context) = template::jinja2_inputs(part)?;
+            let text = slapstore_store::recipes::render_jinja2(&source, &context)
+                .map_err(|m| part.option_error("url", m))?;
+            let mode = mode(part, 0o644)?;
+            let (key, output) = match part.get("output")? {
+                Some(o) => ("output", o),
+                None => ("rendered", part.require("rendered")?),
+            };
+            add_file(part, key, &output, FileSpec::Text { text, mode })
+        }
+        Kind::Wrapper => wrapper(part),
+        Kind::MkDirectory => mkdirectory(part),
+        Kind::Symlink => symlink(part),
+    }
+}
+
+/// `mode` as octal, or `default`.
+fn mode(part: &mut Part, default: u32) -> Result<u32> {
+    match part.get("mode")? {
+        None => Ok(default),
+        Some(m) => u32::from_str_radix(m.trim().trim_start_matches("0o"), 8)
+            .map_err(|_| part.option_error("mode", format!("`{m}` is not an octal mode"))),
+    }
+}
+
+/// The path of `path` relative to the partition, or an error blamed on `option`.
+fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
+    let partition = part.buildout("directory")?;
+    let p = crate::pystr::normpath(path.trim());
+    let rel = Path::new(&p)
+        .strip_prefix(&partition)
+        .ok()
+        .filter(|r| slapstore_store::partition::is_inside(r))
+        .map(|r| r.to_string_lossy().into_owned());
+    rel.ok_or_else(|| {
+        part.option_error(
+            option,
+            format!(
+                "`{path}` is not inside the partition `{partition}`: an instance writes only there"
+            ),
+        )
+    })
+}
+
+fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
+    let rel = relative(part, option, path)?;
+    let out = &mut part.r.instance_output;
+    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) {
+        return Err(part.option_error(option, format!("`{path}` is written by another part too")));
+    }
+    part.r.instance_output.files.insert(rel, spec);
+    Ok(())
+}
+
+/// `slapos.cookbook:wrapper`: a shell script that sets `environment` and runs `command-line`
+/// (with the wrapper's own arguments when `parameters-extra = true`).
+fn wrapper(part: &mut Part) -> Result<()> {
+    let command = part.require("command-line")?;
+    let path = part.require("wrapper-path")?;
+    let extra = matches!(
+        part.get("parameters-extra")?.as_deref().map(str::trim),
+        Some("true" | "yes" | "1")
+    );
+    let mut script = String::from("#!/bin/sh\n");
+    if let Some(env) = part.get("environment")? {
+        for line in env.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(part.option_error("environment", format!("line `{line}` has no `=`")));
+            };
+            script.push_str(&format!("export {}={}\n", k.trim(), sh_quote(v.trim())));
+        }
+    }
+    let command = command.split_whitespace().collect::<Vec<_>>().join(" ");
+    script.push_str(&format!(
+        "exec {command}{}\n",
+        if extra { " \"$@\"" } else { "" }
+    ));
+    add_file(
+        part,
+        "wrapper-path",
+        &path,
+        FileSpec::Text {
+            text: script,
+            mode: 0o755,
+        },
+    )
+}
+
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `slapos.cookbook:mkdirectory`: every option but `recipe` and `mode` names a directory.
+fn mkdirectory(part: &mut Part) -> Result<()> {
+    let mode = mode(part, 0o755)?;
+    for (key, value) in part.r.items(part.idx)? {
+        if key == "recipe" || key == "mode" || key.starts_with('_') || value.trim().is_empty() {
+            continue;
+        }
+        let rel = relative(part, &key, &value)?;
+        part.r.instance_output.dirs.insert(rel, mode);
+    }
+    Ok(())
+}
+
+/// `slapos.cookbook:symbolic.link`: a link in `target-directory` to each file of `link-binary`.
+fn symlink(part: &mut Part) -> Result<()> {
+    let dir = part.require("target-directory")?;
+    let binaries = part.require("link-binary")?;
+    for binary in binaries.split_whitespace() {
+        let name = Path::new(binary)
+            .file_name()
+            .map(PathBuf::from)
+            .ok_or_else(|| part.option_error("link-binary", format!("`{binary}` names no file")))?;
+        let at = Path::new(dir.trim()).join(name);
+        add_file(
+            part,
+            "target-directory",
+            &at.to_string_lossy(),
+            FileSpec::Link {
+                target: binary.to_owned(),
+            },
+        )?;
+    }
+    Ok(())
+}
