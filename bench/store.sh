@@ -84,7 +84,10 @@ if [ -z "${SLAPSTORE:-}" ]; then
     echo "$BUILD_NOTE" >&2
   fi
 fi
-S=$SLAPSTORE
+# run a private copy: a concurrent `cargo build` must not swap the binary in the middle of the run
+mkdir -p "$BENCH_DIR"
+cp "$SLAPSTORE" "$BENCH_DIR/slapstore.bin.tmp" && mv "$BENCH_DIR/slapstore.bin.tmp" "$BENCH_DIR/slapstore.bin"
+S=$BENCH_DIR/slapstore.bin; SLAPSTORE_MTIME=$(date -r "$SLAPSTORE" -u +%FT%TZ)
 SLAPSTORE_REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 (cd "$REPO" && [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]) || SLAPSTORE_REV="$SLAPSTORE_REV+dirty"
 
@@ -339,7 +342,7 @@ mibs() { awk -v m="$1" -v s="$2" 'BEGIN{ if (s=="NA"||s+0==0) print "NA"; else p
 {
   echo "# slapstore store vs Nix — $(date -u +%FT%TZ)"
   echo
-  echo "$(nix-store --version); slapstore $SLAPSTORE_REV ($S)${BUILD_NOTE:+; $BUILD_NOTE}."
+  echo "$(nix-store --version); slapstore $SLAPSTORE_REV ($SLAPSTORE of $SLAPSTORE_MTIME, run from a copy)${BUILD_NOTE:+; $BUILD_NOTE}."
   echo "host: $(uname -r), $(nproc) CPU ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)),"\
        "$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $BENCH_DIR on $FS"\
        "($(findmnt -no SOURCE,OPTIONS -T "$BENCH_DIR" 2>/dev/null | head -n1))."

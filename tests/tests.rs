@@ -6,3 +6,4 @@ mod build;
 mod cases;
 mod eval;
 mod examples;
+mod instance;

@@ -118,7 +118,11 @@ pub fn store_error(e: &slapstore_store::StoreError) -> i32 {
     use slapstore_store::StoreError as E;
     eprintln!("error: {e}");
     match e {
-        E::NotValid(_) | E::NotInStore(..) | E::StorePath(_) | E::BadOption { .. } => BAD_INPUT,
+        E::NotValid(_)
+        | E::NotInStore(..)
+        | E::StorePath(_)
+        | E::BadOption { .. }
+        | E::InstanceExists(_) => BAD_INPUT,
         _ => FAILED,
     }
 }

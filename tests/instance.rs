@@ -1,0 +1,421 @@
+//! End-to-end tests of `slapstore instance ...` through the real binary: partitions over shared
+//! binaries, generations, upgrades and rollbacks, and refusals that change nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::{repo_root, Output, TestEnv};
+
+struct Root<'a> {
+    env: &'a TestEnv,
+    root: PathBuf,
+}
+
+impl<'a> Root<'a> {
+    fn new(env: &'a TestEnv) -> Root<'a> {
+        Root {
+            env,
+            root: env.path().join("root"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let root = self.root.to_string_lossy().into_owned();
+        let mut all = vec!["--root", root.as_str()];
+        all.extend_from_slice(args);
+        self.env.run(&all)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+    }
+
+    fn partition(&self, name: &str) -> PathBuf {
+        self.root.join("partitions").join(name)
+    }
+
+    /// Runs the instance's service once.
+    fn serve(&self, name: &str) -> String {
+        let out = std::process::Command::new(self.partition(name).join("bin/run"))
+            .output()
+            .expect("run the service");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn generations(&self, name: &str) -> Vec<Value> {
+        let text = self.ok(&["instance", "generations", "--json", name]);
+        serde_json::from_str::<Value>(&text)
+            .expect("json")
+            .as_array()
+            .expect("list")
+            .clone()
+    }
+
+    fn current(&self, name: &str) -> i64 {
+        let gens = self.generations(name);
+        gens.iter()
+            .find(|g| g["current"] == true)
+            .expect("a current generation")["number"]
+            .as_i64()
+            .expect("number")
+    }
+}
+
+fn demo(file: &str) -> String {
+    repo_root()
+        .join("examples/multi-instance")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn instances_share_binaries_upgrade_and_roll_back_with_their_data() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    let v2 = demo("software-v2.cfg");
+    r.ok(&[
+        "instance",
+        "create",
+        "web-1",
+        "--software",
+        &v1,
+        "-p",
+        "port=8081",
+    ]);
+    r.ok(&[
+        "instance",
+        "create",
+        "web-2",
+        "--software",
+        &v1,
+        "-p",
+        "port=8082",
+        "-p",
+        "greeting=Hi",
+    ]);
+    assert_eq!(
+        r.serve("web-1"),
+        "web-1: Hello on port 8081 (server 1.0), visit 1\n"
+    );
+    assert_eq!(
+        r.serve("web-2"),
+        "web-2: Hi on port 8082 (server 1.0), visit 1\n"
+    );
+    // the server exists once in the store, and both instances' wrappers run that copy
+    let servers: Vec<_> = std::fs::read_dir(r.root.join("store"))
+        .expect("store")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-server"))
+        .collect();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    for name in ["web-1", "web-2"] {
+        let wrapper = std::fs::read_to_string(r.partition(name).join("bin/run")).expect("wrapper");
+        assert!(wrapper.contains(&servers[0]), "{wrapper}");
+    }
+    // the release passed as a store path works too
+    let gens = r.generations("web-1");
+    let release = gens[0]["release"].as_str().expect("release").to_owned();
+    r.ok(&["instance", "create", "web-3", "--software", &release]);
+    assert_eq!(
+        r.serve("web-3"),
+        "web-3: Hello on port 8080 (server 1.0), visit 1\n"
+    );
+
+    // upgrade: new software, old parameters (port) plus the new one, data kept
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "web-1",
+        "--software",
+        &v2,
+        "-p",
+        "greeting=Bonjour",
+    ]);
+    assert_eq!(
+        r.serve("web-1"),
+        "web-1: Bonjour on port 8081 (server 2.0), visit 2\n"
+    );
+    let gens = r.generations("web-1");
+    assert_eq!(gens.len(), 2);
+    assert_eq!(gens[1]["current"], true);
+    assert_eq!(gens[1]["parent"], 1);
+    assert_eq!(
+        gens[1]["parameters"],
+        serde_json::json!({"greeting": "Bonjour", "port": "8081"})
+    );
+    assert_ne!(gens[0]["release"], gens[1]["release"]);
+    // web-2 is untouched
+    assert_eq!(
+        r.serve("web-2"),
+        "web-2: Hi on port 8082 (server 1.0), visit 2\n"
+    );
+
+    // rollback: the old software and parameters, the data intact
+    r.ok(&["instance", "rollback", "web-1"]);
+    assert_eq!(
+        r.serve("web-1"),
+        "web-1: Hello on port 8081 (server 1.0), visit 3\n"
+    );
+    assert_eq!(r.current("web-1"), 1);
+    // forward again to a given generation
+    r.ok(&["instance", "rollback", "web-1", "--to", "2"]);
+    assert_eq!(
+        r.serve("web-1"),
+        "web-1: Bonjour on port 8081 (server 2.0), visit 4\n"
+    );
+
+    let verify = r.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+}
+
+#[test]
+fn rollback_follows_the_parent_not_the_previous_number() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&[
+        "instance",
+        "create",
+        "a",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=A",
+    ]);
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "a",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=B",
+    ]);
+    r.ok(&["instance", "rollback", "a"]);
+    assert_eq!(r.current("a"), 1);
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "a",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=C",
+    ]);
+    assert_eq!(r.current("a"), 3);
+    assert!(r.serve("a").starts_with("a: C "));
+    // C's parent is A: rolling back lands on A, not on B (NixOS/nix#311)
+    r.ok(&["instance", "rollback", "a"]);
+    assert_eq!(r.current("a"), 1);
+    assert!(r.serve("a").starts_with("a: A "));
+    // and A has no parent
+    let out = r.run(&["instance", "rollback", "a"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no earlier generation"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(r.current("a"), 1);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    for bad in ["../escape", "a/b", "..", ".hidden"] {
+        let out = r.run(&["instance", "create", bad, "--software", &v1]);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot name an instance"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !r.root.join("partitions").exists()
+            || std::fs::read_dir(r.root.join("partitions"))
+                .expect("dir")
+                .next()
+                .is_none()
+    );
+    assert!(!env.path().join("escape").exists());
+
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    let before = std::fs::read_link(r.partition("web").join("current")).expect("current");
+    let out = r.run(&["instance", "create", "web", "--software", &v1]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("exists already"), "{}", out.stderr);
+
+    // an upgrade whose build fails: still on generation 1
+    env.write(
+        "broken-build/software.cfg",
+        &format!("[buildout]\nextends = {v1}\n[server]\ncommand = exit 3\n"),
+    );
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        "broken-build/software.cfg",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("server"), "{}", out.stderr);
+    // an upgrade whose instance profile does not render: still on generation 1
+    env.write(
+        "broken-instance/software.cfg",
+        &format!(
+            "[buildout]\nextends = {v1}\n[instance-profile]\ninline =\n  [buildout]\n  parts = run\n  [run]\n  recipe = slapos.cookbook:wrapper\n  wrapper-path = $${{buildout:directory}}/bin/run\n"
+        ),
+    );
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        "broken-instance/software.cfg",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("command-line"), "{}", out.stderr);
+    // an instance profile that writes outside its partition
+    env.write(
+        "escaping/software.cfg",
+        &format!(
+            "[buildout]\nextends = {v1}\n[instance-profile]\ninline =\n  [buildout]\n  parts = t\n  [t]\n  recipe = slapos.recipe.template\n  inline = x\n  output = /tmp/outside-the-partition\n"
+        ),
+    );
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        "escaping/software.cfg",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not inside the partition"),
+        "{}",
+        out.stderr
+    );
+    // an unknown recipe at instance time
+    env.write(
+        "unknown/software.cfg",
+        &format!(
+            "[buildout]\nextends = {v1}\n[instance-profile]\ninline =\n  [buildout]\n  parts = t\n  [t]\n  recipe = slapos.cookbook:apache.zope.backend\n"
+        ),
+    );
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        "unknown/software.cfg",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot run in an instance"),
+        "{}",
+        out.stderr
+    );
+
+    assert_eq!(r.generations("web").len(), 1);
+    assert_eq!(
+        std::fs::read_link(r.partition("web").join("current")).expect("current"),
+        before
+    );
+    assert!(r.serve("web").starts_with("web: Hello"));
+    let out = r.run(&["instance", "rollback", "nope"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no instance"), "{}", out.stderr);
+}
+
+#[test]
+fn delete_generations_and_destroy() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    for g in ["B", "C", "D"] {
+        r.ok(&[
+            "instance",
+            "upgrade",
+            "web",
+            "--software",
+            &v1,
+            "-p",
+            &format!("greeting={g}"),
+        ]);
+    }
+    r.ok(&["instance", "rollback", "web", "--to", "2"]);
+    // the current generation is never deleted
+    let out = r.run(&["instance", "delete-generations", "web", "2"]);
+    assert_eq!(out.code, 2);
+    r.ok(&["instance", "delete-generations", "web", "--keep", "1"]);
+    let numbers: Vec<i64> = r
+        .generations("web")
+        .iter()
+        .map(|g| g["number"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(numbers, [2, 4], "the newest and the current one stay");
+    // rollback from 2 skips deleted 1: there is nothing before
+    assert_eq!(r.run(&["instance", "rollback", "web"]).code, 2);
+    r.ok(&["instance", "rollback", "web", "--to", "4"]);
+    // rollback from 4 walks 4 → 3 (deleted) → 2
+    r.ok(&["instance", "rollback", "web"]);
+    assert_eq!(r.current("web"), 2);
+
+    r.serve("web");
+    r.ok(&["instance", "destroy", "web", "--keep-data"]);
+    assert!(
+        r.partition("web").join("srv/visits").exists(),
+        "--keep-data keeps the data"
+    );
+    assert!(!r.partition("web").join("current").exists());
+    assert!(r.ok(&["instance", "list"]).is_empty());
+    r.ok(&["instance", "create", "other", "--software", &v1]);
+    r.ok(&["instance", "destroy", "other"]);
+    assert!(!r.partition("other").exists());
+}
+
+#[test]
+fn many_instances_in_one_command_cost_one_copy_of_the_binaries() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let names: Vec<String> = (1..=50).map(|i| format!("w{i}")).collect();
+    let mut args: Vec<&str> = vec!["instance", "create"];
+    args.extend(names.iter().map(String::as_str));
+    let software = demo("software.cfg");
+    args.extend(["--software", &software, "--json"]);
+    let out: Value = serde_json::from_str(&r.ok(&args)).expect("json");
+    assert_eq!(out.as_array().expect("list").len(), 50);
+    assert!(r.serve("w37").starts_with("w37: Hello on port 8080"));
+    let store: Vec<String> = std::fs::read_dir(r.root.join("store"))
+        .expect("store")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(store.iter().filter(|n| n.ends_with("-server")).count(), 1);
+    assert_eq!(
+        store.iter().filter(|n| n.ends_with("-instance")).count(),
+        50
+    );
+    // a partition is a handful of links and its data directories
+    let p = r.partition("w1");
+    let mut names: Vec<String> = std::fs::read_dir(&p)
+        .expect("partition")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin", "current", "etc", "srv", "var"]);
+    assert!(Path::new(&p.join("bin")).is_symlink());
+}
