@@ -220,6 +220,7 @@ impl Context<'_> {
             .par_iter()
             .map(|n| self.sync_partition(n, None))
             .collect::<Result<Vec<_>>>()?;
+        self.flush(names)?;
         Ok(drvs.into_iter().map(|d| d.path).collect())
     }
 
@@ -261,6 +262,7 @@ impl Context<'_> {
             expect_new: false,
         }])?;
         self.sync_partition(name, Some(&current))?;
+        self.flush(std::slice::from_ref(name))?;
         Ok(row)
     }
 
@@ -306,7 +308,22 @@ impl Context<'_> {
         };
         self.store.db().set_current(name.as_str(), target.number)?;
         self.sync_partition(name, Some(&current))?;
+        self.flush(std::slice::from_ref(name))?;
         Ok(target)
+    }
+
+    /// Makes switched partitions durable: an fsync of each partition directory for a few (the
+    /// renames of `current`), one `syncfs` for a batch (which also flushes whatever else the
+    /// filesystem holds dirty, so it does not pay for one partition).
+    fn flush(&self, names: &[InstanceName]) -> Result<()> {
+        if names.len() > 16 {
+            slapstore_store::output::sync_filesystem(&self.partitions)?;
+        } else {
+            for n in names {
+                slapstore_store::output::fsync_dir(&self.partition(n))?;
+            }
+        }
+        Ok(())
     }
 
     /// The current generation of `name` and all its generations; the partition is made to

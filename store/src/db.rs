@@ -142,6 +142,15 @@ impl Db {
         self.conn
             .busy_timeout(Duration::from_secs(600))
             .map_err(|e| self.err(e))?;
+        // every command is a short process: checkpointing (two fsyncs, and the WAL deleted) as
+        // each one closes the database would cost more than its work; SQLite checkpoints
+        // automatically once the WAL holds 1000 pages
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(|e| self.err(e))?;
         self.conn
             .execute_batch(
                 "PRAGMA journal_mode = WAL;

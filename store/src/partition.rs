@@ -97,7 +97,8 @@ fn link_target(link: &Path) -> PathBuf {
 
 /// Makes the partition show a generation: mutable directories created (kept if they exist),
 /// `links` made (links of `old_links` that are not in `links` removed after the switch), and
-/// `current` switched to `output` with one rename. Returns after flushing the partition.
+/// `current` switched to `output` with one rename. The caller flushes (one `syncfs` for a
+/// batch of partitions, see `output::sync_filesystem`).
 pub fn switch(
     partition: &Path,
     output: &Path,
@@ -135,9 +136,7 @@ pub fn switch(
             fs::remove_file(&at).map_err(|e| io_error(&at, e))?;
         }
     }
-    fs::File::open(partition)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_error(partition, e))
+    Ok(())
 }
 
 /// The output `current` points to.
