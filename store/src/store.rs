@@ -44,7 +44,11 @@ impl Store {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(|e| io_error(&d, e))?;
         }
+        // opening is serialised: switching a new database to WAL and migrating it take locks
+        // that SQLite does not wait for (a concurrent opener would get "database is locked")
+        let guard = lock_file(&root.join("var/lock/db-open.lock"))?;
         let db = Db::open(&root.join("var/db.sqlite"))?;
+        drop(guard);
         Ok(Store {
             root,
             db: Mutex::new(db),
@@ -94,15 +98,7 @@ impl Store {
 
     /// Takes the exclusive lock named `name` (blocking until it is free).
     pub fn lock(&self, name: &str) -> Result<Lock> {
-        let path = self.root.join("var/lock").join(format!("{name}.lock"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
-        file.lock().map_err(|e| io_error(&path, e))?;
-        Ok(Lock { _file: file })
+        lock_file(&self.root.join("var/lock").join(format!("{name}.lock")))
     }
 
     /// Resolves a user's argument (`<root>/store/<base>`, a path below it, or the base name) to
@@ -124,4 +120,16 @@ impl Store {
         };
         Ok(StorePath::parse(&base)?)
     }
+}
+
+/// Takes an exclusive `flock` on the file at `path` (created if needed), blocking.
+fn lock_file(path: &Path) -> Result<Lock> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    file.lock().map_err(|e| io_error(path, e))?;
+    Ok(Lock { _file: file })
 }
