@@ -21,6 +21,7 @@
 #      bench/store_graph.py), then the closure query of the top path (`path-info --closure`
 #      vs `nix-store -qR`)
 #   3  `store add` of the tree (gen.py tree: N_SMALL small files + N_BIG x BIG_MB MiB) as one path
+#   3b the same followed by `sync` (slapstore syncs before committing; Nix leaves the write-back)
 #   4  on the store of 3: `verify --check-contents` and a no-op re-add of the tree (Nix's
 #      `--verify --check-contents` and re-`--add` are shown next to them for reference)
 #   5  `build -j1` against `-j2` of PAR_PARTS independent CPU-bound `plone.recipe.command`
@@ -254,6 +255,16 @@ test_3() {
       "$S" --root "$ROOT" verify --check-contents
     expect "4.verify_contents slapstore rep$r: problems found" "$(tail -n 1 "$LASTLOG" | grep -o '[0-9]* problems')" "0 problems"
     drop s3.$r
+
+    # 3b: the same with the write-back included (slapstore syncs the file system before it
+    # commits; nix-store --add leaves the copy's data to the kernel's write-back)
+    use_store n3s.$r
+    timeit 3.add_tree_sync nix "$r" "add the tree, then sync" -- bash -c "nix-store --add $tree > /dev/null && sync"
+    drop n3s.$r
+    use_root s3s.$r
+    timeit 3.add_tree_sync slapstore "$r" "add the tree, then sync" -- \
+      bash -c "$S --root $ROOT store add $tree > /dev/null && sync"
+    drop s3s.$r
   done
 }
 
@@ -357,6 +368,7 @@ mibs() { awk -v m="$1" -v s="$2" 'BEGIN{ if (s=="NA"||s+0==0) print "NA"; else p
   for n in $N_LIST; do row 2.register.$n "2. register $n paths with references"; done
   for n in $N_LIST; do row 2.closure.$n "2b. closure query of the top path, $((n + 1)) paths (\`-qR\` / \`path-info --closure\`)"; done
   row 3.add_tree "3. add the $TREE_MIB MiB $TREE_FILES-file tree as one path"
+  row 3.add_tree_sync "3b. same, then \`sync\` (write-back of the copy included)"
   row 4.readd_tree "4. no-op re-add of the tree (Nix for reference)"
   row 4.verify_contents "4. verify --check-contents of the store of 3 (Nix for reference)"
   echo

@@ -6,4 +6,5 @@ mod build;
 mod cases;
 mod eval;
 mod examples;
+mod gc;
 mod instance;

@@ -78,6 +78,7 @@ impl Context<'_> {
             || (!software.contains('/') && StorePath::parse(software).is_ok());
         if in_store {
             let path = self.store.parse_path(software)?;
+            self.store.add_temp_roots([&path])?;
             if !self.store.is_valid(&path)? {
                 return Err(StoreError::NotValid(software.to_owned()).into());
             }

@@ -49,6 +49,7 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
             h.update(b"\n");
             h.update(name.as_str().as_bytes());
             let path = StorePath::new(&h.finalize(), name);
+            store.add_temp_roots([&path])?;
             if store.path_of(&path).exists() && store.is_valid(&path)? {
                 return Ok((path, None));
             }
@@ -88,6 +89,7 @@ pub struct Unregistered {
 /// Canonicalises, hashes and registers trees already written under `store/`, in one
 /// transaction.
 pub fn register(store: &Store, paths: &[Unregistered]) -> Result<()> {
+    store.add_temp_roots(paths.iter().map(|u| &u.path))?;
     let infos: Vec<output::OutputInfo> = paths
         .par_iter()
         .map(|u| output::finish(&store.path_of(&u.path), &Candidates::default()))

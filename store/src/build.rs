@@ -295,6 +295,9 @@ fn prepare<'a>(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<Option<Prepared<'a>>> {
+    // rooted before it is looked at: a collection running now cannot take it (or its inputs,
+    // rooted when they were looked at) away
+    store.add_temp_roots([&drv.path])?;
     if store.is_valid(&drv.path)? {
         observer.event(Event::Valid(drv));
         return Ok(None);

@@ -48,7 +48,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE generations (
         instance TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
         number INTEGER NOT NULL,
-        path TEXT NOT NULL REFERENCES paths(name) ON DELETE RESTRICT,
+        path TEXT NOT NULL,
         release TEXT NOT NULL,
         parameters TEXT NOT NULL,
         parent INTEGER,
@@ -57,7 +57,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (instance, number)
     ) WITHOUT ROWID;
 ",
+    "
+    ALTER TABLE paths ADD COLUMN optimised INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE contents (
+        key TEXT PRIMARY KEY,
+        file TEXT NOT NULL,
+        links INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
+
+/// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.
+pub type GraphRows = (Vec<(i64, String, u64)>, Vec<(i64, i64)>);
 
 /// One generation of an instance, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +311,73 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
+    /// Valid paths that `optimise` has not deduplicated yet.
+    pub fn unoptimised(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM paths WHERE optimised = 0 ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The content index of `optimise`: key (`<blake3>-<x or ->`) → a file holding that
+    /// content (relative to the store directory), and how many links it has.
+    pub fn content_index(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, file, links FROM contents")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records an `optimise` run: the paths done and the index entries added or changed.
+    pub fn record_optimised(
+        &mut self,
+        paths: &[String],
+        index: &[(String, String, i64)],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut done = tx
+                .prepare_cached("UPDATE paths SET optimised = 1 WHERE name = ?1")
+                .map_err(e)?;
+            for p in paths {
+                done.execute([p]).map_err(e)?;
+            }
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO contents (key, file, links) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(e)?;
+            for (k, f, l) in index {
+                put.execute(params![k, f, l]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The base names of every valid path.
+    pub fn all_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM paths")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every valid path.
     pub fn all_paths(&self) -> Result<Vec<PathRow>> {
         let mut stmt = self
@@ -443,6 +521,69 @@ impl Db {
             .map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// The whole reference graph in two scans: every valid path (id, name, size) and every
+    /// reference (referrer id, reference id). What the collector marks over, in memory.
+    pub fn graph(&self) -> Result<GraphRows> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, size FROM paths")
+            .map_err(|e| self.err(e))?;
+        let paths = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT referrer, reference FROM refs")
+            .map_err(|e| self.err(e))?;
+        let refs = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok((paths, refs))
+    }
+
+    /// Store paths of the generations that are roots (not deleted), with what they belong to.
+    pub fn generation_roots(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, instance, number FROM generations WHERE deleted = 0")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Unregisters `names` in one transaction, in the given order (referrers before the paths
+    /// they refer to; a path still referred to by a valid path cannot go).
+    pub fn unregister(&mut self, names: &[String]) -> Result<()> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM paths WHERE name = ?1")
+                .map_err(e)?;
+            let mut drv = tx
+                .prepare_cached("DELETE FROM derivations WHERE path = ?1")
+                .map_err(e)?;
+            for n in names {
+                drv.execute([n]).map_err(e)?;
+                del.execute([n]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
     }
 
     /// SQLite's `PRAGMA integrity_check` and `foreign_key_check`: the problems found.

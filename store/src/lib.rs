@@ -20,6 +20,7 @@ pub mod output;
 pub mod partition;
 pub mod recipes;
 pub mod references;
+pub mod roots;
 pub mod store;
 mod store_path;
 pub mod unpack;

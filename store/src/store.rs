@@ -16,6 +16,7 @@ use crate::StorePath;
 pub struct Store {
     root: PathBuf,
     db: Mutex<Db>,
+    temp_roots: crate::roots::TempRoots,
 }
 
 /// A held lock; released when dropped.
@@ -52,6 +53,7 @@ impl Store {
         Ok(Store {
             root,
             db: Mutex::new(db),
+            temp_roots: Default::default(),
         })
     }
 
@@ -89,6 +91,28 @@ impl Store {
         // a panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back), so a poisoned lock is still usable
         self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `paths` temporary roots of this process: a collection from now on keeps them
+    /// (`roots.rs`). Add a path before checking that it exists or is valid.
+    pub fn add_temp_roots<'a>(&self, paths: impl IntoIterator<Item = &'a StorePath>) -> Result<()> {
+        self.temp_roots.add(self, paths)
+    }
+
+    /// Tries to take the lock named `name` without waiting; `None` if another process holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        let path = self.root.join("var/lock").join(format!("{name}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error(&path, e)),
+        }
     }
 
     /// Whether `path` is registered.

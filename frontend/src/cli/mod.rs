@@ -3,6 +3,7 @@
 
 mod build;
 mod eval;
+mod gc;
 mod inspect;
 mod instance;
 mod plumbing;
@@ -79,6 +80,16 @@ enum Command {
     AddSource(sources::AddSourceArgs),
     /// Create, upgrade, roll back and inspect instances.
     Instance(instance::InstanceArgs),
+    /// Delete every store path that no generation, pin or running process reaches.
+    Gc(gc::GcArgs),
+    /// Say which root keeps a store path alive, and through which references.
+    WhyAlive(gc::WhyArgs),
+    /// Keep a store path (and its closure) alive: a symlink in `var/gcroots/`.
+    Pin(gc::PinArgs),
+    /// Remove a pin.
+    Unpin(gc::UnpinArgs),
+    /// Share identical files across the store (reflinks where possible, else hard links).
+    Optimise(gc::OptimiseArgs),
     /// Low-level commands on store paths (add files, register trees).
     Store(plumbing::PlumbingArgs),
 }
@@ -103,6 +114,11 @@ pub fn main() -> i32 {
         Command::AddSource(args) => sources::add_source(&cli.store, args),
         Command::Store(args) => plumbing::run(&cli.store, args),
         Command::Instance(args) => instance::run(&cli.store, args),
+        Command::Gc(args) => gc::gc(&cli.store, args),
+        Command::WhyAlive(args) => gc::why(&cli.store, args),
+        Command::Pin(args) => gc::pin(&cli.store, args),
+        Command::Unpin(args) => gc::unpin(&cli.store, args),
+        Command::Optimise(args) => gc::optimise(&cli.store, args),
     }
 }
 

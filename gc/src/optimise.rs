@@ -1,0 +1,215 @@
+//! `optimise`: files with the same content (and executable bit) across the store share one
+//! copy — a reflink where the filesystem has them, a hard link otherwise.
+//!
+//! The content index is a table of the database keyed by BLAKE3 (`contents`: key → a file that
+//! holds it, with its link count), not a flat directory of links that ext4 cannot hold at scale
+//! (NixOS/nix#1522, #15590). Each valid path is processed once (`paths.optimised`), files under
+//! [`Options::min_size`] are skipped (a link saves little and costs a lookup), and a file whose
+//! link count reaches [`MAX_LINKS`] stops being the shared copy, so the filesystem's hard-link
+//! limit is never hit. A duplicate is replaced by `rename(2)` of a link made beside it, so a
+//! reader sees the old file or the new one, never none; the parent directory's mode and mtime
+//! are restored. Runs under the GC lock: a collection cannot delete a shared copy meanwhile.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use slapstore_store::error::io_error;
+use slapstore_store::{roots, Result, Store};
+
+/// Below ext4's limit of 65,000 links per inode.
+pub const MAX_LINKS: u64 = 60_000;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Files smaller than this are left alone.
+    pub min_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { min_size: 1024 }
+    }
+}
+
+/// What `optimise` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub paths: usize,
+    pub files: usize,
+    /// Files replaced by a link to (or reflink of) another copy.
+    pub linked: usize,
+    pub bytes_saved: u64,
+    pub reflinks: bool,
+}
+
+struct Candidate {
+    /// Relative to the store directory.
+    rel: PathBuf,
+    key: String,
+    size: u64,
+    ino: u64,
+}
+
+pub fn optimise(store: &Store, options: &Options) -> Result<Report> {
+    let _gc = roots::gc_lock(store)?;
+    let store_dir = store.store_dir();
+    let paths = store.db().unoptimised()?;
+    let mut index: HashMap<String, (PathBuf, u64)> = store
+        .db()
+        .content_index()?
+        .into_iter()
+        .map(|(k, f, l)| (k, (PathBuf::from(f), l as u64)))
+        .collect();
+    // hash every candidate file, in parallel
+    let candidates: Vec<Candidate> = paths
+        .par_iter()
+        .map(|p| files_of(&store_dir, p, options.min_size))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut report = Report {
+        paths: paths.len(),
+        files: candidates.len(),
+        ..Report::default()
+    };
+    let mut changed: HashMap<String, (PathBuf, u64)> = HashMap::new();
+    let mut reflinks: Option<bool> = None;
+    for c in &candidates {
+        let shared = index.get(&c.key).and_then(|(file, _)| {
+            let full = store_dir.join(file);
+            fs::symlink_metadata(&full)
+                .ok()
+                .filter(|m| m.is_file() && m.len() == c.size && m.nlink() < MAX_LINKS)
+                .map(|m| (full, m.ino()))
+        });
+        match shared {
+            Some((_, ino)) if ino == c.ino => {}
+            Some((full, _)) => {
+                let target = store_dir.join(&c.rel);
+                let reflinked = replace(&full, &target, &mut reflinks)?;
+                report.linked += 1;
+                report.bytes_saved += c.size;
+                report.reflinks |= reflinked;
+                if !reflinked {
+                    if let Some(entry) = index.get_mut(&c.key) {
+                        entry.1 += 1;
+                        changed.insert(c.key.clone(), entry.clone());
+                    }
+                }
+            }
+            None => {
+                index.insert(c.key.clone(), (c.rel.clone(), 1));
+                changed.insert(c.key.clone(), (c.rel.clone(), 1));
+            }
+        }
+    }
+    let rows: Vec<(String, String, i64)> = changed
+        .into_iter()
+        .map(|(k, (f, l))| (k, f.to_string_lossy().into_owned(), l as i64))
+        .collect();
+    store.db().record_optimised(&paths, &rows)?;
+    Ok(report)
+}
+
+/// The files of store path `name` of at least `min_size` bytes, hashed.
+fn files_of(store_dir: &Path, name: &str, min_size: u64) -> Result<Vec<Candidate>> {
+    let root = store_dir.join(name);
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = entry.map_err(|e| io_error(&root, std::io::Error::other(e.to_string())))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| io_error(entry.path(), std::io::Error::other(e.to_string())))?;
+        if meta.len() < min_size {
+            continue;
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_mmap(entry.path())
+            .map_err(|e| io_error(entry.path(), e))?;
+        let exec = if meta.mode() & 0o111 != 0 { "x" } else { "-" };
+        out.push(Candidate {
+            rel: entry
+                .path()
+                .strip_prefix(store_dir)
+                .unwrap_or(entry.path())
+                .to_owned(),
+            key: format!("{}-{exec}", hasher.finalize().to_hex()),
+            size: meta.len(),
+            ino: meta.ino(),
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces `target` by a reflink of `shared` (if the filesystem can) or a hard link to it;
+/// returns whether it was a reflink.
+fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<bool> {
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(".slapstore-optimise-{}", std::process::id()));
+    let dir_meta = fs::symlink_metadata(dir).map_err(|e| io_error(dir, e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| io_error(dir, e))?;
+    let _ = fs::remove_file(&tmp);
+    let mut reflinked = false;
+    if *reflinks != Some(false) {
+        match reflink_copy::reflink(shared, &tmp) {
+            Ok(()) => {
+                reflinked = true;
+                *reflinks = Some(true);
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+                *reflinks = Some(false);
+            }
+        }
+    }
+    let result = (|| {
+        if reflinked {
+            let mode = fs::symlink_metadata(target)
+                .map_err(|e| io_error(target, e))?
+                .mode();
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o555))
+                .map_err(|e| io_error(&tmp, e))?;
+            set_mtime(&tmp)?;
+        } else {
+            fs::hard_link(shared, &tmp).map_err(|e| io_error(&tmp, e))?;
+        }
+        fs::rename(&tmp, target).map_err(|e| io_error(target, e))
+    })();
+    // the directory as it was: read-only, its mtime canonical
+    fs::set_permissions(dir, fs::Permissions::from_mode(dir_meta.mode() & 0o7777))
+        .map_err(|e| io_error(dir, e))?;
+    set_mtime(dir)?;
+    result.map(|()| reflinked)
+}
+
+fn set_mtime(path: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io_error(path, std::io::Error::other("NUL in path")))?;
+    let one = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    let times = [one, one];
+    // SAFETY: `c` is NUL-terminated and outlives the call; `times` holds two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io_error(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
