@@ -201,10 +201,10 @@ fn leftovers(
                 continue;
             };
             let hash = path.hash_part();
-            if !locks.contains_key(&hash) {
-                match store.try_lock(&hash)? {
+            if let std::collections::hash_map::Entry::Vacant(slot) = locks.entry(hash) {
+                match store.try_lock(slot.key())? {
                     Some(lock) => {
-                        locks.insert(hash, lock);
+                        slot.insert(lock);
                     }
                     None => continue,
                 }
