@@ -6,5 +6,6 @@ mod build;
 mod cases;
 mod eval;
 mod examples;
+mod faults;
 mod gc;
 mod instance;
