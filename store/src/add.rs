@@ -7,21 +7,25 @@
 //! transaction and one fsync per path, which is what makes Nix's equivalents slow.
 //!
 //! A content-addressed path is named `BLAKE3("slapstore-source 1\n" content-hash name)` and the
-//! source's base name. A copy is prepared under `var/tmp` and renamed into place; if the name
-//! exists already (another process added the same content), the copy is dropped.
+//! source's base name. A copy is imported under `var/tmp` — canonical and hashed in one pass —
+//! and renamed into place; if the name exists already (another process added the same content),
+//! the copy is dropped with the batch directory.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 use crate::build::unix_now;
 use crate::db::{PathRow, Registration};
 use crate::error::{io_error, Result, StoreError};
-use crate::output::{self, content_hash, fsync_dir, remove_tree, sync_filesystem};
+use crate::output::{self, fsync_dir, sync_filesystem};
 use crate::references::Candidates;
 use crate::store::Store;
 use crate::{PartName, StorePath};
+
+/// Subdirectories of a batch's scratch directory.
+const SHARDS: usize = 64;
 
 /// Adds each of `sources` (files or directories) as a content-addressed store path; returns the
 /// store paths, in the order of `sources`.
@@ -30,8 +34,13 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
         .prefix("add-")
         .tempdir_in(store.root().join("var/tmp"))
         .map_err(|e| io_error(&store.root().join("var/tmp"), e))?;
-    // hash each source, and copy it in unless it is there already
-    let prepared: Vec<(StorePath, Option<(PathBuf, output::OutputInfo)>)> = sources
+    // spread over subdirectories: creating files in one directory serialises on its lock
+    for shard in 0..SHARDS.min(sources.len()) {
+        let d = batch.path().join(shard.to_string());
+        fs::create_dir(&d).map_err(|e| io_error(&d, e))?;
+    }
+    // copy each source in, canonical, hashing it on the way (one read of each file)
+    let imported: Vec<(StorePath, PathBuf, output::OutputInfo)> = sources
         .par_iter()
         .enumerate()
         .map(|(i, source)| {
@@ -42,41 +51,42 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
                 part: name.to_owned(),
                 message: e.to_string(),
             })?;
-            let info = content_hash(source)?;
+            let copy = batch
+                .path()
+                .join((i % SHARDS).to_string())
+                .join(i.to_string());
+            let info = output::import(source, &copy)?;
             let mut h = blake3::Hasher::new();
             h.update(b"slapstore-source 1\n");
             h.update(info.content_hash.as_bytes());
             h.update(b"\n");
             h.update(name.as_str().as_bytes());
-            let path = StorePath::new(&h.finalize(), name);
-            store.add_temp_roots([&path])?;
-            if store.path_of(&path).exists() && store.is_valid(&path)? {
-                return Ok((path, None));
-            }
-            let copy = batch.path().join(i.to_string());
-            copy_tree(source, &copy)?;
-            let info = output::finish(&copy, &Candidates::default())?;
-            Ok((path, Some((copy, info))))
+            Ok((StorePath::new(&h.finalize(), name), copy, info))
         })
         .collect::<Result<_>>()?;
+    // rooted (in one write) before their existence is checked
+    store.add_temp_roots(imported.iter().map(|(p, _, _)| p))?;
     sync_filesystem(batch.path())?;
+    let names: Vec<String> = imported.iter().map(|(p, _, _)| p.to_string()).collect();
+    let valid = store.db().valid_among(&names)?;
     let mut registrations = Vec::new();
-    for (path, copy) in &prepared {
-        let Some((copy, info)) = copy else { continue };
+    for (path, copy, info) in &imported {
         let dest = store.path_of(path);
+        if valid.contains(&path.to_string()) {
+            continue;
+        }
         match fs::rename(copy, &dest) {
             Ok(()) => {}
-            // the same content was added meanwhile (a directory) or a name repeats in `sources`
-            Err(_) if dest.exists() => {
-                remove_tree(copy)?;
-            }
+            // the same content was added meanwhile (a directory) or a name repeats in `sources`:
+            // content-addressed entries are only ever renamed in complete
+            Err(_) if dest.exists() => {}
             Err(e) => return Err(io_error(&dest, e)),
         }
         registrations.push(registration(path, info, Vec::new()));
     }
     fsync_dir(&store.store_dir())?;
     store.db().register(&registrations)?;
-    Ok(prepared.into_iter().map(|(p, _)| p).collect())
+    Ok(imported.into_iter().map(|(p, _, _)| p).collect())
 }
 
 /// One path to [`register`]: a tree already under `store/`, and the paths it refers to.
@@ -156,37 +166,4 @@ fn registration(
         references,
         derivation: None,
     }
-}
-
-/// Copies a file or tree (symlinks as they are; file data with `copy_file_range`, which
-/// reflinks where the filesystem can).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(from).map_err(|e| io_error(from, e))?;
-    if meta.is_file() {
-        fs::copy(from, to).map_err(|e| io_error(from, e))?;
-        return Ok(());
-    }
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(from).map_err(|e| io_error(from, e))?;
-        return std::os::unix::fs::symlink(target, to).map_err(|e| io_error(to, e));
-    }
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.map_err(|e| io_error(from, std::io::Error::other(e.to_string())))?;
-        let rel = entry.path().strip_prefix(from).unwrap_or(Path::new(""));
-        let dest = to.join(rel);
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            fs::create_dir_all(&dest).map_err(|e| io_error(&dest, e))?;
-        } else if kind.is_symlink() {
-            let target = fs::read_link(entry.path()).map_err(|e| io_error(entry.path(), e))?;
-            std::os::unix::fs::symlink(&target, &dest).map_err(|e| io_error(&dest, e))?;
-        } else if kind.is_file() {
-            fs::copy(entry.path(), &dest).map_err(|e| io_error(&dest, e))?;
-        } else {
-            return Err(StoreError::SpecialFile {
-                path: entry.path().to_owned(),
-            });
-        }
-    }
-    Ok(())
 }

@@ -247,7 +247,7 @@ pub fn realise(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<bool> {
-    match prepare(store, drv, fetcher, observer)? {
+    match prepare(store, drv, fetcher, observer, false)? {
         None => Ok(false),
         Some(prepared) => {
             publish(store, vec![prepared], observer)?;
@@ -269,12 +269,41 @@ pub fn realise_batch(
     use rayon::prelude::*;
     let prepared: Vec<Option<Prepared>> = drvs
         .par_iter()
-        .map(|d| prepare(store, d, fetcher, observer))
+        .map(|d| prepare(store, d, fetcher, observer, false))
         .collect::<Result<_>>()?;
     let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let built = prepared.iter().map(|p| p.drv.path.clone()).collect();
     publish(store, prepared, observer)?;
     Ok(built)
+}
+
+/// Rebuilds a valid path whose contents were damaged (`verify --repair`): the damaged tree is
+/// removed and the derivation built again at its path, under its lock; its recorded content hash
+/// and size are updated (its references stay: the same derivation refers to the same paths).
+pub fn repair(
+    store: &Store,
+    drv: &Derivation,
+    fetcher: &Fetcher,
+    observer: &dyn Observer,
+) -> Result<()> {
+    let Some(p) = prepare(store, drv, fetcher, observer, true)? else {
+        return Ok(());
+    };
+    sync_filesystem(&store.store_dir())?;
+    if p.out != p.final_path {
+        remove_tree(&p.final_path)?;
+        fs::rename(&p.out, &p.final_path).map_err(|e| io_error(&p.final_path, e))?;
+        output::fsync_dir(&store.store_dir())?;
+    }
+    store
+        .db()
+        .update_output(&drv.path.to_string(), &p.info.content_hash, p.info.size)?;
+    remove_tree(&p.scratch)?;
+    observer.event(Event::Built {
+        drv,
+        millis: p.start.elapsed().as_millis() as u64,
+    });
+    Ok(())
 }
 
 /// A derivation built and finished, not yet published: it holds its lock.
@@ -294,16 +323,17 @@ fn prepare<'a>(
     drv: &'a Derivation,
     fetcher: &Fetcher,
     observer: &dyn Observer,
+    repair: bool,
 ) -> Result<Option<Prepared<'a>>> {
     // rooted before it is looked at: a collection running now cannot take it (or its inputs,
     // rooted when they were looked at) away
     store.add_temp_roots([&drv.path])?;
-    if store.is_valid(&drv.path)? {
+    if !repair && store.is_valid(&drv.path)? {
         observer.event(Event::Valid(drv));
         return Ok(None);
     }
     let lock = store.lock(&drv.path.hash_part())?;
-    if store.is_valid(&drv.path)? {
+    if !repair && store.is_valid(&drv.path)? {
         observer.event(Event::Valid(drv));
         return Ok(None);
     }

@@ -212,6 +212,26 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
+    /// Which of `names` are valid, in one read transaction.
+    pub fn valid_among(&mut self, names: &[String]) -> Result<std::collections::HashSet<String>> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = std::collections::HashSet::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT 1 FROM paths WHERE name = ?1")
+                .map_err(e)?;
+            for n in names {
+                if stmt.exists([n]).map_err(e)? {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
     /// Registers `paths` in one transaction. References must name registered paths or paths of
     /// the same batch; a path already registered is left as it is.
     pub fn register(&mut self, paths: &[Registration]) -> Result<()> {
@@ -263,6 +283,17 @@ impl Db {
             }
         }
         tx.commit().map_err(e)
+    }
+
+    /// Records a repaired path's new content hash and size.
+    pub fn update_output(&mut self, name: &str, content_hash: &str, size: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE paths SET content_hash = ?2, size = ?3 WHERE name = ?1",
+                params![name, content_hash, size as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// The row of a valid path.

@@ -85,10 +85,13 @@ impl Candidates {
     pub fn scan_reader(
         &self,
         mut reader: impl Read,
+        len_hint: u64,
         found: &mut HashSet<StorePath>,
         mut sink: impl FnMut(&[u8]),
     ) -> std::io::Result<u64> {
-        let mut buffer = vec![0u8; 256 * 1024];
+        // sized to the file: most outputs are many small files, and a zeroed 256 KiB buffer
+        // each would cost more than reading them
+        let mut buffer = vec![0u8; (len_hint as usize + 1).clamp(64, 256 * 1024)];
         let mut carry = Vec::with_capacity(32);
         let mut total = 0u64;
         loop {
@@ -153,7 +156,7 @@ mod tests {
         }
         let mut found2 = HashSet::new();
         let n = candidates
-            .scan_reader(Slow(text.as_bytes()), &mut found2, |_| {})
+            .scan_reader(Slow(text.as_bytes()), 0, &mut found2, |_| {})
             .expect("read");
         assert_eq!(n as usize, text.len());
         assert_eq!(found, found2);
