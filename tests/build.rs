@@ -178,6 +178,23 @@ fn build_is_read_only_registered_and_not_repeated() {
     let verify = store.run(&["verify", "--check-contents"]);
     assert_eq!(verify.code, 1);
     assert!(verify.stdout.contains("was modified"), "{}", verify.stdout);
+    // the fast tier sees the size change without reading contents
+    let fast = store.run(&["verify"]);
+    assert_eq!(fast.code, 1);
+    assert!(fast.stdout.contains("bytes, not the"), "{}", fast.stdout);
+    // --repair rebuilds it from its recorded derivation
+    let repair = store.run(&["verify", "--check-contents", "--repair"]);
+    assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
+    assert!(repair.stdout.contains("repaired"), "{}", repair.stdout);
+    let out = std::process::Command::new(format!("{greet}/bin/greet"))
+        .output()
+        .expect("run greet");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, world! (patched)\n"
+    );
+    let verify = store.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
 }
 
 #[test]

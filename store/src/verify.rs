@@ -22,6 +22,12 @@ pub enum Problem {
     Missing { path: String },
     /// A valid path is writable or not a directory/file/symlink as built.
     Writable { path: String },
+    /// Its size (from metadata) is not the recorded one.
+    SizeChanged {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
     /// Its contents no longer have the recorded hash.
     Modified {
         path: String,
@@ -38,6 +44,14 @@ impl std::fmt::Display for Problem {
             Problem::Database(m) => write!(f, "database: {m}"),
             Problem::Missing { path } => write!(f, "`{path}` is registered but missing"),
             Problem::Writable { path } => write!(f, "`{path}` is writable"),
+            Problem::SizeChanged {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "`{path}` holds {actual} bytes, not the {expected} registered"
+            ),
             Problem::Modified {
                 path,
                 expected,
@@ -49,6 +63,51 @@ impl std::fmt::Display for Problem {
             Problem::Unreadable { path, error } => write!(f, "`{path}` cannot be read: {error}"),
         }
     }
+}
+
+impl Problem {
+    /// The store path (base name) the problem is about, if it is about one.
+    pub fn store_path(&self, store_dir: &std::path::Path) -> Option<String> {
+        let path = match self {
+            Problem::Database(_) => return None,
+            Problem::Missing { path }
+            | Problem::Writable { path }
+            | Problem::SizeChanged { path, .. }
+            | Problem::Modified { path, .. }
+            | Problem::Unreadable { path, .. } => path,
+        };
+        std::path::Path::new(path)
+            .strip_prefix(store_dir)
+            .ok()?
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(str::to_owned)
+    }
+}
+
+/// The size of a tree from metadata (file lengths and symlink target lengths), and the first
+/// entry that is writable, if any.
+fn metadata_walk(root: &std::path::Path) -> std::io::Result<(u64, Option<String>)> {
+    let mut size = 0;
+    let mut writable = None;
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if meta.file_type().is_symlink() {
+            size += meta.len();
+            continue;
+        }
+        if meta.is_file() {
+            size += meta.len();
+        }
+        if writable.is_none() && meta.mode() & 0o222 != 0 {
+            writable = Some(entry.path().display().to_string());
+        }
+    }
+    Ok((size, writable))
 }
 
 /// What `verify` found.
@@ -93,7 +152,20 @@ pub fn verify(store: &Store, check_contents: bool) -> Result<Report> {
                 return Some(Problem::Writable { path });
             }
             if !check_contents {
-                return None;
+                // the fast tier: sizes and modes from metadata alone, no contents read
+                return match metadata_walk(&full) {
+                    Ok((size, None)) if size == row.size => None,
+                    Ok((size, None)) => Some(Problem::SizeChanged {
+                        path,
+                        expected: row.size,
+                        actual: size,
+                    }),
+                    Ok((_, Some(file))) => Some(Problem::Writable { path: file }),
+                    Err(e) => Some(Problem::Unreadable {
+                        path,
+                        error: e.to_string(),
+                    }),
+                };
             }
             match content_hash(&full) {
                 Ok(info) if info.content_hash == row.content_hash => None,

@@ -24,6 +24,9 @@ pub struct VerifyArgs {
     /// Re-hash every path's contents (in parallel) against its recorded hash.
     #[arg(long)]
     check_contents: bool,
+    /// Rebuild the damaged paths whose derivation is known.
+    #[arg(long)]
+    repair: bool,
     #[arg(long)]
     json: bool,
 }
@@ -207,9 +210,53 @@ pub fn verify(store_args: &StoreArgs, args: VerifyArgs) -> i32 {
     };
     let code = super::print(&out);
     if report.problems.is_empty() {
-        code
-    } else {
+        return code;
+    }
+    if !args.repair {
+        return report::FAILED;
+    }
+    repair(&store, &report.problems)
+}
+
+/// Rebuilds the store paths named by `problems` from their recorded derivations.
+fn repair(store: &Store, problems: &[slapstore_store::verify::Problem]) -> i32 {
+    let store_dir = store.store_dir();
+    let mut names: Vec<String> = problems
+        .iter()
+        .filter_map(|p| p.store_path(&store_dir))
+        .collect();
+    names.sort();
+    names.dedup();
+    let fetcher = slapstore_store::fetch::Fetcher::new(store.cache_dir());
+    struct Quiet;
+    impl slapstore_store::build::Observer for Quiet {
+        fn event(&self, _: slapstore_store::build::Event) {}
+    }
+    let mut failed = problems.iter().any(|p| p.store_path(&store_dir).is_none());
+    for name in names {
+        let drv = store
+            .db()
+            .derivation(&name)
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<slapstore_store::Derivation>(&json).ok());
+        let Some(drv) = drv else {
+            eprintln!("cannot repair `{name}`: no derivation recorded (added with `store add`?)");
+            failed = true;
+            continue;
+        };
+        match slapstore_store::build::repair(store, &drv, &fetcher, &Quiet) {
+            Ok(()) => println!("repaired {}", store_dir.join(&name).display()),
+            Err(e) => {
+                eprintln!("cannot repair `{name}`: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
         report::FAILED
+    } else {
+        0
     }
 }
 
