@@ -365,3 +365,77 @@ tar("device.tar.gz", [("device", "pkg/null", None)])
         .collect();
     assert!(store.is_empty(), "{store:?}");
 }
+
+#[test]
+fn many_processes_at_once_on_one_root() {
+    let env = TestEnv::new();
+    let dir = env.path().to_owned();
+    let root = dir.join("root");
+    let v1 = repo_root().join("examples/multi-instance/software.cfg");
+    let v1 = v1.to_string_lossy().into_owned();
+    for i in 0..4 {
+        env.write(
+            &format!("p{i}/software.cfg"),
+            &format!("[buildout]\nextends = {v1}\n[server]\nversion = 9.{i}\n"),
+        );
+    }
+    // the same instance names twice: one create of each wins, the other is refused cleanly
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for i in 0..8 {
+        let name = format!("i{}", i % 6);
+        commands.push(vec![
+            "instance".into(),
+            "create".into(),
+            name,
+            "--software".into(),
+            format!("p{}/software.cfg", i % 4),
+        ]);
+    }
+    for i in 0..4 {
+        commands.push(vec!["build".into(), format!("p{i}/software.cfg")]);
+    }
+    for _ in 0..3 {
+        commands.push(vec!["gc".into()]);
+        commands.push(vec!["verify".into()]);
+        commands.push(vec!["instance".into(), "list".into()]);
+    }
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            Command::new(env!("CARGO_BIN_EXE_slapstore"))
+                .arg("--root")
+                .arg(&root)
+                .args(args)
+                .current_dir(&dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut created = 0;
+    for (args, child) in commands.iter().zip(children) {
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("locked") && !stderr.contains("busy"),
+            "{args:?}: {stderr}"
+        );
+        let is_create = args.get(1).map(String::as_str) == Some("create");
+        let refused = is_create && stderr.contains("exists already");
+        assert!(out.status.success() || refused, "{args:?}: {stderr}");
+        if is_create && out.status.success() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 6, "each instance created once");
+    assert_sound(&root, &dir, "after many processes at once");
+    for i in 0..6 {
+        let run = root
+            .join("partitions")
+            .join(format!("i{i}"))
+            .join("bin/run");
+        let out = Command::new(&run).output().expect("run");
+        assert!(out.status.success(), "i{i} does not run");
+    }
+}

@@ -182,6 +182,7 @@ pub fn pin(store: &Store, path: &StorePath, name: &str) -> Result<PathBuf> {
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(store.path_of(path), &tmp).map_err(|e| io_error(&tmp, e))?;
     fs::rename(&tmp, &link).map_err(|e| io_error(&link, e))?;
+    crate::output::fsync_dir(&dir)?;
     Ok(link)
 }
 
