@@ -132,16 +132,18 @@ drop() { [ "$KEEP" = 1 ] || rm -rf "$BENCH_DIR/stores/$1"; }
 
 settle() { sync; if [ "$DROP_CACHES" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; sleep "$SETTLE_SLEEP"; }
 
-# timeit TEST TOOL REP NOTE -- cmd...   (stdout+stderr to logs/TEST.TOOL.REP.log); a failure is
-# recorded (status FAIL, left out of the medians, reported under "odd") and the run goes on
+# timeit TEST TOOL REP NOTE -- cmd...   (stdout+stderr to logs/TEST.TOOL.REP.log; with OUT=FILE
+# set for the call, stdout goes to FILE instead: no `bash -c` wrapper in the timing); a failure
+# is recorded (status FAIL, left out of the medians, reported under "odd") and the run goes on
 LAST=0; LASTLOG=; LASTRC=0
 timeit() {
-  local t=$1 tool=$2 r=$3 note=$4; shift 5
+  local t=$1 tool=$2 r=$3 note=$4 out=${OUT:-}; shift 5
   LASTLOG="$LOG/$t.$tool.$r.log"
+  [ -n "$out" ] || out=$LASTLOG
   settle
   local rc=0 a b
   a=$EPOCHREALTIME
-  "$@" > "$LASTLOG" 2>&1 || rc=$?
+  if [ "$out" = "$LASTLOG" ]; then "$@" > "$LASTLOG" 2>&1 || rc=$?; else "$@" > "$out" 2> "$LASTLOG" || rc=$?; fi
   b=$EPOCHREALTIME
   LAST=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.4f", b-a}')
   LASTRC=$rc
@@ -208,8 +210,8 @@ test_1() {
     "$S" --root "$ROOT" store add "$D/flat$N"/* > "$LOG/1.slapstore.add.out"
     expect "1.gc_flat slapstore rep$r: paths added" "$(wc -l < "$LOG/1.slapstore.add.out")" "$N"
     out=$LOG/1.gc_flat.slapstore.$r.json
-    timeit 1.gc_flat slapstore "$r" "gc of $N unrelated unreachable paths" -- \
-      bash -c "$S --root $ROOT gc --json > $out"
+    OUT=$out timeit 1.gc_flat slapstore "$r" "gc of $N unrelated unreachable paths" -- \
+      "$S" --root "$ROOT" gc --json
     count 1.gc_flat slapstore "$r" deleted "$(json "$out" 'len(d["deleted"])')"
     expect "1.gc_flat slapstore rep$r: deleted" "$(json "$out" 'len(d["deleted"])')" "$N"
     expect "1.gc_flat slapstore rep$r: entries left in the store" "$(left "$ROOT/store")" 0
@@ -244,16 +246,16 @@ test_23() {
     "$S" --root "$ROOT" store register < "$info"
     "$S" --root "$ROOT" pin "$top" --name top > /dev/null
     out=$LOG/3.gc_live.slapstore.$r.json
-    timeit 3.gc_live slapstore "$r" "gc, all $((N + 1)) paths live (liveness walk only)" -- \
-      bash -c "$S --root $ROOT gc --json > $out"
+    OUT=$out timeit 3.gc_live slapstore "$r" "gc, all $((N + 1)) paths live (liveness walk only)" -- \
+      "$S" --root "$ROOT" gc --json
     count 3.gc_live slapstore "$r" deleted "$(json "$out" 'len(d["deleted"])')"
     expect "3.gc_live slapstore rep$r: deleted" "$(json "$out" 'len(d["deleted"])')" 0
     expect "3.gc_live slapstore rep$r: live paths" "$(json "$out" 'd.get("live")')" "$((N + 1))"
     expect "3.gc_live slapstore rep$r: entries left in the store" "$(left "$ROOT/store")" "$((N + 1))"
     "$S" --root "$ROOT" unpin top > /dev/null
     out=$LOG/2.gc_graph.slapstore.$r.json
-    timeit 2.gc_graph slapstore "$r" "gc of $((N + 1)) unreachable paths with references (fanout $FANOUT)" -- \
-      bash -c "$S --root $ROOT gc --json > $out"
+    OUT=$out timeit 2.gc_graph slapstore "$r" "gc of $((N + 1)) unreachable paths with references (fanout $FANOUT)" -- \
+      "$S" --root "$ROOT" gc --json
     count 2.gc_graph slapstore "$r" deleted "$(json "$out" 'len(d["deleted"])')"
     expect "2.gc_graph slapstore rep$r: deleted" "$(json "$out" 'len(d["deleted"])')" "$((N + 1))"
     expect "2.gc_graph slapstore rep$r: entries left in the store" "$(left "$ROOT/store")" 0
@@ -276,20 +278,24 @@ test_4() {
   "$S" --root "$ROOT" pin "$top" --name top > /dev/null
   for r in $(seq 1 "$REPS"); do
     out=$LOG/4.gc_big_live.slapstore.$r.json
-    timeit 4.gc_big_live slapstore "$r" "gc, all $((BIG_N + 1)) paths live" -- \
-      bash -c "$S --root $ROOT gc --json > $out"
+    OUT=$out timeit 4.gc_big_live slapstore "$r" "gc, all $((BIG_N + 1)) paths live" -- \
+      "$S" --root "$ROOT" gc --json
     count 4.gc_big_live slapstore "$r" deleted "$(json "$out" 'len(d["deleted"])')"
     expect "4.gc_big_live slapstore rep$r: deleted" "$(json "$out" 'len(d["deleted"])')" 0
     expect "4.gc_big_live slapstore rep$r: live paths" "$(json "$out" 'd.get("live")')" "$((BIG_N + 1))"
     out=$LOG/4.gc_big_dry.slapstore.$r.json
-    timeit 4.gc_big_dry slapstore "$r" "gc --dry-run, all $((BIG_N + 1)) paths live" -- \
-      bash -c "$S --root $ROOT gc --dry-run --json > $out"
+    OUT=$out timeit 4.gc_big_dry slapstore "$r" "gc --dry-run, all $((BIG_N + 1)) paths live" -- \
+      "$S" --root "$ROOT" gc --dry-run --json
     count 4.gc_big_dry slapstore "$r" deleted "$(json "$out" 'len(d["deleted"])')"
     expect "4.gc_big_dry slapstore rep$r: would delete" "$(json "$out" 'len(d["deleted"])')" 0
   done
   expect "4.gc_big_live slapstore: entries left in the store" "$(left "$ROOT/store")" "$((BIG_N + 1))"
   say "removing the $BIG_N-path store"
+  a=$EPOCHREALTIME
   drop s4
+  b=$EPOCHREALTIME
+  RM_BIG=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.1f", b-a}')
+  say "removed it in ${RM_BIG}s (rm -rf, untimed)"
 }
 
 # ---------------------------------------------------------------- 5: optimise
@@ -310,8 +316,8 @@ test_5() {
     say "5 rep$r: slapstore store add of the $DUP_COPIES trees (untimed)"
     "$S" --root "$ROOT" store add "$DUPD"/dup* > /dev/null
     out=$LOG/5.optimise.slapstore.$r.json
-    timeit 5.optimise slapstore "$r" "optimise $DUP_COPIES copies x $DUP_FILES x $DUP_KB KiB" -- \
-      bash -c "$S --root $ROOT optimise --json > $out"
+    OUT=$out timeit 5.optimise slapstore "$r" "optimise $DUP_COPIES copies x $DUP_FILES x $DUP_KB KiB" -- \
+      "$S" --root "$ROOT" optimise --json
     count 5.optimise slapstore "$r" saved_mib "$(json "$out" '"%.2f" % (d["bytes_saved"] / 1048576)')"
     count 5.optimise slapstore "$r" linked "$(json "$out" 'd["linked"]')"
     drop s5.$r
@@ -385,7 +391,7 @@ only() {  # only TEST LABEL GOAL_SECONDS
   echo "Load average (1/5/15 min) at start: $LOAD_START, at end: $LOAD_END (other work on the machine skews the figures)."
   echo "Only the collection / optimisation is timed (filling the stores is not). Graph: gen.py graph $N, fanout $FANOUT;"\
        "test 2 runs on the store of test 3 right after it, root removed. Counts: distinct values over the reps."
-  [ -n "${REG_BIG:-}" ] && echo "Test 4's store: $((BIG_N + 1)) paths registered (untimed for the table) in ${REG_BIG} s."
+  [ -n "${REG_BIG:-}" ] && echo "Test 4's store (untimed for the table): $((BIG_N + 1)) paths registered in ${REG_BIG} s${RM_BIG:+, removed with rm -rf in ${RM_BIG} s}."
   echo
   echo "| test | Nix median | slapstore median | ratio (Nix/slapstore) | Nix: deleted/saved | slapstore: deleted/saved | goal |"
   echo "|---|---:|---:|---:|---:|---:|---|"

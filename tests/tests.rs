@@ -3,6 +3,7 @@
 mod common;
 
 mod build;
+mod cache;
 mod cases;
 mod eval;
 mod examples;

@@ -40,6 +40,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// Accept remote sources without a checksum.
     pub allow_unpinned: bool,
+    /// Binary caches to ask before building.
+    pub substituter: Option<crate::cache::Substituter>,
 }
 
 impl Default for BuildOptions {
@@ -49,6 +51,7 @@ impl Default for BuildOptions {
             keep_going: false,
             offline: false,
             allow_unpinned: false,
+            substituter: None,
         }
     }
 }
@@ -62,6 +65,16 @@ pub enum Event<'a> {
     Built {
         drv: &'a Derivation,
         millis: u64,
+    },
+    /// Fetched from a binary cache instead of built.
+    Substituted {
+        drv: &'a Derivation,
+        from: &'a str,
+    },
+    /// Something to tell, such as a cache passed over.
+    Warning {
+        drv: &'a Derivation,
+        message: &'a str,
     },
     Failed {
         drv: &'a Derivation,
@@ -127,7 +140,18 @@ pub fn build(
                         s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                let result = realise(store, &drvs[i], &fetcher, observer);
+                let result = match prepare(
+                    store,
+                    &drvs[i],
+                    &fetcher,
+                    observer,
+                    false,
+                    options.substituter.as_ref(),
+                ) {
+                    Ok(Some(p)) => publish(store, vec![p], observer).map(|()| true),
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                };
                 let mut s = lock(&state);
                 s.running -= 1;
                 s.finished += 1;
@@ -247,7 +271,7 @@ pub fn realise(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<bool> {
-    match prepare(store, drv, fetcher, observer, false)? {
+    match prepare(store, drv, fetcher, observer, false, None)? {
         None => Ok(false),
         Some(prepared) => {
             publish(store, vec![prepared], observer)?;
@@ -269,7 +293,7 @@ pub fn realise_batch(
     use rayon::prelude::*;
     let prepared: Vec<Option<Prepared>> = drvs
         .par_iter()
-        .map(|d| prepare(store, d, fetcher, observer, false))
+        .map(|d| prepare(store, d, fetcher, observer, false, None))
         .collect::<Result<_>>()?;
     let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let built = prepared.iter().map(|p| p.drv.path.clone()).collect();
@@ -286,7 +310,7 @@ pub fn repair(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<()> {
-    let Some(p) = prepare(store, drv, fetcher, observer, true)? else {
+    let Some(p) = prepare(store, drv, fetcher, observer, true, None)? else {
         return Ok(());
     };
     sync_filesystem(&store.store_dir())?;
@@ -315,6 +339,8 @@ struct Prepared<'a> {
     scratch: std::path::PathBuf,
     info: output::OutputInfo,
     start: Instant,
+    /// Fetched from a binary cache (already reported).
+    substituted: bool,
 }
 
 /// Builds `drv` (unless valid) up to a finished output: steps 1–4 of the module docs.
@@ -324,6 +350,7 @@ fn prepare<'a>(
     fetcher: &Fetcher,
     observer: &dyn Observer,
     repair: bool,
+    substituter: Option<&crate::cache::Substituter>,
 ) -> Result<Option<Prepared<'a>>> {
     // rooted before it is looked at: a collection running now cannot take it (or its inputs,
     // rooted when they were looked at) away
@@ -337,7 +364,6 @@ fn prepare<'a>(
         observer.event(Event::Valid(drv));
         return Ok(None);
     }
-    observer.event(Event::Started(drv));
     let start = Instant::now();
     let final_path = store.path_of(&drv.path);
     let scratch = store.scratch_dir(&drv.path);
@@ -346,6 +372,21 @@ fn prepare<'a>(
     remove_tree(&final_path)?;
     remove_tree(&scratch)?;
     fs::create_dir_all(&scratch).map_err(|e| io_error(&scratch, e))?;
+    if let Some(sub) = substituter.filter(|s| !s.is_empty()) {
+        if let Some(info) = substitute(store, drv, sub, &scratch, observer)? {
+            return Ok(Some(Prepared {
+                drv,
+                _lock: lock,
+                out: scratch.join("substituted"),
+                final_path,
+                scratch,
+                info,
+                start,
+                substituted: true,
+            }));
+        }
+    }
+    observer.event(Event::Started(drv));
     let log_path = store.log_path(&drv.path);
     let mut log = fs::File::create(&log_path).map_err(|e| io_error(&log_path, e))?;
     let out = if builds_in_place(drv.recipe()) {
@@ -379,6 +420,7 @@ fn prepare<'a>(
             scratch,
             info,
             start,
+            substituted: false,
         })),
         Err(e) => {
             // nothing of a failed build stays but its log
@@ -387,6 +429,60 @@ fn prepare<'a>(
             Err(e)
         }
     }
+}
+
+/// Fetches `drv`'s output from the binary caches into `<scratch>/substituted`, canonical and
+/// checked: its content hash must be the signed one, its references valid here. `None` (and
+/// warnings) when it cannot be used: the caller builds.
+fn substitute(
+    store: &Store,
+    drv: &Derivation,
+    sub: &crate::cache::Substituter,
+    scratch: &std::path::Path,
+    observer: &dyn Observer,
+) -> Result<Option<output::OutputInfo>> {
+    let dest = scratch.join("substituted");
+    let attempt = sub.substitute(&drv.path, &dest, &scratch.join("download"));
+    for message in &attempt.warnings {
+        observer.event(Event::Warning {
+            drv,
+            message: &format!("binary cache passed over: {message}"),
+        });
+    }
+    let Some((info, from)) = attempt.found else {
+        return Ok(None);
+    };
+    let finished = output::finish(&dest, &Candidates::default());
+    let problem = match &finished {
+        Err(e) => Some(e.to_string()),
+        Ok(f) if f.content_hash != info.content_hash => Some(format!(
+            "`{from}`: the unpacked output hashes to {}, not the signed {}",
+            f.content_hash, info.content_hash
+        )),
+        Ok(_) => {
+            let valid = store.db().valid_among(&info.references)?;
+            info.references
+                .iter()
+                .find(|r| **r != drv.path.to_string() && !valid.contains(*r))
+                .map(|r| format!("`{from}`: it refers to `{r}`, which this store does not have"))
+        }
+    };
+    if let Some(message) = problem {
+        observer.event(Event::Warning {
+            drv,
+            message: &format!("binary cache passed over: {message}"),
+        });
+        remove_tree(&dest)?;
+        return Ok(None);
+    }
+    let mut out = finished?;
+    out.references = info
+        .references
+        .iter()
+        .filter_map(|r| StorePath::parse(r).ok())
+        .collect();
+    observer.event(Event::Substituted { drv, from: &from });
+    Ok(Some(out))
 }
 
 /// Flushes, moves into place and registers prepared outputs: steps 5–6 of the module docs.
@@ -413,6 +509,9 @@ fn publish(store: &Store, prepared: Vec<Prepared>, observer: &dyn Observer) -> R
         match &result {
             Ok(()) => {
                 remove_tree(&p.scratch)?;
+                if p.substituted {
+                    continue;
+                }
                 observer.event(Event::Built {
                     drv: p.drv,
                     millis: p.start.elapsed().as_millis() as u64,
@@ -441,7 +540,7 @@ fn registration(p: &Prepared) -> Registration {
             content_hash: p.info.content_hash.clone(),
             size: p.info.size,
             registered: unix_now(),
-            build_ms: Some(p.start.elapsed().as_millis() as u64),
+            build_ms: (!p.substituted).then(|| p.start.elapsed().as_millis() as u64),
             recipe: Some(p.drv.recipe().name().to_owned()),
         },
         references,

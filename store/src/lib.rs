@@ -11,6 +11,7 @@
 
 pub mod add;
 pub mod build;
+pub mod cache;
 pub mod checksum;
 pub mod db;
 pub mod derivation;

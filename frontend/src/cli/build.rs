@@ -162,6 +162,14 @@ impl Observer for Progress {
                     millis as f64 / 1000.0
                 )
             }
+            Event::Substituted { drv, from } => {
+                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+                format!("[{n}/{}] fetched {} from {from}", self.total, drv.name())
+            }
+            Event::Warning { drv, message } => {
+                eprintln!("warning: {}: {message}", drv.name());
+                return;
+            }
             Event::Failed { drv, error } => {
                 let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
                 let line = format!("[{n}/{}] failed {}: {error}", self.total, drv.name());
@@ -193,11 +201,16 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         Ok(d) => d,
         Err(code) => return code,
     };
+    let substituter = match super::substituter(store_args, &store) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let options = BuildOptions {
         jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
         keep_going: args.keep_going,
         offline: args.offline,
         allow_unpinned: args.allow_unpinned,
+        substituter,
     };
     let progress = Progress {
         total: drvs.len(),

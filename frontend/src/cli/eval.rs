@@ -43,6 +43,16 @@ pub struct ProfileArgs {
 }
 
 impl ProfileArgs {
+    /// The arguments for `profile` evaluated with the defaults.
+    pub fn from_profile(profile: &str) -> ProfileArgs {
+        ProfileArgs {
+            profile: profile.to_owned(),
+            options: Vec::new(),
+            target: Vec::new(),
+            python: None,
+        }
+    }
+
     /// The evaluation options these arguments give, or the exit status of their error.
     pub fn eval_options(&self, sources: &Sources) -> Result<EvalOptions, i32> {
         let mut options = EvalOptions {

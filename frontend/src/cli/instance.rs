@@ -93,8 +93,12 @@ enum InstanceCommand {
 struct Quiet;
 impl slapstore_store::build::Observer for Quiet {
     fn event(&self, event: slapstore_store::build::Event) {
-        if let slapstore_store::build::Event::Started(d) = event {
-            eprintln!("building {} ({})", d.name(), d.recipe().name());
+        use slapstore_store::build::Event;
+        match event {
+            Event::Started(d) => eprintln!("building {} ({})", d.name(), d.recipe().name()),
+            Event::Substituted { drv, from } => eprintln!("fetched {} from {from}", drv.name()),
+            Event::Warning { drv, message } => eprintln!("warning: {}: {message}", drv.name()),
+            _ => {}
         }
     }
 }
@@ -156,6 +160,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         },
         build: BuildOptions {
             jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
+            substituter: super::substituter(store_args, &store)?,
             ..BuildOptions::default()
         },
         observer: &observer,

@@ -2,6 +2,7 @@
 //! codes (0 ok, 1 failed, 2 bad usage or bad profile). The only module that prints.
 
 mod build;
+mod cache;
 mod eval;
 mod gc;
 mod inspect;
@@ -47,6 +48,14 @@ pub struct StoreArgs {
     /// Where partitions live (default: `<root>/partitions`).
     #[arg(long, global = true, env = "SLAPSTORE_PARTITIONS")]
     partitions: Option<PathBuf>,
+    /// A binary cache to fetch outputs from before building (repeatable; also `substituters`
+    /// in `<root>/etc/slapstore.toml`).
+    #[arg(long = "substituter", global = true, value_name = "URL")]
+    substituters: Vec<String>,
+    /// A public key whose signatures are trusted, `name:base64` (repeatable; also
+    /// `trusted-keys` in `<root>/etc/slapstore.toml`).
+    #[arg(long = "trusted-key", global = true, value_name = "NAME:BASE64")]
+    trusted_keys: Vec<String>,
     /// Say more.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -90,6 +99,10 @@ enum Command {
     Unpin(gc::UnpinArgs),
     /// Share identical files across the store (reflinks where possible, else hard links).
     Optimise(gc::OptimiseArgs),
+    /// Signing keys for binary caches.
+    Key(cache::KeyArgs),
+    /// Binary caches: push closures into one.
+    Cache(cache::CacheArgs),
     /// Low-level commands on store paths (add files, register trees).
     Store(plumbing::PlumbingArgs),
 }
@@ -115,11 +128,54 @@ pub fn main() -> i32 {
         Command::Store(args) => plumbing::run(&cli.store, args),
         Command::Instance(args) => instance::run(&cli.store, args),
         Command::Gc(args) => gc::gc(&cli.store, args),
+        Command::Key(args) => cache::key(&cli.store, args),
+        Command::Cache(args) => cache::cache(&cli.store, args),
         Command::WhyAlive(args) => gc::why(&cli.store, args),
         Command::Pin(args) => gc::pin(&cli.store, args),
         Command::Unpin(args) => gc::unpin(&cli.store, args),
         Command::Optimise(args) => gc::optimise(&cli.store, args),
     }
+}
+
+/// The substituters of the command line and of `<root>/etc/slapstore.toml`, with the trusted
+/// keys; `None` when there are none.
+fn substituter(
+    args: &StoreArgs,
+    store: &slapstore_store::Store,
+) -> Result<Option<slapstore_store::cache::Substituter>, i32> {
+    let mut urls = args.substituters.clone();
+    let mut keys = args.trusted_keys.clone();
+    let config = store.root().join("etc/slapstore.toml");
+    if let Ok(text) = std::fs::read_to_string(&config) {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        struct Config {
+            #[serde(default)]
+            substituters: Vec<String>,
+            #[serde(default)]
+            trusted_keys: Vec<String>,
+        }
+        let parsed: Config = toml::from_str(&text)
+            .map_err(|e| report::usage(&format!("`{}`: {e}", config.display())))?;
+        urls.extend(parsed.substituters);
+        keys.extend(parsed.trusted_keys);
+    }
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let keys = keys
+        .iter()
+        .map(|k| slapstore_store::cache::PublicKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| report::usage(&e.to_string()))?;
+    if keys.is_empty() {
+        eprintln!("warning: substituters without a trusted key: nothing they serve can be used");
+    }
+    Ok(Some(slapstore_store::cache::Substituter::new(
+        urls,
+        keys,
+        &store.store_dir(),
+    )))
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.
