@@ -61,7 +61,7 @@ impl Nginx {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("nginx is installed (.ci/run installs it)");
-        let child = Command::new(nginx)
+        let mut child = Command::new(nginx)
             .arg("-p")
             .arg(scratch)
             .arg("-c")
@@ -74,6 +74,8 @@ impl Nginx {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "nginx did not start: {:?}",
             std::fs::read_to_string(scratch.join("logs/error.log"))
