@@ -226,6 +226,32 @@ fn a_second_machine_installs_from_an_http_cache_without_building() {
     .expect("write config");
     let out = ok(&root, &dir, &["build", &c.to_string_lossy()]);
     assert!(out.stderr.contains("fetched greet"), "{}", out.stderr);
+    let release = out.stdout.trim().to_owned();
+    // `cache pull` copies a closure without any profile
+    std::fs::remove_dir_all(&root).expect("reset");
+    let out = ok(
+        &root,
+        &dir,
+        &[
+            "cache",
+            "pull",
+            &release,
+            "--from",
+            &url,
+            "--trusted-key",
+            &public,
+        ],
+    );
+    assert!(out.stdout.contains("fetched 2 paths"), "{}", out.stdout);
+    assert!(logs(&root).is_empty(), "{:?}", logs(&root));
+    let verify = ok(&root, &dir, &["verify", "--check-contents"]);
+    assert!(
+        verify
+            .stdout
+            .contains("2 paths checked with their contents, 0 problems"),
+        "{}",
+        verify.stdout
+    );
 }
 
 #[test]

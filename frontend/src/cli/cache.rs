@@ -47,6 +47,18 @@ enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy store paths and their closures from binary caches (the substituters, and `--from`),
+    /// building nothing.
+    Pull {
+        /// Store paths (full paths, or `<hash>-<name>`).
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// A cache to pull from, besides the configured substituters.
+        #[arg(long, value_name = "URL")]
+        from: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn key_path(store: &Store) -> std::path::PathBuf {
@@ -100,12 +112,70 @@ pub fn key(store_args: &StoreArgs, args: KeyArgs) -> i32 {
 }
 
 pub fn cache(store_args: &StoreArgs, args: CacheArgs) -> i32 {
-    let CacheCommand::Push { dest, what, json } = args.command;
     let store = match Store::open(&store_args.root()) {
         Ok(s) => s,
         Err(e) => return report::store_error(&e),
     };
-    let key_file = key_path(&store);
+    match args.command {
+        CacheCommand::Push { dest, what, json } => push(&store, dest, what, json),
+        CacheCommand::Pull { paths, from, json } => pull(store_args, &store, paths, from, json),
+    }
+}
+
+fn pull(
+    store_args: &StoreArgs,
+    store: &Store,
+    paths: Vec<String>,
+    from: Vec<String>,
+    json: bool,
+) -> i32 {
+    let mut args = StoreArgs {
+        root: store_args.root.clone(),
+        partitions: None,
+        substituters: store_args.substituters.clone(),
+        trusted_keys: store_args.trusted_keys.clone(),
+        jobs: None,
+        verbose: false,
+        quiet: false,
+    };
+    args.substituters.extend(from);
+    let sub = match super::substituter(&args, store) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return report::usage("no cache to pull from: give `--from URL` or `--substituter URL`")
+        }
+        Err(code) => return code,
+    };
+    let mut roots = Vec::new();
+    for p in &paths {
+        match store.parse_path(p) {
+            Ok(p) => roots.push(p),
+            Err(e) => return report::store_error(&e),
+        }
+    }
+    match cache::pull(store, &sub, &roots) {
+        Ok(r) => {
+            let out = if json {
+                format!(
+                    "{:#}\n",
+                    serde_json::json!({"fetched": r.fetched, "present": r.present, "bytes": r.bytes})
+                )
+            } else {
+                format!(
+                    "fetched {} paths ({}), {} already here\n",
+                    r.fetched.len(),
+                    super::inspect::human_size(r.bytes),
+                    r.present.len()
+                )
+            };
+            super::print(&out)
+        }
+        Err(e) => report::failure(&e.to_string()),
+    }
+}
+
+fn push(store: &Store, dest: String, what: Vec<String>, json: bool) -> i32 {
+    let key_file = key_path(store);
     let key = match std::fs::read_to_string(&key_file)
         .map_err(|e| cache::CacheError::NoSigningKey {
             path: key_file.display().to_string(),
@@ -146,7 +216,7 @@ pub fn cache(store_args: &StoreArgs, args: CacheArgs) -> i32 {
     let result = store
         .add_temp_roots(&roots)
         .map_err(cache::CacheError::from);
-    let result = result.and_then(|()| cache::push(&store, &dest_dir, &roots, &key));
+    let result = result.and_then(|()| cache::push(store, &dest_dir, &roots, &key));
     match result {
         Ok(r) => {
             let out = if json {

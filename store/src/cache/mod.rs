@@ -8,11 +8,13 @@
 pub mod archive;
 pub mod info;
 pub mod keys;
+pub mod pull;
 pub mod push;
 pub mod substitute;
 
 pub use info::CacheInfo;
 pub use keys::{PublicKey, SecretKey};
+pub use pull::pull;
 pub use push::push;
 pub use substitute::Substituter;
 

@@ -78,6 +78,36 @@ impl Substituter {
         dest: &Path,
         scratch: &Path,
     ) -> Result<Option<CacheInfo>, CacheError> {
+        let Some(info) = self.info_from(base, path)? else {
+            return Ok(None);
+        };
+        self.fetch_into(base, &info, dest, &scratch.join("archive.tar.zst"))?;
+        Ok(Some(info))
+    }
+
+    /// The checked metadata of `path` from the first cache that has it, and that cache.
+    pub fn info(&self, path: &StorePath) -> Result<(CacheInfo, String), CacheError> {
+        let mut errors = Vec::new();
+        for base in &self.urls {
+            match self.info_from(base, path) {
+                Ok(Some(info)) => return Ok((info, base.clone())),
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(CacheError::Fetch {
+            url: path.to_string(),
+            message: if errors.is_empty() {
+                "no cache has it".into()
+            } else {
+                errors.join("; ")
+            },
+        })
+    }
+
+    /// The metadata of `path` in the cache at `base`, checked (store, path, signature, archive
+    /// name); `None` if the cache does not have it.
+    fn info_from(&self, base: &str, path: &StorePath) -> Result<Option<CacheInfo>, CacheError> {
         let info_url = format!("{base}/{}.info", path.hash_part());
         let Some(mut reader) = self.open(&info_url)? else {
             return Ok(None);
@@ -113,15 +143,27 @@ impl Substituter {
                 message: format!("archive name `{}`", info.archive),
             });
         }
+        Ok(Some(info))
+    }
+
+    /// Downloads `info`'s archive from the cache at `base` into `download` (bounded by the
+    /// signed size, hashed on the way), checks it, and extracts it to `dest`.
+    pub fn fetch_into(
+        &self,
+        base: &str,
+        info: &CacheInfo,
+        dest: &Path,
+        download: &Path,
+    ) -> Result<(), CacheError> {
         let archive_url = format!("{base}/{}", info.archive);
         let reader = self.open(&archive_url)?.ok_or_else(|| CacheError::Fetch {
             url: archive_url.clone(),
             message: "the archive its metadata names is missing".into(),
         })?;
-        // download (bounded by the signed size), hashing, then check before unpacking anything
-        std::fs::create_dir_all(scratch).map_err(|e| io(scratch, e))?;
-        let file_path = scratch.join("archive.tar.zst");
-        let mut file = std::fs::File::create(&file_path).map_err(|e| io(&file_path, e))?;
+        if let Some(parent) = download.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let mut file = std::fs::File::create(download).map_err(|e| io(download, e))?;
         let mut hasher = blake3::Hasher::new();
         let mut limited = reader.take(info.archive_size + 1);
         let mut buffer = vec![0u8; 1 << 16];
@@ -134,21 +176,21 @@ impl Substituter {
                 break;
             }
             hasher.update(&buffer[..n]);
-            std::io::Write::write_all(&mut file, &buffer[..n]).map_err(|e| io(&file_path, e))?;
+            std::io::Write::write_all(&mut file, &buffer[..n]).map_err(|e| io(download, e))?;
         }
         let actual = format!("blake3:{}", hasher.finalize().to_hex());
         if actual != info.archive_hash {
             return Err(CacheError::ArchiveMismatch {
                 url: archive_url,
-                expected: info.archive_hash,
+                expected: info.archive_hash.clone(),
                 actual,
             });
         }
         drop(file);
-        let file = std::fs::File::open(&file_path).map_err(|e| io(&file_path, e))?;
+        let file = std::fs::File::open(download).map_err(|e| io(download, e))?;
         archive::extract(std::io::BufReader::new(file), dest, info.size, &archive_url)?;
-        let _ = std::fs::remove_file(&file_path);
-        Ok(Some(info))
+        let _ = std::fs::remove_file(download);
+        Ok(())
     }
 
     /// Opens a URL (`http(s)://`, `file://`, or a path); `None` if it does not exist.
