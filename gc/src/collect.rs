@@ -150,8 +150,8 @@ fn deletion_order(graph: &Graph, marked: &[Option<u32>]) -> Vec<u32> {
     order
 }
 
-/// Moves a store tree out of `store/` (its top directory made writable first: moving a
-/// directory to another parent rewrites its `..`).
+/// Moves a store tree out of `store/` (its top directory made writable first, unless root:
+/// moving a directory to another parent rewrites its `..`); a single file is unlinked.
 fn move_out(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = match fs::symlink_metadata(from) {
@@ -159,7 +159,11 @@ fn move_out(from: &Path, to: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(slapstore_store::error::io_error(from, e)),
     };
-    if meta.is_dir() {
+    if !meta.is_dir() {
+        // a file or link goes in one unlink: it is never seen half-deleted
+        return fs::remove_file(from).map_err(|e| slapstore_store::error::io_error(from, e));
+    }
+    if !slapstore_store::output::is_root() {
         fs::set_permissions(from, fs::Permissions::from_mode(0o755))
             .map_err(|e| slapstore_store::error::io_error(from, e))?;
     }

@@ -156,7 +156,10 @@ fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<
     let dir = target.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(".slapstore-optimise-{}", std::process::id()));
     let dir_meta = fs::symlink_metadata(dir).map_err(|e| io_error(dir, e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| io_error(dir, e))?;
+    let root = slapstore_store::output::is_root();
+    if !root {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| io_error(dir, e))?;
+    }
     let _ = fs::remove_file(&tmp);
     let mut reflinked = false;
     if *reflinks != Some(false) {
@@ -185,8 +188,10 @@ fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<
         fs::rename(&tmp, target).map_err(|e| io_error(target, e))
     })();
     // the directory as it was: read-only, its mtime canonical
-    fs::set_permissions(dir, fs::Permissions::from_mode(dir_meta.mode() & 0o7777))
-        .map_err(|e| io_error(dir, e))?;
+    if !root {
+        fs::set_permissions(dir, fs::Permissions::from_mode(dir_meta.mode() & 0o7777))
+            .map_err(|e| io_error(dir, e))?;
+    }
     set_mtime(dir)?;
     result.map(|()| reflinked)
 }

@@ -271,6 +271,10 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Makes the tree at `path` writable again (to delete or rebuild it).
 pub fn make_writable(path: &Path) -> Result<()> {
+    // root may write into read-only directories: nothing to change
+    if is_root() {
+        return Ok(());
+    }
     for entry in walkdir::WalkDir::new(path) {
         let entry = match entry {
             Ok(e) => e,
@@ -286,6 +290,12 @@ pub fn make_writable(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether this process runs as root, which writes into read-only directories.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Deletes the tree at `path`, read-only or not; a missing path is not an error.
