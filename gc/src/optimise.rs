@@ -158,7 +158,8 @@ fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<
     let dir_meta = fs::symlink_metadata(dir).map_err(|e| io_error(dir, e))?;
     let root = slapstore_store::output::is_root();
     if !root {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| io_error(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_error(dir, e))?;
     }
     let _ = fs::remove_file(&tmp);
     let mut reflinked = false;

@@ -39,8 +39,16 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
         let d = batch.path().join(shard.to_string());
         fs::create_dir(&d).map_err(|e| io_error(&d, e))?;
     }
-    // copy each source in, canonical, hashing it on the way (one read of each file)
-    let imported: Vec<(StorePath, PathBuf, output::OutputInfo)> = sources
+    // Part names the store has already: a source of such a name may be there with the same
+    // content, so it is hashed first (one read, no copy when it is); any other is copied in,
+    // canonical, hashing it on the way (one read of each file).
+    let known: std::collections::HashSet<String> = store
+        .db()
+        .all_names()?
+        .into_iter()
+        .filter_map(|n| n.get(33..).map(str::to_owned))
+        .collect();
+    let imported: Vec<(StorePath, Option<PathBuf>, output::OutputInfo)> = sources
         .par_iter()
         .enumerate()
         .map(|(i, source)| {
@@ -55,13 +63,24 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
                 .path()
                 .join((i % SHARDS).to_string())
                 .join(i.to_string());
+            let store_path = |info: &output::OutputInfo| {
+                let mut h = blake3::Hasher::new();
+                h.update(b"slapstore-source 1\n");
+                h.update(info.content_hash.as_bytes());
+                h.update(b"\n");
+                h.update(name.as_str().as_bytes());
+                StorePath::new(&h.finalize(), name.clone())
+            };
+            if known.contains(name.as_str()) {
+                let info = output::content_hash(source)?;
+                let path = store_path(&info);
+                store.add_temp_roots([&path])?;
+                if store.is_valid(&path)? {
+                    return Ok((path, None, info));
+                }
+            }
             let info = output::import(source, &copy)?;
-            let mut h = blake3::Hasher::new();
-            h.update(b"slapstore-source 1\n");
-            h.update(info.content_hash.as_bytes());
-            h.update(b"\n");
-            h.update(name.as_str().as_bytes());
-            Ok((StorePath::new(&h.finalize(), name), copy, info))
+            Ok((store_path(&info), Some(copy), info))
         })
         .collect::<Result<_>>()?;
     // rooted (in one write) before their existence is checked
@@ -72,6 +91,7 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
     let mut registrations = Vec::new();
     for (path, copy, info) in &imported {
         let dest = store.path_of(path);
+        let Some(copy) = copy else { continue };
         if valid.contains(&path.to_string()) {
             continue;
         }

@@ -54,45 +54,84 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
         }
     }
     let db = store.db();
-    let mut names: Vec<String> = roots.iter().map(StorePath::to_string).collect();
-    if args.closure {
-        let mut seen = BTreeSet::new();
-        let mut stack = names.clone();
-        while let Some(n) = stack.pop() {
-            if seen.insert(n.clone()) {
-                match db.references(&n) {
-                    Ok(refs) => stack.extend(refs),
-                    Err(e) => return report::store_error(&e),
-                }
-            }
-        }
-        names = seen.into_iter().collect();
-    }
     let store_dir = store.store_dir();
     let mut infos = Vec::new();
     let mut total = 0u64;
-    for n in &names {
-        let row = match db.path_info(n) {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return report::store_error(&slapstore_store::StoreError::NotValid(n.clone()))
+    let roots: Vec<String> = roots.iter().map(StorePath::to_string).collect();
+    if args.closure {
+        // the whole graph in two scans, the rows in a third: no query per path
+        let gathered = (|| -> Result<_, slapstore_store::StoreError> {
+            let (paths, refs) = db.graph()?;
+            let by_id: std::collections::HashMap<i64, &str> = paths
+                .iter()
+                .map(|(id, name, _)| (*id, name.as_str()))
+                .collect();
+            let mut adjacency: std::collections::HashMap<&str, Vec<String>> = Default::default();
+            for (a, b) in &refs {
+                if let (Some(a), Some(b)) = (by_id.get(a), by_id.get(b)) {
+                    adjacency.entry(a).or_default().push(b.to_string());
+                }
             }
+            let mut seen = BTreeSet::new();
+            let mut stack = roots.clone();
+            while let Some(n) = stack.pop() {
+                if seen.insert(n.clone()) {
+                    if let Some(next) = adjacency.get(n.as_str()) {
+                        stack.extend(next.iter().cloned());
+                    }
+                }
+            }
+            let rows: std::collections::HashMap<String, slapstore_store::db::PathRow> = db
+                .all_paths()?
+                .into_iter()
+                .filter(|r| seen.contains(&r.name))
+                .map(|r| (r.name.clone(), r))
+                .collect();
+            let mut out = Vec::new();
+            for n in seen {
+                let row = rows
+                    .get(&n)
+                    .cloned()
+                    .ok_or_else(|| slapstore_store::StoreError::NotValid(n.clone()))?;
+                let mut refs = adjacency.get(n.as_str()).cloned().unwrap_or_default();
+                refs.sort();
+                out.push((row, refs, None));
+            }
+            Ok(out)
+        })();
+        match gathered {
+            Ok(list) => infos = list,
             Err(e) => return report::store_error(&e),
-        };
-        let refs = match db.references(n) {
-            Ok(r) => r,
-            Err(e) => return report::store_error(&e),
-        };
-        let deriver = db
-            .derivation(n)
-            .ok()
-            .flatten()
-            .and_then(|json| serde_json::from_str::<slapstore_store::Derivation>(&json).ok());
-        total += row.size;
-        infos.push((row, refs, deriver));
+        }
+        total = infos.iter().map(|(r, _, _)| r.size).sum();
+    } else {
+        for n in &roots {
+            let row = match db.path_info(n) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return report::store_error(&slapstore_store::StoreError::NotValid(n.clone()))
+                }
+                Err(e) => return report::store_error(&e),
+            };
+            let refs = match db.references(n) {
+                Ok(r) => r,
+                Err(e) => return report::store_error(&e),
+            };
+            let deriver =
+                db.derivation(n).ok().flatten().and_then(|json| {
+                    serde_json::from_str::<slapstore_store::Derivation>(&json).ok()
+                });
+            total += row.size;
+            infos.push((row, refs, deriver));
+        }
     }
     drop(db);
     let full = |n: &str| store_dir.join(n).display().to_string();
+    let deriver_of = |row: &slapstore_store::db::PathRow| {
+        row.recipe
+            .as_ref()
+            .map(|recipe| (row.name.get(33..).unwrap_or("").to_owned(), recipe.clone()))
+    };
     let out = if args.json {
         let list: Vec<serde_json::Value> = infos
             .iter()
@@ -104,11 +143,15 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
                     "registered": row.registered,
                     "build_ms": row.build_ms,
                     "references": refs.iter().map(|r| full(r)).collect::<Vec<_>>(),
-                    "deriver": deriver.as_ref().map(|d| serde_json::json!({
-                        "part": d.name(),
-                        "recipe": d.recipe().name(),
-                        "inputs": d.inputs,
-                    })),
+                    "deriver": match deriver {
+                        Some(d) => Some(serde_json::json!({
+                            "part": d.name(),
+                            "recipe": d.recipe().name(),
+                            "inputs": d.inputs,
+                        })),
+                        None => deriver_of(row)
+                            .map(|(part, recipe)| serde_json::json!({"part": part, "recipe": recipe})),
+                    },
                 })
             })
             .collect();
@@ -123,11 +166,13 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
             out.push_str(&format!("{}\n", full(&row.name)));
             out.push_str(&format!("  content hash  {}\n", row.content_hash));
             out.push_str(&format!("  size          {}\n", human_size(row.size)));
-            if let Some(d) = deriver {
+            let described = match deriver {
+                Some(d) => Some((d.name().to_owned(), d.recipe().name().to_owned())),
+                None => deriver_of(row),
+            };
+            if let Some((part, recipe)) = described {
                 out.push_str(&format!(
-                    "  deriver       part `{}`, recipe `{}`\n",
-                    d.name(),
-                    d.recipe().name()
+                    "  deriver       part `{part}`, recipe `{recipe}`\n"
                 ));
             }
             if let Some(ms) = row.build_ms {
