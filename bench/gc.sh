@@ -3,7 +3,8 @@
 # Nix 2.8 (Debian's nix-bin) on the same data, runs alternated (Nix, slapstore, Nix, ...),
 # medians and ratios.
 #
-#   bash bench/gc.sh                                   # ~10 min with REPS=3 on a 2-vCPU VM
+#   bash bench/gc.sh        # REPS=3: ~4 min on a quiet 2-vCPU VM, 12 min on a busy one (removing
+#                           # the 100k-path store of test 4 alone took 40 s to 8 min on ext4 -o discard)
 #   REPS=5 BENCH_DIR=/dev/shm/ssgc SETTLE_SLEEP=0 bash bench/gc.sh   # on tmpfs
 #   ONLY="1 5" N=1000 REPS=1 bash bench/gc.sh                        # quick look
 #

@@ -84,7 +84,7 @@ pub fn collect(
     }
     if options.dry_run {
         report.deleted = chosen;
-        report.leftovers = leftovers(store, &root_names)?.0;
+        report.leftovers = leftovers(store, &graph, &root_names)?.0;
         return Ok(report);
     }
     fs::create_dir_all(&trash).map_err(|e| slapstore_store::error::io_error(&trash, e))?;
@@ -105,7 +105,12 @@ pub fn collect(
         report.deleted.extend(names.iter().cloned());
         progress(((n + 1) * batch).min(total), total);
     }
-    let (leftovers, _locks) = leftovers(store, &root_names)?;
+    let deleted: HashSet<&str> = report.deleted.iter().map(String::as_str).collect();
+    let (leftovers, _locks) = leftovers(store, &graph, &root_names)?;
+    let leftovers: Vec<String> = leftovers
+        .into_iter()
+        .filter(|n| !deleted.contains(n.as_str()))
+        .collect();
     for name in &leftovers {
         let path = if let Some(scratch) = name.strip_prefix("var/tmp/") {
             let dir = store.root().join("var/tmp").join(scratch);
@@ -184,9 +189,9 @@ fn empty_trash(trash: &Path) -> Result<()> {
 /// no process roots.
 fn leftovers(
     store: &Store,
+    graph: &Graph,
     roots: &HashSet<&str>,
 ) -> Result<(Vec<String>, std::collections::HashMap<String, Lock>)> {
-    let valid: HashSet<String> = store.db().all_names()?.into_iter().collect();
     let mut out = Vec::new();
     let mut locks = std::collections::HashMap::new();
     for (dir, prefix) in [
@@ -198,7 +203,9 @@ fn leftovers(
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if (prefix.is_empty() && valid.contains(&name)) || roots.contains(name.as_str()) {
+            if (prefix.is_empty() && graph.index.contains_key(&name))
+                || roots.contains(name.as_str())
+            {
                 continue;
             }
             let Ok(path) = StorePath::parse(&name) else {

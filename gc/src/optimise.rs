@@ -132,9 +132,15 @@ fn files_of(store_dir: &Path, name: &str, min_size: u64) -> Result<Vec<Candidate
             continue;
         }
         let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_mmap(entry.path())
-            .map_err(|e| io_error(entry.path(), e))?;
+        // mapping small files costs more (a TLB shootdown per unmap) than reading them
+        if meta.len() < 1 << 20 {
+            let bytes = fs::read(entry.path()).map_err(|e| io_error(entry.path(), e))?;
+            hasher.update(&bytes);
+        } else {
+            hasher
+                .update_mmap(entry.path())
+                .map_err(|e| io_error(entry.path(), e))?;
+        }
         let exec = if meta.mode() & 0o111 != 0 { "x" } else { "-" };
         out.push(Candidate {
             rel: entry

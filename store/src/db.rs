@@ -598,23 +598,66 @@ impl Db {
     pub fn unregister(&mut self, names: &[String]) -> Result<()> {
         let path = self.path.clone();
         let e = |e| db_error(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        // The collector ordered the batch from the whole graph under the GC lock, so the
+        // foreign keys' checks and cascades (a temporary b-tree per deleted row) are redundant:
+        // they are off for this transaction, its reference rows deleted explicitly, and the
+        // store checked afterwards: a path still referred to makes the whole batch roll back.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(e)?;
-        {
-            let mut del = tx
-                .prepare_cached("DELETE FROM paths WHERE name = ?1")
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(e)?;
-            let mut drv = tx
-                .prepare_cached("DELETE FROM derivations WHERE path = ?1")
-                .map_err(e)?;
-            for n in names {
-                drv.execute([n]).map_err(e)?;
-                del.execute([n]).map_err(e)?;
+            {
+                let mut id = tx
+                    .prepare_cached("SELECT id FROM paths WHERE name = ?1")
+                    .map_err(e)?;
+                let mut refs = tx
+                    .prepare_cached("DELETE FROM refs WHERE referrer = ?1")
+                    .map_err(e)?;
+                let mut del = tx
+                    .prepare_cached("DELETE FROM paths WHERE id = ?1")
+                    .map_err(e)?;
+                let mut drv = tx
+                    .prepare_cached("DELETE FROM derivations WHERE path = ?1")
+                    .map_err(e)?;
+                let mut referred = tx
+                    .prepare_cached("SELECT 1 FROM refs WHERE reference = ?1")
+                    .map_err(e)?;
+                let mut ids = Vec::with_capacity(names.len());
+                for n in names {
+                    let Some(i) = id
+                        .query_row([n], |r| r.get::<_, i64>(0))
+                        .optional()
+                        .map_err(e)?
+                    else {
+                        continue;
+                    };
+                    refs.execute([i]).map_err(e)?;
+                    del.execute([i]).map_err(e)?;
+                    drv.execute([n]).map_err(e)?;
+                    ids.push(i);
+                }
+                for i in ids {
+                    if referred.exists([i]).map_err(e)? {
+                        return Err(StoreError::Database {
+                            path: path.clone(),
+                            source: rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                                Some("a path still referred to was to be unregistered".into()),
+                            ),
+                        });
+                    }
+                }
             }
-        }
-        tx.commit().map_err(e)
+            tx.commit().map_err(e)
+        })();
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(e)?;
+        result
     }
 
     /// SQLite's `PRAGMA integrity_check` and `foreign_key_check`: the problems found.
@@ -707,6 +750,13 @@ mod tests {
         // a reference to an unknown path rolls the whole batch back
         assert!(db.register(&[reg("c", &[]), reg("d", &["zzz"])]).is_err());
         assert!(!db.is_valid("c").expect("query"));
+        assert!(db.integrity_problems().expect("check").is_empty());
+        // a path still referred to cannot be unregistered: the batch rolls back
+        assert!(db.unregister(&["a".into()]).is_err());
+        assert!(db.is_valid("a").expect("query"));
+        db.register(&[reg("e", &[])]).expect("register");
+        db.unregister(&["e".into()]).expect("unregister");
+        assert!(!db.is_valid("e").expect("query"));
         assert!(db.integrity_problems().expect("check").is_empty());
         drop(db);
         // reopening does not migrate again
