@@ -7,56 +7,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{repo_root, Output, TestEnv};
+use crate::common::{repo_root, Root, TestEnv};
 
-/// A store root inside the test's directory, and the means to run commands on it.
-struct Store<'a> {
-    env: &'a TestEnv,
-    root: PathBuf,
+fn build_json(store: &Root, profile: &str) -> Value {
+    let out = store.run(&["build", "--json", profile]);
+    assert_eq!(out.code, 0, "build failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("build --json")
 }
 
-impl<'a> Store<'a> {
-    fn new(env: &'a TestEnv) -> Store<'a> {
-        Store {
-            env,
-            root: env.path().join("root"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let root = self.root.to_string_lossy().into_owned();
-        let mut all = vec!["--root", root.as_str()];
-        all.extend_from_slice(args);
-        self.env.run(&all)
-    }
-
-    fn build_json(&self, profile: &str) -> Value {
-        let out = self.run(&["build", "--json", profile]);
-        assert_eq!(out.code, 0, "build failed: {}", out.stderr);
-        serde_json::from_str(&out.stdout).expect("build --json")
-    }
-
-    fn plan(&self, profile: &str) -> Vec<Value> {
-        let out = self.run(&["plan", "--json", profile]);
-        assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
-        serde_json::from_str::<Value>(&out.stdout)
-            .expect("plan --json")
-            .as_array()
-            .expect("a list")
-            .clone()
-    }
-
-    /// Entries of `store/`, sorted.
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.root.join("store"))
-            .map(|d| {
-                d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
+fn plan(store: &Root, profile: &str) -> Vec<Value> {
+    let out = store.run(&["plan", "--json", profile]);
+    assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
+    serde_json::from_str::<Value>(&out.stdout)
+        .expect("plan --json")
+        .as_array()
+        .expect("a list")
+        .clone()
 }
 
 /// The store path of part `part` in a plan.
@@ -84,8 +50,8 @@ fn build_is_read_only_registered_and_not_repeated() {
     let env = TestEnv::new();
     let (profile, _) = c_project(&env);
     env.write("software.cfg", &profile);
-    let store = Store::new(&env);
-    let first = store.build_json("software.cfg");
+    let store = Root::new(&env);
+    let first = build_json(&store, "software.cfg");
     let release = first["release"].as_str().expect("release");
     let greet = first["parts"]["greet"].as_str().expect("greet");
     assert_eq!(first["built"].as_array().expect("built").len(), 2);
@@ -128,7 +94,7 @@ fn build_is_read_only_registered_and_not_repeated() {
 
     // a second build builds nothing, and prints the same release
     let start = Instant::now();
-    let second = store.build_json("software.cfg");
+    let second = build_json(&store, "software.cfg");
     let elapsed = start.elapsed();
     assert_eq!(second["built"].as_array().expect("built").len(), 0);
     assert_eq!(second["release"], first["release"]);
@@ -136,8 +102,7 @@ fn build_is_read_only_registered_and_not_repeated() {
         elapsed < Duration::from_secs(5),
         "a no-op build took {elapsed:?}"
     );
-    assert!(store
-        .plan("software.cfg")
+    assert!(plan(&store, "software.cfg")
         .iter()
         .all(|d| d["built"] == true));
 
@@ -205,14 +170,14 @@ fn hashes_follow_inputs_not_urls_or_places() {
     for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
         std::fs::copy(env.path().join(f), env.path().join("a").join(f)).expect("copy");
     }
-    let store = Store::new(&env);
-    let base = path_of(&store.plan("a/software.cfg"), "greet");
+    let store = Root::new(&env);
+    let base = path_of(&plan(&store, "a/software.cfg"), "greet");
 
     // the same profile tree elsewhere: same hashes
     std::fs::create_dir_all(env.path().join("elsewhere/deeper")).expect("mkdir");
     std::fs::rename(env.path().join("a"), env.path().join("elsewhere/deeper/b")).expect("move");
     assert_eq!(
-        path_of(&store.plan("elsewhere/deeper/b/software.cfg"), "greet"),
+        path_of(&plan(&store, "elsewhere/deeper/b/software.cfg"), "greet"),
         base
     );
 
@@ -228,7 +193,7 @@ fn hashes_follow_inputs_not_urls_or_places() {
     )
     .expect("copy");
     env.write("software.cfg", &moved);
-    assert_eq!(path_of(&store.plan("software.cfg"), "greet"), base);
+    assert_eq!(path_of(&plan(&store, "software.cfg"), "greet"), base);
 
     // a changed patch: a new hash (and the profile must give the patch's new MD5)
     let patch = std::fs::read_to_string(env.path().join("fix-greeting.patch")).expect("read");
@@ -244,11 +209,11 @@ fn hashes_follow_inputs_not_urls_or_places() {
     let md5 = format!("{:x}", md5_of(new_patch.as_bytes()));
     let with_md5 = moved.replace("82cb7d66f16975696e80f25afc1c388f", &md5);
     env.write("software.cfg", &with_md5);
-    let changed = path_of(&store.plan("software.cfg"), "greet");
+    let changed = path_of(&plan(&store, "software.cfg"), "greet");
     assert_ne!(changed, base);
     // and a changed option too
     env.write("software.cfg", &format!("{with_md5}make-options = V=1\n"));
-    assert_ne!(path_of(&store.plan("software.cfg"), "greet"), changed);
+    assert_ne!(path_of(&plan(&store, "software.cfg"), "greet"), changed);
 }
 
 fn md5_of(bytes: &[u8]) -> u128 {
@@ -269,10 +234,10 @@ fn md5_of(bytes: &[u8]) -> u128 {
 fn wrong_checksum_is_refused_and_changes_nothing() {
     let env = TestEnv::new();
     let (profile, md5) = c_project(&env);
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     // a first, good build so that the store is not empty
     env.write("good/software.cfg", "[buildout]\nparts = t\n[t]\nrecipe = slapos.recipe.template\ninline = x\noutput = ${buildout:directory}/t\n");
-    store.build_json("good/software.cfg");
+    build_json(&store, "good/software.cfg");
     let before = store.entries();
     let bad = profile.replace(&md5, "0123456789abcdef0123456789abcdef");
     env.write("software.cfg", &bad);
@@ -304,7 +269,7 @@ fn wrong_checksum_is_refused_and_changes_nothing() {
 #[test]
 fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     let marker = env.path().join("started");
     let profile = format!(
         "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  if [ ! -e {done} ]; then sleep 60; fi\n  echo done > $out/bin/x\n",
@@ -326,7 +291,7 @@ fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
     }
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
-    let plan = store.plan("software.cfg");
+    let plan = plan(&store, "software.cfg");
     let slow = path_of(&plan, "slow");
     assert!(plan.iter().all(|d| d["built"] == false), "{plan:?}");
     let info = store.run(&["path-info", &slow]);
@@ -336,7 +301,7 @@ fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 
     std::fs::write(env.path().join("second-run"), "").expect("write");
-    let second = store.build_json("software.cfg");
+    let second = build_json(&store, "software.cfg");
     assert_eq!(second["parts"]["slow"], slow.as_str());
     assert_eq!(
         std::fs::read_to_string(format!("{slow}/bin/x")).expect("read"),
@@ -359,7 +324,7 @@ fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
 #[test]
 fn concurrent_builds_build_each_derivation_once() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     let counter = env.path().join("runs");
     let profile = format!(
         "[buildout]\nparts = a b\n[a]\nrecipe = plone.recipe.command\ncommand = echo a >> {c}; sleep 1; echo a > $out/a\n[b]\nrecipe = plone.recipe.command\ncommand = echo b >> {c}; echo ${{a:location}} > $out/b\n",
@@ -395,7 +360,7 @@ fn concurrent_builds_build_each_derivation_once() {
     let runs = std::fs::read_to_string(&counter).expect("runs");
     assert_eq!(runs, "a\nb\n", "each command runs once");
     // b refers to a at run time, found by scanning its output
-    let plan = store.plan("software.cfg");
+    let plan = plan(&store, "software.cfg");
     let b = path_of(&plan, "b");
     let info: Value =
         serde_json::from_str(&store.run(&["path-info", "--json", &b]).stdout).expect("json");
@@ -408,7 +373,7 @@ fn concurrent_builds_build_each_derivation_once() {
 #[test]
 fn bad_profiles_are_refused_with_the_part_and_recipe() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     env.write(
         "software.cfg",
         "[buildout]\nparts = x\n[x]\nrecipe = zc.recipe.egg\neggs = six\n",
@@ -440,9 +405,12 @@ fn bad_profiles_are_refused_with_the_part_and_recipe() {
 #[test]
 fn examples_build_and_run() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     let examples = repo_root().join("examples");
-    let linked = store.build_json(&examples.join("linked/software.cfg").to_string_lossy());
+    let linked = build_json(
+        &store,
+        &examples.join("linked/software.cfg").to_string_lossy(),
+    );
     let hello = linked["parts"]["hello"].as_str().expect("hello");
     let lib = linked["parts"]["libgreet"].as_str().expect("libgreet");
     let out = std::process::Command::new(format!("{hello}/bin/hello"))
@@ -465,7 +433,7 @@ fn examples_build_and_run() {
 #[test]
 fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     let tarball = lua_tarball();
     let out = store.run(&["add-source", &tarball.to_string_lossy()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -529,7 +497,7 @@ fn run_script(script: &Path, args: &[&str]) -> String {
 #[test]
 fn store_add_and_register_fill_the_store_in_batches() {
     let env = TestEnv::new();
-    let store = Store::new(&env);
+    let store = Root::new(&env);
     env.write("files/a.txt", "a\n");
     env.write("files/b.txt", "b\n");
     env.write("tree/bin/tool", "#!/bin/sh\necho tool\n");

@@ -6,22 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use crate::common::{repo_root, Output, TestEnv};
-
-fn run(root: &Path, dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_slapstore"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run slapstore");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::common::{repo_root, run_root as run, Output, TestEnv};
 
 fn ok(root: &Path, dir: &Path, args: &[&str]) -> Output {
     let out = run(root, dir, args);

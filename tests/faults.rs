@@ -10,22 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{repo_root, Output, TestEnv};
-
-fn run(root: &Path, dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_slapstore"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run slapstore");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::common::{repo_root, run_root as run, TestEnv};
 
 /// A small deterministic generator (xorshift), so that a failing run can be replayed.
 struct Rng(u64);

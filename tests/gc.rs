@@ -1,64 +1,13 @@
 //! End-to-end tests of `gc`, `why-alive`, `pin`/`unpin` and `optimise` through the real binary.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-use crate::common::{repo_root, Output, TestEnv};
+use crate::common::{repo_root, Root, TestEnv};
 
-struct Root<'a> {
-    env: &'a TestEnv,
-    root: PathBuf,
-}
-
-impl<'a> Root<'a> {
-    fn new(env: &'a TestEnv) -> Root<'a> {
-        Root {
-            env,
-            root: env.path().join("root"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let root = self.root.to_string_lossy().into_owned();
-        let mut all = vec!["--root", root.as_str()];
-        all.extend_from_slice(args);
-        self.env.run(&all)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
-        out.stdout
-    }
-
-    fn gc_json(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["gc", "--json"];
-        args.extend_from_slice(extra);
-        serde_json::from_str(&self.ok(&args)).expect("gc --json")
-    }
-
-    fn entries(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.root.join("store"))
-            .expect("store")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn serve(&self, name: &str) -> String {
-        let out =
-            std::process::Command::new(self.root.join("partitions").join(name).join("bin/run"))
-                .output()
-                .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+fn gc_json(r: &Root, extra: &[&str]) -> Value {
+    let mut args = vec!["gc", "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&r.ok(&args)).expect("gc --json")
 }
 
 fn demo(file: &str) -> String {
@@ -87,7 +36,7 @@ fn gc_removes_old_releases_and_keeps_every_live_path() {
     let before = r.entries();
 
     // the dry run names the unused build, deletes nothing
-    let dry = r.gc_json(&["--dry-run"]);
+    let dry = gc_json(&r, &["--dry-run"]);
     let would: Vec<&str> = dry["deleted"]
         .as_array()
         .expect("list")
@@ -102,7 +51,7 @@ fn gc_removes_old_releases_and_keeps_every_live_path() {
     assert_eq!(r.entries(), before);
 
     // old generations still hold release 1
-    let gc = r.gc_json(&[]);
+    let gc = gc_json(&r, &[]);
     assert_eq!(gc["deleted"].as_array().expect("list").len(), 2);
     assert!(gc["freed_bytes"].as_u64().expect("n") > 0);
     assert!(
@@ -116,7 +65,7 @@ fn gc_removes_old_releases_and_keeps_every_live_path() {
     // drop them: release 1, its server and the old generations go; everything live stays
     r.ok(&["instance", "delete-generations", "a", "--keep", "1"]);
     r.ok(&["instance", "delete-generations", "b", "1"]);
-    let gc = r.gc_json(&[]);
+    let gc = gc_json(&r, &[]);
     let deleted: Vec<&str> = gc["deleted"]
         .as_array()
         .expect("list")
@@ -143,7 +92,7 @@ fn gc_removes_old_releases_and_keeps_every_live_path() {
     let verify = r.run(&["verify", "--check-contents"]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
     // nothing more to collect
-    assert_eq!(r.gc_json(&[])["deleted"], serde_json::json!([]));
+    assert_eq!(gc_json(&r, &[])["deleted"], serde_json::json!([]));
     // a rollback to a deleted generation is refused
     assert_eq!(r.run(&["instance", "rollback", "a", "--to", "1"]).code, 2);
 }
@@ -160,7 +109,7 @@ fn pins_keep_closures_and_why_alive_explains() {
     ]);
     let release = release.trim().to_owned();
     r.ok(&["pin", &release, "--name", "linked"]);
-    assert_eq!(r.gc_json(&[])["deleted"], serde_json::json!([]));
+    assert_eq!(gc_json(&r, &[])["deleted"], serde_json::json!([]));
     let lib = r
         .entries()
         .into_iter()
@@ -176,13 +125,13 @@ fn pins_keep_closures_and_why_alive_explains() {
     assert_eq!(r.run(&["unpin", "linked"]).code, 2);
     let why = r.ok(&["why-alive", &format!("{}/store/{lib}", r.root.display())]);
     assert!(why.contains("not reachable"), "{why}");
-    let gc = r.gc_json(&["--max-freed", "1"]);
+    let gc = gc_json(&r, &["--max-freed", "1"]);
     assert_eq!(
         gc["deleted"].as_array().expect("list").len(),
         1,
         "--max-freed stops early"
     );
-    let gc = r.gc_json(&[]);
+    let gc = gc_json(&r, &[]);
     assert_eq!(
         gc["deleted"].as_array().expect("list").len(),
         2,
@@ -220,7 +169,7 @@ fn gc_removes_what_killed_builds_left() {
     child.kill().expect("kill");
     child.wait().expect("wait");
     assert_eq!(r.entries().len(), 1, "the killed build's partial output");
-    let gc = r.gc_json(&[]);
+    let gc = gc_json(&r, &[]);
     assert_eq!(gc["leftovers"].as_array().expect("list").len(), 2, "{gc}");
     assert!(r.entries().is_empty());
     assert!(std::fs::read_dir(r.root.join("var/tmp"))
@@ -332,7 +281,7 @@ fn optimise_shares_identical_files() {
     let verify = r.run(&["verify", "--check-contents"]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
     // gc of a path holding the shared copy leaves the others intact
-    let gc = r.gc_json(&[]);
+    let gc = gc_json(&r, &[]);
     assert_eq!(gc["deleted"].as_array().expect("list").len(), 3);
     env.write("four/data.bin", &big);
     r.ok(&["store", "add", "four"]);

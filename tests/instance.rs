@@ -1,72 +1,28 @@
 //! End-to-end tests of `slapstore instance ...` through the real binary: partitions over shared
 //! binaries, generations, upgrades and rollbacks, and refusals that change nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{repo_root, Output, TestEnv};
+use crate::common::{repo_root, Root, TestEnv};
 
-struct Root<'a> {
-    env: &'a TestEnv,
-    root: PathBuf,
+fn generations(r: &Root, name: &str) -> Vec<Value> {
+    let text = r.ok(&["instance", "generations", "--json", name]);
+    serde_json::from_str::<Value>(&text)
+        .expect("json")
+        .as_array()
+        .expect("list")
+        .clone()
 }
 
-impl<'a> Root<'a> {
-    fn new(env: &'a TestEnv) -> Root<'a> {
-        Root {
-            env,
-            root: env.path().join("root"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let root = self.root.to_string_lossy().into_owned();
-        let mut all = vec!["--root", root.as_str()];
-        all.extend_from_slice(args);
-        self.env.run(&all)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
-        out.stdout
-    }
-
-    fn partition(&self, name: &str) -> PathBuf {
-        self.root.join("partitions").join(name)
-    }
-
-    /// Runs the instance's service once.
-    fn serve(&self, name: &str) -> String {
-        let out = std::process::Command::new(self.partition(name).join("bin/run"))
-            .output()
-            .expect("run the service");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn generations(&self, name: &str) -> Vec<Value> {
-        let text = self.ok(&["instance", "generations", "--json", name]);
-        serde_json::from_str::<Value>(&text)
-            .expect("json")
-            .as_array()
-            .expect("list")
-            .clone()
-    }
-
-    fn current(&self, name: &str) -> i64 {
-        let gens = self.generations(name);
-        gens.iter()
-            .find(|g| g["current"] == true)
-            .expect("a current generation")["number"]
-            .as_i64()
-            .expect("number")
-    }
+fn current(r: &Root, name: &str) -> i64 {
+    let gens = generations(r, name);
+    gens.iter()
+        .find(|g| g["current"] == true)
+        .expect("a current generation")["number"]
+        .as_i64()
+        .expect("number")
 }
 
 fn demo(file: &str) -> String {
@@ -123,7 +79,7 @@ fn instances_share_binaries_upgrade_and_roll_back_with_their_data() {
         assert!(wrapper.contains(&servers[0]), "{wrapper}");
     }
     // the release passed as a store path works too
-    let gens = r.generations("web-1");
+    let gens = generations(&r, "web-1");
     let release = gens[0]["release"].as_str().expect("release").to_owned();
     r.ok(&["instance", "create", "web-3", "--software", &release]);
     assert_eq!(
@@ -145,7 +101,7 @@ fn instances_share_binaries_upgrade_and_roll_back_with_their_data() {
         r.serve("web-1"),
         "web-1: Bonjour on port 8081 (server 2.0), visit 2\n"
     );
-    let gens = r.generations("web-1");
+    let gens = generations(&r, "web-1");
     assert_eq!(gens.len(), 2);
     assert_eq!(gens[1]["current"], true);
     assert_eq!(gens[1]["parent"], 1);
@@ -166,7 +122,7 @@ fn instances_share_binaries_upgrade_and_roll_back_with_their_data() {
         r.serve("web-1"),
         "web-1: Hello on port 8081 (server 1.0), visit 3\n"
     );
-    assert_eq!(r.current("web-1"), 1);
+    assert_eq!(current(&r, "web-1"), 1);
     // forward again to a given generation
     r.ok(&["instance", "rollback", "web-1", "--to", "2"]);
     assert_eq!(
@@ -202,7 +158,7 @@ fn rollback_follows_the_parent_not_the_previous_number() {
         "greeting=B",
     ]);
     r.ok(&["instance", "rollback", "a"]);
-    assert_eq!(r.current("a"), 1);
+    assert_eq!(current(&r, "a"), 1);
     r.ok(&[
         "instance",
         "upgrade",
@@ -212,11 +168,11 @@ fn rollback_follows_the_parent_not_the_previous_number() {
         "-p",
         "greeting=C",
     ]);
-    assert_eq!(r.current("a"), 3);
+    assert_eq!(current(&r, "a"), 3);
     assert!(r.serve("a").starts_with("a: C "));
     // C's parent is A: rolling back lands on A, not on B (NixOS/nix#311)
     r.ok(&["instance", "rollback", "a"]);
-    assert_eq!(r.current("a"), 1);
+    assert_eq!(current(&r, "a"), 1);
     assert!(r.serve("a").starts_with("a: A "));
     // and A has no parent
     let out = r.run(&["instance", "rollback", "a"]);
@@ -226,7 +182,7 @@ fn rollback_follows_the_parent_not_the_previous_number() {
         "{}",
         out.stderr
     );
-    assert_eq!(r.current("a"), 1);
+    assert_eq!(current(&r, "a"), 1);
 }
 
 #[test]
@@ -329,7 +285,7 @@ fn bad_input_changes_nothing() {
         out.stderr
     );
 
-    assert_eq!(r.generations("web").len(), 1);
+    assert_eq!(generations(&r, "web").len(), 1);
     assert_eq!(
         std::fs::read_link(r.partition("web").join("current")).expect("current"),
         before
@@ -362,8 +318,7 @@ fn delete_generations_and_destroy() {
     let out = r.run(&["instance", "delete-generations", "web", "2"]);
     assert_eq!(out.code, 2);
     r.ok(&["instance", "delete-generations", "web", "--keep", "1"]);
-    let numbers: Vec<i64> = r
-        .generations("web")
+    let numbers: Vec<i64> = generations(&r, "web")
         .iter()
         .map(|g| g["number"].as_i64().expect("n"))
         .collect();
@@ -373,7 +328,7 @@ fn delete_generations_and_destroy() {
     r.ok(&["instance", "rollback", "web", "--to", "4"]);
     // rollback from 4 walks 4 → 3 (deleted) → 2
     r.ok(&["instance", "rollback", "web"]);
-    assert_eq!(r.current("web"), 2);
+    assert_eq!(current(&r, "web"), 2);
 
     r.serve("web");
     r.ok(&["instance", "destroy", "web", "--keep-data"]);

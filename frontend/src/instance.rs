@@ -196,7 +196,7 @@ impl Context<'_> {
             .collect::<Result<_>>()?;
         let drvs: Vec<Derivation> = rendered.iter().map(|(d, _)| d.clone()).collect();
         self.realise(&drvs)?;
-        let now = now();
+        let now = slapstore_store::build::unix_now();
         let params = serde_json::to_string(parameters).unwrap_or_default();
         let new: Vec<NewGeneration> = names
             .iter()
@@ -254,7 +254,7 @@ impl Context<'_> {
             release: release.to_string(),
             parameters: serde_json::to_string(&merged).unwrap_or_default(),
             parent: Some(current.number),
-            created: now(),
+            created: slapstore_store::build::unix_now(),
             deleted: false,
         };
         self.store.db().add_generations(&[NewGeneration {
@@ -453,10 +453,4 @@ fn generation_derivation(
             files: BTreeMap::new(),
         },
     ))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use slapstore_store::error::io_error;
+use slapstore_store::output::set_mtime;
 use slapstore_store::{roots, Result, Store};
 
 /// Below ext4's limit of 65,000 links per inode.
@@ -201,27 +201,4 @@ fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<
     }
     set_mtime(dir)?;
     result.map(|()| reflinked)
-}
-
-fn set_mtime(path: &Path) -> Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io_error(path, std::io::Error::other("NUL in path")))?;
-    let one = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
-    let times = [one, one];
-    // SAFETY: `c` is NUL-terminated and outlives the call; `times` holds two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io_error(path, std::io::Error::last_os_error()));
-    }
-    Ok(())
 }

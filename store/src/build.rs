@@ -565,7 +565,8 @@ fn candidates(store: &Store, drv: &Derivation) -> Result<Vec<StorePath>> {
     Ok(out)
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// Seconds since the epoch.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -227,7 +227,7 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
 }
 
 /// Sets the mtime (and atime) of `path`, not following symlinks, to 1 s after the epoch.
-fn set_mtime(path: &Path) -> Result<()> {
+pub fn set_mtime(path: &Path) -> Result<()> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io_error(path, std::io::Error::other("path contains a NUL byte")))?;
     let one = libc::timespec {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{io_error, Result};
+use crate::store::open_lock_file;
 use crate::{Store, StorePath};
 
 /// This process's temporary roots file, created on first use and locked while the process lives.
@@ -71,12 +72,7 @@ impl TempRoots {
 /// The GC lock, shared: held only while a temporary root is written.
 fn gc_lock_shared(store: &Store) -> Result<fs::File> {
     let path = gc_lock_path(store);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
+    let file = open_lock_file(&path)?;
     file.lock_shared().map_err(|e| io_error(&path, e))?;
     Ok(file)
 }
@@ -88,12 +84,7 @@ fn gc_lock_path(store: &Store) -> PathBuf {
 /// The GC lock, exclusive: held by a collection for its whole run.
 pub fn gc_lock(store: &Store) -> Result<fs::File> {
     let path = gc_lock_path(store);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
+    let file = open_lock_file(&path)?;
     file.lock().map_err(|e| io_error(&path, e))?;
     Ok(file)
 }

@@ -102,12 +102,7 @@ impl Store {
     /// Tries to take the lock named `name` without waiting; `None` if another process holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
         let path = self.root.join("var/lock").join(format!("{name}.lock"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -146,14 +141,19 @@ impl Store {
     }
 }
 
-/// Takes an exclusive `flock` on the file at `path` (created if needed), blocking.
-fn lock_file(path: &Path) -> Result<Lock> {
-    let file = fs::OpenOptions::new()
+/// Opens (creating if needed) the lock file at `path`, without locking it.
+pub fn open_lock_file(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|e| io_error(path, e))
+}
+
+/// Takes an exclusive `flock` on the file at `path` (created if needed), blocking.
+fn lock_file(path: &Path) -> Result<Lock> {
+    let file = open_lock_file(path)?;
     file.lock().map_err(|e| io_error(path, e))?;
     Ok(Lock { _file: file })
 }

@@ -60,3 +60,76 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A store root under a test's directory, and commands run on it from that directory.
+pub struct Root {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Root {
+    /// `<test dir>/root`, commands run in the test's directory.
+    pub fn new(env: &TestEnv) -> Root {
+        Root {
+            dir: env.path().to_owned(),
+            root: env.path().join("root"),
+        }
+    }
+
+    /// Runs `slapstore --root ROOT ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_root(&self.root, &self.dir, args)
+    }
+
+    /// Runs it and insists that it succeeds; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+    }
+
+    /// Entries of `store/`, sorted (none if there is no store yet).
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join("store"))
+            .map(|d| {
+                d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub fn partition(&self, name: &str) -> PathBuf {
+        self.root.join("partitions").join(name)
+    }
+
+    /// Runs an instance's service (`bin/run`) once; its output.
+    pub fn serve(&self, name: &str) -> String {
+        let out = Command::new(self.partition(name).join("bin/run"))
+            .output()
+            .expect("run the service");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Runs `slapstore --root ROOT ARGS` in `dir`.
+pub fn run_root(root: &Path, dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["--root".as_ref(), root.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    let out = Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .args(all)
+        .current_dir(dir)
+        .output()
+        .expect("run slapstore");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -320,7 +320,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                         "`{age}` is not a duration like 30d, 12h, 90m or 45s"
                     ))
                 })?;
-                let limit = now() - secs;
+                let limit = slapstore_store::build::unix_now() - secs;
                 live.iter()
                     .filter(|g| g.created < limit)
                     .map(|g| g.number)
@@ -461,10 +461,4 @@ fn duration(text: &str) -> Option<i64> {
             _ => return None,
         },
     )
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
