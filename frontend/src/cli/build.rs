@@ -1,11 +1,10 @@
 //! `slapstore plan` and `slapstore build`: a profile's derivations in build order, and building
 //! them (then the release, whose store path is printed last on stdout).
 
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::Write;
 
 use clap::Args;
-use slapstore_store::build::{self, BuildOptions, Event, Observer};
+use slapstore_store::build::{self, BuildOptions};
 use slapstore_store::{Derivation, Store};
 
 use super::eval::ProfileArgs;
@@ -137,56 +136,6 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
     super::print(&out)
 }
 
-/// Prints build progress on stderr: a counter line per event (`-q` prints failures only).
-struct Progress {
-    total: usize,
-    done: AtomicUsize,
-    quiet: bool,
-    terminal: bool,
-}
-
-impl Observer for Progress {
-    fn event(&self, event: Event) {
-        let line = match event {
-            Event::Valid(_) => {
-                self.done.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Event::Started(d) => format!("building {} ({})", d.name(), d.recipe().name()),
-            Event::Built { drv, millis } => {
-                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                format!(
-                    "[{n}/{}] built {} in {:.1} s",
-                    self.total,
-                    drv.name(),
-                    millis as f64 / 1000.0
-                )
-            }
-            Event::Substituted { drv, from } => {
-                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                format!("[{n}/{}] fetched {} from {from}", self.total, drv.name())
-            }
-            Event::Warning { drv, message } => {
-                eprintln!("warning: {}: {message}", drv.name());
-                return;
-            }
-            Event::Failed { drv, error } => {
-                let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                let line = format!("[{n}/{}] failed {}: {error}", self.total, drv.name());
-                eprintln!("{line}");
-                return;
-            }
-        };
-        if !self.quiet {
-            if self.terminal {
-                eprintln!("\x1b[1m{line}\x1b[0m");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
 pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
     let store = match Store::open(&store_args.root()) {
         Ok(s) => s,
@@ -212,13 +161,9 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         allow_unpinned: args.allow_unpinned,
         substituter,
     };
-    let progress = Progress {
-        total: drvs.len(),
-        done: AtomicUsize::new(0),
-        quiet: store_args.quiet,
-        terminal: std::io::stderr().is_terminal(),
-    };
+    let progress = super::progress::Progress::new(drvs.len(), store_args.quiet);
     let outcome = build::build(&store, &drvs, &options, &progress);
+    drop(progress);
     let Some(release) = drvs.last() else {
         return report::failure("the profile has no release");
     };

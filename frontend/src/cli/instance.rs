@@ -90,19 +90,6 @@ enum InstanceCommand {
     },
 }
 
-struct Quiet;
-impl slapstore_store::build::Observer for Quiet {
-    fn event(&self, event: slapstore_store::build::Event) {
-        use slapstore_store::build::Event;
-        match event {
-            Event::Started(d) => eprintln!("building {} ({})", d.name(), d.recipe().name()),
-            Event::Substituted { drv, from } => eprintln!("fetched {} from {from}", drv.name()),
-            Event::Warning { drv, message } => eprintln!("warning: {}: {message}", drv.name()),
-            _ => {}
-        }
-    }
-}
-
 fn name(text: &str) -> Result<InstanceName, i32> {
     InstanceName::new(text).map_err(|e| report::usage(&e.to_string()))
 }
@@ -149,7 +136,9 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         .clone()
         .map(|p| std::path::absolute(&p).unwrap_or(p))
         .unwrap_or_else(|| store.root().join("partitions"));
-    let observer = Quiet;
+    // the number of derivations is known only once the software is evaluated: the bar counts
+    // what it sees
+    let observer = super::progress::Progress::new(0, store_args.quiet);
     let ctx = Context {
         store: &store,
         partitions,

@@ -8,6 +8,7 @@ mod gc;
 mod inspect;
 mod instance;
 mod plumbing;
+mod progress;
 mod report;
 mod sources;
 
