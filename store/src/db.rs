@@ -149,6 +149,19 @@ impl Db {
         db_error(&self.path, e)
     }
 
+    /// The rows of a query, each mapped by `f`.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params, f).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     fn configure(&mut self) -> Result<()> {
         self.conn
             .busy_timeout(Duration::from_secs(600))
@@ -326,12 +339,7 @@ impl Db {
     }
 
     fn names(&self, sql: &str, name: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([name], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows(sql, [name], |r| r.get(0))
     }
 
     /// The derivation (JSON) that built `name`, if it was built here.
@@ -344,27 +352,19 @@ impl Db {
 
     /// Valid paths that `optimise` has not deduplicated yet.
     pub fn unoptimised(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM paths WHERE optimised = 0 ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT name FROM paths WHERE optimised = 0 ORDER BY name",
+            [],
+            |r| r.get(0),
+        )
     }
 
     /// The content index of `optimise`: key (`<blake3>-<x or ->`) → a file holding that
     /// content (relative to the store directory), and how many links it has.
     pub fn content_index(&self) -> Result<Vec<(String, String, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, file, links FROM contents")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows("SELECT key, file, links FROM contents", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
     }
 
     /// Records an `optimise` run: the paths done and the index entries added or changed.
@@ -400,27 +400,17 @@ impl Db {
 
     /// The base names of every valid path.
     pub fn all_names(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name FROM paths")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows("SELECT name FROM paths", [], |r| r.get(0))
     }
 
     /// Every valid path.
     pub fn all_paths(&self) -> Result<Vec<PathRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT name, content_hash, size, registered, build_ms, recipe
-                 FROM paths ORDER BY name",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], row).map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT name, content_hash, size, registered, build_ms, recipe
+             FROM paths ORDER BY name",
+            [],
+            row,
+        )
     }
 
     /// Records new generations and makes each current, creating an instance on its first
@@ -518,26 +508,20 @@ impl Db {
     }
 
     pub fn instances(&self) -> Result<Vec<InstanceRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name, partition, current, created FROM instances ORDER BY name")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], instance_row).map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT name, partition, current, created FROM instances ORDER BY name",
+            [],
+            instance_row,
+        )
     }
 
     /// An instance's generations (deleted ones too), by number.
     pub fn generations(&self, instance: &str) -> Result<Vec<GenerationRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT instance, number, path, release, parameters, parent, created, deleted
-                 FROM generations WHERE instance = ?1 ORDER BY number",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([instance], |r| {
+        self.rows(
+            "SELECT instance, number, path, release, parameters, parent, created, deleted
+             FROM generations WHERE instance = ?1 ORDER BY number",
+            [instance],
+            |r| {
                 Ok(GenerationRow {
                     instance: r.get(0)?,
                     number: r.get(1)?,
@@ -548,49 +532,29 @@ impl Db {
                     created: r.get(6)?,
                     deleted: r.get::<_, i64>(7)? != 0,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// The whole reference graph in two scans: every valid path (id, name, size) and every
     /// reference (referrer id, reference id). What the collector marks over, in memory.
     pub fn graph(&self) -> Result<GraphRows> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, name, size FROM paths")
-            .map_err(|e| self.err(e))?;
-        let paths = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT referrer, reference FROM refs")
-            .map_err(|e| self.err(e))?;
-        let refs = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
+        let paths = self.rows("SELECT id, name, size FROM paths", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        let refs = self.rows("SELECT referrer, reference FROM refs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok((paths, refs))
     }
 
     /// Store paths of the generations that are roots (not deleted), with what they belong to.
     pub fn generation_roots(&self) -> Result<Vec<(String, String, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, instance, number FROM generations WHERE deleted = 0")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT path, instance, number FROM generations WHERE deleted = 0",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 
     /// Unregisters `names` in one transaction, in the given order (referrers before the paths

@@ -88,12 +88,7 @@ fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node
             }
         }
     } else if kind.is_dir() {
-        let mut names: Vec<PathBuf> = Vec::new();
-        for entry in fs::read_dir(path).map_err(|e| io_error(path, e))? {
-            let entry = entry.map_err(|e| io_error(path, e))?;
-            names.push(PathBuf::from(entry.file_name()));
-        }
-        names.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+        let names = sorted_names(path)?;
         let children: Vec<Node> = names
             .par_iter()
             .map(|name| node(&path.join(name), candidates, canonicalise))
@@ -192,12 +187,7 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
         size = total;
     } else if kind.is_dir() {
         fs::create_dir(to).map_err(|e| io_error(to, e))?;
-        let mut names: Vec<PathBuf> = Vec::new();
-        for entry in fs::read_dir(from).map_err(|e| io_error(from, e))? {
-            let entry = entry.map_err(|e| io_error(from, e))?;
-            names.push(PathBuf::from(entry.file_name()));
-        }
-        names.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+        let names = sorted_names(from)?;
         let children: Vec<Node> = names
             .par_iter()
             .map(|name| import_node(&from.join(name), &to.join(name)))
@@ -224,6 +214,18 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
         size,
         references: HashSet::new(),
     })
+}
+
+/// The names in directory `dir`, sorted by their bytes (the order of the content hash and of
+/// archives).
+pub fn sorted_names(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut names: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        names.push(PathBuf::from(entry.file_name()));
+    }
+    names.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    Ok(names)
 }
 
 /// Sets the mtime (and atime) of `path`, not following symlinks, to 1 s after the epoch.

@@ -12,7 +12,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -62,13 +61,7 @@ fn add<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &Path) -> Result<
         let mut h = header(tar::EntryType::Directory, 0o555, 0);
         tar.append_data(&mut h, name, std::io::empty())
             .map_err(|e| io(path, e))?;
-        let mut names: Vec<_> = fs::read_dir(path)
-            .map_err(|e| io(path, e))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| io(path, e))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for n in names {
+        for n in crate::output::sorted_names(path)? {
             add(tar, &path.join(&n), &name.join(&n))?;
         }
     } else {
