@@ -91,9 +91,20 @@ pub fn collect(
     let batch = options.batch.unwrap_or(1000).max(1);
     let total = chosen.len();
     for (n, names) in chosen.chunks(batch).enumerate() {
-        store.db().unregister(names)?;
+        // a path that something registered since the graph was loaded refers to is kept
+        let kept: HashSet<String> = store.db().unregister(names)?.into_iter().collect();
+        let names: Vec<String> = names
+            .iter()
+            .filter(|n| !kept.contains(*n))
+            .cloned()
+            .collect();
+        for k in &kept {
+            if let Some(&i) = graph.index.get(k) {
+                report.freed_bytes = report.freed_bytes.saturating_sub(graph.sizes[i as usize]);
+            }
+        }
         // one rename per tree: out of `store/` at once, then deleted at leisure
-        for name in names {
+        for name in &names {
             let from = store.store_dir().join(name);
             let to = trash.join(name);
             move_out(&from, &to)?;
@@ -102,7 +113,7 @@ pub fn collect(
             .par_iter()
             .map(|name| remove_tree(&trash.join(name)))
             .collect::<Result<Vec<_>>>()?;
-        report.deleted.extend(names.iter().cloned());
+        report.deleted.extend(names);
         progress(((n + 1) * batch).min(total), total);
     }
     let deleted: HashSet<&str> = report.deleted.iter().map(String::as_str).collect();
@@ -192,6 +203,8 @@ fn leftovers(
     graph: &Graph,
     roots: &HashSet<&str>,
 ) -> Result<(Vec<String>, std::collections::HashMap<String, Lock>)> {
+    // paths registered since the graph was loaded are valid too
+    let valid: HashSet<String> = store.db().all_names()?.into_iter().collect();
     let mut out = Vec::new();
     let mut locks = std::collections::HashMap::new();
     for (dir, prefix) in [
@@ -203,9 +216,8 @@ fn leftovers(
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if (prefix.is_empty() && graph.index.contains_key(&name))
-                || roots.contains(name.as_str())
-            {
+            let registered = graph.index.contains_key(&name) || valid.contains(&name);
+            if (prefix.is_empty() && registered) || roots.contains(name.as_str()) {
                 continue;
             }
             let Ok(path) = StorePath::parse(&name) else {

@@ -558,18 +558,18 @@ impl Db {
     }
 
     /// Unregisters `names` in one transaction, in the given order (referrers before the paths
-    /// they refer to; a path still referred to by a valid path cannot go).
-    pub fn unregister(&mut self, names: &[String]) -> Result<()> {
+    /// they refer to). A path that a valid path still refers to is kept; the kept are returned.
+    pub fn unregister(&mut self, names: &[String]) -> Result<Vec<String>> {
         let path = self.path.clone();
         let e = |e| db_error(&path, e);
-        // The collector ordered the batch from the whole graph under the GC lock, so the
-        // foreign keys' checks and cascades (a temporary b-tree per deleted row) are redundant:
-        // they are off for this transaction, its reference rows deleted explicitly, and the
-        // store checked afterwards: a path still referred to makes the whole batch roll back.
+        // The foreign keys' checks and cascades cost a temporary b-tree per deleted row: they
+        // are off for this transaction, which deletes reference rows itself and checks, path
+        // by path, that nothing refers to what it deletes.
         self.conn
             .execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(e)?;
         let result = (|| {
+            let mut kept = Vec::new();
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -590,7 +590,6 @@ impl Db {
                 let mut referred = tx
                     .prepare_cached("SELECT 1 FROM refs WHERE reference = ?1")
                     .map_err(e)?;
-                let mut ids = Vec::with_capacity(names.len());
                 for n in names {
                     let Some(i) = id
                         .query_row([n], |r| r.get::<_, i64>(0))
@@ -599,24 +598,19 @@ impl Db {
                     else {
                         continue;
                     };
+                    // referrers come first in the batch, so a reference still there is a path
+                    // the caller did not know of (registered since it looked): it stays
+                    if referred.exists([i]).map_err(e)? {
+                        kept.push(n.clone());
+                        continue;
+                    }
                     refs.execute([i]).map_err(e)?;
                     del.execute([i]).map_err(e)?;
                     drv.execute([n]).map_err(e)?;
-                    ids.push(i);
-                }
-                for i in ids {
-                    if referred.exists([i]).map_err(e)? {
-                        return Err(StoreError::Database {
-                            path: path.clone(),
-                            source: rusqlite::Error::SqliteFailure(
-                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                                Some("a path still referred to was to be unregistered".into()),
-                            ),
-                        });
-                    }
                 }
             }
-            tx.commit().map_err(e)
+            tx.commit().map_err(e)?;
+            Ok(kept)
         })();
         self.conn
             .execute_batch("PRAGMA foreign_keys = ON")
@@ -715,11 +709,11 @@ mod tests {
         assert!(db.register(&[reg("c", &[]), reg("d", &["zzz"])]).is_err());
         assert!(!db.is_valid("c").expect("query"));
         assert!(db.integrity_problems().expect("check").is_empty());
-        // a path still referred to cannot be unregistered: the batch rolls back
-        assert!(db.unregister(&["a".into()]).is_err());
+        // a path still referred to is kept
+        assert_eq!(db.unregister(&["a".into()]).expect("unregister"), ["a"]);
         assert!(db.is_valid("a").expect("query"));
         db.register(&[reg("e", &[])]).expect("register");
-        db.unregister(&["e".into()]).expect("unregister");
+        assert!(db.unregister(&["e".into()]).expect("unregister").is_empty());
         assert!(!db.is_valid("e").expect("query"));
         assert!(db.integrity_problems().expect("check").is_empty());
         drop(db);
