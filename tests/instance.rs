@@ -317,6 +317,26 @@ fn delete_generations_and_destroy() {
     // the current generation is never deleted
     let out = r.run(&["instance", "delete-generations", "web", "2"]);
     assert_eq!(out.code, 2);
+    // nothing is that old; a bad duration is refused
+    r.ok(&[
+        "instance",
+        "delete-generations",
+        "web",
+        "--older-than",
+        "1000d",
+    ]);
+    assert_eq!(generations(&r, "web").len(), 4);
+    assert_eq!(
+        r.run(&[
+            "instance",
+            "delete-generations",
+            "web",
+            "--older-than",
+            "soon"
+        ])
+        .code,
+        2
+    );
     r.ok(&["instance", "delete-generations", "web", "--keep", "1"]);
     let numbers: Vec<i64> = generations(&r, "web")
         .iter()
