@@ -59,15 +59,14 @@ fn walk(root: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Outp
 fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node> {
     let meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
     let kind = meta.file_type();
-    let mut h = blake3::Hasher::new();
     let mut references = HashSet::new();
+    let hash;
     let size;
     if kind.is_symlink() {
         let target = fs::read_link(path).map_err(|e| io_error(path, e))?;
         let bytes = target.as_os_str().as_bytes();
         candidates.scan_bytes(bytes, &mut references);
-        h.update(b"l");
-        h.update(bytes);
+        hash = link_hash(bytes);
         size = bytes.len() as u64;
     } else if kind.is_file() {
         let executable = meta.mode() & 0o111 != 0;
@@ -78,8 +77,7 @@ fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node
                 contents.update(chunk);
             })
             .map_err(|e| io_error(path, e))?;
-        h.update(if executable { b"fx" } else { b"f-" });
-        h.update(contents.finalize().as_bytes());
+        hash = file_hash(executable, &contents.finalize());
         if canonicalise {
             let mode = if executable { 0o555 } else { 0o444 };
             if meta.mode() & 0o7777 != mode {
@@ -93,17 +91,10 @@ fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node
             .par_iter()
             .map(|name| node(&path.join(name), candidates, canonicalise))
             .collect::<Result<_>>()?;
-        h.update(b"d");
-        let mut total = 0;
-        for (name, child) in names.iter().zip(children) {
-            let name = name.as_os_str().as_bytes();
-            h.update(format!("{}:", name.len()).as_bytes());
-            h.update(name);
-            h.update(child.hash.as_bytes());
-            total += child.size;
+        (hash, size) = dir_hash(&names, &children);
+        for child in children {
             references.extend(child.references);
         }
-        size = total;
         if canonicalise && meta.mode() & 0o7777 != 0o555 {
             fs::set_permissions(path, fs::Permissions::from_mode(0o555))
                 .map_err(|e| io_error(path, e))?;
@@ -117,7 +108,7 @@ fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node
         set_mtime(path)?;
     }
     Ok(Node {
-        hash: h.finalize(),
+        hash,
         size,
         references,
     })
@@ -140,15 +131,14 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
     use std::os::unix::fs::OpenOptionsExt;
     let meta = fs::symlink_metadata(from).map_err(|e| io_error(from, e))?;
     let kind = meta.file_type();
-    let mut h = blake3::Hasher::new();
+    let hash;
     let size;
     if kind.is_symlink() {
         let target = fs::read_link(from).map_err(|e| io_error(from, e))?;
         std::os::unix::fs::symlink(&target, to).map_err(|e| io_error(to, e))?;
         set_mtime(to)?;
         let bytes = target.as_os_str().as_bytes();
-        h.update(b"l");
-        h.update(bytes);
+        hash = link_hash(bytes);
         size = bytes.len() as u64;
     } else if kind.is_file() {
         let executable = meta.mode() & 0o111 != 0;
@@ -182,8 +172,7 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
         output
             .set_times(fs::FileTimes::new().set_modified(epoch).set_accessed(epoch))
             .map_err(|e| io_error(to, e))?;
-        h.update(if executable { b"fx" } else { b"f-" });
-        h.update(contents.finalize().as_bytes());
+        hash = file_hash(executable, &contents.finalize());
         size = total;
     } else if kind.is_dir() {
         fs::create_dir(to).map_err(|e| io_error(to, e))?;
@@ -192,16 +181,7 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
             .par_iter()
             .map(|name| import_node(&from.join(name), &to.join(name)))
             .collect::<Result<_>>()?;
-        h.update(b"d");
-        let mut total = 0;
-        for (name, child) in names.iter().zip(children) {
-            let name = name.as_os_str().as_bytes();
-            h.update(format!("{}:", name.len()).as_bytes());
-            h.update(name);
-            h.update(child.hash.as_bytes());
-            total += child.size;
-        }
-        size = total;
+        (hash, size) = dir_hash(&names, &children);
         fs::set_permissions(to, fs::Permissions::from_mode(0o555)).map_err(|e| io_error(to, e))?;
         set_mtime(to)?;
     } else {
@@ -210,10 +190,42 @@ fn import_node(from: &Path, to: &Path) -> Result<Node> {
         });
     }
     Ok(Node {
-        hash: h.finalize(),
+        hash,
         size,
         references: HashSet::new(),
     })
+}
+
+/// The content hash of a symlink node: `l` and its target.
+fn link_hash(target: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"l");
+    h.update(target);
+    h.finalize()
+}
+
+/// The content hash of a file node: `f`, its executable bit and the BLAKE3 of its bytes.
+fn file_hash(executable: bool, contents: &blake3::Hash) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(if executable { b"fx" } else { b"f-" });
+    h.update(contents.as_bytes());
+    h.finalize()
+}
+
+/// The content hash and size of a directory node: `d`, then each entry (sorted by name) as
+/// `<len>:<name>` and its hash.
+fn dir_hash(names: &[PathBuf], children: &[Node]) -> (blake3::Hash, u64) {
+    let mut h = blake3::Hasher::new();
+    h.update(b"d");
+    let mut total = 0;
+    for (name, child) in names.iter().zip(children) {
+        let name = name.as_os_str().as_bytes();
+        h.update(format!("{}:", name.len()).as_bytes());
+        h.update(name);
+        h.update(child.hash.as_bytes());
+        total += child.size;
+    }
+    (h.finalize(), total)
 }
 
 /// The names in directory `dir`, sorted by their bytes (the order of the content hash and of
