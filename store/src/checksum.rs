@@ -219,19 +219,7 @@ impl Hasher {
 
     /// Feeds everything `reader` gives until its end; returns how many bytes that was.
     pub fn update_from(&mut self, reader: &mut impl Read) -> io::Result<u64> {
-        let mut buffer = vec![0; 64 * 1024];
-        let mut total = 0;
-        loop {
-            match reader.read(&mut buffer) {
-                Ok(0) => return Ok(total),
-                Ok(n) => {
-                    self.update(&buffer[..n]);
-                    total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        for_each_chunk(reader, 64 * 1024, |chunk| self.update(chunk))
     }
 
     pub fn finalize(self) -> Checksum {
@@ -260,6 +248,28 @@ impl io::Write for Hasher {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Reads `reader` to its end in chunks of up to `buffer_size` bytes, handing each to `f`
+/// (retrying interrupted reads); returns how many bytes there were.
+pub(crate) fn for_each_chunk(
+    mut reader: impl Read,
+    buffer_size: usize,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    let mut buffer = vec![0; buffer_size];
+    let mut total = 0;
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                f(&buffer[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -454,19 +454,7 @@ impl Hashers {
     }
 
     fn update_from(&mut self, reader: &mut impl Read) -> io::Result<u64> {
-        let mut buffer = vec![0; BUFFER_SIZE];
-        let mut total = 0;
-        loop {
-            match reader.read(&mut buffer) {
-                Ok(0) => return Ok(total),
-                Ok(n) => {
-                    self.update(&buffer[..n]);
-                    total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        crate::checksum::for_each_chunk(reader, BUFFER_SIZE, |chunk| self.update(chunk))
     }
 
     /// The checksum of the algorithm asked for (if one was), and the BLAKE3.

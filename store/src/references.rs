@@ -84,30 +84,21 @@ impl Candidates {
     /// every chunk too (to hash the file in the same pass).
     pub fn scan_reader(
         &self,
-        mut reader: impl Read,
+        reader: impl Read,
         len_hint: u64,
         found: &mut HashSet<StorePath>,
         mut sink: impl FnMut(&[u8]),
     ) -> std::io::Result<u64> {
         // sized to the file: most outputs are many small files, and a zeroed 256 KiB buffer
         // each would cost more than reading them
-        let mut buffer = vec![0u8; (len_hint as usize + 1).clamp(64, 256 * 1024)];
+        let size = (len_hint as usize + 1).clamp(64, 256 * 1024);
         let mut carry = Vec::with_capacity(32);
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            total += n as u64;
-            sink(&buffer[..n]);
+        crate::checksum::for_each_chunk(reader, size, |chunk| {
+            sink(chunk);
             if !self.is_empty() {
-                self.scan_chunk(&buffer[..n], &mut carry, found);
+                self.scan_chunk(chunk, &mut carry, found);
             }
-        }
-        Ok(total)
+        })
     }
 }
 
