@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{repo_root, run_root as run, TestEnv};
+use crate::common::{demo, run_root as run, TestEnv};
 
 /// A small deterministic generator (xorshift), so that a failing run can be replayed.
 struct Rng(u64);
@@ -79,8 +79,7 @@ fn sigkill_at_random_moments_loses_nothing() {
         });
     eprintln!("fault trials: {trials}, seed {seed} (SLAPSTORE_FAULT_SEED replays it)");
     let mut rng = Rng(seed);
-    let v1 = repo_root().join("examples/multi-instance/software.cfg");
-    let v1 = v1.to_string_lossy().into_owned();
+    let v1 = demo("software.cfg");
     let instances = ["web-a", "web-b"];
     let mut recorded: Vec<(String, i64, String)> = Vec::new();
     let mut survived = 0;
@@ -356,8 +355,7 @@ fn many_processes_at_once_on_one_root() {
     let env = TestEnv::new();
     let dir = env.path().to_owned();
     let root = dir.join("root");
-    let v1 = repo_root().join("examples/multi-instance/software.cfg");
-    let v1 = v1.to_string_lossy().into_owned();
+    let v1 = demo("software.cfg");
     for i in 0..4 {
         env.write(
             &format!("p{i}/software.cfg"),

@@ -2,20 +2,12 @@
 
 use serde_json::Value;
 
-use crate::common::{repo_root, Root, TestEnv};
+use crate::common::{demo, repo_root, Root, TestEnv};
 
 fn gc_json(r: &Root, extra: &[&str]) -> Value {
     let mut args = vec!["gc", "--json"];
     args.extend_from_slice(extra);
     serde_json::from_str(&r.ok(&args)).expect("gc --json")
-}
-
-fn demo(file: &str) -> String {
-    repo_root()
-        .join("examples/multi-instance")
-        .join(file)
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{repo_root, Root, TestEnv};
+use crate::common::{demo, Root, TestEnv};
 
 fn generations(r: &Root, name: &str) -> Vec<Value> {
     let text = r.ok(&["instance", "generations", "--json", name]);
@@ -23,14 +23,6 @@ fn current(r: &Root, name: &str) -> i64 {
         .expect("a current generation")["number"]
         .as_i64()
         .expect("number")
-}
-
-fn demo(file: &str) -> String {
-    repo_root()
-        .join("examples/multi-instance")
-        .join(file)
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[test]

@@ -56,6 +56,15 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// A file of the multi-instance demo (`examples/multi-instance/FILE`), as a path argument.
+pub fn demo(file: &str) -> String {
+    repo_root()
+        .join("examples/multi-instance")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
