@@ -386,3 +386,120 @@ fn many_instances_in_one_command_cost_one_copy_of_the_binaries() {
     assert_eq!(names, ["bin", "current", "etc", "srv", "var"]);
     assert!(Path::new(&p.join("bin")).is_symlink());
 }
+
+/// A software profile whose instance profile is `instance` (indented under `inline =`).
+fn software_with_instance(env: &TestEnv, dir: &str, instance: &str) -> String {
+    let inline: String = instance.lines().map(|l| format!("  {l}\n")).collect();
+    env.write(
+        &format!("{dir}/software.cfg"),
+        &format!(
+            "[buildout]\nextends = {}\n[instance-profile]\ninline =\n{inline}",
+            demo("software.cfg")
+        ),
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+#[test]
+fn parameters_and_names_never_run_as_shell_code() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let marker = env.path().join("MARKER");
+    let m = marker.display().to_string();
+    let software = software_with_instance(
+        &env,
+        "sw",
+        "[buildout]\nparts = run\n[slap-parameter]\nport = 8080\ngreeting = Hello\nextra = x\n\
+         [run]\nrecipe = slapos.cookbook:wrapper\n\
+         command-line = /bin/sh -c 'echo \"port=$1 greeting=$2 X=$X\"' sh \"$${slap-parameter:port}\" \"$${slap-parameter:greeting}\" \"it's ok\"\n\
+         environment =\n  X = $${slap-parameter:extra}\n\
+         wrapper-path = $${buildout:directory}/bin/run\n",
+    );
+    // a legitimate command with spaces and quotes runs as written
+    r.ok(&[
+        "instance",
+        "create",
+        "ok",
+        "--software",
+        &software,
+        "-p",
+        "greeting=Good day",
+    ]);
+    assert_eq!(r.serve("ok"), "port=8080 greeting=Good day X=x\n");
+
+    // command substitution in a parameter reaching an argument and an environment value
+    r.ok(&[
+        "instance",
+        "create",
+        "inj",
+        "--software",
+        &software,
+        "-p",
+        &format!("port=$(touch {m})"),
+        "-p",
+        &format!("greeting=`touch {m}`;touch {m}"),
+        "-p",
+        &format!("extra=$(touch {m})'\"; touch {m}"),
+    ]);
+    let out = r.serve("inj");
+    assert!(out.starts_with(&format!("port=$(touch {m}) ")), "{out}");
+    assert!(
+        out.contains(&format!("greeting=`touch {m}`;touch {m}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("X=$(touch {m})'\"; touch {m}")),
+        "{out}"
+    );
+    assert!(!marker.exists(), "a parameter ran as shell code");
+
+    // a newline in a value that reaches `environment` would make a new key: refused
+    let out = r.run(&[
+        "instance",
+        "create",
+        "nl",
+        "--software",
+        &software,
+        "-p",
+        &format!("extra=1\nX$(touch {m})=1"),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("environment"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a variable name"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.partition("nl").exists());
+
+    // a value is verbatim: no `${}` substitution inside it
+    r.ok(&[
+        "instance",
+        "create",
+        "sub",
+        "--software",
+        &software,
+        "-p",
+        "greeting=${run:command-line}",
+    ]);
+    assert_eq!(
+        r.serve("sub"),
+        "port=8080 greeting=${run:command-line} X=x\n"
+    );
+
+    // instance names with shell metacharacters are refused before anything is made
+    for bad in ["a$(touch$IFS\"X\")", "a;b", "a`b`", "a|b", "a'b", "a..b"] {
+        let out = r.run(&["instance", "create", bad, "--software", &software]);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot name an instance"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!marker.exists());
+    assert!(!env.path().join("X").exists());
+    let listed = r.ok(&["instance", "list"]);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}

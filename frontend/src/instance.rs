@@ -154,9 +154,12 @@ impl Context<'_> {
         assign("buildout", "directory", &partition_text);
         assign("slap-partition", "name", name.as_str());
         assign("slap-partition", "path", &partition_text);
-        for (k, v) in parameters {
-            assign("slap-parameter", k, v);
-        }
+        // verbatim, as SlapOS's master passes them: a `${...}` in a value is text, never a
+        // reference to another section's value
+        options.verbatim = parameters
+            .iter()
+            .map(|(k, v)| ("slap-parameter".to_owned(), k.clone(), v.clone()))
+            .collect();
         let mut sources = Sources::default();
         let evaluation =
             evaluate(&mut sources, &profile.to_string_lossy(), &options).map_err(|error| {

@@ -15,14 +15,16 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{io_error, Result};
 
-/// A valid instance name: a single path component, no `..`, no control characters, not
-/// starting with `.` or `-`.
+/// A valid instance name: one path component made of ASCII letters, digits and `-_.+@`, not
+/// starting with `.` or `-`, without `..`, at most 200 bytes. It reaches paths, lock names and
+/// generated shell scripts, so it is checked once here and never again: nothing that a shell
+/// or a path resolution treats specially can be in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceName(String);
 
 /// Why a text cannot name an instance.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{name}` cannot name an instance: {why}")]
+#[error("`{}` cannot name an instance: {why}", name.escape_debug())]
 pub struct InstanceNameError {
     pub name: String,
     pub why: &'static str,
@@ -30,6 +32,7 @@ pub struct InstanceNameError {
 
 impl InstanceName {
     pub fn new(name: &str) -> std::result::Result<InstanceName, InstanceNameError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.+@".contains(c);
         let why = if name.is_empty() {
             Some("it is empty")
         } else if name.contains('/') {
@@ -38,8 +41,12 @@ impl InstanceName {
             Some("it starts with `.`")
         } else if name.starts_with('-') {
             Some("it starts with `-`")
+        } else if name.contains("..") {
+            Some("it contains `..`")
         } else if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             Some("it contains a space or a control character")
+        } else if !name.chars().all(allowed) {
+            Some("only ASCII letters, digits and `-_.+@` may name an instance")
         } else if name.len() > 200 {
             Some("it is longer than 200 bytes")
         } else {
@@ -212,9 +219,27 @@ mod tests {
 
     #[test]
     fn bad_names() {
-        for bad in ["", "a/b", "..", ".hidden", "-rf", "a b", "a\n"] {
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            "a..b",
+            ".hidden",
+            "-rf",
+            "a b",
+            "a\n",
+            "a$(touch$IFS\"X\")",
+            "a;b",
+            "a`b`",
+            "a'b",
+            "a|b",
+            "a*",
+            "é",
+        ] {
             assert!(InstanceName::new(bad).is_err(), "{bad:?}");
         }
-        assert!(InstanceName::new("web-1").is_ok());
+        for good in ["web-1", "slappart0", "a.b_c+d@e", "W"] {
+            assert!(InstanceName::new(good).is_ok(), "{good}");
+        }
     }
 }
