@@ -503,3 +503,54 @@ fn parameters_and_names_never_run_as_shell_code() {
     let listed = r.ok(&["instance", "list"]);
     assert_eq!(listed.lines().count(), 3, "{listed}");
 }
+
+#[test]
+fn an_upgrade_that_changes_nothing_adds_no_generation() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&[
+        "instance",
+        "create",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "port=8081",
+    ]);
+    let before = std::fs::read_link(r.partition("web").join("current")).expect("current");
+    for params in [&[][..], &["-p", "port=8081"][..]] {
+        let mut args = vec!["instance", "upgrade", "web", "--software", &v1];
+        args.extend_from_slice(params);
+        let out = r.ok(&args);
+        assert_eq!(
+            out,
+            "unchanged: web stays at generation 1 (same release and parameters)\n"
+        );
+        args.push("--json");
+        let json: Value = serde_json::from_str(&r.ok(&args)).expect("json");
+        assert_eq!(json["changed"], false, "{json}");
+        assert_eq!(json["number"], 1, "{json}");
+    }
+    assert_eq!(generations(&r, "web").len(), 1);
+    assert_eq!(
+        std::fs::read_link(r.partition("web").join("current")).expect("current"),
+        before
+    );
+    // a real change still makes a generation, and says so
+    let json: Value = serde_json::from_str(&r.ok(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=Hi",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(json["changed"], true, "{json}");
+    assert_eq!(json["number"], 2, "{json}");
+    assert_eq!(generations(&r, "web").len(), 2);
+    assert!(r.serve("web").starts_with("web: Hi on port 8081"));
+}

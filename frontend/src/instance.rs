@@ -62,6 +62,14 @@ pub struct Context<'a> {
     pub observer: &'a dyn Observer,
 }
 
+/// What an upgrade did: the generation now current, and whether it is a new one.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub generation: GenerationRow,
+    /// False when the upgrade would have made a copy of the current generation: none was added.
+    pub changed: bool,
+}
+
 /// Parameters of an instance: `key = value`.
 pub type Parameters = BTreeMap<String, String>;
 
@@ -236,19 +244,27 @@ impl Context<'_> {
     }
 
     /// A new generation of `name` running `software`, its parameters those of the current
-    /// generation overridden by `parameters`; the current one is its parent.
+    /// generation overridden by `parameters`; the current one is its parent. When that
+    /// generation would be the current one (same release, same parameters, same rendered
+    /// files: the same output path), nothing is added.
     pub fn upgrade(
         &self,
         name: &InstanceName,
         software: &str,
         parameters: &Parameters,
-    ) -> Result<GenerationRow> {
+    ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
         let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let release = self.release(software)?;
         let (drv, _) = self.render(name, &release, &merged)?;
+        if drv.path.to_string() == current.path {
+            return Ok(Upgrade {
+                generation: current,
+                changed: false,
+            });
+        }
         self.realise(std::slice::from_ref(&drv))?;
         let row = GenerationRow {
             instance: name.as_str().to_owned(),
@@ -267,7 +283,10 @@ impl Context<'_> {
         }])?;
         self.sync_partition(name, Some(&current))?;
         self.flush(std::slice::from_ref(name))?;
-        Ok(row)
+        Ok(Upgrade {
+            generation: row,
+            changed: true,
+        })
     }
 
     /// Switches `name` back to the current generation's parent (the nearest one not deleted),

@@ -189,9 +189,18 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::Upgrade { name: n, software } => {
             let n = name(&n)?;
             let params = parameters(&software.parameters)?;
-            let row = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            let upgrade = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            let row = &upgrade.generation;
             if software.json {
-                format!("{:#}\n", generation_json(&row, true, &full))
+                let mut value = generation_json(row, true, &full);
+                value["changed"] = upgrade.changed.into();
+                format!("{value:#}\n")
+            } else if !upgrade.changed {
+                format!(
+                    "unchanged: {} stays at generation {} (same release and parameters)\n",
+                    n.as_str(),
+                    row.number
+                )
             } else {
                 format!(
                     "upgraded {} to generation {} ({})\n",
