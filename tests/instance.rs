@@ -554,3 +554,112 @@ fn an_upgrade_that_changes_nothing_adds_no_generation() {
     assert_eq!(generations(&r, "web").len(), 2);
     assert!(r.serve("web").starts_with("web: Hi on port 8081"));
 }
+
+/// Runs `verify`; its exit code and output.
+fn verify(r: &Root) -> (i32, String) {
+    let out = r.run(&["verify"]);
+    (out.code, out.stdout + &out.stderr)
+}
+
+#[test]
+fn a_switch_left_undone_is_reported_and_finished_by_the_next_command() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    let v2 = demo("software-v2.cfg");
+    let p = r.partition("web");
+    // the state a SIGKILL at `instance create`'s first symlink leaves: committed, no links
+    let killed_at_first_symlink = |p: &Path| {
+        for link in ["current", "bin", "etc"] {
+            std::fs::remove_file(p.join(link)).expect("remove a link");
+        }
+    };
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    assert_eq!(verify(&r).0, 0);
+    let commands: [&[&str]; 5] = [
+        &["instance", "create", "web", "--software", &v1],
+        &["instance", "list"],
+        &["instance", "show", "web"],
+        &["instance", "generations", "web"],
+        &["instance", "delete-generations", "web", "--keep", "5"],
+    ];
+    for command in commands {
+        killed_at_first_symlink(&p);
+        let (code, text) = verify(&r);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains("does not show its generation 1") && text.contains("no `current`"),
+            "{text}"
+        );
+        let _ = r.run(command); // `create` still says "exists already"
+        assert!(r.serve("web").starts_with("web: Hello"), "{command:?}");
+        assert_eq!(verify(&r).0, 0, "{command:?}: {}", verify(&r).1);
+    }
+
+    // an upgrade killed after its commit: the partition still shows generation 1, with a link
+    // generation 2 does not have
+    let old = std::fs::read_link(p.join("current")).expect("current");
+    r.ok(&["instance", "upgrade", "web", "--software", &v2]);
+    let next = p.join(".current.new");
+    std::os::unix::fs::symlink(&old, &next).expect("symlink");
+    std::fs::rename(&next, p.join("current")).expect("rename");
+    std::os::unix::fs::symlink("current/old-only", p.join("old-only")).expect("symlink");
+    let (code, text) = verify(&r);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("not to the current generation's output"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`old-only` is a link of another generation"),
+        "{text}"
+    );
+    r.ok(&["instance", "show", "web"]);
+    assert!(r.serve("web").contains("(server 2.0)"));
+    assert!(std::fs::symlink_metadata(p.join("old-only")).is_err());
+    assert_eq!(verify(&r).0, 0, "{}", verify(&r).1);
+}
+
+#[test]
+fn a_symlink_in_a_partition_never_makes_anything_in_the_store() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    let p = r.partition("web");
+    // `var` replaced by a link to a store path (the release)
+    let release = generations(&r, "web")[0]["release"]
+        .as_str()
+        .expect("release")
+        .to_owned();
+    std::fs::remove_dir_all(p.join("var")).expect("remove var");
+    std::os::unix::fs::symlink(&release, p.join("var")).expect("symlink");
+    let before: Vec<_> = std::fs::read_dir(&release)
+        .expect("release")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=Hi",
+    ]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("var/log"), "{}", out.stderr);
+    assert!(out.stderr.contains("symlink"), "{}", out.stderr);
+    let after: Vec<_> = std::fs::read_dir(&release)
+        .expect("release")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before, after, "a directory was made inside the store");
+    assert!(!Path::new(&release).join("log").exists());
+    let verify = r.run(&["verify", "--check-contents"]);
+    assert!(
+        !verify.stdout.contains("modified") && !verify.stdout.contains("writable"),
+        "{}",
+        verify.stdout
+    );
+}

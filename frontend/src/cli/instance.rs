@@ -225,6 +225,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             }
         }
         InstanceCommand::List { json } => {
+            ctx.settle_all().map_err(fail)?;
             let rows = store
                 .db()
                 .instances()
@@ -243,6 +244,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Show { name: n, json } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let current = gens.iter().find(|g| g.number == instance.current);
             let value = serde_json::json!({
@@ -272,6 +274,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Generations { name: n, json } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let live: Vec<_> = gens.iter().filter(|g| !g.deleted).collect();
             if json {
@@ -306,6 +309,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             numbers,
         } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let live: Vec<_> = gens.iter().filter(|g| !g.deleted).collect();
             let doomed: Vec<i64> = if let Some(keep) = keep {
@@ -360,6 +364,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let _lock = store
                 .lock(&format!("instance-{}", n.as_str()))
