@@ -57,7 +57,13 @@ fn walk(root: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Outp
 }
 
 fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node> {
-    let meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+    let mut meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+    if canonicalise && meta.is_file() && meta.nlink() > 1 {
+        // a hard link to a file outside the output (`ln /outside/file $out/v`): its mode and
+        // mtime are not ours to change, and its bytes could change after registration
+        break_link(path, &meta)?;
+        meta = fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+    }
     let kind = meta.file_type();
     let mut references = HashSet::new();
     let hash;
@@ -112,6 +118,50 @@ fn node(path: &Path, candidates: &Candidates, canonicalise: bool) -> Result<Node
         size,
         references,
     })
+}
+
+/// Replaces the file at `path`, which has other hard links, by a copy of its own: written beside
+/// it and renamed over it, so the other names (inside the output or outside) keep their inode,
+/// mode and times untouched. The directory is made writable for it if the build left it read-only
+/// (the walk makes every directory 0555 after its entries anyway).
+fn break_link(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default();
+    let copy = dir.join(format!(
+        ".slapstore-unlink-{}",
+        &blake3::hash(name.as_bytes()).to_hex()[..16]
+    ));
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&copy)
+    };
+    let mut output = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let dir_mode = fs::symlink_metadata(dir)
+                .map_err(|e| io_error(dir, e))?
+                .mode();
+            fs::set_permissions(dir, fs::Permissions::from_mode((dir_mode & 0o7777) | 0o700))
+                .map_err(|e| io_error(dir, e))?;
+            create()
+        }
+        other => other,
+    }
+    .map_err(|e| io_error(&copy, e))?;
+    let mut input = fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let copied = std::io::copy(&mut input, &mut output)
+        .and_then(|_| {
+            output.set_permissions(fs::Permissions::from_mode(0o600 | (meta.mode() & 0o111)))
+        })
+        .and_then(|()| fs::rename(&copy, path));
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&copy);
+        return Err(io_error(path, e));
+    }
+    Ok(())
 }
 
 /// Copies the tree at `from` to `to` (which must not exist) in canonical form, computing its
