@@ -77,3 +77,99 @@ fn a_hard_link_to_an_outside_file_is_copied_not_changed() {
     assert_eq!(verify.code, 0, "{}", verify.stdout);
     assert!(Path::new(&out.join("v")).exists());
 }
+
+/// The MD5 of a file, in hex (`md5sum`).
+fn md5_hex(file: &Path) -> String {
+    let out = std::process::Command::new("md5sum")
+        .arg(file)
+        .output()
+        .expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}
+
+/// Whether this process runs as root (and so can run the binary as another user).
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs `slapstore --root ROOT ARGS` as the unprivileged user 65534 (`setpriv`).
+fn run_as_nobody(root: &Path, dir: &Path, args: &[&str]) -> crate::common::Output {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_slapstore"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .output()
+        .expect("run setpriv");
+    crate::common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn an_unprivileged_user_builds_and_deploys_on_their_own_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the binary as another user");
+        return;
+    }
+    let env = TestEnv::new();
+    let home = env.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::set_permissions(
+        env.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let archive = env.write("home/data.txt", "payload\n");
+    let md5 = md5_hex(&archive);
+    env.write(
+        "home/software.cfg",
+        &format!(
+            "[buildout]\nextends = {demo}\nparts += page file\n\
+             [page]\nrecipe = slapos.recipe.template\ninline = hello\noutput = ${{buildout:directory}}/page.txt\n\
+             [file]\nrecipe = slapos.recipe.build:download\nurl = file://{a}\nmd5sum = {md5}\n",
+            demo = crate::common::demo("software.cfg"),
+            a = archive.display(),
+        ),
+    );
+    let status = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&home)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    let root = home.join("root");
+    let out = run_as_nobody(&root, &home, &["build", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run_as_nobody(
+        &root,
+        &home,
+        &["instance", "create", "web", "--software", "software.cfg"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run_as_nobody(&root, &home, &["verify", "--check-contents"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // every top directory of the store is read-only again, and owned by the user
+    for entry in std::fs::read_dir(root.join("store")).expect("store") {
+        let meta = std::fs::symlink_metadata(entry.expect("entry").path()).expect("stat");
+        assert_eq!(meta.uid(), 65534);
+        if meta.is_dir() {
+            assert_eq!(meta.mode() & 0o7777, 0o555);
+        }
+    }
+    let run = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(root.join("partitions/web/bin/run"))
+        .output()
+        .expect("run the service");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("web: Hello"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

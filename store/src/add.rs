@@ -95,12 +95,12 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
         if valid.contains(&path.to_string()) {
             continue;
         }
-        match fs::rename(copy, &dest) {
+        match output::rename_into_place(copy, &dest) {
             Ok(()) => {}
             // the same content was added meanwhile (a directory) or a name repeats in `sources`:
             // content-addressed entries are only ever renamed in complete
             Err(_) if dest.exists() => {}
-            Err(e) => return Err(io_error(&dest, e)),
+            Err(e) => return Err(e),
         }
         registrations.push(registration(path, info, Vec::new()));
     }

@@ -164,6 +164,33 @@ fn break_link(path: &Path, meta: &fs::Metadata) -> Result<()> {
     Ok(())
 }
 
+/// Renames a finished output (`from`, canonical: its top directory 0555) to its place in
+/// `store/`. Moving a directory to another parent rewrites its `..`, which needs write permission
+/// on the directory itself: root has it anyway, an unprivileged user owning the root does not
+/// (EACCES). So on that refusal the top directory is made writable by its owner around the rename,
+/// then read-only again and flushed, before the caller registers the path (a crash in between
+/// leaves an unregistered path, which gc removes).
+pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
+    match fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let meta = fs::symlink_metadata(from).map_err(|e| io_error(from, e))?;
+            if !meta.is_dir() {
+                return Err(io_error(to, e));
+            }
+            let mode = meta.mode() & 0o7777;
+            fs::set_permissions(from, fs::Permissions::from_mode(mode | 0o200))
+                .map_err(|e| io_error(from, e))?;
+            let renamed = fs::rename(from, to);
+            let at = if renamed.is_ok() { to } else { from };
+            fs::set_permissions(at, fs::Permissions::from_mode(mode))
+                .map_err(|e| io_error(at, e))?;
+            renamed.map_err(|e| io_error(to, e))?;
+            fsync_dir(to)
+        }
+        other => other.map_err(|e| io_error(to, e)),
+    }
+}
+
 /// Copies the tree at `from` to `to` (which must not exist) in canonical form, computing its
 /// content hash on the way: each file is read once, written with its final mode and time, so an
 /// import costs one pass instead of a copy, a walk that fixes modes and times, and a re-read.

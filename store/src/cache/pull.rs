@@ -5,7 +5,6 @@
 //! one `syncfs`, references before referrers, one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 
 use rayon::prelude::*;
 
@@ -115,7 +114,7 @@ pub fn pull(
         let final_path = store.path_of(path);
         if !store.is_valid(path)? {
             remove_tree(&final_path)?;
-            fs::rename(dest, &final_path).map_err(|e| io(&final_path, e))?;
+            output::rename_into_place(dest, &final_path)?;
         }
         report.bytes += finished.size;
         report.fetched.push(path.to_string());
