@@ -173,3 +173,69 @@ fn an_unprivileged_user_builds_and_deploys_on_their_own_root() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+/// A server on a loopback port that answers every request with a 100-byte body sent one byte a
+/// second (a stalled mirror that beats any idle timeout); its port.
+fn slow_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..100 {
+                    if stream
+                        .write_all(b"x")
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_download_that_drips_is_cut_off_at_its_deadline() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let port = slow_server();
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = file\n[file]\nrecipe = slapos.recipe.build:download\n\
+             url = http://127.0.0.1:{port}/slow.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = r.run(&["--download-timeout", "2", "build", "software.cfg"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("deadline of 2 s"), "{}", out.stderr);
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
+    // the environment variable sets it too
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .args(["--root"])
+        .arg(&r.root)
+        .args(["build", "software.cfg"])
+        .env("SLAPSTORE_DOWNLOAD_TIMEOUT", "1")
+        .current_dir(env.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deadline of 1 s"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

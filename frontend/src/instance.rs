@@ -246,7 +246,7 @@ impl Context<'_> {
 
     /// Builds generation outputs in one batch.
     fn realise(&self, drvs: &[Derivation]) -> Result<()> {
-        let fetcher = Fetcher::new(self.store.cache_dir());
+        let fetcher = Fetcher::new(self.store.cache_dir()).deadline(self.build.download_deadline);
         build::realise_batch(self.store, drvs, &fetcher, self.observer)?;
         Ok(())
     }

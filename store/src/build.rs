@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub allow_unpinned: bool,
     /// Binary caches to ask before building.
     pub substituter: Option<crate::cache::Substituter>,
+    /// How long one download may take in all.
+    pub download_deadline: std::time::Duration,
 }
 
 impl Default for BuildOptions {
@@ -52,6 +54,7 @@ impl Default for BuildOptions {
             offline: false,
             allow_unpinned: false,
             substituter: None,
+            download_deadline: crate::fetch::DOWNLOAD_DEADLINE,
         }
     }
 }
@@ -106,7 +109,8 @@ pub fn build(
 ) -> Outcome {
     let fetcher = Fetcher::new(store.cache_dir())
         .offline(options.offline)
-        .allow_unpinned(options.allow_unpinned);
+        .allow_unpinned(options.allow_unpinned)
+        .deadline(options.download_deadline);
     let graph = Graph::new(drvs);
     let state = Mutex::new(State {
         ready: (0..drvs.len())

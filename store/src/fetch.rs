@@ -29,6 +29,9 @@ use crate::checksum::{Algorithm, Checksum, Hasher};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for each read from a connection.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one download may take in all: a server that sends a byte just often enough to beat
+/// [`READ_TIMEOUT`] is cut off there.
+pub const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(3600);
 
 const BUFFER_SIZE: usize = 64 * 1024;
 
@@ -132,18 +135,28 @@ pub struct Fetcher {
     allow_unpinned: bool,
     offline: bool,
     agent: ureq::Agent,
+    deadline: Duration,
 }
 
 impl Fetcher {
     /// A fetcher caching into `cache_dir` (created when first needed), refusing unpinned remote
-    /// URLs, online, with the timeouts [`CONNECT_TIMEOUT`] and [`READ_TIMEOUT`].
+    /// URLs, online, with the timeouts [`CONNECT_TIMEOUT`] and [`READ_TIMEOUT`] and the total
+    /// [`DOWNLOAD_DEADLINE`].
     pub fn new(cache_dir: impl Into<PathBuf>) -> Fetcher {
         Fetcher {
             cache_dir: cache_dir.into(),
             allow_unpinned: false,
             offline: false,
             agent: agent(CONNECT_TIMEOUT, READ_TIMEOUT),
+            deadline: DOWNLOAD_DEADLINE,
         }
+    }
+
+    /// How long one HTTP download may take in all (its body is cut off then), besides the
+    /// timeouts for connecting and for each read.
+    pub fn deadline(mut self, deadline: Duration) -> Fetcher {
+        self.deadline = deadline;
+        self
     }
 
     /// Whether remote URLs without checksum are downloaded (they are refused by default).
@@ -351,10 +364,13 @@ impl Fetcher {
 
     /// The body of a successful GET of `url`.
     fn get(&self, url: &str) -> Result<Box<dyn Read>, FetchError> {
+        let started = std::time::Instant::now();
         match self.agent.get(url).call() {
-            Ok(response) if (200..300).contains(&response.status()) => {
-                Ok(Box::new(response.into_reader()))
-            }
+            Ok(response) if (200..300).contains(&response.status()) => Ok(Box::new(Deadline {
+                inner: response.into_reader(),
+                started,
+                limit: self.deadline,
+            })),
             Ok(response) => Err(FetchError::Http {
                 url: url.into(),
                 status: response.status(),
@@ -370,6 +386,29 @@ impl Fetcher {
                 source: Box::new(transport),
             }),
         }
+    }
+}
+
+/// A body that fails with `TimedOut` once `limit` has passed since `started` (checked at each
+/// read, and a read returns at least every [`READ_TIMEOUT`], or as soon as a byte comes).
+struct Deadline<R> {
+    inner: R,
+    started: std::time::Instant,
+    limit: Duration,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.started.elapsed() > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the download took longer than its deadline of {} s                      (`--download-timeout`)",
+                    self.limit.as_secs_f64()
+                ),
+            ));
+        }
+        self.inner.read(buf)
     }
 }
 

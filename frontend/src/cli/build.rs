@@ -160,6 +160,7 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         offline: args.offline,
         allow_unpinned: args.allow_unpinned,
         substituter,
+        download_deadline: store_args.download_deadline(),
     };
     let progress = super::progress::Progress::new(drvs.len(), store_args.quiet);
     let outcome = build::build(&store, &drvs, &options, &progress);

@@ -135,6 +135,7 @@ fn pull(
         substituters: store_args.substituters.clone(),
         trusted_keys: store_args.trusted_keys.clone(),
         jobs: None,
+        download_timeout: store_args.download_timeout,
         verbose: false,
         quiet: false,
     };

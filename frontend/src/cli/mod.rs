@@ -57,6 +57,15 @@ pub struct StoreArgs {
     /// `trusted-keys` in `<root>/etc/slapstore.toml`).
     #[arg(long = "trusted-key", global = true, value_name = "NAME:BASE64")]
     trusted_keys: Vec<String>,
+    /// How long one download may take in all, in seconds (default: an hour; each read also
+    /// times out after 60 s without data).
+    #[arg(
+        long,
+        global = true,
+        env = "SLAPSTORE_DOWNLOAD_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    download_timeout: Option<u64>,
     /// Say more.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -66,6 +75,14 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The total deadline of one download (`--download-timeout`).
+    fn download_deadline(&self) -> std::time::Duration {
+        self.download_timeout.map_or(
+            slapstore_store::fetch::DOWNLOAD_DEADLINE,
+            std::time::Duration::from_secs,
+        )
+    }
+
     /// The root, absolute.
     fn root(&self) -> PathBuf {
         std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone())
