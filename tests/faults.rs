@@ -422,3 +422,65 @@ fn many_processes_at_once_on_one_root() {
         assert!(out.status.success(), "i{i} does not run");
     }
 }
+
+#[test]
+fn destroy_on_a_full_disk_keeps_the_data_or_finishes() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small filesystem needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let dir = env.path().to_owned();
+    let disk = SmallDisk::mount(&dir.join("disk"), "8m").expect("mount a tmpfs (as root)");
+    let root = disk.0.join("root");
+    let software = demo("software.cfg");
+    let out = run(
+        &root,
+        &dir,
+        &["instance", "create", "web", "--software", &software],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let data = root.join("partitions/web/srv/data");
+    std::fs::write(&data, "precious").expect("write data");
+    // fill the disk to the last block, then grow the database's WAL as far as it goes
+    let filler = disk.0.join("filler");
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 100000000 /dev/zero > {}",
+            filler.display()
+        ))
+        .status();
+    let out = run(&root, &dir, &["instance", "destroy", "web"]);
+    let listed = run(&root, &dir, &["instance", "list"]);
+    if out.code == 0 {
+        assert!(!listed.stdout.contains("web"), "{}", listed.stdout);
+        assert!(!root.join("partitions/web").exists());
+    } else {
+        // nothing was destroyed: still listed, the data intact
+        assert!(
+            listed.stdout.contains("web"),
+            "{}{}",
+            out.stderr,
+            listed.stdout
+        );
+        assert_eq!(
+            std::fs::read_to_string(&data).expect("the data is kept"),
+            "precious"
+        );
+    }
+    eprintln!(
+        "destroy on a full disk: exit {} ({})",
+        out.code,
+        out.stderr.trim()
+    );
+    let _ = std::fs::remove_file(&filler);
+    let out = run(&root, &dir, &["instance", "destroy", "web"]);
+    let listed = run(&root, &dir, &["instance", "list"]);
+    assert!(
+        !listed.stdout.contains("web"),
+        "{}{}",
+        out.stderr,
+        listed.stdout
+    );
+}

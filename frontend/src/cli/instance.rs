@@ -370,18 +370,25 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             let _lock = store
                 .lock(&format!("instance-{}", n.as_str()))
                 .map_err(|e| report::store_error(&e))?;
+            // the commit first: if it fails (a full disk), the partition and its data are as
+            // they were; if removing them fails after it, the instance is gone all the same
+            store
+                .db()
+                .delete_instance(n.as_str())
+                .map_err(|e| report::store_error(&e))?;
             let partition = std::path::PathBuf::from(&instance.partition);
             if keep_data {
                 remove_links(&partition);
             } else if partition.exists() {
                 std::fs::remove_dir_all(&partition).map_err(|e| {
-                    report::failure(&format!("cannot remove `{}`: {e}", partition.display()))
+                    report::failure(&format!(
+                        "destroyed {}, but its partition `{}` could not be removed entirely \
+                         ({e}): remove it by hand",
+                        n.as_str(),
+                        partition.display()
+                    ))
                 })?;
             }
-            store
-                .db()
-                .delete_instance(n.as_str())
-                .map_err(|e| report::store_error(&e))?;
             format!(
                 "destroyed {} ({} generations){}\n",
                 n.as_str(),
