@@ -239,3 +239,42 @@ fn a_download_that_drips_is_cut_off_at_its_deadline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("deadline of 1 s"));
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn an_unpinned_local_file_outside_the_profile_is_refused() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let secret = env.write("secret/shadow", "root:x:0:0\n");
+    env.write("proj/beside.txt", "part of the profile\n");
+    std::os::unix::fs::symlink(&secret, env.path().join("proj/link-out")).expect("symlink");
+    let profile = |url: &str| {
+        format!(
+            "[buildout]\nparts = file\n[file]\nrecipe = slapos.recipe.build:download\nurl = {url}\n"
+        )
+    };
+    for url in [
+        format!("file://{}", secret.display()),
+        secret.display().to_string(),
+        format!("file://{}/proj/link-out", env.path().display()),
+        format!("file://{}/proj/../secret/shadow", env.path().display()),
+    ] {
+        env.write("proj/software.cfg", &profile(&url));
+        let out = r.run(&["build", "proj/software.cfg"]);
+        assert_eq!(out.code, 2, "{url}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("lies outside the profile's directories")
+                && out.stderr.contains("software.cfg:5"),
+            "{}",
+            out.stderr
+        );
+        assert!(r.entries().is_empty(), "{:?}", r.entries());
+    }
+    // with --allow-unpinned it is taken; a file beside the profile needs no checksum
+    r.ok(&["build", "--allow-unpinned", "proj/software.cfg"]);
+    env.write(
+        "proj/software.cfg",
+        &profile(&format!("file://{}/proj/beside.txt", env.path().display())),
+    );
+    r.ok(&["build", "proj/software.cfg"]);
+}

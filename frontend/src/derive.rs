@@ -292,6 +292,18 @@ fn source(part: &mut Part, mode: &StoreMode, inputs: &mut Inputs, build: &mut Bu
         }
         None => {
             let path = url.strip_prefix("file://").unwrap_or(&url);
+            // a local file without checksum is part of the profile only if it lies beside the
+            // profile's files (`file:///etc/shadow` would otherwise land in a world-readable
+            // store path): elsewhere it needs a checksum, as remote sources do
+            if !mode.allow_unpinned && !inside_profile_dirs(mode, path) {
+                return Err(part.option_error(
+                    "url",
+                    format!(
+                        "`{url}` has no checksum and lies outside the profile's directories: add \
+                         `md5sum` (or `sha256`, `blake3`), or build with `--allow-unpinned`"
+                    ),
+                ));
+            }
             let bytes = std::fs::read(path)
                 .map_err(|e| part.option_error("url", format!("cannot read `{path}`: {e}")))?;
             inputs.files.insert(
@@ -443,4 +455,15 @@ pub fn release_name(profile: &str) -> String {
         .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
         .unwrap_or("software");
     format!("{dir}-release")
+}
+
+/// Whether the local file `path` (symlinks resolved) lies under a directory of the profile's
+/// files.
+fn inside_profile_dirs(mode: &StoreMode, path: &str) -> bool {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return true; // missing: reading it says so
+    };
+    mode.profile_dirs
+        .iter()
+        .any(|dir| std::fs::canonicalize(dir).is_ok_and(|d| real.starts_with(&d)))
 }
