@@ -154,12 +154,19 @@ fn an_unprivileged_user_builds_and_deploys_on_their_own_root() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run_as_nobody(&root, &home, &["verify", "--check-contents"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    // every top directory of the store is read-only again, and owned by the user
+    // every top directory of the store is read-only again (a generation's private), and owned
+    // by the user
     for entry in std::fs::read_dir(root.join("store")).expect("store") {
-        let meta = std::fs::symlink_metadata(entry.expect("entry").path()).expect("stat");
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
         assert_eq!(meta.uid(), 65534);
         if meta.is_dir() {
-            assert_eq!(meta.mode() & 0o7777, 0o555);
+            let expected = if path.to_string_lossy().ends_with("-instance") {
+                0o500
+            } else {
+                0o555
+            };
+            assert_eq!(meta.mode() & 0o7777, expected, "{}", path.display());
         }
     }
     let run = std::process::Command::new("setpriv")
@@ -277,4 +284,57 @@ fn an_unpinned_local_file_outside_the_profile_is_refused() {
         &profile(&format!("file://{}/proj/beside.txt", env.path().display())),
     );
     r.ok(&["build", "proj/software.cfg"]);
+}
+
+#[test]
+fn instance_parameters_are_readable_by_the_owner_only() {
+    if !is_root() {
+        eprintln!("skipped: needs root to try reading as another user");
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    std::fs::set_permissions(
+        env.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let secret = "s3cret-Password-42";
+    r.ok(&[
+        "instance",
+        "create",
+        "web",
+        "--software",
+        &crate::common::demo("software.cfg"),
+        "-p",
+        &format!("greeting={secret}"),
+    ]);
+    assert!(r.serve("web").contains(secret), "the owner runs it");
+    let generation = output(&r, "web-instance");
+    let mode = std::fs::metadata(&generation).expect("stat").mode() & 0o7777;
+    assert_eq!(mode, 0o500, "the generation output is the owner's only");
+    for name in ["db.sqlite", "db.sqlite-wal"] {
+        let path = r.root.join("var").join(name);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.mode() & 0o077, 0, "{name} is readable by others");
+        }
+    }
+    // another user finds the secret nowhere under the root
+    let grep = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["grep", "-rl", secret])
+        .arg(&r.root)
+        .output()
+        .expect("grep");
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(found.trim().is_empty(), "readable by others: {found}");
+    // and the same grep as the owner does find it (the test can fail)
+    let grep = std::process::Command::new("grep")
+        .args(["-rl", secret])
+        .arg(&r.root)
+        .output()
+        .expect("grep");
+    assert!(!String::from_utf8_lossy(&grep.stdout).trim().is_empty());
+    let verify = r.run(&["verify", "--check-contents"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
 }

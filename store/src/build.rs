@@ -413,7 +413,11 @@ fn prepare<'a>(
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
         }
         let candidates = Candidates::new(candidates(store, drv)?);
-        output::finish(&out, &candidates)
+        let info = output::finish(&out, &candidates)?;
+        if drv.recipe() == Recipe::Generation {
+            output::make_private(&out)?; // it holds the instance's parameters
+        }
+        Ok(info)
     })();
     match result {
         Ok(info) => Ok(Some(Prepared {

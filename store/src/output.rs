@@ -191,6 +191,14 @@ pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
+/// Makes a canonical output readable by its owner only (its top directory 0500, still
+/// read-only): for outputs that hold secrets, such as a generation's rendered files with the
+/// instance's parameters (passwords). Its content hash does not change: directory modes are not
+/// in it.
+pub fn make_private(root: &Path) -> Result<()> {
+    fs::set_permissions(root, fs::Permissions::from_mode(0o500)).map_err(|e| io_error(root, e))
+}
+
 /// Copies the tree at `from` to `to` (which must not exist) in canonical form, computing its
 /// content hash on the way: each file is read once, written with its final mode and time, so an
 /// import costs one pass instead of a copy, a walk that fixes modes and times, and a re-read.

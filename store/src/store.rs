@@ -49,6 +49,7 @@ impl Store {
         // that SQLite does not wait for (a concurrent opener would get "database is locked")
         let guard = lock_file(&root.join("var/lock/db-open.lock"))?;
         let db = Db::open(&root.join("var/db.sqlite"))?;
+        restrict_database(&root.join("var"))?;
         drop(guard);
         Ok(Store {
             root,
@@ -156,4 +157,24 @@ fn lock_file(path: &Path) -> Result<Lock> {
     let file = open_lock_file(path)?;
     file.lock().map_err(|e| io_error(path, e))?;
     Ok(Lock { _file: file })
+}
+
+/// Makes the database readable by the root's owner only (0600): it holds instances' parameters
+/// (passwords) in generation rows and derivations. SQLite gives its `-wal` and `-shm` files the
+/// database's mode; existing ones are set too.
+fn restrict_database(var: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+        let path = var.join(name);
+        match fs::metadata(&path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io_error(&path, e))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path, e)),
+        }
+    }
+    Ok(())
 }
