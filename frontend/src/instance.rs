@@ -113,9 +113,13 @@ impl Context<'_> {
         if !outcome.failed.is_empty() {
             return Err(InstanceError::Build(outcome.failed));
         }
-        drvs.last()
+        let release = drvs
+            .last()
             .map(|d| d.path.clone())
-            .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))
+            .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))?;
+        // installed, as `build` installs it (`cli/software.rs`)
+        slapstore_store::roots::install(self.store, &release, software)?;
+        Ok(release)
     }
 
     /// Renders the release's instance profile for an instance: the generation's derivation and

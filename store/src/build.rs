@@ -388,7 +388,16 @@ fn prepare<'a>(
     }
     observer.event(Event::Started(drv));
     let log_path = store.log_path(&drv.path);
-    let mut log = fs::File::create(&log_path).map_err(|e| io_error(&log_path, e))?;
+    // 0644 whatever the umask (`store.rs`)
+    let mut log = std::os::unix::fs::OpenOptionsExt::mode(
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o644,
+    )
+    .open(&log_path)
+    .map_err(|e| io_error(&log_path, e))?;
     let out = if builds_in_place(drv.recipe()) {
         final_path.clone()
     } else {
@@ -411,6 +420,10 @@ fn prepare<'a>(
         let candidates = Candidates::new(candidates(store, drv)?);
         output::finish(&out, &candidates)
     })();
+    // a build that logged nothing (a generation) leaves no empty log behind
+    if result.is_ok() && log.metadata().is_ok_and(|m| m.len() == 0) {
+        let _ = fs::remove_file(&log_path);
+    }
     match result {
         Ok(info) => Ok(Some(Prepared {
             drv,

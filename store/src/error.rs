@@ -58,6 +58,8 @@ pub enum StoreError {
     NotValid(String),
     #[error("`{0}` is not in the store directory `{1}`")]
     NotInStore(String, PathBuf),
+    #[error("`{}` is not a slapstore root (it has no `var/db.sqlite`); check `--root` or `SLAPSTORE_ROOT`", .0.display())]
+    NoStore(PathBuf),
     #[error("instance `{0}` exists already")]
     InstanceExists(String),
     #[error(transparent)]

@@ -106,10 +106,10 @@ pub fn switch(
     links: &BTreeSet<PathBuf>,
     old_links: &BTreeSet<PathBuf>,
 ) -> Result<()> {
-    fs::create_dir_all(partition).map_err(|e| io_error(partition, e))?;
+    // 0755 whatever the umask (`store.rs`)
+    crate::store::create_dirs(partition)?;
     for dir in mutable {
-        let d = partition.join(dir);
-        fs::create_dir_all(&d).map_err(|e| io_error(&d, e))?;
+        crate::store::create_dirs(&partition.join(dir))?;
     }
     for link in links {
         let at = partition.join(link);

@@ -181,6 +181,11 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         );
         return report::FAILED;
     }
+    // installed: a gc root until `slapstore software remove` (the release is still this
+    // process's temporary root, so no collection took it meanwhile)
+    if let Err(e) = slapstore_store::roots::install(&store, &release.path, &args.profile.profile) {
+        return report::store_error(&e);
+    }
     let release_path = store_dir.join(release.path.to_string());
     let out = if args.json {
         let parts: serde_json::Map<String, serde_json::Value> = drvs

@@ -37,8 +37,9 @@ pub struct LogArgs {
     target: String,
 }
 
+/// Opens an existing store: inspecting a root that does not exist creates nothing.
 fn open(args: &StoreArgs) -> Result<Store, i32> {
-    Store::open(&args.root()).map_err(|e| report::store_error(&e))
+    Store::open_existing(&args.root()).map_err(|e| report::store_error(&e))
 }
 
 pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {

@@ -130,7 +130,19 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
 }
 
 fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
-    let store = Store::open(&store_args.root()).map_err(|e| report::store_error(&e))?;
+    // the commands that only read create no store where there is none
+    let read_only = matches!(
+        args.command,
+        InstanceCommand::List { .. }
+            | InstanceCommand::Show { .. }
+            | InstanceCommand::Generations { .. }
+    );
+    let store = if read_only {
+        Store::open_existing(&store_args.root())
+    } else {
+        Store::open(&store_args.root())
+    }
+    .map_err(|e| report::store_error(&e))?;
     let partitions = store_args
         .partitions
         .clone()

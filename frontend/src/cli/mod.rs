@@ -10,6 +10,7 @@ mod instance;
 mod plumbing;
 mod progress;
 mod report;
+mod software;
 mod sources;
 
 use std::io::Write;
@@ -100,6 +101,8 @@ enum Command {
     Unpin(gc::UnpinArgs),
     /// Share identical files across the store (reflinks where possible, else hard links).
     Optimise(gc::OptimiseArgs),
+    /// Installed releases (a build installs one; it is a gc root until removed).
+    Software(software::SoftwareArgs),
     /// Signing keys for binary caches.
     Key(cache::KeyArgs),
     /// Binary caches: push closures into one.
@@ -135,6 +138,7 @@ pub fn main() -> i32 {
         Command::Pin(args) => gc::pin(&cli.store, args),
         Command::Unpin(args) => gc::unpin(&cli.store, args),
         Command::Optimise(args) => gc::optimise(&cli.store, args),
+        Command::Software(args) => software::run(&cli.store, args),
     }
 }
 

@@ -122,7 +122,8 @@ pub fn store_error(e: &slapstore_store::StoreError) -> i32 {
         | E::NotInStore(..)
         | E::StorePath(_)
         | E::BadOption { .. }
-        | E::InstanceExists(_) => BAD_INPUT,
+        | E::InstanceExists(_)
+        | E::NoStore(_) => BAD_INPUT,
         _ => FAILED,
     }
 }
