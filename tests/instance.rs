@@ -386,3 +386,280 @@ fn many_instances_in_one_command_cost_one_copy_of_the_binaries() {
     assert_eq!(names, ["bin", "current", "etc", "srv", "var"]);
     assert!(Path::new(&p.join("bin")).is_symlink());
 }
+
+/// A software profile whose instance profile is `instance` (indented under `inline =`).
+fn software_with_instance(env: &TestEnv, dir: &str, instance: &str) -> String {
+    let inline: String = instance.lines().map(|l| format!("  {l}\n")).collect();
+    env.write(
+        &format!("{dir}/software.cfg"),
+        &format!(
+            "[buildout]\nextends = {}\n[instance-profile]\ninline =\n{inline}",
+            demo("software.cfg")
+        ),
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+#[test]
+fn parameters_and_names_never_run_as_shell_code() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let marker = env.path().join("MARKER");
+    let m = marker.display().to_string();
+    let software = software_with_instance(
+        &env,
+        "sw",
+        "[buildout]\nparts = run\n[slap-parameter]\nport = 8080\ngreeting = Hello\nextra = x\n\
+         [run]\nrecipe = slapos.cookbook:wrapper\n\
+         command-line = /bin/sh -c 'echo \"port=$1 greeting=$2 X=$X\"' sh \"$${slap-parameter:port}\" \"$${slap-parameter:greeting}\" \"it's ok\"\n\
+         environment =\n  X = $${slap-parameter:extra}\n\
+         wrapper-path = $${buildout:directory}/bin/run\n",
+    );
+    // a legitimate command with spaces and quotes runs as written
+    r.ok(&[
+        "instance",
+        "create",
+        "ok",
+        "--software",
+        &software,
+        "-p",
+        "greeting=Good day",
+    ]);
+    assert_eq!(r.serve("ok"), "port=8080 greeting=Good day X=x\n");
+
+    // command substitution in a parameter reaching an argument and an environment value
+    r.ok(&[
+        "instance",
+        "create",
+        "inj",
+        "--software",
+        &software,
+        "-p",
+        &format!("port=$(touch {m})"),
+        "-p",
+        &format!("greeting=`touch {m}`;touch {m}"),
+        "-p",
+        &format!("extra=$(touch {m})'\"; touch {m}"),
+    ]);
+    let out = r.serve("inj");
+    assert!(out.starts_with(&format!("port=$(touch {m}) ")), "{out}");
+    assert!(
+        out.contains(&format!("greeting=`touch {m}`;touch {m}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("X=$(touch {m})'\"; touch {m}")),
+        "{out}"
+    );
+    assert!(!marker.exists(), "a parameter ran as shell code");
+
+    // a newline in a value that reaches `environment` would make a new key: refused
+    let out = r.run(&[
+        "instance",
+        "create",
+        "nl",
+        "--software",
+        &software,
+        "-p",
+        &format!("extra=1\nX$(touch {m})=1"),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("environment"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a variable name"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.partition("nl").exists());
+
+    // a value is verbatim: no `${}` substitution inside it
+    r.ok(&[
+        "instance",
+        "create",
+        "sub",
+        "--software",
+        &software,
+        "-p",
+        "greeting=${run:command-line}",
+    ]);
+    assert_eq!(
+        r.serve("sub"),
+        "port=8080 greeting=${run:command-line} X=x\n"
+    );
+
+    // instance names with shell metacharacters are refused before anything is made
+    for bad in ["a$(touch$IFS\"X\")", "a;b", "a`b`", "a|b", "a'b", "a..b"] {
+        let out = r.run(&["instance", "create", bad, "--software", &software]);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot name an instance"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!marker.exists());
+    assert!(!env.path().join("X").exists());
+    let listed = r.ok(&["instance", "list"]);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}
+
+#[test]
+fn an_upgrade_that_changes_nothing_adds_no_generation() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&[
+        "instance",
+        "create",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "port=8081",
+    ]);
+    let before = std::fs::read_link(r.partition("web").join("current")).expect("current");
+    for params in [&[][..], &["-p", "port=8081"][..]] {
+        let mut args = vec!["instance", "upgrade", "web", "--software", &v1];
+        args.extend_from_slice(params);
+        let out = r.ok(&args);
+        assert_eq!(
+            out,
+            "unchanged: web stays at generation 1 (same release and parameters)\n"
+        );
+        args.push("--json");
+        let json: Value = serde_json::from_str(&r.ok(&args)).expect("json");
+        assert_eq!(json["changed"], false, "{json}");
+        assert_eq!(json["number"], 1, "{json}");
+    }
+    assert_eq!(generations(&r, "web").len(), 1);
+    assert_eq!(
+        std::fs::read_link(r.partition("web").join("current")).expect("current"),
+        before
+    );
+    // a real change still makes a generation, and says so
+    let json: Value = serde_json::from_str(&r.ok(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=Hi",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(json["changed"], true, "{json}");
+    assert_eq!(json["number"], 2, "{json}");
+    assert_eq!(generations(&r, "web").len(), 2);
+    assert!(r.serve("web").starts_with("web: Hi on port 8081"));
+}
+
+/// Runs `verify`; its exit code and output.
+fn verify(r: &Root) -> (i32, String) {
+    let out = r.run(&["verify"]);
+    (out.code, out.stdout + &out.stderr)
+}
+
+#[test]
+fn a_switch_left_undone_is_reported_and_finished_by_the_next_command() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    let v2 = demo("software-v2.cfg");
+    let p = r.partition("web");
+    // the state a SIGKILL at `instance create`'s first symlink leaves: committed, no links
+    let killed_at_first_symlink = |p: &Path| {
+        for link in ["current", "bin", "etc"] {
+            std::fs::remove_file(p.join(link)).expect("remove a link");
+        }
+    };
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    assert_eq!(verify(&r).0, 0);
+    let commands: [&[&str]; 5] = [
+        &["instance", "create", "web", "--software", &v1],
+        &["instance", "list"],
+        &["instance", "show", "web"],
+        &["instance", "generations", "web"],
+        &["instance", "delete-generations", "web", "--keep", "5"],
+    ];
+    for command in commands {
+        killed_at_first_symlink(&p);
+        let (code, text) = verify(&r);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains("does not show its generation 1") && text.contains("no `current`"),
+            "{text}"
+        );
+        let _ = r.run(command); // `create` still says "exists already"
+        assert!(r.serve("web").starts_with("web: Hello"), "{command:?}");
+        assert_eq!(verify(&r).0, 0, "{command:?}: {}", verify(&r).1);
+    }
+
+    // an upgrade killed after its commit: the partition still shows generation 1, with a link
+    // generation 2 does not have
+    let old = std::fs::read_link(p.join("current")).expect("current");
+    r.ok(&["instance", "upgrade", "web", "--software", &v2]);
+    let next = p.join(".current.new");
+    std::os::unix::fs::symlink(&old, &next).expect("symlink");
+    std::fs::rename(&next, p.join("current")).expect("rename");
+    std::os::unix::fs::symlink("current/old-only", p.join("old-only")).expect("symlink");
+    let (code, text) = verify(&r);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("not to the current generation's output"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`old-only` is a link of another generation"),
+        "{text}"
+    );
+    r.ok(&["instance", "show", "web"]);
+    assert!(r.serve("web").contains("(server 2.0)"));
+    assert!(std::fs::symlink_metadata(p.join("old-only")).is_err());
+    assert_eq!(verify(&r).0, 0, "{}", verify(&r).1);
+}
+
+#[test]
+fn a_symlink_in_a_partition_never_makes_anything_in_the_store() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    r.ok(&["instance", "create", "web", "--software", &v1]);
+    let p = r.partition("web");
+    // `var` replaced by a link to a store path (the release)
+    let release = generations(&r, "web")[0]["release"]
+        .as_str()
+        .expect("release")
+        .to_owned();
+    std::fs::remove_dir_all(p.join("var")).expect("remove var");
+    std::os::unix::fs::symlink(&release, p.join("var")).expect("symlink");
+    let before: Vec<_> = std::fs::read_dir(&release)
+        .expect("release")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &v1,
+        "-p",
+        "greeting=Hi",
+    ]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("var/log"), "{}", out.stderr);
+    assert!(out.stderr.contains("symlink"), "{}", out.stderr);
+    let after: Vec<_> = std::fs::read_dir(&release)
+        .expect("release")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before, after, "a directory was made inside the store");
+    assert!(!Path::new(&release).join("log").exists());
+    let verify = r.run(&["verify", "--check-contents"]);
+    assert!(
+        !verify.stdout.contains("modified") && !verify.stdout.contains("writable"),
+        "{}",
+        verify.stdout
+    );
+}

@@ -23,6 +23,9 @@ pub enum Origin {
     Computed,
     /// A `-O section:option=value` assignment.
     CommandLine,
+    /// An instance parameter (`[slap-parameter]`): taken verbatim, never substituted, as
+    /// SlapOS's master passes parameters.
+    Parameter,
     /// Set by the initialisation of the named recipe.
     Recipe(String),
     /// Set by Python `init` code of the named section.

@@ -15,6 +15,8 @@ use crate::source::Sources;
 #[derive(Debug, Clone, Default)]
 pub struct EvalOptions {
     pub assignments: Vec<Assignment>,
+    /// Values taken verbatim, `(section, option, value)`: an instance's parameters.
+    pub verbatim: Vec<(String, String, String)>,
     /// Also resolve the sections no part reaches (their failures are reported, not fatal).
     pub all_sections: bool,
     pub target: Target,
@@ -54,6 +56,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         profile,
         &LoadOptions {
             assignments: options.assignments.clone(),
+            verbatim: options.verbatim.clone(),
             executable: options.python.clone(),
             text: options.text.clone(),
         },

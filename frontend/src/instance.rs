@@ -12,7 +12,7 @@
 //! and its switch is finished by the next one. Rollback follows the recorded parent, not the
 //! previous number. Operations on one instance are serialised by its lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -60,6 +60,14 @@ pub struct Context<'a> {
     pub eval: EvalOptions,
     pub build: BuildOptions,
     pub observer: &'a dyn Observer,
+}
+
+/// What an upgrade did: the generation now current, and whether it is a new one.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub generation: GenerationRow,
+    /// False when the upgrade would have made a copy of the current generation: none was added.
+    pub changed: bool,
 }
 
 /// Parameters of an instance: `key = value`.
@@ -158,9 +166,12 @@ impl Context<'_> {
         assign("buildout", "directory", &partition_text);
         assign("slap-partition", "name", name.as_str());
         assign("slap-partition", "path", &partition_text);
-        for (k, v) in parameters {
-            assign("slap-parameter", k, v);
-        }
+        // verbatim, as SlapOS's master passes them: a `${...}` in a value is text, never a
+        // reference to another section's value
+        options.verbatim = parameters
+            .iter()
+            .map(|(k, v)| ("slap-parameter".to_owned(), k.clone(), v.clone()))
+            .collect();
         let mut sources = Sources::default();
         let evaluation =
             evaluate(&mut sources, &profile.to_string_lossy(), &options).map_err(|error| {
@@ -185,13 +196,21 @@ impl Context<'_> {
             .iter()
             .map(|n| self.store.lock(&format!("instance-{}", n.as_str())))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut existing = None;
         {
             let db = self.store.db();
             for n in names {
                 if db.instance(n.as_str())?.is_some() {
-                    return Err(StoreError::InstanceExists(n.as_str().to_owned()).into());
+                    existing = Some(n.clone());
+                    break;
                 }
             }
+        }
+        if let Some(n) = existing {
+            // it exists: a switch its own creation left undone is finished, nothing else
+            self.sync_partition(&n)?;
+            self.flush(std::slice::from_ref(&n))?;
+            return Err(StoreError::InstanceExists(n.as_str().to_owned()).into());
         }
         let release = self.release(software)?;
         let rendered: Vec<(Derivation, BTreeMap<String, u32>)> = names
@@ -223,7 +242,7 @@ impl Context<'_> {
         self.store.db().add_generations(&new)?;
         names
             .par_iter()
-            .map(|n| self.sync_partition(n, None))
+            .map(|n| self.sync_partition(n))
             .collect::<Result<Vec<_>>>()?;
         self.flush(names)?;
         Ok(drvs.into_iter().map(|d| d.path).collect())
@@ -237,19 +256,27 @@ impl Context<'_> {
     }
 
     /// A new generation of `name` running `software`, its parameters those of the current
-    /// generation overridden by `parameters`; the current one is its parent.
+    /// generation overridden by `parameters`; the current one is its parent. When that
+    /// generation would be the current one (same release, same parameters, same rendered
+    /// files: the same output path), nothing is added.
     pub fn upgrade(
         &self,
         name: &InstanceName,
         software: &str,
         parameters: &Parameters,
-    ) -> Result<GenerationRow> {
+    ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
         let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let release = self.release(software)?;
         let (drv, _) = self.render(name, &release, &merged)?;
+        if drv.path.to_string() == current.path {
+            return Ok(Upgrade {
+                generation: current,
+                changed: false,
+            });
+        }
         self.realise(std::slice::from_ref(&drv))?;
         let row = GenerationRow {
             instance: name.as_str().to_owned(),
@@ -266,9 +293,12 @@ impl Context<'_> {
             row: row.clone(),
             expect_new: false,
         }])?;
-        self.sync_partition(name, Some(&current))?;
+        self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
-        Ok(row)
+        Ok(Upgrade {
+            generation: row,
+            changed: true,
+        })
     }
 
     /// Switches `name` back to the current generation's parent (the nearest one not deleted),
@@ -312,7 +342,7 @@ impl Context<'_> {
             }
         };
         self.store.db().set_current(name.as_str(), target.number)?;
-        self.sync_partition(name, Some(&current))?;
+        self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
         Ok(target)
     }
@@ -348,64 +378,72 @@ impl Context<'_> {
             .ok_or_else(|| {
                 InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
             })?;
-        self.sync_partition(name, None)?;
+        self.sync_partition(name)?;
         Ok((current, generations))
     }
 
-    /// Makes the partition show the recorded current generation; `previous` (the generation it
-    /// showed) gives the links to drop.
-    fn sync_partition(&self, name: &InstanceName, previous: Option<&GenerationRow>) -> Result<()> {
-        let (current, old) = {
+    /// Makes the partition show the recorded current generation, finishing a switch that an
+    /// operation killed after its commit left undone; nothing is done when it shows it.
+    fn sync_partition(&self, name: &InstanceName) -> Result<()> {
+        let current = {
             let db = self.store.db();
             let instance = db
                 .instance(name.as_str())?
                 .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
-            let gens = db.generations(name.as_str())?;
-            let current = gens
+            db.generations(name.as_str())?
                 .into_iter()
                 .find(|g| g.number == instance.current)
                 .ok_or_else(|| {
                     InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
-                })?;
-            (current, previous.cloned())
+                })?
         };
         let path = StorePath::parse(&current.path).map_err(StoreError::from)?;
         let output = self.store.path_of(&path);
         let partition = self.partition(name);
-        if old.is_none() && partition::current(&partition).as_deref() == Some(output.as_path()) {
+        let layout = self.layout(&current.path)?;
+        if partition::mismatches(&partition, &output, &layout).is_empty() {
             return Ok(());
         }
-        let (files, dirs) = self.layout(&current.path)?;
-        let links = partition::links(&files, &dirs);
-        let old_links = match &old {
-            Some(g) if g.path != current.path => {
-                let (f, d) = self.layout(&g.path)?;
-                partition::links(&f, &d)
+        partition::switch(&partition, &output, &layout)?;
+        Ok(())
+    }
+
+    /// Finishes a pending switch of `name` under its lock (what every instance command does
+    /// first, read-only ones included: the partition follows the database).
+    pub fn settle(&self, name: &InstanceName) -> Result<()> {
+        let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
+        if self.store.db().instance(name.as_str())?.is_none() {
+            return Ok(());
+        }
+        self.sync_partition(name)?;
+        self.flush(std::slice::from_ref(name))
+    }
+
+    /// [`Context::settle`] for every instance (`instance list`).
+    pub fn settle_all(&self) -> Result<()> {
+        let names = self.store.db().instances()?;
+        for row in names {
+            // a name recorded by an older version that today's rules refuse is left alone
+            if let Ok(name) = InstanceName::new(&row.name) {
+                self.settle(&name)?;
             }
-            _ => BTreeSet::new(),
-        };
-        partition::switch(&partition, &output, &dirs, &links, &old_links)?;
+        }
         Ok(())
     }
 
     /// The files and mutable directories of a generation output, from its derivation.
-    fn layout(&self, path: &str) -> Result<(BTreeSet<PathBuf>, BTreeSet<PathBuf>)> {
+    fn layout(&self, path: &str) -> Result<partition::Layout> {
         let json = self
             .store
             .db()
             .derivation(path)?
             .ok_or_else(|| StoreError::NotValid(path.to_owned()))?;
-        let drv: Derivation = serde_json::from_str(&json).map_err(|e| {
-            InstanceError::Usage(format!("the derivation of `{path}` is unreadable: {e}"))
-        })?;
-        let files: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(drv.option("files-json").unwrap_or("{}")).unwrap_or_default();
-        let dirs: BTreeMap<String, u32> =
-            serde_json::from_str(drv.option("dirs-json").unwrap_or("{}")).unwrap_or_default();
-        Ok((
-            files.keys().map(PathBuf::from).collect(),
-            dirs.keys().map(PathBuf::from).collect(),
-        ))
+        serde_json::from_str::<Derivation>(&json)
+            .ok()
+            .and_then(|drv| partition::Layout::of(&drv))
+            .ok_or_else(|| {
+                InstanceError::Usage(format!("the derivation of `{path}` is unreadable"))
+            })
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Loaded {
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub assignments: Vec<Assignment>,
+    /// Values set after the assignments and taken verbatim (`${}` in them is not substituted):
+    /// an instance's parameters, `(section, option, value)`.
+    pub verbatim: Vec<(String, String, String)>,
     /// `[buildout] executable`'s default: the Python that buildout would run with, which also
     /// runs profile code.
     pub executable: String,
@@ -151,6 +154,12 @@ pub fn load(
             a.option.clone(),
             Value::new(a.value.clone(), Origin::CommandLine),
         );
+    }
+    for (section, option, value) in &options.verbatim {
+        cloptions
+            .entry(section.clone())
+            .or_default()
+            .insert(option.clone(), Value::new(value.clone(), Origin::Parameter));
     }
     if let Some(cl_extends) = cloptions
         .get_mut("buildout")

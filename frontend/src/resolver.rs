@@ -94,6 +94,11 @@ pub struct Resolver<'s> {
     pub derivations: crate::derive::Derivations,
     /// When rendering an instance: what its parts put in the partition.
     pub instance_output: crate::recipes::instance::InstanceOutput,
+    /// Options whose value holds an instance parameter's text (`Origin::Parameter`): final
+    /// once computed, never substituted again, so a `${` in a parameter stays text.
+    verbatim: std::collections::HashSet<(String, String)>,
+    /// Set by [`Resolver::reference`] when the value it returned holds parameter text.
+    tainted: bool,
 }
 
 impl<'s> Resolver<'s> {
@@ -115,6 +120,8 @@ impl<'s> Resolver<'s> {
             headers,
             derivations: Default::default(),
             instance_output: Default::default(),
+            verbatim: Default::default(),
+            tainted: false,
         }
     }
 
@@ -156,15 +163,32 @@ impl<'s> Resolver<'s> {
         let mut to_sub: Vec<(String, String)> = self.sections[idx]
             .raw
             .iter()
-            .filter(|(_, v)| has_reference(&v.text))
+            .filter(|(_, v)| has_reference(&v.text) && v.origin != Origin::Parameter)
             .map(|(k, v)| (k.clone(), v.text.clone()))
             .collect();
         to_sub.sort();
         for (key, text) in to_sub {
             let mut seen = vec![(name.clone(), key.clone())];
             let origin = self.sections[idx].raw.get(&key).map(|v| v.origin.clone());
-            let cooked = self.substitute(idx, &text, &mut seen, origin.as_ref())?;
-            self.sections[idx].cooked.insert(key, cooked);
+            let outer = std::mem::take(&mut self.tainted);
+            let cooked = self.substitute(idx, &text, &mut seen, origin.as_ref());
+            let tainted = std::mem::replace(&mut self.tainted, outer);
+            let cooked = cooked?;
+            if tainted {
+                // `_cooked` values are substituted again when read (buildout's `get`): one
+                // holding parameter text is final instead
+                self.verbatim.insert((name.clone(), key.clone()));
+                let origin = origin.unwrap_or(Origin::Computed);
+                self.sections[idx].data.insert(
+                    key,
+                    Resolved {
+                        text: cooked,
+                        origin,
+                    },
+                );
+            } else {
+                self.sections[idx].cooked.insert(key, cooked);
+            }
         }
         if name == "buildout" {
             return Ok(());
@@ -252,7 +276,11 @@ impl<'s> Resolver<'s> {
             (None, None) => return Ok(None),
         };
         let origin = origin.unwrap_or(Origin::Computed);
-        let text = if has_reference(&text) {
+        if origin == Origin::Parameter {
+            self.verbatim
+                .insert((options.name.clone(), option.to_owned()));
+        }
+        let text = if has_reference(&text) && origin != Origin::Parameter {
             let key = (options.name.clone(), option.to_owned());
             let mut own = Vec::new();
             let seen = match seen {
@@ -268,7 +296,12 @@ impl<'s> Resolver<'s> {
                     &mut own
                 }
             };
+            let outer = std::mem::take(&mut self.tainted);
             let result = self.substitute(idx, &text, seen, Some(&origin));
+            if std::mem::replace(&mut self.tainted, outer) {
+                let name = self.sections[idx].name.clone();
+                self.verbatim.insert((name, option.to_owned()));
+            }
             seen.pop();
             result?
         } else {
@@ -445,7 +478,12 @@ impl<'s> Resolver<'s> {
             Err(e) => return Err(blame(self, e)),
         };
         match self.get(target, option, Some(seen)) {
-            Ok(Some(v)) => Ok(v),
+            Ok(Some(v)) => {
+                if self.verbatim.contains(&(section, option.to_owned())) {
+                    self.tainted = true;
+                }
+                Ok(v)
+            }
             Ok(None) if option == "_buildout_section_name_" => Ok(self.sections[idx].name.clone()),
             Ok(None) => Err(blame(
                 self,

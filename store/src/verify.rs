@@ -20,6 +20,8 @@ use crate::store::Store;
 pub enum Problem {
     /// The database's own check failed.
     Database(String),
+    /// A partition does not show its instance's current generation.
+    Partition(crate::partition::Mismatch),
     /// A valid path is not on disk.
     Missing { path: String },
     /// A valid path is writable or not a directory/file/symlink as built.
@@ -46,6 +48,7 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Database(m) => write!(f, "database: {m}"),
+            Problem::Partition(m) => write!(f, "{m}"),
             Problem::Missing { path } => write!(f, "`{path}` is registered but missing"),
             Problem::Writable { path } => write!(f, "`{path}` is writable"),
             Problem::SizeChanged {
@@ -76,8 +79,8 @@ impl Problem {
     /// The store path (base name) the problem is about, if it is about one.
     pub fn store_path(&self, store_dir: &std::path::Path) -> Option<String> {
         let path = match self {
-            // nothing left to rebuild it from: the database forgot it
-            Problem::Database(_) | Problem::LostRoot { .. } => return None,
+            // nothing left to rebuild it from: the database forgot it, or it is not a path
+            Problem::Database(_) | Problem::LostRoot { .. } | Problem::Partition(_) => return None,
             Problem::Missing { path }
             | Problem::Writable { path }
             | Problem::SizeChanged { path, .. }
@@ -241,5 +244,10 @@ pub fn verify(store: &Store, check_contents: bool) -> Result<Report> {
         }
     }
     report.invalid.sort();
+    report.problems.extend(
+        crate::partition::check(store)?
+            .into_iter()
+            .map(Problem::Partition),
+    );
     Ok(report)
 }

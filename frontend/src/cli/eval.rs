@@ -196,6 +196,7 @@ fn describe(sources: &Sources, origin: &Origin, cwd: &str) -> String {
         Origin::Default => "buildout default".into(),
         Origin::Computed => "computed by buildout".into(),
         Origin::CommandLine => "command line".into(),
+        Origin::Parameter => "instance parameter".into(),
         Origin::Recipe(r) => format!("set by recipe {r}"),
         Origin::Code(s) => format!("set by the init code of [{s}]"),
     }

@@ -201,9 +201,18 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::Upgrade { name: n, software } => {
             let n = name(&n)?;
             let params = parameters(&software.parameters)?;
-            let row = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            let upgrade = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            let row = &upgrade.generation;
             if software.json {
-                format!("{:#}\n", generation_json(&row, true, &full))
+                let mut value = generation_json(row, true, &full);
+                value["changed"] = upgrade.changed.into();
+                format!("{value:#}\n")
+            } else if !upgrade.changed {
+                format!(
+                    "unchanged: {} stays at generation {} (same release and parameters)\n",
+                    n.as_str(),
+                    row.number
+                )
             } else {
                 format!(
                     "upgraded {} to generation {} ({})\n",
@@ -228,6 +237,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             }
         }
         InstanceCommand::List { json } => {
+            ctx.settle_all().map_err(fail)?;
             let rows = store
                 .db()
                 .instances()
@@ -246,6 +256,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Show { name: n, json } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let current = gens.iter().find(|g| g.number == instance.current);
             let value = serde_json::json!({
@@ -275,6 +286,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Generations { name: n, json } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let live: Vec<_> = gens.iter().filter(|g| !g.deleted).collect();
             if json {
@@ -309,6 +321,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             numbers,
         } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let live: Vec<_> = gens.iter().filter(|g| !g.deleted).collect();
             let doomed: Vec<i64> = if let Some(keep) = keep {
@@ -363,6 +376,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
+            ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let _lock = store
                 .lock(&format!("instance-{}", n.as_str()))

@@ -121,7 +121,8 @@ fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result
 }
 
 /// `slapos.cookbook:wrapper`: a shell script that sets `environment` and runs `command-line`
-/// (with the wrapper's own arguments when `parameters-extra = true`).
+/// (with the wrapper's own arguments when `parameters-extra = true`), every value quoted
+/// (`wrapper.rs`).
 fn wrapper(part: &mut Part) -> Result<()> {
     let command = part.require("command-line")?;
     let path = part.require("wrapper-path")?;
@@ -129,20 +130,9 @@ fn wrapper(part: &mut Part) -> Result<()> {
         part.get("parameters-extra")?.as_deref().map(str::trim),
         Some("true" | "yes" | "1")
     );
-    let mut script = String::from("#!/bin/sh\n");
-    if let Some(env) = part.get("environment")? {
-        for line in env.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(part.option_error("environment", format!("line `{line}` has no `=`")));
-            };
-            script.push_str(&format!("export {}={}\n", k.trim(), sh_quote(v.trim())));
-        }
-    }
-    let command = command.split_whitespace().collect::<Vec<_>>().join(" ");
-    script.push_str(&format!(
-        "exec {command}{}\n",
-        if extra { " \"$@\"" } else { "" }
-    ));
+    let environment = part.get("environment")?;
+    let script = super::wrapper::script(&command, environment.as_deref(), extra)
+        .map_err(|e| part.option_error(e.option, e.message))?;
     add_file(
         part,
         "wrapper-path",
@@ -152,10 +142,6 @@ fn wrapper(part: &mut Part) -> Result<()> {
             mode: 0o755,
         },
     )
-}
-
-fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// `slapos.cookbook:mkdirectory`: every option but `recipe` and `mode` names a directory.

@@ -14,6 +14,7 @@ mod download;
 mod egg;
 pub mod instance;
 pub mod template;
+mod wrapper;
 
 use slapstore_store::Recipe;
 
