@@ -466,6 +466,46 @@ fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
     );
 }
 
+/// dash's release tarball (autotools `make dist`: v7 headers, no `ustar` magic) unpacks, as
+/// every genuine upstream tarball GNU tar reads must.
+#[test]
+fn a_v7_upstream_tarball_unpacks() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let dir = repo_root().join("target/test-sources");
+    let out = run_script(
+        &repo_root().join("tests/fixtures/debian-orig.sh"),
+        &["dash=0.5.12-2", &dir.to_string_lossy()],
+    );
+    let tarball = PathBuf::from(out.trim());
+    assert!(tarball.exists(), "debian-orig.sh printed {out:?}");
+    let head = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"gzip -dc "$1" | head -c 512 | tail -c 255 | head -c 5"#)
+        .arg("sh")
+        .arg(&tarball)
+        .output()
+        .expect("gzip");
+    assert_ne!(head.stdout, b"ustar", "dash's tarball has v7 headers");
+    let out = store.run(&["add-source", &tarball.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let profile = env.write(
+        "dash.cfg",
+        "[buildout]\nparts = dash\n\n[dash]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = http://gondor.apana.org.au/~herbert/dash/files/dash-0.5.12.tar.gz\n\
+         md5sum = 57222b768b84003ea4b801e5d5e0e52b\n",
+    );
+    let built = {
+        let out = store.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str::<Value>(&out.stdout).expect("json")
+    };
+    let dash = PathBuf::from(built["parts"]["dash"].as_str().expect("dash"));
+    assert!(dash.join("configure").is_file());
+    let main = std::fs::read_to_string(dash.join("src/main.c")).expect("src/main.c");
+    assert!(main.contains("Kenneth Almquist"), "{}", &main[..200]);
+}
+
 /// lua.org's lua-5.4.4.tar.gz, which Debian carries unchanged as `lua5.4_5.4.4.orig.tar.gz`:
 /// fetched once by `tests/fixtures/debian-orig.sh` into `target/test-sources/`.
 fn lua_tarball() -> PathBuf {
