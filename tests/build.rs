@@ -624,3 +624,99 @@ fn store_add_and_register_fill_the_store_in_batches() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
+
+/// The processes whose process group is `pgid`, from `/proc`.
+fn processes_in_group(pgid: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: after the last `)`
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest.split_whitespace().nth(2) == Some(pgid) {
+            found.push(stat);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let env = TestEnv::new();
+        let store = Root::new(&env);
+        let marker = env.path().join("started");
+        env.write(
+            "software.cfg",
+            &format!(
+                "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
+                 mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  sleep 1000\n",
+                marker = marker.display(),
+            ),
+        );
+        let root = store.root.to_string_lossy().into_owned();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+            .args(["--root", &root, "build", "software.cfg"])
+            .current_dir(env.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "the build never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let scratch: Vec<PathBuf> = std::fs::read_dir(store.root.join("var/tmp"))
+            .expect("var/tmp")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(scratch.len(), 1, "{scratch:?}");
+        let pgid =
+            std::fs::read_to_string(scratch[0].join("build/process-group")).expect("process-group");
+        let pgid = pgid.trim();
+        assert!(
+            processes_in_group(pgid)
+                .iter()
+                .any(|p| p.contains("(sleep)")),
+            "the build's sleep runs in group {pgid}"
+        );
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIG{signal} did not stop the build"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(
+            processes_in_group(pgid),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+        let stored: Vec<_> = std::fs::read_dir(store.root.join("store"))
+            .expect("store")
+            .collect();
+        assert!(stored.is_empty(), "no partial output: {stored:?}");
+        let tmp: Vec<_> = std::fs::read_dir(store.root.join("var/tmp"))
+            .expect("tmp")
+            .collect();
+        assert!(tmp.is_empty(), "no scratch: {tmp:?}");
+    }
+}

@@ -126,7 +126,7 @@ pub fn build(
                 let i = {
                     let mut s = lock(&state);
                     loop {
-                        if s.stop || s.finished == drvs.len() {
+                        if s.stop || s.finished == drvs.len() || crate::interrupt::interrupted() {
                             return;
                         }
                         if let Some(i) = s.ready.pop_front() {

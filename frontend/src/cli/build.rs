@@ -161,9 +161,21 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         allow_unpinned: args.allow_unpinned,
         substituter,
     };
+    let interrupts = match super::interrupts::Interrupts::install() {
+        Ok(i) => i,
+        Err(e) => return report::failure(&format!("cannot handle interruptions: {e}")),
+    };
     let progress = super::progress::Progress::new(drvs.len(), store_args.quiet);
     let outcome = build::build(&store, &drvs, &options, &progress);
     drop(progress);
+    if let Some(code) = interrupts.finish() {
+        eprintln!(
+            "error: interrupted: the builds running were killed and their partial outputs \
+             removed ({} built before)",
+            outcome.built.len(),
+        );
+        return code;
+    }
     let Some(release) = drvs.last() else {
         return report::failure("the profile has no release");
     };

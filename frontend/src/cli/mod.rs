@@ -7,6 +7,7 @@ mod eval;
 mod gc;
 mod inspect;
 mod instance;
+mod interrupts;
 mod plumbing;
 mod progress;
 mod report;

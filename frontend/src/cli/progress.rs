@@ -121,6 +121,14 @@ impl Observer for Progress {
             Event::Warning { drv, message } => {
                 self.say(&format!("warning: {}: {message}", drv.name()));
             }
+            Event::Failed {
+                drv,
+                error: slapstore_store::StoreError::Interrupted { .. },
+            } => {
+                self.running(drv.name(), false);
+                let n = self.finish_one();
+                self.say(&format!("{n} interrupted {}", drv.name()));
+            }
             Event::Failed { drv, error } => {
                 self.running(drv.name(), false);
                 let n = self.finish_one();

@@ -160,11 +160,28 @@ impl Context<'_> {
         let mut child = command
             .spawn()
             .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        // its process group is its pid (`setpgid(0, 0)` ran before exec, which `spawn` awaited)
+        let pgid = child.id() as i32;
+        let group = crate::interrupt::Group::register(pgid);
         let pgid_file = self.scratch.join(PROCESS_GROUP_FILE);
-        fs::write(&pgid_file, child.id().to_string()).map_err(|e| io_error(&pgid_file, e))?;
-        let status = child
-            .wait()
-            .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        let status = fs::write(&pgid_file, pgid.to_string())
+            .map_err(|e| io_error(&pgid_file, e))
+            .and_then(|()| child.wait().map_err(|e| io_error(Path::new("/bin/sh"), e)));
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => {
+                // SAFETY: kill(2) with a negative pid signals that process group only.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        drop(group);
+        if crate::interrupt::interrupted() {
+            return Err(StoreError::Interrupted { part: self.part() });
+        }
         if !status.success() {
             let status = match status.code() {
                 Some(code) => format!("exited with status {code}"),
