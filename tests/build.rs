@@ -625,7 +625,8 @@ fn store_add_and_register_fill_the_store_in_batches() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
 
-/// The processes whose process group is `pgid`, from `/proc`.
+/// The live processes whose process group is `pgid`, from `/proc` (zombies, dead and waiting
+/// for their reaper, are not counted).
 fn processes_in_group(pgid: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -636,7 +637,8 @@ fn processes_in_group(pgid: &str) -> Vec<String> {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        if rest.split_whitespace().nth(2) == Some(pgid) {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&pgid) && fields.first() != Some(&"Z") {
             found.push(stat);
         }
     }
@@ -719,4 +721,80 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
             .collect();
         assert!(tmp.is_empty(), "no scratch: {tmp:?}");
     }
+}
+
+#[test]
+fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = ok bad after after2\n\
+         [ok]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out && echo fine\n\
+         [bad]\nrecipe = plone.recipe.command\ncommand =\n  for i in $(seq 1 30); do echo \"line $i\"; done\n  \
+         echo 'error: this is the failure' >&2\n  exit 3\n\
+         [after]\nrecipe = plone.recipe.command\ncommand = echo ${bad:location}\n\
+         [after2]\nrecipe = plone.recipe.command\ncommand = echo ${after:location}\n",
+    );
+    let out = store.run(&["build", "--keep-going", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let err = &out.stderr;
+    // the error once, with the command's first line only, and the log's last 20 lines
+    assert_eq!(err.matches("part `bad` failed").count(), 1, "{err}");
+    assert_eq!(err.matches("for i in $(seq 1 30)").count(), 1, "{err}");
+    assert!(err.contains("done …` exited with status 3"), "{err}");
+    assert!(
+        err.contains("  | line 12\n") && err.contains("  | line 30\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("| line 11\n"),
+        "only the last 20 lines: {err}"
+    );
+    assert!(err.contains("  | error: this is the failure\n"), "{err}");
+    assert_eq!(
+        err.matches("hint: the whole log: `slapstore log bad`")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("error: 1 failed, 3 skipped (dependencies failed), 1 built\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("fine"),
+        "logs are not streamed by default: {err}"
+    );
+    // what the hint says works
+    let log = store.run(&["log", "bad"]);
+    assert!(log.stdout.contains("line 1\n"), "{}", log.stdout);
+    // again: `ok` is there already; without --keep-going the others are not started
+    let out = store.run(&["build", "software.cfg"]);
+    assert!(
+        out.stderr.contains(
+            "error: 1 failed, 3 skipped (dependencies failed), 0 built, 1 already built\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    // -L streams every build's log, prefixed with its part, and does not repeat the tail
+    env.write(
+        "two.cfg",
+        "[buildout]\nparts = ok bad\n\
+         [ok]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out && echo fine again\n\
+         [bad]\nrecipe = plone.recipe.command\ncommand = echo one; echo two; exit 1\n",
+    );
+    let out = store.run(&["build", "-L", "--keep-going", "two.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ok> fine again\n"), "{}", out.stderr);
+    let (one, two) = (out.stderr.find("bad> one\n"), out.stderr.find("bad> two\n"));
+    assert!(one.is_some() && one < two, "{}", out.stderr);
+    assert!(!out.stderr.contains("  | two"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("1 failed, 1 skipped (dependencies failed), 1 built"),
+        "{}",
+        out.stderr
+    );
 }

@@ -189,7 +189,7 @@ impl Context<'_> {
             };
             return Err(StoreError::BuildFailed {
                 part: self.part(),
-                what: format!("{what} `{script}`"),
+                what: format!("{what} `{}`", brief(script)),
                 status,
                 log: self.log_path.clone(),
             });
@@ -225,6 +225,18 @@ impl Context<'_> {
     fn source(&self, role: &str) -> Option<&Source> {
         self.drv.build.sources.iter().find(|s| s.role == role)
     }
+}
+
+/// A command as an error names it: its first line, cut at 80 characters, `…` marking what is
+/// left out (the whole command is at the top of the build log).
+fn brief(script: &str) -> String {
+    let script = script.trim();
+    let first = script.lines().next().unwrap_or_default();
+    let mut cut: String = first.chars().take(80).collect();
+    if cut.len() < script.len() {
+        cut.push_str(" …");
+    }
+    cut
 }
 
 /// Python's `text % options`: `%(key)s` becomes the option's value, `%%` a `%`.
@@ -285,6 +297,13 @@ fn environment(ctx: &Context) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brief_commands() {
+        assert_eq!(brief("make -j4\n"), "make -j4");
+        assert_eq!(brief("a\nb"), "a …");
+        assert_eq!(brief(&"x".repeat(90)), format!("{} …", "x".repeat(80)));
+    }
 
     #[test]
     fn python_interpolation() {
