@@ -92,6 +92,8 @@ pub trait Observer: Sync {
 pub struct Outcome {
     /// Paths built by this call.
     pub built: Vec<StorePath>,
+    /// Derivations found valid already.
+    pub valid: usize,
     /// Derivations that failed or were not built because a dependency failed, with why.
     pub failed: Vec<(String, StoreError)>,
 }
@@ -126,7 +128,7 @@ pub fn build(
                 let i = {
                     let mut s = lock(&state);
                     loop {
-                        if s.stop || s.finished == drvs.len() {
+                        if s.stop || s.finished == drvs.len() || crate::interrupt::interrupted() {
                             return;
                         }
                         if let Some(i) = s.ready.pop_front() {
@@ -159,6 +161,8 @@ pub fn build(
                     Ok(built) => {
                         if built {
                             s.outcome.built.push(drvs[i].path.clone());
+                        } else {
+                            s.outcome.valid += 1;
                         }
                         for &d in &graph.dependents[i] {
                             s.waiting[d] -= 1;

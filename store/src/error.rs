@@ -54,6 +54,8 @@ pub enum StoreError {
     },
     #[error("part `{part}` was not built: part `{dependency}` failed")]
     DependencyFailed { part: String, dependency: String },
+    #[error("part `{part}` was not built: the build was interrupted")]
+    Interrupted { part: String },
     #[error("`{0}` is not a valid path of this store")]
     NotValid(String),
     #[error("`{0}` is not in the store directory `{1}`")]

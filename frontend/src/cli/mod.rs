@@ -7,6 +7,7 @@ mod eval;
 mod gc;
 mod inspect;
 mod instance;
+mod interrupts;
 mod plumbing;
 mod progress;
 mod report;
@@ -149,6 +150,10 @@ fn substituter(
     store: &slapstore_store::Store,
 ) -> Result<Option<slapstore_store::cache::Substituter>, i32> {
     let mut urls = args.substituters.clone();
+    for url in &urls {
+        slapstore_store::cache::substitute::check_url(url)
+            .map_err(|e| report::usage(&format!("`--substituter {url}`: {e}")))?;
+    }
     let mut keys = args.trusted_keys.clone();
     let config = store.root().join("etc/slapstore.toml");
     if let Ok(text) = std::fs::read_to_string(&config) {
@@ -162,6 +167,14 @@ fn substituter(
         }
         let parsed: Config = toml::from_str(&text)
             .map_err(|e| report::usage(&format!("`{}`: {e}", config.display())))?;
+        for url in &parsed.substituters {
+            slapstore_store::cache::substitute::check_url(url).map_err(|e| {
+                report::usage(&format!(
+                    "`{}`: `substituters`: `{url}`: {e}",
+                    config.display()
+                ))
+            })?;
+        }
         urls.extend(parsed.substituters);
         keys.extend(parsed.trusted_keys);
     }
