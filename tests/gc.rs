@@ -132,8 +132,8 @@ fn pins_keep_closures_and_why_alive_explains() {
     assert!(r.entries().is_empty());
     assert_eq!(
         r.run(&["pin", &release]).code,
-        2,
-        "a path that is gone cannot be pinned"
+        3,
+        "a path that is gone cannot be pinned (not found)"
     );
 }
 

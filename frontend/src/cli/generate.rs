@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory};
+
 use clap_complete::Shell;
 
 use super::report;
@@ -25,7 +26,7 @@ pub struct ManArgs {
 
 /// Prints the completion script of `C` for a shell.
 pub fn completions<C: CommandFactory>(args: CompletionsArgs) -> i32 {
-    let mut command = C::command();
+    let mut command = super::help::command::<C>();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "slapstore", &mut out);
     super::print(&String::from_utf8_lossy(&out))
@@ -33,7 +34,7 @@ pub fn completions<C: CommandFactory>(args: CompletionsArgs) -> i32 {
 
 /// Prints the manual page of `C`, or writes every page into `--dir`.
 pub fn man<C: CommandFactory>(args: ManArgs) -> i32 {
-    let command = C::command();
+    let command = super::help::command::<C>();
     match args.dir {
         Some(dir) => {
             let written = std::fs::create_dir_all(&dir)

@@ -8,6 +8,7 @@ mod diff;
 mod eval;
 mod gc;
 mod generate;
+mod help;
 mod inspect;
 mod instance;
 mod plumbing;
@@ -133,7 +134,11 @@ enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::FromArgMatches;
+    let parsed = help::command::<Cli>()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { report::BAD_INPUT } else { 0 };
