@@ -196,7 +196,10 @@ pub fn unpin(store_args: &StoreArgs, args: UnpinArgs) -> i32 {
     }
     match slapstore_store::roots::unpin(&store, &args.name) {
         Ok(true) => super::print(&format!("unpinned {}\n", args.name)),
-        Ok(false) => report::usage(&format!("no pin `{}`", args.name)),
+        Ok(false) => report::not_found(
+            &format!("no pin `{}`", args.name),
+            Some("`slapstore roots` lists the pins"),
+        ),
         Err(e) => report::store_error(&e),
     }
 }
