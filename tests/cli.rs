@@ -762,3 +762,86 @@ fn every_documented_json_output_has_its_documented_keys() {
         "type"
     );
 }
+
+/// The README's tour of instances and reclaiming disk, in its order, with its claims.
+#[test]
+fn the_readme_tour_does_what_it_says() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let v1 = demo("software.cfg");
+    let out = r.run(&[
+        "instance",
+        "create",
+        "web-1",
+        "web-2",
+        "--software",
+        &v1,
+        "-p",
+        "port=8081",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("building server (shell)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.starts_with("created web-1 (generation 1) in "),
+        "{}",
+        out.stdout
+    );
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "web-1",
+        "--software",
+        &demo("software-v2.cfg"),
+        "-p",
+        "greeting=Bonjour",
+    ]);
+    r.ok(&["instance", "rollback", "web-1"]);
+
+    // generations: one aligned column per field, under its header
+    let table = r.ok(&["instance", "generations", "web-1"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    let column = |line: &str, what: &str| line.find(what).expect("column");
+    let release = column(lines[0], "release");
+    let parent = column(lines[0], "parent");
+    for line in &lines[1..] {
+        assert_eq!(column(line, "/"), release, "{table}");
+        assert!(line[parent..].starts_with(['-', '1']), "{table}");
+    }
+    assert!(lines[1].trim_start().starts_with("1  *"), "{table}");
+
+    // why-alive with a glob that matches both servers
+    let servers = named(&r, "server");
+    let mut args = vec!["why-alive"];
+    args.extend(servers.iter().map(String::as_str));
+    assert_eq!(r.ok(&args).matches(" is alive: ").count(), 2);
+
+    // after the rollback, --keep 1 keeps the newest (2) and the current (1): nothing goes
+    let out = r.ok(&["instance", "delete-generations", "web-1", "--keep", "1"]);
+    assert!(out.starts_with("deleted 0 generations of web-1"), "{out}");
+    assert!(
+        out.contains("keeps the N newest and the current one"),
+        "{out}"
+    );
+    let (gen2, _) = generation(&r, "web-1", 2);
+    assert!(r.ok(&["roots"]).contains(&gen2));
+    let out = r.ok(&["instance", "delete-generations", "web-1", "2"]);
+    assert_eq!(out, "deleted 1 generation of web-1\n");
+    assert!(
+        !r.ok(&["roots"]).contains(&gen2),
+        "generation 2 is no root any more"
+    );
+    let gc: Value = serde_json::from_str(&r.ok(&["gc", "--json"])).expect("json");
+    assert!(
+        gc["deleted"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| *p == *gen2),
+        "gc reclaims generation 2: {gc}"
+    );
+}
