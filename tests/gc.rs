@@ -158,8 +158,8 @@ fn pins_keep_closures_and_why_alive_explains() {
     assert!(r.entries().is_empty());
     assert_eq!(
         r.run(&["pin", &release]).code,
-        2,
-        "a path that is gone cannot be pinned"
+        3,
+        "a path that is gone cannot be pinned (not found)"
     );
 }
 
@@ -443,7 +443,7 @@ fn read_only_commands_on_a_missing_root_create_nothing() {
         &["optimise"],
     ] {
         let out = crate::common::run_root(&missing, env.path(), args);
-        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
         assert!(
             out.stderr.contains("is not a slapstore root") && out.stderr.contains("typo"),
             "{args:?}: {}",

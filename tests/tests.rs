@@ -5,6 +5,7 @@ mod common;
 mod build;
 mod cache;
 mod cases;
+mod cli;
 mod eval;
 mod examples;
 mod faults;

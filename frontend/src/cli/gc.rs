@@ -1,4 +1,4 @@
-//! `slapstore gc`, `why-alive`, `pin`, `unpin` and `optimise`.
+//! `slapstore gc`, `pin`, `unpin` and `optimise` (`why-alive` is with the queries, `query.rs`).
 
 use clap::Args;
 use slapstore_store::Store;
@@ -17,12 +17,6 @@ pub struct GcArgs {
     /// Print `{"deleted": [paths], "freed_bytes": N}`.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct WhyArgs {
-    /// A store path.
-    path: String,
 }
 
 #[derive(Args, Debug)]
@@ -165,39 +159,6 @@ pub fn gc(store_args: &StoreArgs, args: GcArgs) -> i32 {
     super::print(&out)
 }
 
-pub fn why(store_args: &StoreArgs, args: WhyArgs) -> i32 {
-    let store = match open(store_args) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let path = match store.parse_path(&args.path) {
-        Ok(p) => p,
-        Err(e) => return report::store_error(&e),
-    };
-    match slapstore_gc::why::why(&store, &path.to_string()) {
-        Ok(Some((root, chain))) => {
-            let dir = store.store_dir();
-            let mut out = format!(
-                "{} is alive: {root} keeps\n",
-                dir.join(path.to_string()).display()
-            );
-            for (i, p) in chain.iter().enumerate() {
-                out.push_str(&format!(
-                    "{}{}\n",
-                    "  ".repeat(i + 1),
-                    dir.join(p).display()
-                ));
-            }
-            super::print(&out)
-        }
-        Ok(None) => super::print(&format!(
-            "{} is not reachable from any root: the next gc deletes it\n",
-            store.path_of(&path).display()
-        )),
-        Err(e) => report::store_error(&e),
-    }
-}
-
 pub fn pin(store_args: &StoreArgs, args: PinArgs) -> i32 {
     let store = match open(store_args) {
         Ok(s) => s,
@@ -243,7 +204,10 @@ pub fn unpin(store_args: &StoreArgs, args: UnpinArgs) -> i32 {
     }
     match slapstore_store::roots::unpin(&store, &args.name) {
         Ok(true) => super::print(&format!("unpinned {}\n", args.name)),
-        Ok(false) => report::usage(&format!("no pin `{}`", args.name)),
+        Ok(false) => report::not_found(
+            &format!("no pin `{}`", args.name),
+            Some("`slapstore roots` lists the pins"),
+        ),
         Err(e) => report::store_error(&e),
     }
 }
