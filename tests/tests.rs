@@ -10,3 +10,4 @@ mod examples;
 mod faults;
 mod gc;
 mod instance;
+mod releases;

@@ -350,9 +350,13 @@ fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()
     Ok(())
 }
 
+/// The files slapgrid runs as a release's instance profile, in the order it looks for them.
+pub const INSTANCE_PROFILES: [&str; 2] = ["instance.cfg", "template.cfg"];
+
 /// The release of a software profile (design §6): every part's output, and the instance
-/// profile — the file a template part renders to `${buildout:directory}/template.cfg`, or else
-/// `[buildout] instance-profile`, rendered with the software's `${...}`.
+/// profile — the file a template part renders to `${buildout:directory}/instance.cfg`, else to
+/// `${buildout:directory}/template.cfg` (slapgrid's order), else `[buildout] instance-profile`
+/// rendered with the software's `${...}`.
 pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivation> {
     let Some(mode) = r.settings.store.clone() else {
         return Err(crate::error::Error::buildout(
@@ -361,13 +365,34 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
     };
     let b = r.section("buildout")?;
     let directory = r.require(b, "directory")?;
-    let conventional = crate::pystr::path_join(&directory, "template.cfg");
-    let mut instance = None;
-    for (&i, output) in &r.derivations.outputs {
-        if crate::pystr::normpath(output) == conventional {
-            instance = r.derivations.list[i]
-                .option("rendered-text")
-                .map(str::to_owned);
+    // options of the release: the instance profile as text (a `template` part, which the
+    // frontend rendered, or `instance-profile`) or as the file a `jinja2` part renders
+    let mut instance: Option<(&str, String)> = None;
+    let mut from = None;
+    for file in INSTANCE_PROFILES {
+        let conventional = crate::pystr::path_join(&directory, file);
+        // of two parts writing the file, the one installed last leaves it
+        let last = r
+            .derivations
+            .outputs
+            .iter()
+            .filter(|(_, output)| crate::pystr::normpath(output) == conventional)
+            .map(|(&i, _)| i)
+            .max();
+        if let Some(i) = last {
+            let d = &r.derivations.list[i];
+            from = Some(format!("[{}] ({file})", d.name()));
+            instance = match (d.option("rendered-text"), d.option("output-file")) {
+                (Some(text), _) if d.recipe() == Recipe::Template => {
+                    Some(("instance-profile-text", text.to_owned()))
+                }
+                (_, Some(out)) => Some((
+                    "instance-profile-file",
+                    format!("{}/{}/{out}", mode.store_dir, d.path),
+                )),
+                _ => None,
+            };
+            break;
         }
     }
     if instance.is_none() {
@@ -386,7 +411,11 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
             let len = text.len();
             let file_id = r.sources.add(path.clone(), text.clone());
             let origin = crate::config::Origin::File(crate::source::Span::new(file_id, 0..len));
-            instance = Some(crate::recipes::template::render(r, b, &text, &origin)?);
+            from = Some(format!("`{path}`"));
+            instance = Some((
+                "instance-profile-text",
+                crate::recipes::template::render(r, b, &text, &origin)?,
+            ));
         }
     }
     let name = PartName::new(name).map_err(|e| crate::error::Error::buildout(e.to_string()))?;
@@ -402,8 +431,8 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
         "parts-json".to_owned(),
         serde_json::Value::Object(parts).to_string(),
     );
-    if let Some(text) = instance {
-        options.insert("instance-profile-text".to_owned(), text);
+    if let Some((key, value)) = instance {
+        options.insert(key.to_owned(), value);
     }
     let inputs = Inputs {
         name,
@@ -417,15 +446,24 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
         files: BTreeMap::new(),
         references,
     };
+    // where the instance profile comes from, for `plan` (not an input: its content is)
+    let mut build_options = options;
+    if let Some(from) = from {
+        build_options.insert(INSTANCE_PROFILE_FROM.to_owned(), from);
+    }
     Ok(Derivation::new(
         inputs,
         Build {
-            options,
+            options: build_options,
             sources: Vec::new(),
             files: BTreeMap::new(),
         },
     ))
 }
+
+/// The release's build option saying where its instance profile comes from: `[part] (file)`
+/// or `` `path` ``.
+pub const INSTANCE_PROFILE_FROM: &str = "instance-profile-from";
 
 /// The system string derivations are built for.
 pub fn system() -> String {
