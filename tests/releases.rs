@@ -153,3 +153,113 @@ fn a_real_release_finds_its_instance_cfg() {
     let parts: Vec<&str> = planned.iter().filter_map(|d| d["part"].as_str()).collect();
     assert!(parts.contains(&"mosquitto"), "{parts:?}");
 }
+
+/// The patched-c example with its patch at a remote URL: `(profile, patch md5)`.
+fn remote_patch_project(env: &TestEnv, url: &str) -> (String, String) {
+    let example = repo_root().join("examples/patched-c");
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(example.join(f), env.path().join(f)).expect("copy");
+    }
+    let profile = std::fs::read_to_string(example.join("software.cfg")).expect("read");
+    let md5 = "82cb7d66f16975696e80f25afc1c388f".to_owned();
+    let profile = profile.replace(
+        "${:_profile_base_location_}/fix-greeting.patch#",
+        &format!("{url}#"),
+    );
+    assert!(profile.contains(url), "{profile}");
+    (profile, md5)
+}
+
+fn greet_path(r: &Root, profile: &str) -> String {
+    plan(r, &[profile])
+        .iter()
+        .find(|d| d["part"] == "greet")
+        .expect("greet")["path"]
+        .as_str()
+        .expect("path")
+        .to_owned()
+}
+
+#[test]
+fn remote_patches_are_fetched_by_checksum_from_the_download_cache() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // nothing listens there: the patch can only come from the download cache
+    let url = "https://patches.invalid/debian/patches/fix-greeting.patch?full_index=1";
+    let (profile, md5) = remote_patch_project(&env, url);
+    env.write("software.cfg", &profile);
+
+    // plan reads nothing remote; the patch's checksum is its identity, not its URL
+    let planned = greet_path(&r, "software.cfg");
+    env.write(
+        "mirror/software.cfg",
+        &profile
+            .replace(url, "http://mirror.invalid/p.diff")
+            .replace("${:_profile_base_location_}", &env.path().to_string_lossy()),
+    );
+    assert_eq!(greet_path(&r, "mirror/software.cfg"), planned);
+    env.write(
+        "other/software.cfg",
+        &profile
+            .replace(&md5, "0123456789abcdef0123456789abcdef")
+            .replace("${:_profile_base_location_}", &env.path().to_string_lossy()),
+    );
+    assert_ne!(greet_path(&r, "other/software.cfg"), planned);
+
+    // offline and not in the cache: the build fails, naming the patch, and builds nothing
+    let out = r.run(&["build", "--offline", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("greet") && out.stderr.contains("fix-greeting.patch"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !r.entries().iter().any(|n| n.ends_with("-greet")),
+        "{:?}",
+        r.entries()
+    );
+
+    // `add-source` puts it in the cache; the offline build then applies it
+    let added = r.ok(&["add-source", "fix-greeting.patch"]);
+    assert!(added.contains(&format!("md5:{md5}")), "{added}");
+    let out = r.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let greet = built["parts"]["greet"].as_str().expect("greet");
+    assert_eq!(greet, planned);
+    let run = std::process::Command::new(format!("{greet}/bin/greet"))
+        .arg("remote")
+        .output()
+        .expect("run greet");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "Hello, remote! (patched)\n"
+    );
+}
+
+#[test]
+fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let url = "https://patches.invalid/fix-greeting.patch";
+    let (profile, md5) = remote_patch_project(&env, url);
+    env.write("software.cfg", &profile.replace(&format!("#{md5}"), ""));
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("patches")
+            && out.stderr.contains("has no checksum")
+            && out.stderr.contains("software.cfg:11"),
+        "{}",
+        out.stderr
+    );
+    let out = r.run(&["plan", "--allow-unpinned", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // a malformed checksum is a profile error too
+    env.write("software.cfg", &profile.replace(&md5, "xyz"));
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("patches"), "{}", out.stderr);
+    assert!(r.entries().is_empty());
+}

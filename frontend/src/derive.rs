@@ -133,7 +133,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                     inputs.files.insert("path".into(), info.content_hash);
                     build.files.insert("path".into(), tree);
                 }
-                patches(part, &mut inputs, &mut build)?;
+                patches(part, &mode, &mut inputs, &mut build)?;
             }
         }
         Recipe::Template => {
@@ -308,28 +308,33 @@ fn source(part: &mut Part, mode: &StoreMode, inputs: &mut Inputs, build: &mut Bu
     Ok(())
 }
 
-/// cmmi's `patches`: `FILE[#md5]` words, local files checked against their MD5 now and
-/// identified by content.
-fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()> {
+/// cmmi's `patches`: `FILE[#md5]` words. A local file is checked against its MD5 now and
+/// identified by content; a remote one (`https://...#md5`) is a source identified by its
+/// checksum, fetched at build time through the download cache as `url` is.
+fn patches(
+    part: &mut Part,
+    mode: &StoreMode,
+    inputs: &mut Inputs,
+    build: &mut Build,
+) -> Result<()> {
     let Some(text) = part.get("patches")? else {
         return Ok(());
     };
     for (i, word) in text.split_whitespace().enumerate() {
         let (file, md5sum) = match word.split_once('#') {
-            Some((f, m)) => (f, Some(m.to_lowercase())),
+            Some((f, m)) => (f, Some(m.to_lowercase()).filter(|m| !m.is_empty())),
             None => (word, None),
         };
-        let path = file.strip_prefix("file://").unwrap_or(file);
+        let role = format!("patch:{i}");
         if is_url(file) && !file.starts_with("file://") {
-            return Err(part.option_error(
-                "patches",
-                format!("`{file}`: slapstore applies local patches only"),
-            ));
+            remote_patch(part, mode, inputs, build, role, file, md5sum)?;
+            continue;
         }
+        let path = file.strip_prefix("file://").unwrap_or(file);
         let bytes = std::fs::read(path).map_err(|e| {
             part.option_error("patches", format!("cannot read patch `{path}`: {e}"))
         })?;
-        if let Some(expected) = md5sum.filter(|m| !m.is_empty()) {
+        if let Some(expected) = md5sum {
             let actual = format!("{:x}", md5::Md5::digest(&bytes));
             if actual != expected {
                 return Err(part.option_error(
@@ -340,13 +345,53 @@ fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()
                 ));
             }
         }
-        let role = format!("patch:{i}");
         inputs.files.insert(
             role.clone(),
             format!("blake3:{}", blake3::hash(&bytes).to_hex()),
         );
         build.files.insert(role, PathBuf::from(path));
     }
+    Ok(())
+}
+
+/// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
+/// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.
+fn remote_patch(
+    part: &Part,
+    mode: &StoreMode,
+    inputs: &mut Inputs,
+    build: &mut Build,
+    role: String,
+    url: &str,
+    md5sum: Option<String>,
+) -> Result<()> {
+    let checksum = match md5sum {
+        Some(hex) => {
+            let text = format!("md5:{hex}");
+            text.parse::<slapstore_store::checksum::Checksum>()
+                .map_err(|e| part.option_error("patches", format!("patch `{url}`: {e}")))?;
+            inputs.sources.insert(role.clone(), text.clone());
+            Some(text)
+        }
+        None if mode.allow_unpinned => {
+            inputs.options.insert(role.clone(), url.to_owned());
+            None
+        }
+        None => {
+            return Err(part.option_error(
+                "patches",
+                format!(
+                    "patch `{url}` has no checksum: write it `{url}#MD5`, or build with \
+                     `--allow-unpinned`"
+                ),
+            ))
+        }
+    };
+    build.sources.push(Source {
+        role,
+        urls: vec![url.to_owned()],
+        checksum,
+    });
     Ok(())
 }
 
