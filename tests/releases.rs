@@ -263,3 +263,79 @@ fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
     assert!(out.stderr.contains("patches"), "{}", out.stderr);
     assert!(r.entries().is_empty());
 }
+
+#[test]
+fn an_explicit_default_location_is_the_default() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let (profile, _) = remote_patch_project(&env, "${:_profile_base_location_}/fix-greeting.patch");
+    // as cryptopp's and qt's profiles write it, used by another option; a tarball beside it
+    // unpacked to buildout's default `destination`
+    let explicit = format!(
+        "{profile}location = ${{buildout:parts-directory}}/${{:_buildout_section_name_}}\n\
+         post-install = test -x ${{:location}}/bin/greet\n\
+         [buildout]\nparts += tree\n\
+         [tree]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n\
+         destination = ${{buildout:parts-directory}}//tree/\n"
+    );
+    env.write("software.cfg", &explicit);
+    // the same without them (cmmi's own spelling of its location)
+    let with_post_install = format!(
+        "{profile}post-install = test -x @@LOCATION@@/bin/greet\n\
+         [buildout]\nparts += tree\n\
+         [tree]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n"
+    );
+    env.write("implicit/software.cfg", &with_post_install);
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(env.path().join(f), env.path().join("implicit").join(f)).expect("copy");
+    }
+    let parts = |profile: &str| {
+        let mut p = plan(&r, &[profile]);
+        p.retain(|d| d["recipe"] != "release");
+        p
+    };
+    assert_eq!(parts("software.cfg"), parts("implicit/software.cfg"));
+    // built: `${:location}` in post-install was the store path
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let tree = built["parts"]["tree"].as_str().expect("tree");
+    assert!(
+        std::path::Path::new(tree).join("configure").exists(),
+        "{tree}"
+    );
+
+    // any other location is refused, naming the option and its line (cmmi's own words)
+    let elsewhere = format!("{profile}location = ${{buildout:parts-directory}}/greet/src\n");
+    env.write("software.cfg", &elsewhere);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:14") && out.stderr.contains("invalid 'location'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn another_location_is_refused_with_the_option_to_change() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = src\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/a.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n\
+         destination = ${buildout:parts-directory}/elsewhere\n",
+    );
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:7")
+            && out.stderr.contains("remove `destination`")
+            && out.stderr.contains("${buildout:parts-directory}/src"),
+        "{}",
+        out.stderr
+    );
+}

@@ -94,13 +94,20 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
         Some(l) if l == placeholder => {}
         None => part.set("location", placeholder.clone()),
         Some(other) => {
+            // `download-unpacked` takes its location from `destination`
+            let key = match part.get("destination")? {
+                Some(d) if d.trim() == other.trim() => "destination",
+                _ => "location",
+            };
             return Err(part.option_error(
-                "location",
+                key,
                 format!(
                     "in a build a part's location is its store path, not `{other}`: remove \
-                     `location` (commands find the output in `$out` or `${{:location}}`)"
+                     `{key}`, or make it buildout's default `${{buildout:parts-directory}}/{}` \
+                     (commands find the output in `$out` or `${{:location}}`)",
+                    part.name
                 ),
-            ))
+            ));
         }
     }
     let mut inputs = Inputs {
@@ -208,6 +215,67 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     }
     list.list.push(drv);
     Ok(())
+}
+
+/// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
+/// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
+/// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
+/// becomes the placeholder of the part's store path. Called before the recipe's initialisation.
+pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
+    let Some(mode) = part.r.settings.store.clone() else {
+        return Ok(());
+    };
+    // `download`'s `destination` is the file itself, not a directory
+    let keys: &[&str] = match recipe {
+        Recipe::DownloadUnpacked => &["location", "destination"],
+        _ => &["location"],
+    };
+    let parts = part.buildout("parts-directory")?;
+    let default = crate::pystr::path_join(&parts, &part.name);
+    let mut explicit = false;
+    for &key in keys {
+        if let Some(value) = part.get(key)? {
+            if crate::pystr::normpath(value.trim()) == default {
+                explicit = true;
+            }
+        }
+    }
+    if !explicit {
+        return Ok(());
+    }
+    let placeholder = mode.placeholder(&part.name);
+    for (key, value) in part.r.items(part.idx)? {
+        let trimmed = value.trim();
+        if keys.contains(&key.as_str()) && crate::pystr::normpath(trimmed) == default {
+            // as if it were not written: the recipe sets the default (the placeholder)
+            part.r.delete(part.idx, &key);
+            continue;
+        }
+        let replaced = replace_path(&value, &default, &placeholder);
+        if replaced != value {
+            part.set(&key, replaced);
+        }
+    }
+    Ok(())
+}
+
+/// `text` with every mention of the path `from` (not a longer name: `parts/x` is not in
+/// `parts/x-dev`) replaced by `to`.
+fn replace_path(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        let longer = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        out.push_str(&rest[..i]);
+        out.push_str(if longer { from } else { to });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A template's output file name: the base name of `output`.
@@ -526,4 +594,22 @@ pub fn release_name(profile: &str) -> String {
         .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
         .unwrap_or("software");
     format!("{dir}-release")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_path;
+
+    #[test]
+    fn a_path_is_replaced_where_it_ends() {
+        assert_eq!(
+            replace_path(
+                "PREFIX=/p/x a=/p/x/lib b=/p/x-dev /p/x.tar /p/x",
+                "/p/x",
+                "@"
+            ),
+            "PREFIX=@ a=@/lib b=/p/x-dev /p/x.tar @"
+        );
+        assert_eq!(replace_path("nothing", "/p/x", "@"), "nothing");
+    }
 }
