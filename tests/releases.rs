@@ -339,3 +339,103 @@ fn another_location_is_refused_with_the_option_to_change() {
         out.stderr
     );
 }
+
+#[test]
+fn options_pointing_into_another_parts_output_are_read_when_it_is_built() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    std::fs::copy(
+        repo_root().join("examples/patched-c/greet-1.0.tar.gz"),
+        env.path().join("greet-1.0.tar.gz"),
+    )
+    .expect("copy");
+    // a cmmi `path` into an unpacked tree; jinja2 templates that a shell part makes and that a
+    // template part renders (as firefox's fonts.conf is made from fontconfig's template)
+    let made = "{{ greeting }} from a made template\n";
+    let md5 = md5_hex(made);
+    let profile = format!(
+        "[buildout]\nparts = greet made rendered\n\
+         [src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n\
+         [greet]\nrecipe = slapos.recipe.cmmi\npath = ${{src:location}}\n\
+         configure-options = --with-greeting=Hi\n\
+         [maker]\nrecipe = plone.recipe.command\ncommand = printf '{{{{ greeting }}}} from a made template\\n' > $out/t.in\n\
+         [made]\nrecipe = slapos.recipe.template:jinja2\nurl = ${{maker:location}}/t.in\n\
+         md5sum = {md5}\noutput = ${{buildout:directory}}/made\ncontext = raw greeting Hello\n\
+         [tpl]\nrecipe = slapos.recipe.template\ninline = {{{{ word }}}} rendered twice\n\
+         output = ${{buildout:parts-directory}}/tpl/t.in\n\
+         [rendered]\nrecipe = slapos.recipe.template:jinja2\nurl = ${{tpl:output}}\n\
+         output = ${{buildout:directory}}/rendered\ncontext = raw word Once\n"
+    );
+    env.write("software.cfg", &profile);
+    let planned = plan(&r, &["software.cfg"]);
+    let deps = |part: &str| planned.iter().find(|d| d["part"] == part).expect(part)["deps"].clone();
+    assert_eq!(deps("greet"), serde_json::json!(["src"]));
+    assert_eq!(deps("made"), serde_json::json!(["maker"]));
+    assert_eq!(deps("rendered"), serde_json::json!(["tpl"]));
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let part = |name: &str| built["parts"][name].as_str().expect(name).to_owned();
+    let run = std::process::Command::new(format!("{}/bin/greet", part("greet")))
+        .output()
+        .expect("run greet");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "Hi, world\n");
+    let read = |name: &str, file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", part(name))).expect(file)
+    };
+    assert_eq!(read("made", "made"), "Hello from a made template\n");
+    assert_eq!(read("rendered", "rendered"), "Once rendered twice");
+
+    // what the maker makes is an input: another command, another template and store path
+    let changed = profile.replace("from a made", "from another made");
+    env.write("software.cfg", &changed);
+    let made_path = |r: &Root| {
+        plan(r, &["software.cfg"])
+            .iter()
+            .find(|d| d["part"] == "made")
+            .expect("made")["path"]
+            .clone()
+    };
+    assert_ne!(made_path(&r), serde_json::json!(part("made")));
+    // and the template's MD5 is checked when it is read, at build time
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("made") && out.stderr.contains("MD5"),
+        "{}",
+        out.stderr
+    );
+
+    // slapos.recipe.template renders when the profile is read: it cannot wait for a build
+    let plain = profile.replace(
+        "[made]\nrecipe = slapos.recipe.template:jinja2\n",
+        "[made]\nrecipe = slapos.recipe.template\n",
+    );
+    env.write("software.cfg", &plain);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("made by part [maker]") && out.stderr.contains(":jinja2"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The MD5 of `text`, in hex, by `md5sum`.
+fn md5_hex(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}

@@ -18,6 +18,7 @@ use slapstore_store::{Derivation, PartName, Recipe};
 
 use crate::error::Result;
 use crate::extends::is_url;
+use crate::recipes::template::Jinja2Template;
 use crate::recipes::Part;
 
 /// The recipes a build supports, for error messages.
@@ -39,6 +40,17 @@ pub struct StoreMode {
     pub profile_dirs: Vec<String>,
     /// Accept remote sources without a checksum (their URL is then hashed).
     pub allow_unpinned: bool,
+}
+
+impl Derivations {
+    /// The derivation whose output `path` lies in (or is), if it is one of these.
+    pub fn owner(&self, store_dir: &str, path: &str) -> Option<&Derivation> {
+        let rest = path.strip_prefix(store_dir)?.strip_prefix('/')?;
+        let name = rest.split('/').next()?;
+        let &i = self.by_hash.get(name.get(..32)?)?;
+        let d = &self.list[i];
+        (name == d.path.to_string()).then_some(d)
+    }
 }
 
 impl StoreMode {
@@ -134,11 +146,23 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             if recipe == Recipe::Cmmi {
                 if let Some(path) = part.get("path")?.filter(|p| !p.trim().is_empty()) {
                     let tree = PathBuf::from(path.trim());
-                    let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
-                        part.option_error("path", format!("cannot read the source tree: {e}"))
-                    })?;
-                    inputs.files.insert("path".into(), info.content_hash);
-                    build.files.insert("path".into(), tree);
+                    if part
+                        .r
+                        .derivations
+                        .owner(&mode.store_dir, path.trim())
+                        .is_some()
+                    {
+                        // in another part's output: copied when building, and that part's
+                        // store path (its hash) is the input
+                        inputs.options.insert("path".into(), path.trim().to_owned());
+                        build.files.insert("path".into(), tree);
+                    } else {
+                        let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
+                            part.option_error("path", format!("cannot read the source tree: {e}"))
+                        })?;
+                        inputs.files.insert("path".into(), info.content_hash);
+                        build.files.insert("path".into(), tree);
+                    }
                 }
                 patches(part, &mode, &mut inputs, &mut build)?;
             }
@@ -158,8 +182,12 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 None => part.require("rendered")?,
             };
             let file = output_file(part, &original)?;
-            let (text, context) = crate::recipes::template::jinja2_inputs(part)?;
-            extra.push(("template-text".into(), text));
+            let (template, context) = crate::recipes::template::jinja2_inputs(part)?;
+            match template {
+                Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
+                // in another part's output: read when building, and a reference to that part
+                Jinja2Template::Built(path) => extra.push(("template-file".into(), path)),
+            }
             extra.push(("context-json".into(), context.to_string()));
             extra.push(("output-file".into(), file.clone()));
             part.set("output", format!("{placeholder}/{file}"));
