@@ -11,4 +11,5 @@ mod examples;
 mod faults;
 mod gc;
 mod instance;
+mod releases;
 mod stress;

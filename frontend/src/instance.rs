@@ -158,7 +158,8 @@ impl Context<'_> {
         let text = std::fs::read_to_string(&profile).map_err(|_| {
             InstanceError::Usage(format!(
                 "the release `{}` has no instance profile (a template part rendering \
-                 `${{buildout:directory}}/template.cfg`, or `[buildout] instance-profile`)",
+                 `${{buildout:directory}}/instance.cfg` or `template.cfg`, or \
+                 `[buildout] instance-profile`)",
                 release_dir.display()
             ))
         })?;

@@ -17,7 +17,8 @@ use crate::source::Sources;
 pub struct PlanArgs {
     #[command(flatten)]
     profile: ProfileArgs,
-    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built"}`.
+    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built"}` (the release's
+    /// also says where its `instance-profile` comes from).
     #[arg(long)]
     json: bool,
     /// Accept remote sources without a checksum.
@@ -115,14 +116,21 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
         let list: Vec<serde_json::Value> = rows
             .iter()
             .map(|(d, built)| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "part": d.name(),
                     "hash": d.path.hash_part(),
                     "path": store_dir.join(d.path.to_string()),
                     "recipe": d.recipe().name(),
                     "deps": deps(d, &drvs),
                     "built": built,
-                })
+                });
+                if d.recipe() == slapstore_store::Recipe::Release {
+                    // where the release's instance profile comes from (null: it has none)
+                    row["instance-profile"] = d
+                        .option(crate::derive::INSTANCE_PROFILE_FROM)
+                        .map_or(serde_json::Value::Null, Into::into);
+                }
+                row
             })
             .collect();
         out = format!("{:#}\n", serde_json::Value::Array(list));
