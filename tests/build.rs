@@ -679,12 +679,18 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
         let pgid =
             std::fs::read_to_string(scratch[0].join("build/process-group")).expect("process-group");
         let pgid = pgid.trim();
-        assert!(
-            processes_in_group(pgid)
-                .iter()
-                .any(|p| p.contains("(sleep)")),
-            "the build's sleep runs in group {pgid}"
-        );
+        // `touch` has run; the shell may not have started `sleep` yet
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !processes_in_group(pgid)
+            .iter()
+            .any(|p| p.contains("(sleep)"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the build's sleep never ran in group {pgid}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let status = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())

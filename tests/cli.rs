@@ -135,6 +135,7 @@ fn each_help_lists_the_options_that_apply() {
     );
     // global options stay accepted where their help is hidden
     let r = Root::new(&env);
+    r.ok(&["store", "register"]);
     assert_eq!(r.run(&["-j", "2", "instance", "list"]).code, 0);
     assert_eq!(r.run(&["instance", "list", "-j", "2"]).code, 0);
     // a command that prints data takes --json
@@ -232,7 +233,9 @@ fn a_permission_error_hints_at_the_root() {
         return;
     }
     let root = env.path().join("root");
-    std::fs::create_dir_all(&root).expect("root");
+    // a root made by its owner, read by another user
+    let made = crate::common::run_root(&root, env.path(), &["store", "register"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_slapstore"))
@@ -513,6 +516,16 @@ fn why_alive_takes_several_paths_and_key_show_prints_the_public_key() {
     let list: Value = serde_json::from_str(&r.ok(&args)).expect("json");
     assert_eq!(list.as_array().expect("list").len(), 2);
     r.ok(&["instance", "destroy", "web"]);
+    // the releases stay installed, and keep their parts, until removed
+    let list: Value = serde_json::from_str(&r.ok(&args)).expect("json");
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|p| p["alive"] == true && p["root"].as_str().is_some_and(|r| r.contains("software"))));
+    for profile in ["software.cfg", "software-v2.cfg"] {
+        r.ok(&["software", "remove", &demo(profile)]);
+    }
     let list: Value = serde_json::from_str(&r.ok(&args)).expect("json");
     assert!(list
         .as_array()
@@ -713,6 +726,7 @@ fn every_documented_json_output_has_its_documented_keys() {
         ),
         ("optimise", vec![json(&["optimise", "--json"])]),
         ("gc", vec![json(&["gc", "--dry-run", "--json"])]),
+        ("software list", vec![json(&["software", "list", "--json"])]),
     ];
     // pulling what is here already: `present`
     let pull = json(&[

@@ -131,7 +131,7 @@ fn pins_keep_closures_and_why_alive_explains() {
         "{why}"
     );
     r.ok(&["unpin", "linked"]);
-    assert_eq!(r.run(&["unpin", "linked"]).code, 2);
+    assert_eq!(r.run(&["unpin", "linked"]).code, 3);
     // the build installed the release: that root keeps it now
     let why = r.ok(&["why-alive", &format!("{}/store/{lib}", r.root.display())]);
     assert!(why.contains("the software installed from"), "{why}");

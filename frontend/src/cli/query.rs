@@ -59,8 +59,9 @@ pub struct WhyAliveArgs {
     json: bool,
 }
 
+/// Opens an existing store: a query on a root that does not exist creates nothing.
 fn open(args: &StoreArgs) -> Result<Store, i32> {
-    Store::open(&args.root()).map_err(|e| report::store_error(&e))
+    Store::open_existing(&args.root()).map_err(|e| report::store_error(&e))
 }
 
 /// The store and its reference graph.
