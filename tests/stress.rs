@@ -1,6 +1,9 @@
 //! Bounded stress tests of the collector against busy writers (issue 11.1): instances created
 //! in two loops while a third loop collects, on one root. `SLAPSTORE_STRESS_SECS` (default 20)
-//! sets how long the loops run.
+//! sets how long the loops run. The collector pauses between its reads of the root sources
+//! (`SLAPSTORE_TEST_ROOTS_PAUSE_MS`), so that writers finish between two reads often: with the
+//! reads in the wrong order (generations before temporary roots) instances lose their output
+//! in every run.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,9 +30,19 @@ fn gc_beside_instance_creation_loses_no_generation() {
         let (root, dir) = (r.root.clone(), r.dir.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let out = run_root(&root, &dir, &["-q", "gc"]);
-                assert_eq!(out.code, 0, "gc: {}", out.stderr);
-                assert!(!out.stderr.contains("warning"), "gc: {}", out.stderr);
+                // a pause between the reads of each root source: a writer that finishes in one
+                // must still be seen (the order of the reads is what this tests)
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+                    .args(["-q", "gc"])
+                    .arg("--root")
+                    .arg(&root)
+                    .env("SLAPSTORE_TEST_ROOTS_PAUSE_MS", "15")
+                    .current_dir(&dir)
+                    .output()
+                    .expect("gc");
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "gc: {stderr}");
+                assert!(!stderr.contains("warning"), "gc: {stderr}");
                 collections.fetch_add(1, Ordering::Relaxed);
             }
         })

@@ -40,14 +40,30 @@ pub fn gather(store: &Store) -> Result<Vec<(String, Root)>> {
         }
     }
     // 2. the durable roots, each committed by a writer before it dropped its temporary roots
+    test_pause();
     for (name, path) in roots::pins(store)? {
         out.push((path, Root::Pin { name }));
     }
+    test_pause();
     for s in store.db().installed()? {
         out.push((s.release, Root::Installed { profile: s.profile }));
     }
+    test_pause();
     for (path, instance, number) in store.db().generation_roots()? {
         out.push((path, Root::Generation { instance, number }));
     }
     Ok(out)
+}
+
+/// A pause between two reads of root sources when `SLAPSTORE_TEST_ROOTS_PAUSE_MS` is set: the
+/// stress test (`tests/stress.rs`) widens with it the window in which a writer can finish
+/// between two reads, which the order of the reads must make harmless. Unset, it costs one
+/// environment lookup.
+pub fn test_pause() {
+    if let Some(ms) = std::env::var("SLAPSTORE_TEST_ROOTS_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
