@@ -13,7 +13,7 @@
 # of isolating Nix on throwaway stores (NIX_STORE_DIR/NIX_STATE_DIR/NIX_LOG_DIR under
 # $BENCH_DIR/stores, NIX_CONF_DIR with sandbox=false and no substituters, NIX_REMOTE=local,
 # `nix-store --init` before timing); never touches /nix. slapstore gets a throwaway `--root`
-# under $BENCH_DIR/stores too (initialised by an untimed `verify`) and runs from a private copy
+# under $BENCH_DIR/stores too (initialised by an untimed `store register` of nothing) and runs from a private copy
 # of its binary. Every timed command follows a settle (sync, optional cache drop, sleep
 # SETTLE_SLEEP). Only the collection / optimisation is timed; filling the stores is not.
 #
@@ -127,7 +127,7 @@ use_store() {
 use_root() {
   ROOT="$BENCH_DIR/stores/$1"
   rm -rf "$ROOT"
-  "$S" --root "$ROOT" verify > /dev/null
+  "$S" --root "$ROOT" store register < /dev/null
 }
 drop() { [ "$KEEP" = 1 ] || rm -rf "$BENCH_DIR/stores/$1"; }
 

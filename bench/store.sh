@@ -11,7 +11,7 @@
 # way of isolating Nix on throwaway stores (NIX_STORE_DIR/NIX_STATE_DIR/NIX_LOG_DIR under
 # $BENCH_DIR/stores, NIX_CONF_DIR with sandbox=false and no substituters, NIX_REMOTE=local,
 # `nix-store --init` before timing). Never touches /nix. slapstore gets a throwaway
-# `--root` under $BENCH_DIR/stores too (initialised by an untimed `verify` before timing).
+# `--root` under $BENCH_DIR/stores too (initialised by an untimed `store register` of nothing, before timing).
 # Every timed command follows a settle (sync, optional cache drop, sleep SETTLE_SLEEP).
 #
 # Tests (N in N_LIST; REPS repetitions each, medians over the successful ones):
@@ -131,7 +131,7 @@ use_store() {
 use_root() {
   ROOT="$BENCH_DIR/stores/$1"
   rm -rf "$ROOT"
-  "$S" --root "$ROOT" verify > /dev/null
+  "$S" --root "$ROOT" store register < /dev/null
 }
 drop() { [ "$KEEP" = 1 ] || rm -rf "$BENCH_DIR/stores/$1"; }
 

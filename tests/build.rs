@@ -466,6 +466,46 @@ fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
     );
 }
 
+/// dash's release tarball (autotools `make dist`: v7 headers, no `ustar` magic) unpacks, as
+/// every genuine upstream tarball GNU tar reads must.
+#[test]
+fn a_v7_upstream_tarball_unpacks() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let dir = repo_root().join("target/test-sources");
+    let out = run_script(
+        &repo_root().join("tests/fixtures/debian-orig.sh"),
+        &["dash=0.5.12-2", &dir.to_string_lossy()],
+    );
+    let tarball = PathBuf::from(out.trim());
+    assert!(tarball.exists(), "debian-orig.sh printed {out:?}");
+    let head = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"gzip -dc "$1" | head -c 512 | tail -c 255 | head -c 5"#)
+        .arg("sh")
+        .arg(&tarball)
+        .output()
+        .expect("gzip");
+    assert_ne!(head.stdout, b"ustar", "dash's tarball has v7 headers");
+    let out = store.run(&["add-source", &tarball.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let profile = env.write(
+        "dash.cfg",
+        "[buildout]\nparts = dash\n\n[dash]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = http://gondor.apana.org.au/~herbert/dash/files/dash-0.5.12.tar.gz\n\
+         md5sum = 57222b768b84003ea4b801e5d5e0e52b\n",
+    );
+    let built = {
+        let out = store.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str::<Value>(&out.stdout).expect("json")
+    };
+    let dash = PathBuf::from(built["parts"]["dash"].as_str().expect("dash"));
+    assert!(dash.join("configure").is_file());
+    let main = std::fs::read_to_string(dash.join("src/main.c")).expect("src/main.c");
+    assert!(main.contains("Kenneth Almquist"), "{}", &main[..200]);
+}
+
 /// lua.org's lua-5.4.4.tar.gz, which Debian carries unchanged as `lua5.4_5.4.4.orig.tar.gz`:
 /// fetched once by `tests/fixtures/debian-orig.sh` into `target/test-sources/`.
 fn lua_tarball() -> PathBuf {
@@ -583,4 +623,184 @@ fn store_add_and_register_fill_the_store_in_batches() {
     let out = child.wait_with_output().expect("wait");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+/// The live processes whose process group is `pgid`, from `/proc` (zombies, dead and waiting
+/// for their reaper, are not counted).
+fn processes_in_group(pgid: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: after the last `)`
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&pgid) && fields.first() != Some(&"Z") {
+            found.push(stat);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let env = TestEnv::new();
+        let store = Root::new(&env);
+        let marker = env.path().join("started");
+        env.write(
+            "software.cfg",
+            &format!(
+                "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
+                 mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  sleep 1000\n",
+                marker = marker.display(),
+            ),
+        );
+        let root = store.root.to_string_lossy().into_owned();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+            .args(["--root", &root, "build", "software.cfg"])
+            .current_dir(env.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "the build never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let scratch: Vec<PathBuf> = std::fs::read_dir(store.root.join("var/tmp"))
+            .expect("var/tmp")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(scratch.len(), 1, "{scratch:?}");
+        let pgid =
+            std::fs::read_to_string(scratch[0].join("build/process-group")).expect("process-group");
+        let pgid = pgid.trim();
+        // `touch` has run; the shell may not have started `sleep` yet
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !processes_in_group(pgid)
+            .iter()
+            .any(|p| p.contains("(sleep)"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the build's sleep never ran in group {pgid}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIG{signal} did not stop the build"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{stderr}");
+        assert_eq!(
+            processes_in_group(pgid),
+            Vec::<String>::new(),
+            "SIG{signal}"
+        );
+        let stored: Vec<_> = std::fs::read_dir(store.root.join("store"))
+            .expect("store")
+            .collect();
+        assert!(stored.is_empty(), "no partial output: {stored:?}");
+        let tmp: Vec<_> = std::fs::read_dir(store.root.join("var/tmp"))
+            .expect("tmp")
+            .collect();
+        assert!(tmp.is_empty(), "no scratch: {tmp:?}");
+    }
+}
+
+#[test]
+fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = ok bad after after2\n\
+         [ok]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out && echo fine\n\
+         [bad]\nrecipe = plone.recipe.command\ncommand =\n  for i in $(seq 1 30); do echo \"line $i\"; done\n  \
+         echo 'error: this is the failure' >&2\n  exit 3\n\
+         [after]\nrecipe = plone.recipe.command\ncommand = echo ${bad:location}\n\
+         [after2]\nrecipe = plone.recipe.command\ncommand = echo ${after:location}\n",
+    );
+    let out = store.run(&["build", "--keep-going", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let err = &out.stderr;
+    // the error once, with the command's first line only, and the log's last 20 lines
+    assert_eq!(err.matches("part `bad` failed").count(), 1, "{err}");
+    assert_eq!(err.matches("for i in $(seq 1 30)").count(), 1, "{err}");
+    assert!(err.contains("done …` exited with status 3"), "{err}");
+    assert!(
+        err.contains("  | line 12\n") && err.contains("  | line 30\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("| line 11\n"),
+        "only the last 20 lines: {err}"
+    );
+    assert!(err.contains("  | error: this is the failure\n"), "{err}");
+    assert_eq!(
+        err.matches("hint: the whole log: `slapstore log bad`")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("error: 1 failed, 3 skipped (dependencies failed), 1 built\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("fine"),
+        "logs are not streamed by default: {err}"
+    );
+    // what the hint says works
+    let log = store.run(&["log", "bad"]);
+    assert!(log.stdout.contains("line 1\n"), "{}", log.stdout);
+    // again: `ok` is there already; without --keep-going the others are not started
+    let out = store.run(&["build", "software.cfg"]);
+    assert!(
+        out.stderr.contains(
+            "error: 1 failed, 3 skipped (dependencies failed), 0 built, 1 already built\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    // -L streams every build's log, prefixed with its part, and does not repeat the tail
+    env.write(
+        "two.cfg",
+        "[buildout]\nparts = ok bad\n\
+         [ok]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out && echo fine again\n\
+         [bad]\nrecipe = plone.recipe.command\ncommand = echo one; echo two; exit 1\n",
+    );
+    let out = store.run(&["build", "-L", "--keep-going", "two.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ok> fine again\n"), "{}", out.stderr);
+    let (one, two) = (out.stderr.find("bad> one\n"), out.stderr.find("bad> two\n"));
+    assert!(one.is_some() && one < two, "{}", out.stderr);
+    assert!(!out.stderr.contains("  | two"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("1 failed, 1 skipped (dependencies failed), 1 built"),
+        "{}",
+        out.stderr
+    );
 }

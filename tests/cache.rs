@@ -344,3 +344,108 @@ fn bad_caches_are_refused_and_the_build_goes_on() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("key generate"), "{}", out.stderr);
 }
+
+#[test]
+fn unusable_substituters_are_refused_or_said_once() {
+    let env = TestEnv::new();
+    let dir = env.path().to_owned();
+    let profile = env.write(
+        "software.cfg",
+        "[buildout]\nparts = a b\n\
+         [a]\nrecipe = slapos.recipe.template\ninline = a\noutput = ${buildout:directory}/a\n\
+         [b]\nrecipe = slapos.recipe.template\ninline = b\noutput = ${buildout:directory}/b\n",
+    );
+    let profile = profile.to_string_lossy().into_owned();
+    let root = dir.join("b");
+    let stored = |root: &Path| {
+        std::fs::read_dir(root.join("store"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // an unknown scheme is a usage error naming the option, and nothing is built
+    for url in ["ftp://cache.example.net", "htps://cache.example.net"] {
+        let out = run(&root, &dir, &["--substituter", url, "build", &profile]);
+        assert_eq!(out.code, 2, "{url}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("`--substituter {url}`"))
+                && out.stderr.contains("unknown scheme"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(stored(&root), 0);
+    }
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/slapstore.toml"),
+        "substituters = [\"htps://x\"]\n",
+    )
+    .expect("write");
+    let out = run(&root, &dir, &["build", &profile]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("slapstore.toml`: `substituters`: `htps://x`"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(root.join("etc/slapstore.toml")).expect("rm");
+    // a cache for another store directory, made by root `a`
+    let root_a = dir.join("a");
+    let cache = dir.join("cache");
+    let public = ok(&root_a, &dir, &["key", "generate"])
+        .stdout
+        .trim()
+        .to_owned();
+    ok(&root_a, &dir, &["build", &profile]);
+    ok(
+        &root_a,
+        &dir,
+        &["cache", "push", &cache.to_string_lossy(), &profile],
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let cache_url = cache.to_string_lossy().into_owned();
+    for (url, said) in [
+        (
+            cache_url.clone(),
+            format!(
+                "`{cache_url}` serves `{}/store`, this store is `{}/store`",
+                root_a.display(),
+                root.display()
+            ),
+        ),
+        (
+            dir.join("missing").to_string_lossy().into_owned(),
+            "no such directory".into(),
+        ),
+        (
+            dir.to_string_lossy().into_owned(),
+            "has no `slapstore-cache.json`".into(),
+        ),
+        (format!("http://127.0.0.1:{port}"), "cannot reach".into()),
+    ] {
+        let _ = std::fs::remove_dir_all(&root);
+        let out = ok(
+            &root,
+            &dir,
+            &[
+                "--substituter",
+                &url,
+                "--trusted-key",
+                &public,
+                "build",
+                &profile,
+            ],
+        );
+        assert_eq!(
+            out.stderr.matches(&said).count(),
+            1,
+            "said once: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.matches("warning").count(), 1, "{}", out.stderr);
+        assert_eq!(stored(&root), 3, "built instead: {}", out.stderr);
+    }
+}

@@ -82,8 +82,15 @@ fn sigkill_at_random_moments_loses_nothing() {
     let v1 = demo("software.cfg");
     let instances = ["web-a", "web-b"];
     let mut recorded: Vec<(String, i64, String)> = Vec::new();
+    // the root exists from the start: `verify` and `gc` do not make one
+    assert_eq!(run(&root, &dir, &["store", "register"]).code, 0);
     let mut survived = 0;
-    for trial in 0..trials {
+    // how many of the processes are killed before they finish depends on the machine's load
+    // (a delay that interrupts a build on a busy machine lets it finish on a quiet one): the
+    // trials go on past `trials`, up to three times as many, until a quarter were killed
+    let wanted = trials / 4 + 1;
+    let mut trial = 0;
+    while trial < trials || (survived < wanted && trial < 3 * trials) {
         // a software profile with several parts doing real work, new each trial
         let profile = format!("s{trial}/software.cfg");
         let text = format!(
@@ -185,11 +192,12 @@ fn sigkill_at_random_moments_loses_nothing() {
                 assert!(out.status.success(), "{context}: {name} does not run");
             }
         }
+        trial += 1;
     }
-    eprintln!("{trials} trials, {survived} processes killed mid-operation, nothing lost");
+    eprintln!("{trial} trials, {survived} processes killed mid-operation, nothing lost");
     assert!(
-        survived > trials / 4,
-        "too few kills landed mid-operation ({survived})"
+        survived >= wanted,
+        "too few kills landed mid-operation ({survived} of {trial} trials)"
     );
 }
 
@@ -356,6 +364,8 @@ fn many_processes_at_once_on_one_root() {
     let dir = env.path().to_owned();
     let root = dir.join("root");
     let v1 = demo("software.cfg");
+    // `gc`, `verify` and `instance list` below need the root to exist already
+    assert_eq!(run(&root, &dir, &["store", "register"]).code, 0);
     for i in 0..4 {
         env.write(
             &format!("p{i}/software.cfg"),

@@ -284,7 +284,7 @@ fn bad_input_changes_nothing() {
     );
     assert!(r.serve("web").starts_with("web: Hello"));
     let out = r.run(&["instance", "rollback", "nope"]);
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 3, "not found");
     assert!(out.stderr.contains("no instance"), "{}", out.stderr);
 }
 

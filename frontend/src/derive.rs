@@ -18,6 +18,7 @@ use slapstore_store::{Derivation, PartName, Recipe};
 
 use crate::error::Result;
 use crate::extends::is_url;
+use crate::recipes::template::Jinja2Template;
 use crate::recipes::Part;
 
 /// The recipes a build supports, for error messages.
@@ -39,6 +40,17 @@ pub struct StoreMode {
     pub profile_dirs: Vec<String>,
     /// Accept remote sources without a checksum (their URL is then hashed).
     pub allow_unpinned: bool,
+}
+
+impl Derivations {
+    /// The derivation whose output `path` lies in (or is), if it is one of these.
+    pub fn owner(&self, store_dir: &str, path: &str) -> Option<&Derivation> {
+        let rest = path.strip_prefix(store_dir)?.strip_prefix('/')?;
+        let name = rest.split('/').next()?;
+        let &i = self.by_hash.get(name.get(..32)?)?;
+        let d = &self.list[i];
+        (name == d.path.to_string()).then_some(d)
+    }
 }
 
 impl StoreMode {
@@ -94,13 +106,20 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
         Some(l) if l == placeholder => {}
         None => part.set("location", placeholder.clone()),
         Some(other) => {
+            // `download-unpacked` takes its location from `destination`
+            let key = match part.get("destination")? {
+                Some(d) if d.trim() == other.trim() => "destination",
+                _ => "location",
+            };
             return Err(part.option_error(
-                "location",
+                key,
                 format!(
                     "in a build a part's location is its store path, not `{other}`: remove \
-                     `location` (commands find the output in `$out` or `${{:location}}`)"
+                     `{key}`, or make it buildout's default `${{buildout:parts-directory}}/{}` \
+                     (commands find the output in `$out` or `${{:location}}`)",
+                    part.name
                 ),
-            ))
+            ));
         }
     }
     let mut inputs = Inputs {
@@ -127,13 +146,25 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             if recipe == Recipe::Cmmi {
                 if let Some(path) = part.get("path")?.filter(|p| !p.trim().is_empty()) {
                     let tree = PathBuf::from(path.trim());
-                    let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
-                        part.option_error("path", format!("cannot read the source tree: {e}"))
-                    })?;
-                    inputs.files.insert("path".into(), info.content_hash);
-                    build.files.insert("path".into(), tree);
+                    if part
+                        .r
+                        .derivations
+                        .owner(&mode.store_dir, path.trim())
+                        .is_some()
+                    {
+                        // in another part's output: copied when building, and that part's
+                        // store path (its hash) is the input
+                        inputs.options.insert("path".into(), path.trim().to_owned());
+                        build.files.insert("path".into(), tree);
+                    } else {
+                        let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
+                            part.option_error("path", format!("cannot read the source tree: {e}"))
+                        })?;
+                        inputs.files.insert("path".into(), info.content_hash);
+                        build.files.insert("path".into(), tree);
+                    }
                 }
-                patches(part, &mut inputs, &mut build)?;
+                patches(part, &mode, &mut inputs, &mut build)?;
             }
         }
         Recipe::Template => {
@@ -151,8 +182,12 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 None => part.require("rendered")?,
             };
             let file = output_file(part, &original)?;
-            let (text, context) = crate::recipes::template::jinja2_inputs(part)?;
-            extra.push(("template-text".into(), text));
+            let (template, context) = crate::recipes::template::jinja2_inputs(part)?;
+            match template {
+                Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
+                // in another part's output: read when building, and a reference to that part
+                Jinja2Template::Built(path) => extra.push(("template-file".into(), path)),
+            }
             extra.push(("context-json".into(), context.to_string()));
             extra.push(("output-file".into(), file.clone()));
             part.set("output", format!("{placeholder}/{file}"));
@@ -208,6 +243,67 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     }
     list.list.push(drv);
     Ok(())
+}
+
+/// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
+/// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
+/// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
+/// becomes the placeholder of the part's store path. Called before the recipe's initialisation.
+pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
+    let Some(mode) = part.r.settings.store.clone() else {
+        return Ok(());
+    };
+    // `download`'s `destination` is the file itself, not a directory
+    let keys: &[&str] = match recipe {
+        Recipe::DownloadUnpacked => &["location", "destination"],
+        _ => &["location"],
+    };
+    let parts = part.buildout("parts-directory")?;
+    let default = crate::pystr::path_join(&parts, &part.name);
+    let mut explicit = false;
+    for &key in keys {
+        if let Some(value) = part.get(key)? {
+            if crate::pystr::normpath(value.trim()) == default {
+                explicit = true;
+            }
+        }
+    }
+    if !explicit {
+        return Ok(());
+    }
+    let placeholder = mode.placeholder(&part.name);
+    for (key, value) in part.r.items(part.idx)? {
+        let trimmed = value.trim();
+        if keys.contains(&key.as_str()) && crate::pystr::normpath(trimmed) == default {
+            // as if it were not written: the recipe sets the default (the placeholder)
+            part.r.delete(part.idx, &key);
+            continue;
+        }
+        let replaced = replace_path(&value, &default, &placeholder);
+        if replaced != value {
+            part.set(&key, replaced);
+        }
+    }
+    Ok(())
+}
+
+/// `text` with every mention of the path `from` (not a longer name: `parts/x` is not in
+/// `parts/x-dev`) replaced by `to`.
+fn replace_path(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        let longer = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        out.push_str(&rest[..i]);
+        out.push_str(if longer { from } else { to });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A template's output file name: the base name of `output`.
@@ -320,28 +416,33 @@ fn source(part: &mut Part, mode: &StoreMode, inputs: &mut Inputs, build: &mut Bu
     Ok(())
 }
 
-/// cmmi's `patches`: `FILE[#md5]` words, local files checked against their MD5 now and
-/// identified by content.
-fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()> {
+/// cmmi's `patches`: `FILE[#md5]` words. A local file is checked against its MD5 now and
+/// identified by content; a remote one (`https://...#md5`) is a source identified by its
+/// checksum, fetched at build time through the download cache as `url` is.
+fn patches(
+    part: &mut Part,
+    mode: &StoreMode,
+    inputs: &mut Inputs,
+    build: &mut Build,
+) -> Result<()> {
     let Some(text) = part.get("patches")? else {
         return Ok(());
     };
     for (i, word) in text.split_whitespace().enumerate() {
         let (file, md5sum) = match word.split_once('#') {
-            Some((f, m)) => (f, Some(m.to_lowercase())),
+            Some((f, m)) => (f, Some(m.to_lowercase()).filter(|m| !m.is_empty())),
             None => (word, None),
         };
-        let path = file.strip_prefix("file://").unwrap_or(file);
+        let role = format!("patch:{i}");
         if is_url(file) && !file.starts_with("file://") {
-            return Err(part.option_error(
-                "patches",
-                format!("`{file}`: slapstore applies local patches only"),
-            ));
+            remote_patch(part, mode, inputs, build, role, file, md5sum)?;
+            continue;
         }
+        let path = file.strip_prefix("file://").unwrap_or(file);
         let bytes = std::fs::read(path).map_err(|e| {
             part.option_error("patches", format!("cannot read patch `{path}`: {e}"))
         })?;
-        if let Some(expected) = md5sum.filter(|m| !m.is_empty()) {
+        if let Some(expected) = md5sum {
             let actual = format!("{:x}", md5::Md5::digest(&bytes));
             if actual != expected {
                 return Err(part.option_error(
@@ -352,7 +453,6 @@ fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()
                 ));
             }
         }
-        let role = format!("patch:{i}");
         inputs.files.insert(
             role.clone(),
             format!("blake3:{}", blake3::hash(&bytes).to_hex()),
@@ -362,9 +462,54 @@ fn patches(part: &mut Part, inputs: &mut Inputs, build: &mut Build) -> Result<()
     Ok(())
 }
 
+/// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
+/// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.
+fn remote_patch(
+    part: &Part,
+    mode: &StoreMode,
+    inputs: &mut Inputs,
+    build: &mut Build,
+    role: String,
+    url: &str,
+    md5sum: Option<String>,
+) -> Result<()> {
+    let checksum = match md5sum {
+        Some(hex) => {
+            let text = format!("md5:{hex}");
+            text.parse::<slapstore_store::checksum::Checksum>()
+                .map_err(|e| part.option_error("patches", format!("patch `{url}`: {e}")))?;
+            inputs.sources.insert(role.clone(), text.clone());
+            Some(text)
+        }
+        None if mode.allow_unpinned => {
+            inputs.options.insert(role.clone(), url.to_owned());
+            None
+        }
+        None => {
+            return Err(part.option_error(
+                "patches",
+                format!(
+                    "patch `{url}` has no checksum: write it `{url}#MD5`, or build with \
+                     `--allow-unpinned`"
+                ),
+            ))
+        }
+    };
+    build.sources.push(Source {
+        role,
+        urls: vec![url.to_owned()],
+        checksum,
+    });
+    Ok(())
+}
+
+/// The files slapgrid runs as a release's instance profile, in the order it looks for them.
+pub const INSTANCE_PROFILES: [&str; 2] = ["instance.cfg", "template.cfg"];
+
 /// The release of a software profile (design §6): every part's output, and the instance
-/// profile — the file a template part renders to `${buildout:directory}/template.cfg`, or else
-/// `[buildout] instance-profile`, rendered with the software's `${...}`.
+/// profile — the file a template part renders to `${buildout:directory}/instance.cfg`, else to
+/// `${buildout:directory}/template.cfg` (slapgrid's order), else `[buildout] instance-profile`
+/// rendered with the software's `${...}`.
 pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivation> {
     let Some(mode) = r.settings.store.clone() else {
         return Err(crate::error::Error::buildout(
@@ -373,13 +518,34 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
     };
     let b = r.section("buildout")?;
     let directory = r.require(b, "directory")?;
-    let conventional = crate::pystr::path_join(&directory, "template.cfg");
-    let mut instance = None;
-    for (&i, output) in &r.derivations.outputs {
-        if crate::pystr::normpath(output) == conventional {
-            instance = r.derivations.list[i]
-                .option("rendered-text")
-                .map(str::to_owned);
+    // options of the release: the instance profile as text (a `template` part, which the
+    // frontend rendered, or `instance-profile`) or as the file a `jinja2` part renders
+    let mut instance: Option<(&str, String)> = None;
+    let mut from = None;
+    for file in INSTANCE_PROFILES {
+        let conventional = crate::pystr::path_join(&directory, file);
+        // of two parts writing the file, the one installed last leaves it
+        let last = r
+            .derivations
+            .outputs
+            .iter()
+            .filter(|(_, output)| crate::pystr::normpath(output) == conventional)
+            .map(|(&i, _)| i)
+            .max();
+        if let Some(i) = last {
+            let d = &r.derivations.list[i];
+            from = Some(format!("[{}] ({file})", d.name()));
+            instance = match (d.option("rendered-text"), d.option("output-file")) {
+                (Some(text), _) if d.recipe() == Recipe::Template => {
+                    Some(("instance-profile-text", text.to_owned()))
+                }
+                (_, Some(out)) => Some((
+                    "instance-profile-file",
+                    format!("{}/{}/{out}", mode.store_dir, d.path),
+                )),
+                _ => None,
+            };
+            break;
         }
     }
     if instance.is_none() {
@@ -398,7 +564,11 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
             let len = text.len();
             let file_id = r.sources.add(path.clone(), text.clone());
             let origin = crate::config::Origin::File(crate::source::Span::new(file_id, 0..len));
-            instance = Some(crate::recipes::template::render(r, b, &text, &origin)?);
+            from = Some(format!("`{path}`"));
+            instance = Some((
+                "instance-profile-text",
+                crate::recipes::template::render(r, b, &text, &origin)?,
+            ));
         }
     }
     let name = PartName::new(name).map_err(|e| crate::error::Error::buildout(e.to_string()))?;
@@ -414,8 +584,8 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
         "parts-json".to_owned(),
         serde_json::Value::Object(parts).to_string(),
     );
-    if let Some(text) = instance {
-        options.insert("instance-profile-text".to_owned(), text);
+    if let Some((key, value)) = instance {
+        options.insert(key.to_owned(), value);
     }
     let inputs = Inputs {
         name,
@@ -429,15 +599,24 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
         files: BTreeMap::new(),
         references,
     };
+    // where the instance profile comes from, for `plan` (not an input: its content is)
+    let mut build_options = options;
+    if let Some(from) = from {
+        build_options.insert(INSTANCE_PROFILE_FROM.to_owned(), from);
+    }
     Ok(Derivation::new(
         inputs,
         Build {
-            options,
+            options: build_options,
             sources: Vec::new(),
             files: BTreeMap::new(),
         },
     ))
 }
+
+/// The release's build option saying where its instance profile comes from: `[part] (file)`
+/// or `` `path` ``.
+pub const INSTANCE_PROFILE_FROM: &str = "instance-profile-from";
 
 /// The system string derivations are built for.
 pub fn system() -> String {
@@ -466,4 +645,22 @@ fn inside_profile_dirs(mode: &StoreMode, path: &str) -> bool {
     mode.profile_dirs
         .iter()
         .any(|dir| std::fs::canonicalize(dir).is_ok_and(|d| real.starts_with(&d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_path;
+
+    #[test]
+    fn a_path_is_replaced_where_it_ends() {
+        assert_eq!(
+            replace_path(
+                "PREFIX=/p/x a=/p/x/lib b=/p/x-dev /p/x.tar /p/x",
+                "/p/x",
+                "@"
+            ),
+            "PREFIX=@ a=@/lib b=/p/x-dev /p/x.tar @"
+        );
+        assert_eq!(replace_path("nothing", "/p/x", "@"), "nothing");
+    }
 }

@@ -52,6 +52,18 @@ impl From<StoreError> for InstanceError {
 
 type Result<T> = std::result::Result<T, InstanceError>;
 
+/// What an upgrade would do (`Context::preview_upgrade`).
+pub struct UpgradePreview {
+    pub current: GenerationRow,
+    pub release: StorePath,
+    /// Part names the upgrade would build (empty when the release is in the store).
+    pub to_build: Vec<String>,
+    /// The parameters the new generation would have.
+    pub parameters: Parameters,
+    /// The new generation's output, when the release is in the store to render it.
+    pub generation: Option<StorePath>,
+}
+
 /// What instance operations need besides their arguments.
 pub struct Context<'a> {
     pub store: &'a Store,
@@ -97,6 +109,23 @@ impl Context<'_> {
             }
             return Ok(path);
         }
+        let drvs = self.derivations(software)?;
+        let outcome = build::build(self.store, &drvs, &self.build, self.observer);
+        if !outcome.failed.is_empty() {
+            return Err(InstanceError::Build(outcome.failed));
+        }
+        let release = drvs
+            .last()
+            .map(|d| d.path.clone())
+            .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))?;
+        // installed, as `build` installs it (`cli/software.rs`)
+        slapstore_store::roots::install(self.store, &release, software)?;
+        Ok(release)
+    }
+
+    /// The derivations of a software profile (its release last), evaluated, nothing built.
+    fn derivations(&self, software: &str) -> Result<Vec<Derivation>> {
+        let store_dir = self.store.store_dir();
         let mut sources = Sources::default();
         let mut options = self.eval.clone();
         options.store = Some((
@@ -108,22 +137,12 @@ impl Context<'_> {
             },
             crate::derive::release_name(software),
         ));
-        let drvs = match evaluate(&mut sources, software, &options) {
-            Ok(e) => e.derivations,
-            Err(error) => {
-                return Err(InstanceError::Profile {
-                    sources: Box::new(sources),
-                    error,
-                })
-            }
-        };
-        let outcome = build::build(self.store, &drvs, &self.build, self.observer);
-        if !outcome.failed.is_empty() {
-            return Err(InstanceError::Build(outcome.failed));
-        }
-        drvs.last()
-            .map(|d| d.path.clone())
-            .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))
+        evaluate(&mut sources, software, &options)
+            .map(|e| e.derivations)
+            .map_err(|error| InstanceError::Profile {
+                sources: Box::new(sources),
+                error,
+            })
     }
 
     /// Renders the release's instance profile for an instance: the generation's derivation and
@@ -139,7 +158,8 @@ impl Context<'_> {
         let text = std::fs::read_to_string(&profile).map_err(|_| {
             InstanceError::Usage(format!(
                 "the release `{}` has no instance profile (a template part rendering \
-                 `${{buildout:directory}}/template.cfg`, or `[buildout] instance-profile`)",
+                 `${{buildout:directory}}/instance.cfg` or `template.cfg`, or \
+                 `[buildout] instance-profile`)",
                 release_dir.display()
             ))
         })?;
@@ -294,6 +314,62 @@ impl Context<'_> {
         Ok(Upgrade {
             generation: row,
             changed: true,
+        })
+    }
+
+    /// What `upgrade` would do, changing nothing: the release `software` names (evaluated, not
+    /// built), the parts that would be built, the parameters, and, when the release is in the
+    /// store already, the generation's output (rendered, not built).
+    pub fn preview_upgrade(
+        &self,
+        name: &InstanceName,
+        software: &str,
+        parameters: &Parameters,
+    ) -> Result<UpgradePreview> {
+        let current = {
+            let db = self.store.db();
+            let instance = db
+                .instance(name.as_str())?
+                .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+            db.generations(name.as_str())?
+                .into_iter()
+                .find(|g| g.number == instance.current)
+                .ok_or_else(|| {
+                    InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
+                })?
+        };
+        let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
+        merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let store_dir = self.store.store_dir();
+        let in_store = Path::new(software).starts_with(&store_dir)
+            || (!software.contains('/') && StorePath::parse(software).is_ok());
+        let (release, to_build) = if in_store {
+            (self.release(software)?, Vec::new())
+        } else {
+            let drvs = self.derivations(software)?;
+            let release = drvs
+                .last()
+                .map(|d| d.path.clone())
+                .ok_or_else(|| InstanceError::Usage("the profile has no release".into()))?;
+            let mut to_build = Vec::new();
+            for d in &drvs {
+                if !self.store.is_valid(&d.path)? {
+                    to_build.push(d.name().to_owned());
+                }
+            }
+            (release, to_build)
+        };
+        let generation = if self.store.is_valid(&release)? {
+            Some(self.render(name, &release, &merged)?.0.path)
+        } else {
+            None
+        };
+        Ok(UpgradePreview {
+            current,
+            release,
+            to_build,
+            parameters: merged,
+            generation,
         })
     }
 

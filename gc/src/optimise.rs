@@ -9,6 +9,13 @@
 //! limit is never hit. A duplicate is replaced by `rename(2)` of a link made beside it, so a
 //! reader sees the old file or the new one, never none; the parent directory's mode and mtime
 //! are restored. Runs under the GC lock: a collection cannot delete a shared copy meanwhile.
+//!
+//! The link is made in `var/tmp/` (on the store's filesystem), never inside a store path, so a
+//! process killed between the link and the rename leaves a stray file there, which the next run
+//! removes, and no store path ever holds a file that is not its own. An index entry is trusted
+//! only after a byte-for-byte comparison: a collection drops the entries of the files it deletes
+//! (`Db::unregister`), and a file found different from its entry (another path rebuilt under a
+//! deleted one's name) becomes the new entry instead of a link target.
 
 use std::collections::HashMap;
 use std::fs;
@@ -54,9 +61,15 @@ struct Candidate {
     ino: u64,
 }
 
+/// The prefix of the temporary links, in `var/tmp/`.
+const TEMP_PREFIX: &str = ".slapstore-optimise-";
+
 pub fn optimise(store: &Store, options: &Options) -> Result<Report> {
     let _gc = roots::gc_lock(store)?;
     let store_dir = store.store_dir();
+    let tmp_dir = store.root().join("var/tmp");
+    // what a killed run left: under the GC lock, no other optimise is running
+    remove_temp_links(&tmp_dir)?;
     let paths = store.db().unoptimised()?;
     let mut index: HashMap<String, (PathBuf, u64)> = store
         .db()
@@ -80,6 +93,7 @@ pub fn optimise(store: &Store, options: &Options) -> Result<Report> {
     let mut changed: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut reflinks: Option<bool> = None;
     for c in &candidates {
+        let target = store_dir.join(&c.rel);
         let shared = index.get(&c.key).and_then(|(file, _)| {
             let full = store_dir.join(file);
             fs::symlink_metadata(&full)
@@ -87,11 +101,15 @@ pub fn optimise(store: &Store, options: &Options) -> Result<Report> {
                 .filter(|m| m.is_file() && m.len() == c.size && m.nlink() < MAX_LINKS)
                 .map(|m| (full, m.ino()))
         });
+        // the entry's file must hold these very bytes (same inode, or compared now)
+        let shared = match shared {
+            Some((full, ino)) if ino == c.ino || same_bytes(&full, &target)? => Some((full, ino)),
+            _ => None,
+        };
         match shared {
             Some((_, ino)) if ino == c.ino => {}
             Some((full, _)) => {
-                let target = store_dir.join(&c.rel);
-                let reflinked = replace(&full, &target, &mut reflinks)?;
+                let reflinked = replace(&full, &target, &tmp_dir, &mut reflinks)?;
                 report.linked += 1;
                 report.bytes_saved += c.size;
                 report.reflinks |= reflinked;
@@ -156,11 +174,60 @@ fn files_of(store_dir: &Path, name: &str, min_size: u64) -> Result<Vec<Candidate
     Ok(out)
 }
 
-/// Replaces `target` by a reflink of `shared` (if the filesystem can) or a hard link to it;
-/// returns whether it was a reflink.
-fn replace(shared: &Path, target: &Path, reflinks: &mut Option<bool>) -> Result<bool> {
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+    use std::io::Read;
+    let open = |p: &Path| fs::File::open(p).map_err(|e| io_error(p, e));
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = read_full(&mut fa, &mut ba).map_err(|e| io_error(a, e))?;
+        let m = read_full(&mut fb, &mut bb).map_err(|e| io_error(b, e))?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+
+    /// Fills `buf` as far as the file goes; how much was read.
+    fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Removes the temporary links of `var/tmp/` that a killed run left.
+fn remove_temp_links(tmp_dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(tmp_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `target` by a reflink of `shared` (if the filesystem can) or a hard link to it,
+/// made in `tmp_dir` and renamed over `target`; returns whether it was a reflink.
+fn replace(
+    shared: &Path,
+    target: &Path,
+    tmp_dir: &Path,
+    reflinks: &mut Option<bool>,
+) -> Result<bool> {
     let dir = target.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(".slapstore-optimise-{}", std::process::id()));
+    let tmp = tmp_dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
     let dir_meta = fs::symlink_metadata(dir).map_err(|e| io_error(dir, e))?;
     let root = slapstore_store::output::is_root();
     if !root {

@@ -10,11 +10,12 @@ use crate::roots::{gather, Root};
 /// `None` if no root reaches it (the next collection deletes it).
 pub fn why(store: &Store, name: &str) -> Result<Option<(Root, Vec<String>)>> {
     let _gc = roots::gc_lock(store)?;
+    // the roots first, as a collection reads them (`collect.rs`)
+    let roots = gather(store)?;
     let graph = Graph::load(store)?;
     let Some(&target) = graph.index.get(name) else {
         return Err(slapstore_store::StoreError::NotValid(name.to_owned()));
     };
-    let roots = gather(store)?;
     let root_ids: Vec<u32> = roots
         .iter()
         .filter_map(|(p, _)| graph.index.get(p).copied())

@@ -95,6 +95,8 @@ pub trait Observer: Sync {
 pub struct Outcome {
     /// Paths built by this call.
     pub built: Vec<StorePath>,
+    /// Derivations found valid already.
+    pub valid: usize,
     /// Derivations that failed or were not built because a dependency failed, with why.
     pub failed: Vec<(String, StoreError)>,
 }
@@ -130,7 +132,7 @@ pub fn build(
                 let i = {
                     let mut s = lock(&state);
                     loop {
-                        if s.stop || s.finished == drvs.len() {
+                        if s.stop || s.finished == drvs.len() || crate::interrupt::interrupted() {
                             return;
                         }
                         if let Some(i) = s.ready.pop_front() {
@@ -163,6 +165,8 @@ pub fn build(
                     Ok(built) => {
                         if built {
                             s.outcome.built.push(drvs[i].path.clone());
+                        } else {
+                            s.outcome.valid += 1;
                         }
                         for &d in &graph.dependents[i] {
                             s.waiting[d] -= 1;
@@ -392,7 +396,16 @@ fn prepare<'a>(
     }
     observer.event(Event::Started(drv));
     let log_path = store.log_path(&drv.path);
-    let mut log = fs::File::create(&log_path).map_err(|e| io_error(&log_path, e))?;
+    // 0644 whatever the umask (`store.rs`)
+    let mut log = std::os::unix::fs::OpenOptionsExt::mode(
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o644,
+    )
+    .open(&log_path)
+    .map_err(|e| io_error(&log_path, e))?;
     let out = if builds_in_place(drv.recipe()) {
         final_path.clone()
     } else {
@@ -419,6 +432,10 @@ fn prepare<'a>(
         }
         Ok(info)
     })();
+    // a build that logged nothing (a generation) leaves no empty log behind
+    if result.is_ok() && log.metadata().is_ok_and(|m| m.len() == 0) {
+        let _ = fs::remove_file(&log_path);
+    }
     match result {
         Ok(info) => Ok(Some(Prepared {
             drv,

@@ -65,6 +65,15 @@ const MIGRATIONS: &[&str] = &[
         links INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    "
+    CREATE TABLE software (
+        profile TEXT PRIMARY KEY,
+        release TEXT NOT NULL,
+        installed INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX software_by_release ON software(release);
+    CREATE INDEX contents_by_file ON contents(file);
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.
@@ -126,6 +135,17 @@ pub struct Registration {
     pub derivation: Option<String>,
 }
 
+/// An installed release: a root until it is removed (`slapstore software remove`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The profile it was built from (an absolute path or a URL): one release per profile.
+    pub profile: String,
+    /// The release (base name).
+    pub release: String,
+    /// Unix time of the installation.
+    pub installed: i64,
+}
+
 /// An open store database.
 pub struct Db {
     conn: Connection,
@@ -168,7 +188,8 @@ impl Db {
             .map_err(|e| self.err(e))?;
         // every command is a short process: checkpointing (two fsyncs, and the WAL deleted) as
         // each one closes the database would cost more than its work; SQLite checkpoints
-        // automatically once the WAL holds 1000 pages
+        // automatically once the WAL holds 256 pages (1 MiB), and truncates it back to 1 MiB
+        // after a checkpoint (`journal_size_limit`), so the WAL stays near 1 MiB at most
         self.conn
             .set_db_config(
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -179,7 +200,9 @@ impl Db {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;",
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA wal_autocheckpoint = 256;
+                 PRAGMA journal_size_limit = 1048576;",
             )
             .map_err(|e| self.err(e))
     }
@@ -215,6 +238,14 @@ impl Db {
                 .map_err(|e| db_error(&path, e))?;
         }
         tx.commit().map_err(|e| db_error(&path, e))
+    }
+
+    /// Runs `f`'s reads in one read transaction: they all see the database as of one moment.
+    pub fn snapshot<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))?;
+        let result = f(self);
+        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+        result
     }
 
     /// Whether `name` (a store path's base name) is registered.
@@ -548,6 +579,72 @@ impl Db {
         Ok((paths, refs))
     }
 
+    /// Records `release` as the software installed from `profile` (replacing what that profile
+    /// installed before).
+    pub fn install(&mut self, profile: &str, release: &str, now: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO software (profile, release, installed) VALUES (?1, ?2, ?3)",
+                params![profile, release, now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every installed release, by profile.
+    pub fn installed(&self) -> Result<Vec<Installed>> {
+        self.rows(
+            "SELECT profile, release, installed FROM software ORDER BY profile",
+            [],
+            |r| {
+                Ok(Installed {
+                    profile: r.get(0)?,
+                    release: r.get(1)?,
+                    installed: r.get(2)?,
+                })
+            },
+        )
+    }
+
+    /// Removes the installations of `profile` or of release `release`; what was removed.
+    pub fn uninstall(&mut self, profile: &str, release: &str) -> Result<Vec<Installed>> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let removed = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM software WHERE profile = ?1 OR release = ?2
+                     RETURNING profile, release, installed",
+                )
+                .map_err(e)?;
+            let rows = stmt
+                .query_map(params![profile, release], |r| {
+                    Ok(Installed {
+                        profile: r.get(0)?,
+                        release: r.get(1)?,
+                        installed: r.get(2)?,
+                    })
+                })
+                .map_err(e)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(e)?
+        };
+        tx.commit().map_err(e)?;
+        Ok(removed)
+    }
+
+    /// Moves the WAL's contents into the database and truncates it (after a collection, which
+    /// writes much).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
     /// Store paths of the generations that are roots (not deleted), with what they belong to.
     pub fn generation_roots(&self) -> Result<Vec<(String, String, i64)>> {
         self.rows(
@@ -587,8 +684,17 @@ impl Db {
                 let mut drv = tx
                     .prepare_cached("DELETE FROM derivations WHERE path = ?1")
                     .map_err(e)?;
+                // a path's reference to itself (a compiled output embeds its own prefix) does
+                // not keep it
                 let mut referred = tx
-                    .prepare_cached("SELECT 1 FROM refs WHERE reference = ?1")
+                    .prepare_cached("SELECT 1 FROM refs WHERE reference = ?1 AND referrer != ?1")
+                    .map_err(e)?;
+                // the content index of `optimise` must not name a file that is gone: it would
+                // later link another path's file to whatever takes that name
+                let mut contents = tx
+                    .prepare_cached(
+                        "DELETE FROM contents WHERE file >= ?1 || '/' AND file < ?1 || '0'",
+                    )
                     .map_err(e)?;
                 for n in names {
                     let Some(i) = id
@@ -607,6 +713,7 @@ impl Db {
                     refs.execute([i]).map_err(e)?;
                     del.execute([i]).map_err(e)?;
                     drv.execute([n]).map_err(e)?;
+                    contents.execute([n]).map_err(e)?;
                 }
             }
             tx.commit().map_err(e)?;
@@ -716,9 +823,49 @@ mod tests {
         assert!(db.unregister(&["e".into()]).expect("unregister").is_empty());
         assert!(!db.is_valid("e").expect("query"));
         assert!(db.integrity_problems().expect("check").is_empty());
+        // a path's reference to itself does not keep it
+        assert!(db.unregister(&["b".into()]).expect("unregister").is_empty());
+        assert!(!db.is_valid("b").expect("query"));
+        db.register(&[reg("b", &["a", "b"])]).expect("register");
         drop(db);
         // reopening does not migrate again
         let db = Db::open(&dir.path().join("db.sqlite")).expect("open");
         assert_eq!(db.all_paths().expect("all").len(), 2);
+    }
+
+    #[test]
+    fn installed_software_and_the_content_index_follow_their_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Db::open(&dir.path().join("db.sqlite")).expect("open");
+        db.register(&[reg("r1", &[]), reg("r2", &[]), reg("r10", &[])])
+            .expect("register");
+        db.install("/p/a.cfg", "r1", 1).expect("install");
+        db.install("/p/a.cfg", "r2", 2).expect("install");
+        db.install("/p/b.cfg", "r2", 3).expect("install");
+        let rows = db.installed().expect("installed");
+        assert_eq!(rows.len(), 2, "one release per profile: {rows:?}");
+        assert!(rows.iter().all(|r| r.release == "r2"));
+        let removed = db.uninstall("", "r2").expect("uninstall");
+        assert_eq!(removed.len(), 2);
+        assert!(db.installed().expect("installed").is_empty());
+        assert!(db.uninstall("/p/a.cfg", "").expect("uninstall").is_empty());
+        // index rows of files under a deleted path go with it, not those of `r10`
+        db.record_optimised(
+            &[],
+            &[
+                ("k1".into(), "r1/f".into(), 1),
+                ("k2".into(), "r1/d/g".into(), 1),
+                ("k3".into(), "r10/f".into(), 1),
+            ],
+        )
+        .expect("record");
+        db.unregister(&["r1".into()]).expect("unregister");
+        let left: Vec<String> = db
+            .content_index()
+            .expect("index")
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        assert_eq!(left, ["k3"]);
     }
 }

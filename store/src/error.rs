@@ -54,10 +54,14 @@ pub enum StoreError {
     },
     #[error("part `{part}` was not built: part `{dependency}` failed")]
     DependencyFailed { part: String, dependency: String },
+    #[error("part `{part}` was not built: the build was interrupted")]
+    Interrupted { part: String },
     #[error("`{0}` is not a valid path of this store")]
     NotValid(String),
     #[error("`{0}` is not in the store directory `{1}`")]
     NotInStore(String, PathBuf),
+    #[error("`{}` is not a slapstore root (it has no `var/db.sqlite`); check `--root` or `SLAPSTORE_ROOT`", .0.display())]
+    NoStore(PathBuf),
     #[error("instance `{0}` exists already")]
     InstanceExists(String),
     #[error(transparent)]

@@ -148,19 +148,24 @@ impl Layout {
 /// ever made or removed through a link (a `var -> <store path>` planted in a partition cannot
 /// make `switch` write into the store).
 fn open_dir_at(dir: BorrowedFd<'_>, name: &Path, create: bool, mode: u32) -> io::Result<OwnedFd> {
-    if create {
-        match rfs::mkdirat(dir, name, rfs::Mode::from_raw_mode(mode)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+    let made = create
+        && match rfs::mkdirat(dir, name, rfs::Mode::from_raw_mode(mode)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
             Err(e) => return Err(e.into()),
-        }
-    }
+        };
     let flags = rfs::OFlags::DIRECTORY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
-    rfs::openat(dir, name, flags, rfs::Mode::empty()).map_err(|e| match e {
+    let fd = rfs::openat(dir, name, flags, rfs::Mode::empty()).map_err(|e| match e {
         rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => io::Error::other(
             "it is a symlink or not a directory: nothing is made or removed through it",
         ),
         e => e.into(),
-    })
+    })?;
+    if made {
+        // the mode asked for, not the umask's choice
+        rfs::fchmod(&fd, rfs::Mode::from_raw_mode(mode))?;
+    }
+    Ok(fd)
 }
 
 /// The directory `rel` under `root` (opened without following any symlink on the way), its
@@ -188,7 +193,8 @@ fn split(rel: &Path) -> (&Path, &Path) {
 pub fn switch(partition: &Path, output: &Path, layout: &Layout) -> Result<()> {
     let at = |rel: &Path| partition.join(rel);
     if let Some(parent) = partition.parent() {
-        fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+        // 0755 whatever the umask
+        crate::store::create_dirs(parent)?;
     }
     let root = open_dir_at(rfs::CWD, partition, true, 0o755).map_err(|e| io_error(partition, e))?;
     for (dir, mode) in &layout.dirs {

@@ -9,11 +9,18 @@
 //! it has deleted the last path. So a root is either added before a collection starts (and the
 //! collector sees it), or after it ended (and the process's existence check that follows sees
 //! the outcome). A file whose lock the collector can take belongs to a dead process and is
-//! ignored and removed: a crashed process does not pin anything forever.
+//! ignored and removed: a crashed process does not pin anything forever. A process removes its
+//! own file as it exits (as Nix's do), after everything it recorded has committed, so
+//! `var/temproots/` holds one file per running process, not one per process that ever ran.
+//!
+//! Installed releases (`software` in the database) are roots too: a build records the release
+//! it made (it holds the release as a temporary root until then), and the release stays alive
+//! until `slapstore software remove`.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -21,10 +28,23 @@ use crate::error::{io_error, Result};
 use crate::store::open_lock_file;
 use crate::{Store, StorePath};
 
-/// This process's temporary roots file, created on first use and locked while the process lives.
+/// This process's temporary roots file, created on first use, locked while the process lives
+/// and removed when the store is closed.
 #[derive(Default)]
 pub struct TempRoots {
-    file: Mutex<Option<fs::File>>,
+    file: Mutex<Option<(fs::File, PathBuf)>>,
+}
+
+impl Drop for TempRoots {
+    fn drop(&mut self) {
+        let slot = self.file.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some((file, path)) = slot.take() {
+            // removed while still locked: a collector sees the file with its lock held, or no
+            // file; everything this process recorded has committed by now
+            let _ = fs::remove_file(&path);
+            drop(file);
+        }
+    }
 }
 
 impl TempRoots {
@@ -48,19 +68,20 @@ impl TempRoots {
         // unlocked would take its owner for dead and remove it
         let gc = gc_lock_shared(store)?;
         if guard.is_none() {
-            fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+            crate::store::create_dirs(&dir)?;
             let path = dir.join(std::process::id().to_string());
             let file = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o644)
                 .open(&path)
                 .map_err(|e| io_error(&path, e))?;
             // a file left by a dead process with our pid is ours now: its lock is free
             file.lock().map_err(|e| io_error(&path, e))?;
             file.set_len(0).map_err(|e| io_error(&path, e))?;
-            *guard = Some(file);
+            *guard = Some((file, path));
         }
-        if let Some(file) = guard.as_mut() {
+        if let Some((file, _)) = guard.as_mut() {
             file.write_all(text.as_bytes())
                 .map_err(|e| io_error(&dir, e))?;
         }
@@ -167,7 +188,7 @@ fn store_base(store_dir: &Path, target: &Path) -> Option<String> {
 /// Pins `path` as `name` (replacing a pin of that name).
 pub fn pin(store: &Store, path: &StorePath, name: &str) -> Result<PathBuf> {
     let dir = pins_dir(store);
-    fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+    crate::store::create_dirs(&dir)?;
     let link = dir.join(name);
     let tmp = dir.join(format!(".{name}.new"));
     let _ = fs::remove_file(&tmp);
@@ -185,4 +206,27 @@ pub fn unpin(store: &Store, name: &str) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_error(&link, e)),
     }
+}
+
+/// Records `release` as the software installed from `profile` (a path, made absolute, or a
+/// URL): a root until `slapstore software remove`. The caller holds `release` as a temporary
+/// root (it built or checked it), so it cannot have been collected meanwhile.
+pub fn install(store: &Store, release: &StorePath, profile: &str) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    store
+        .db()
+        .install(&profile_key(profile), &release.to_string(), now)
+}
+
+/// How a profile is named among the installed software: a URL as given, a file by its
+/// absolute path.
+pub fn profile_key(profile: &str) -> String {
+    if profile.contains("://") {
+        return profile.to_owned();
+    }
+    std::path::absolute(profile)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| profile.to_owned())
 }

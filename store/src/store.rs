@@ -1,10 +1,14 @@
 //! A store root on disk (design §3): its directories, its database, and its locks.
 //!
-//! `Store::open` creates the layout when it is missing. Locks are files under `var/lock/`,
+//! `Store::open` creates the layout when it is missing, with explicit modes (directories 0755,
+//! lock files 0644, whatever the umask); `Store::open_existing`, for commands
+//! that only read, refuses a root that has no database and creates nothing. Locks are files
+//! under `var/lock/`,
 //! held with `flock(2)` through std's `File::lock`, so the kernel drops them when a process
 //! dies: a crashed build never holds a lock forever.
 
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -42,8 +46,7 @@ impl Store {
             "var/cache/sources",
             "var/gcroots",
         ] {
-            let d = root.join(dir);
-            fs::create_dir_all(&d).map_err(|e| io_error(&d, e))?;
+            create_dirs(&root.join(dir))?;
         }
         // opening is serialised: switching a new database to WAL and migrating it take locks
         // that SQLite does not wait for (a concurrent opener would get "database is locked")
@@ -56,6 +59,16 @@ impl Store {
             db: Mutex::new(db),
             temp_roots: Default::default(),
         })
+    }
+
+    /// Opens the store at `root` for a command that only reads: a root without a database (a
+    /// typo in `--root`) is an error, and nothing is created.
+    pub fn open_existing(root: &Path) -> Result<Store> {
+        let absolute = std::path::absolute(root).map_err(|e| io_error(root, e))?;
+        if !absolute.join("var/db.sqlite").is_file() {
+            return Err(StoreError::NoStore(absolute));
+        }
+        Store::open(&absolute)
     }
 
     pub fn root(&self) -> &Path {
@@ -142,14 +155,24 @@ impl Store {
     }
 }
 
-/// Opens (creating if needed) the lock file at `path`, without locking it.
+/// Opens (creating if needed, mode 0644) the lock file at `path`, without locking it.
 pub fn open_lock_file(path: &Path) -> Result<fs::File> {
     fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o644)
         .open(path)
         .map_err(|e| io_error(path, e))
+}
+
+/// Creates `dir` and its missing parents, mode 0755 (not the umask's choice).
+pub fn create_dirs(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| io_error(dir, e))
 }
 
 /// Takes an exclusive `flock` on the file at `path` (created if needed), blocking.

@@ -9,25 +9,20 @@ use std::fmt;
 /// How many bytes of the hash name a store path (160 bits).
 pub const HASH_BYTES: usize = 20;
 
-const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// RFC 4648 base32 with the lowercase alphabet, no padding, non-zero trailing bits refused (so
+/// that two texts never decode to the same bytes).
+static BASE32: std::sync::LazyLock<data_encoding::Encoding> = std::sync::LazyLock::new(|| {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+    spec.check_trailing_bits = true;
+    // a constant specification: it is valid, as the unit tests show
+    spec.encoding()
+        .unwrap_or_else(|e| panic!("base32 specification: {e}"))
+});
 
 /// RFC 4648 base32, lowercase, without padding.
 pub fn encode_base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut buffer: u64 = 0;
-    let mut bits = 0;
-    for &b in bytes {
-        buffer = (buffer << 8) | u64::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    BASE32.encode(bytes)
 }
 
 /// Decodes RFC 4648 base32 (lowercase, no padding) of exactly `N` bytes.
@@ -35,27 +30,7 @@ pub fn decode_base32<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != (N * 8).div_ceil(5) {
         return None;
     }
-    let mut out = [0u8; N];
-    let mut buffer: u64 = 0;
-    let mut bits = 0;
-    let mut i = 0;
-    for c in text.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u64;
-        buffer = (buffer << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            if i < N {
-                out[i] = (buffer >> bits) as u8;
-            }
-            i += 1;
-        }
-    }
-    // the bits left over must be zero, or two texts would decode to the same bytes
-    if buffer & ((1 << bits) - 1) != 0 {
-        return None;
-    }
-    Some(out)
+    BASE32.decode(text.as_bytes()).ok()?.try_into().ok()
 }
 
 /// Whether `c` is a character of the base32 alphabet.
@@ -170,6 +145,39 @@ mod tests {
         assert_eq!(encode_base32(b"foob"), "mzxw6yq");
         assert_eq!(encode_base32(b"fooba"), "mzxw6ytb");
         assert_eq!(encode_base32(b"foobar"), "mzxw6ytboi");
+        // trailing bits must be zero; the alphabet is lowercase only
+        assert_eq!(decode_base32::<4>("mzxw6yq"), Some(*b"foob"));
+        assert_eq!(decode_base32::<4>("mzxw6yr"), None);
+        assert_eq!(decode_base32::<4>("MZXW6YQ"), None);
+        assert_eq!(decode_base32::<4>("mzxw6y"), None);
+        assert_eq!(decode_base32::<4>("mzxw6y1"), None);
+    }
+
+    #[test]
+    fn base32_keeps_the_hashes_of_existing_store_paths() {
+        // hash parts of real store paths (the README's), against their bytes as Python's
+        // `base64.b32decode` reads them
+        for (text, hex) in [
+            (
+                "6dpjamnyw3eyuqzxoq4fwycunulek7w3",
+                "f0de9031b8b6c98a433774385b60546d16457edb",
+            ),
+            (
+                "rv7wpwk5l6yj26oqythvgge3uwghx2nj",
+                "8d7f67d95d5fb09d79d0c4cf53189ba58c7be9a9",
+            ),
+            (
+                "7n6vbij4blt2uqv7ko5mnqjra6otjbva",
+                "fb7d50a13c0ae7aa42bf53bac6c131079d3486a0",
+            ),
+        ] {
+            let bytes = hex::decode(hex).expect("hex");
+            assert_eq!(encode_base32(&bytes), text);
+            assert_eq!(
+                decode_base32::<HASH_BYTES>(text).map(|b| b.to_vec()),
+                Some(bytes)
+            );
+        }
     }
 
     #[test]

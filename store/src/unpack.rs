@@ -1,5 +1,6 @@
-//! Unpacking source archives: tar (plain, gzip, bzip2, xz, zstd) and zip, recognised by their
-//! magic bytes, never by their names.
+//! Unpacking source archives: tar (plain, gzip, bzip2, xz, zstd; v7, old GNU, GNU, ustar and pax
+//! headers) and zip, recognised by their magic bytes (a tar stream by its first header's
+//! checksum, as GNU tar does), never by their names.
 //!
 //! Invariants:
 //! - `dest` is left as it was unless unpacking succeeds: the archive is extracted into a fresh
@@ -270,10 +271,46 @@ fn detect_bytes(head: &[u8]) -> Option<Format> {
     }
 }
 
-/// Whether `head` (the first block of a stream) starts a tar archive: ustar (POSIX or GNU) magic,
-/// or an all-zero block (an empty archive).
+/// Whether `head` (the first block of a stream) starts a tar archive, as GNU tar decides: a header
+/// whose checksum field matches the sum of its bytes (the field counted as spaces; unsigned, or
+/// signed as some old tars computed it), whatever its magic — v7 (pre-POSIX, no magic), ustar,
+/// GNU, pax — or an all-zero block (an empty archive).
 fn is_tar_head(head: &[u8]) -> bool {
-    head.len() == 512 && (head[257..262] == *b"ustar" || head.iter().all(|&b| b == 0))
+    if head.len() != 512 {
+        return false;
+    }
+    if head.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let Some(stored) = parse_octal(&head[148..156]) else {
+        return false;
+    };
+    let field = 148..156;
+    let (mut unsigned, mut signed) = (0u64, 0i64);
+    for (i, &b) in head.iter().enumerate() {
+        let b = if field.contains(&i) { b' ' } else { b };
+        unsigned += u64::from(b);
+        signed += i64::from(b as i8);
+    }
+    stored == unsigned || i64::try_from(stored) == Ok(signed)
+}
+
+/// A tar numeric field: optional leading spaces, octal digits, then NULs or spaces; `None` when
+/// it holds no digit or anything else.
+fn parse_octal(field: &[u8]) -> Option<u64> {
+    let text = field.trim_ascii_start();
+    let end = text
+        .iter()
+        .position(|&b| b == 0 || b == b' ')
+        .unwrap_or(text.len());
+    let (digits, rest) = text.split_at(end);
+    if digits.is_empty() || rest.iter().any(|&b| b != 0 && b != b' ') {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| match d {
+        b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(d - b'0')),
+        _ => None,
+    })
 }
 
 /// Reads until `buffer` is full or the end of `reader`; returns how many bytes were read.
@@ -1267,6 +1304,186 @@ mod tests {
             scratch.unpack(&defaults()).unwrap();
             check_source_tree(&scratch);
         }
+    }
+
+    /// Pre-POSIX (v7) headers, as autotools' `make dist` writes them: no magic, directories as
+    /// regular entries with a trailing slash, links in the old type bytes.
+    #[test]
+    fn v7_headers() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut entry = |kind: EntryType, name: &str, link: &str, data: &[u8], mode: u32| {
+            let mut header = Header::new_old();
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            header.set_mtime(1_000_000_000);
+            header.set_entry_type(kind);
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        };
+        entry(EntryType::Regular, "pkg-1.0/", "", b"", 0o755);
+        entry(
+            EntryType::Regular,
+            "pkg-1.0/configure",
+            "",
+            b"#!/bin/sh\n",
+            0o4775,
+        );
+        entry(EntryType::Regular, "pkg-1.0/src/", "", b"", 0o755);
+        entry(
+            EntryType::Regular,
+            "pkg-1.0/src/main.c",
+            "",
+            b"int main;\n",
+            0o666,
+        );
+        entry(
+            EntryType::Symlink,
+            "pkg-1.0/src/link.c",
+            "main.c",
+            b"",
+            0o777,
+        );
+        entry(
+            EntryType::Symlink,
+            "pkg-1.0/src/up",
+            "../configure",
+            b"",
+            0o777,
+        );
+        entry(
+            EntryType::Link,
+            "pkg-1.0/hard.c",
+            "pkg-1.0/src/main.c",
+            b"",
+            0o644,
+        );
+        let tar = builder.into_inner().unwrap();
+        assert_ne!(&tar[257..262], b"ustar", "a v7 header has no magic");
+        for (format, bytes) in [(Format::Tar, tar.clone()), (Format::TarGz, gz(&tar))] {
+            let scratch = Scratch::new(&bytes);
+            assert_eq!(detect(&scratch.archive).unwrap(), format);
+            scratch.unpack(&defaults()).unwrap();
+            check_source_tree(&scratch);
+        }
+        // A block whose checksum does not match is no tar, with or without magic.
+        let mut corrupt = tar.clone();
+        corrupt[0] ^= 1;
+        let err = Scratch::new(&gz(&corrupt)).refused(&defaults());
+        assert!(matches!(err, UnpackError::NotTar { .. }), "{err:?}");
+    }
+
+    /// Hostile entries are refused in v7 headers as in ustar ones.
+    #[test]
+    fn v7_hostile_entries_are_refused() {
+        for (kind, name, link, why) in [
+            (EntryType::Regular, "/tmp/evil", "", "is absolute"),
+            (EntryType::Regular, "pkg/../../evil", "", "`..` component"),
+            (EntryType::Symlink, "pkg/abs", "/etc/passwd", "is absolute"),
+            (
+                EntryType::Symlink,
+                "pkg/out",
+                "../../etc",
+                "outside the archive",
+            ),
+            (
+                EntryType::Link,
+                "pkg/hard",
+                "/etc/passwd",
+                "outside the archive",
+            ),
+        ] {
+            let mut header = Header::new_old();
+            header.set_size(0);
+            header.set_mode(0o644);
+            header.set_entry_type(kind);
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_cksum();
+            let mut builder = tar::Builder::new(Vec::new());
+            builder.append(&header, io::empty()).unwrap();
+            let err = Scratch::new(&gz(&builder.into_inner().unwrap())).refused(&defaults());
+            assert!(err.to_string().contains(why), "{name}: {err}");
+        }
+    }
+
+    /// Every format GNU tar writes (`--format=v7|oldgnu|gnu|ustar|posix`), made by GNU tar itself,
+    /// with a name too long for a v7 header where the format allows one.
+    #[test]
+    fn archives_made_by_gnu_tar() {
+        let tree = tempfile::tempdir().unwrap();
+        let top = tree.path().join("pkg-1.0");
+        fs::create_dir_all(top.join("src")).unwrap();
+        fs::write(top.join("configure"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(top.join("configure"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(top.join("src/main.c"), "int main;\n").unwrap();
+        std::os::unix::fs::symlink("main.c", top.join("src/link.c")).unwrap();
+        let long = format!("{}/file.c", "d".repeat(120));
+        fs::create_dir_all(top.join("src").join(&long).parent().unwrap()).unwrap();
+        fs::write(top.join("src").join(&long), "long\n").unwrap();
+        for format in ["v7", "oldgnu", "gnu", "ustar", "posix"] {
+            let archive = tree.path().join(format!("{format}.tar.gz"));
+            let mut members = vec![
+                "pkg-1.0/configure",
+                "pkg-1.0/src/main.c",
+                "pkg-1.0/src/link.c",
+            ];
+            let long_member = format!("pkg-1.0/src/{long}");
+            if format != "v7" {
+                members.push(&long_member);
+            }
+            let status = std::process::Command::new("tar")
+                .arg(format!("--format={format}"))
+                .arg("-czf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(tree.path())
+                .args(&members)
+                .status()
+                .expect("GNU tar");
+            assert!(status.success(), "tar --format={format}");
+            let scratch = Scratch::new(&fs::read(&archive).unwrap());
+            scratch.unpack(&defaults()).unwrap();
+            assert_eq!(scratch.read("configure"), b"#!/bin/sh\n", "{format}");
+            assert_eq!(scratch.mode("configure"), 0o755, "{format}");
+            assert_eq!(scratch.read("src/link.c"), b"int main;\n", "{format}");
+            if format != "v7" {
+                assert_eq!(scratch.read(&format!("src/{long}")), b"long\n", "{format}");
+            }
+        }
+    }
+
+    #[test]
+    fn tar_checksums() {
+        let mut header = Header::new_old();
+        header.set_size(3);
+        header.set_cksum();
+        assert!(is_tar_head(header.as_bytes()));
+        // A checksum computed with signed bytes, as some old tars did.
+        let mut bytes = *header.as_bytes();
+        bytes[0] = 0xe9;
+        let signed: i64 = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    i64::from(b as i8)
+                }
+            })
+            .sum();
+        bytes[148..156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+        assert!(is_tar_head(&bytes));
+        bytes[1] = 1;
+        assert!(!is_tar_head(&bytes));
+        assert_eq!(parse_octal(b"  0644 \0"), Some(0o644));
+        assert_eq!(parse_octal(b"\0\0\0\0"), None);
+        assert_eq!(parse_octal(b"12 x"), None);
+        assert_eq!(parse_octal(b"9"), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! every valid path exists, is read-only at its top, and that SQLite's integrity and foreign
 //! keys hold, and lists what lies in `store/` unregistered; `--check-contents` re-hashes every
 //! valid path (in parallel) against its recorded content hash. Both go on past errors and name
-//! every bad path.
+//! every bad path. Both also check the roots: a generation that is not deleted, a pin, an
+//! installed release or a partition's `current` whose path is not valid (or not on disk) is a
+//! lost root, which a collection that broke its protocol would leave.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -38,6 +40,8 @@ pub enum Problem {
     },
     /// It could not be read.
     Unreadable { path: String, error: String },
+    /// A root (`root` says which) names a path that is not valid or not on disk.
+    LostRoot { root: String, path: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -64,6 +68,9 @@ impl std::fmt::Display for Problem {
                 "`{path}` was modified: its content hash is {actual}, not {expected}"
             ),
             Problem::Unreadable { path, error } => write!(f, "`{path}` cannot be read: {error}"),
+            Problem::LostRoot { root, path } => {
+                write!(f, "{root} keeps `{path}`, which is missing")
+            }
         }
     }
 }
@@ -72,8 +79,8 @@ impl Problem {
     /// The store path (base name) the problem is about, if it is about one.
     pub fn store_path(&self, store_dir: &std::path::Path) -> Option<String> {
         let path = match self {
-            Problem::Partition(_) => return None,
-            Problem::Database(_) => return None,
+            // nothing left to rebuild it from: the database forgot it, or it is not a path
+            Problem::Database(_) | Problem::LostRoot { .. } | Problem::Partition(_) => return None,
             Problem::Missing { path }
             | Problem::Writable { path }
             | Problem::SizeChanged { path, .. }
@@ -126,10 +133,18 @@ pub struct Report {
 /// Checks the store (see the module docs).
 pub fn verify(store: &Store, check_contents: bool) -> Result<Report> {
     let mut report = Report::default();
-    let (rows, integrity) = {
-        let db = store.db();
-        (db.all_paths()?, db.integrity_problems()?)
-    };
+    // pins first (a pin names a path valid when it was made), then the database in one snapshot:
+    // a generation's row and its path's are read as of the same moment
+    let pins = crate::roots::pins(store)?;
+    let (rows, integrity, generations, installed, instances) = store.db().snapshot(|db| {
+        Ok((
+            db.all_paths()?,
+            db.integrity_problems()?,
+            db.generation_roots()?,
+            db.installed()?,
+            db.instances()?,
+        ))
+    })?;
     report
         .problems
         .extend(integrity.into_iter().map(Problem::Database));
@@ -187,6 +202,39 @@ pub fn verify(store: &Store, check_contents: bool) -> Result<Report> {
         .collect();
     report.problems.extend(problems);
     let valid: std::collections::HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let lost = |root: String, name: &str| Problem::LostRoot {
+        root,
+        path: store_dir.join(name).display().to_string(),
+    };
+    for (path, instance, number) in &generations {
+        if !valid.contains(path.as_str()) {
+            let root = format!("generation {number} of instance `{instance}`");
+            report.problems.push(lost(root, path));
+        }
+    }
+    for (name, path) in &pins {
+        if !valid.contains(path.as_str()) {
+            report.problems.push(lost(format!("pin `{name}`"), path));
+        }
+    }
+    for s in &installed {
+        if !valid.contains(s.release.as_str()) {
+            let root = format!("the software installed from `{}`", s.profile);
+            report.problems.push(lost(root, &s.release));
+        }
+    }
+    for i in &instances {
+        let current = std::path::Path::new(&i.partition).join("current");
+        // a partition not switched yet has no `current`; one that has must show a real output
+        if let Ok(target) = fs::read_link(&current) {
+            if fs::metadata(&current).is_err() {
+                report.problems.push(Problem::LostRoot {
+                    root: format!("the partition of instance `{}`", i.name),
+                    path: target.display().to_string(),
+                });
+            }
+        }
+    }
     let entries = fs::read_dir(&store_dir).map_err(|e| crate::error::io_error(&store_dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| crate::error::io_error(&store_dir, e))?;

@@ -17,7 +17,8 @@ use crate::source::Sources;
 pub struct PlanArgs {
     #[command(flatten)]
     profile: ProfileArgs,
-    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built"}`.
+    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built"}` (the release's
+    /// also says where its `instance-profile` comes from).
     #[arg(long)]
     json: bool,
     /// Accept remote sources without a checksum.
@@ -41,7 +42,13 @@ pub struct BuildArgs {
     /// Never download: sources come from the download cache or local files.
     #[arg(long)]
     offline: bool,
+    /// Print the builds' logs as they are written, each line prefixed with its part's name.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
 }
+
+/// How many lines of a failed build's log are shown.
+const LOG_TAIL_LINES: usize = 20;
 
 /// Evaluates the profile into derivations for `store` (the release last), or reports why not.
 pub fn derivations(
@@ -109,14 +116,21 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
         let list: Vec<serde_json::Value> = rows
             .iter()
             .map(|(d, built)| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "part": d.name(),
                     "hash": d.path.hash_part(),
                     "path": store_dir.join(d.path.to_string()),
                     "recipe": d.recipe().name(),
                     "deps": deps(d, &drvs),
                     "built": built,
-                })
+                });
+                if d.recipe() == slapstore_store::Recipe::Release {
+                    // where the release's instance profile comes from (null: it has none)
+                    row["instance-profile"] = d
+                        .option(crate::derive::INSTANCE_PROFILE_FROM)
+                        .map_or(serde_json::Value::Null, Into::into);
+                }
+                row
             })
             .collect();
         out = format!("{:#}\n", serde_json::Value::Array(list));
@@ -162,25 +176,38 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         substituter,
         download_deadline: store_args.download_deadline(),
     };
-    let progress = super::progress::Progress::new(drvs.len(), store_args.quiet);
+    let interrupts = match super::interrupts::Interrupts::install() {
+        Ok(i) => i,
+        Err(e) => return report::failure(&format!("cannot handle interruptions: {e}")),
+    };
+    let progress = super::progress::Progress::new(drvs.len(), store_args.quiet)
+        .with_logs(store.root().join("var/log"), args.print_build_logs);
     let outcome = build::build(&store, &drvs, &options, &progress);
     drop(progress);
+    if let Some(code) = interrupts.finish() {
+        eprintln!(
+            "error: interrupted: the builds running were killed and their partial outputs \
+             removed ({} built before)",
+            outcome.built.len(),
+        );
+        return code;
+    }
     let Some(release) = drvs.last() else {
         return report::failure("the profile has no release");
     };
     if !outcome.failed.is_empty() {
-        for (_, e) in &outcome.failed {
-            let skipped = matches!(e, slapstore_store::StoreError::DependencyFailed { .. });
-            if !skipped || store_args.verbose {
-                eprintln!("error: {e}");
-            }
-        }
-        eprintln!(
-            "error: {} of {} derivations not built",
-            outcome.failed.len(),
-            drvs.len()
+        report_failures(
+            &outcome,
+            drvs.len(),
+            store_args.verbose,
+            args.print_build_logs,
         );
         return report::FAILED;
+    }
+    // installed: a gc root until `slapstore software remove` (the release is still this
+    // process's temporary root, so no collection took it meanwhile)
+    if let Err(e) = slapstore_store::roots::install(&store, &release.path, &args.profile.profile) {
+        return report::store_error(&e);
     }
     let release_path = store_dir.join(release.path.to_string());
     let out = if args.json {
@@ -211,4 +238,67 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
     };
     let _ = std::io::stderr().flush();
     super::print(&out)
+}
+
+/// Says why the build failed, once per failed part: its error, the last lines of its log
+/// (unless they were streamed) and how to see the whole log; then what was done and not.
+fn report_failures(outcome: &build::Outcome, total: usize, verbose: bool, streamed: bool) {
+    use slapstore_store::StoreError;
+    let mut skipped = 0;
+    for (part, e) in &outcome.failed {
+        match e {
+            StoreError::DependencyFailed { .. } => {
+                skipped += 1;
+                if verbose {
+                    eprintln!("error: {e}");
+                }
+            }
+            StoreError::BuildFailed { log, .. } => {
+                eprintln!("error: {e}");
+                if !streamed {
+                    if let Some(tail) = log_tail(log, LOG_TAIL_LINES) {
+                        eprintln!("  last lines of its log:");
+                        for line in tail {
+                            eprintln!("  | {line}");
+                        }
+                    }
+                }
+                eprintln!("hint: the whole log: `slapstore log {part}`");
+            }
+            _ => eprintln!("error: {e}"),
+        }
+    }
+    let failed = outcome.failed.len() - skipped;
+    let mut counts = vec![format!("{failed} failed")];
+    if skipped > 0 {
+        counts.push(format!("{skipped} skipped (dependencies failed)"));
+    }
+    counts.push(format!("{} built", outcome.built.len()));
+    if outcome.valid > 0 {
+        counts.push(format!("{} already built", outcome.valid));
+    }
+    let not_started =
+        total.saturating_sub(outcome.failed.len() + outcome.built.len() + outcome.valid);
+    if not_started > 0 {
+        counts.push(format!(
+            "{not_started} not started (`--keep-going` builds them)"
+        ));
+    }
+    eprintln!("error: {}", counts.join(", "));
+}
+
+/// The last `n` lines of the log at `path`; `None` if it cannot be read or is empty.
+fn log_tail(path: &std::path::Path, n: usize) -> Option<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    // the tail of a big log is in its last 64 KiB
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let lines = &lines[lines.len().saturating_sub(n)..];
+    (!lines.is_empty()).then(|| lines.iter().map(|l| l.to_string()).collect())
 }

@@ -1,4 +1,4 @@
-//! `slapstore key generate` and `slapstore cache push`.
+//! `slapstore key generate|show` and `slapstore cache push|pull`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,6 +26,12 @@ enum KeyCommand {
         /// Replace an existing key.
         #[arg(long)]
         force: bool,
+    },
+    /// Print this root's public key, `name:base64` (what other machines pass to `--trusted-key`).
+    Show {
+        /// Print `{"name", "public_key", "path"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -70,7 +76,10 @@ pub fn key(store_args: &StoreArgs, args: KeyArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return report::store_error(&e),
     };
-    let KeyCommand::Generate { name, force } = args.command;
+    let (name, force) = match args.command {
+        KeyCommand::Generate { name, force } => (name, force),
+        KeyCommand::Show { json } => return show_key(&store, json),
+    };
     let name = name.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
@@ -111,6 +120,37 @@ pub fn key(store_args: &StoreArgs, args: KeyArgs) -> i32 {
     super::print(&format!("{}\n", key.public().to_text()))
 }
 
+/// `key show`: the public half of `<root>/etc/signing.key`.
+fn show_key(store: &Store, json: bool) -> i32 {
+    let path = key_path(store);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return report::not_found(
+                &format!("this root has no signing key `{}`", path.display()),
+                Some("make one with `slapstore key generate`"),
+            )
+        }
+        Err(e) => return report::failure(&format!("cannot read `{}`: {e}", path.display())),
+    };
+    let key = match SecretKey::parse(text.trim()) {
+        Ok(k) => k.public(),
+        Err(e) => return report::failure(&format!("`{}`: {e}", path.display())),
+    };
+    let public = key.to_text();
+    if json {
+        let name = public.split_once(':').map_or("", |(n, _)| n);
+        let value = serde_json::json!({
+            "name": name,
+            "public_key": public,
+            "path": path.display().to_string(),
+        });
+        super::print(&format!("{value:#}\n"))
+    } else {
+        super::print(&format!("{public}\n"))
+    }
+}
+
 pub fn cache(store_args: &StoreArgs, args: CacheArgs) -> i32 {
     let store = match Store::open(&store_args.root()) {
         Ok(s) => s,
@@ -138,6 +178,7 @@ fn pull(
         download_timeout: store_args.download_timeout,
         verbose: false,
         quiet: false,
+        color: store_args.color,
     };
     args.substituters.extend(from);
     let sub = match super::substituter(&args, store) {

@@ -1,4 +1,4 @@
-//! `slapstore gc`, `why-alive`, `pin`, `unpin` and `optimise`.
+//! `slapstore gc`, `pin`, `unpin` and `optimise` (`why-alive` is with the queries, `query.rs`).
 
 use clap::Args;
 use slapstore_store::Store;
@@ -17,12 +17,6 @@ pub struct GcArgs {
     /// Print `{"deleted": [paths], "freed_bytes": N}`.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct WhyArgs {
-    /// A store path.
-    path: String,
 }
 
 #[derive(Args, Debug)]
@@ -49,8 +43,9 @@ pub struct OptimiseArgs {
     json: bool,
 }
 
+/// Opens an existing store: none of these commands makes a store where there is none.
 fn open(args: &StoreArgs) -> Result<Store, i32> {
-    Store::open(&args.root()).map_err(|e| report::store_error(&e))
+    Store::open_existing(&args.root()).map_err(|e| report::store_error(&e))
 }
 
 /// `500M` → bytes (K, M, G, T: powers of 1024).
@@ -101,6 +96,12 @@ pub fn gc(store_args: &StoreArgs, args: GcArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return report::store_error(&e),
     };
+    for k in &result.kept {
+        // the guard of `collect.rs`: a writer used a path without rooting it first
+        eprintln!(
+            "warning: kept `{k}`, which the collection found dead but a path registered meanwhile refers to"
+        );
+    }
     let dir = store.store_dir();
     let full: Vec<String> = result
         .deleted
@@ -113,6 +114,7 @@ pub fn gc(store_args: &StoreArgs, args: GcArgs) -> i32 {
             "freed_bytes": result.freed_bytes,
             "dry_run": args.dry_run,
             "leftovers": result.leftovers,
+            "kept": result.kept,
             "live": result.live,
             "total": result.total,
         });
@@ -155,39 +157,6 @@ pub fn gc(store_args: &StoreArgs, args: GcArgs) -> i32 {
         out
     };
     super::print(&out)
-}
-
-pub fn why(store_args: &StoreArgs, args: WhyArgs) -> i32 {
-    let store = match open(store_args) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let path = match store.parse_path(&args.path) {
-        Ok(p) => p,
-        Err(e) => return report::store_error(&e),
-    };
-    match slapstore_gc::why::why(&store, &path.to_string()) {
-        Ok(Some((root, chain))) => {
-            let dir = store.store_dir();
-            let mut out = format!(
-                "{} is alive: {root} keeps\n",
-                dir.join(path.to_string()).display()
-            );
-            for (i, p) in chain.iter().enumerate() {
-                out.push_str(&format!(
-                    "{}{}\n",
-                    "  ".repeat(i + 1),
-                    dir.join(p).display()
-                ));
-            }
-            super::print(&out)
-        }
-        Ok(None) => super::print(&format!(
-            "{} is not reachable from any root: the next gc deletes it\n",
-            store.path_of(&path).display()
-        )),
-        Err(e) => report::store_error(&e),
-    }
 }
 
 pub fn pin(store_args: &StoreArgs, args: PinArgs) -> i32 {
@@ -235,7 +204,10 @@ pub fn unpin(store_args: &StoreArgs, args: UnpinArgs) -> i32 {
     }
     match slapstore_store::roots::unpin(&store, &args.name) {
         Ok(true) => super::print(&format!("unpinned {}\n", args.name)),
-        Ok(false) => report::usage(&format!("no pin `{}`", args.name)),
+        Ok(false) => report::not_found(
+            &format!("no pin `{}`", args.name),
+            Some("`slapstore roots` lists the pins"),
+        ),
         Err(e) => report::store_error(&e),
     }
 }

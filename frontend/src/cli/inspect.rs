@@ -1,4 +1,5 @@
-//! Commands that inspect the store: `path-info`, `verify` and `log`.
+//! Commands that inspect the store: `path-info` (`--tree` drawn by `query.rs`), `verify` and
+//! `log`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +16,11 @@ pub struct PathInfoArgs {
     /// Show the whole runtime closure, with its total size.
     #[arg(long)]
     closure: bool,
+    /// Draw the closure as a tree of references (each path expanded once), like
+    /// `nix-store -q --tree`.
+    #[arg(long, conflicts_with_all = ["closure", "json"])]
+    tree: bool,
+    /// Print `{"paths": [...], "closure_size"}` (`docs/cli.md`).
     #[arg(long)]
     json: bool,
 }
@@ -27,6 +33,7 @@ pub struct VerifyArgs {
     /// Rebuild the damaged paths whose derivation is known.
     #[arg(long)]
     repair: bool,
+    /// Print `{"checked", "contents_checked", "problems", "invalid"}`.
     #[arg(long)]
     json: bool,
 }
@@ -37,8 +44,9 @@ pub struct LogArgs {
     target: String,
 }
 
+/// Opens an existing store: inspecting a root that does not exist creates nothing.
 fn open(args: &StoreArgs) -> Result<Store, i32> {
-    Store::open(&args.root()).map_err(|e| report::store_error(&e))
+    Store::open_existing(&args.root()).map_err(|e| report::store_error(&e))
 }
 
 pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
@@ -52,6 +60,9 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
             Ok(p) => roots.push(p),
             Err(e) => return report::store_error(&e),
         }
+    }
+    if args.tree {
+        return tree(&store, &roots);
     }
     let db = store.db();
     let store_dir = store.store_dir();
@@ -176,7 +187,7 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
                 ));
             }
             if let Some(ms) = row.build_ms {
-                out.push_str(&format!("  build time    {:.1} s\n", ms as f64 / 1000.0));
+                out.push_str(&format!("  build time    {}\n", human_duration(ms)));
             }
             if refs.is_empty() {
                 out.push_str("  references    (none)\n");
@@ -198,20 +209,34 @@ pub fn path_info(store_args: &StoreArgs, args: PathInfoArgs) -> i32 {
     super::print(&out)
 }
 
-/// `1.2 MiB`.
+/// The closure tree of `roots`.
+fn tree(store: &Store, roots: &[StorePath]) -> i32 {
+    let graph = match slapstore_gc::graph::Graph::load(store) {
+        Ok(g) => g,
+        Err(e) => return report::store_error(&e),
+    };
+    let mut ids = Vec::new();
+    for p in roots {
+        match graph.index.get(&p.to_string()) {
+            Some(&id) => ids.push(id),
+            None => {
+                return report::store_error(&slapstore_store::StoreError::NotValid(p.to_string()))
+            }
+        }
+    }
+    let dir = store.store_dir();
+    let full = |n: &str| dir.join(n).display().to_string();
+    super::print(&super::query::tree(&graph, &ids, &full))
+}
+
+/// `1.2 MiB` (binary units).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// `1s 250ms`, to the millisecond.
+fn human_duration(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 pub fn verify(store_args: &StoreArgs, args: VerifyArgs) -> i32 {
@@ -286,14 +311,20 @@ fn repair(store: &Store, problems: &[slapstore_store::verify::Problem]) -> i32 {
             .flatten()
             .and_then(|json| serde_json::from_str::<slapstore_store::Derivation>(&json).ok());
         let Some(drv) = drv else {
-            eprintln!("cannot repair `{name}`: no derivation recorded (added with `store add`?)");
+            report::error_line(
+                &format!("cannot repair `{name}`: no derivation recorded"),
+                Some("paths added with `slapstore store add` cannot be rebuilt"),
+            );
             failed = true;
             continue;
         };
         match slapstore_store::build::repair(store, &drv, &fetcher, &Quiet) {
             Ok(()) => println!("repaired {}", store_dir.join(&name).display()),
             Err(e) => {
-                eprintln!("cannot repair `{name}`: {e}");
+                report::error_line(
+                    &format!("cannot repair `{name}`: {e}"),
+                    report::hint(&e).as_deref(),
+                );
                 failed = true;
             }
         }
@@ -332,16 +363,22 @@ pub fn log(store_args: &StoreArgs, args: LogArgs) -> i32 {
         match newest.into_values().next_back() {
             Some(p) => p,
             None => {
-                return report::usage(&format!(
-                    "no build log of part or path `{}` in `{}`",
-                    args.target,
-                    log_dir.display()
-                ))
+                return report::not_found(
+                    &format!(
+                        "no build log of part or path `{}` in `{}`",
+                        args.target,
+                        log_dir.display()
+                    ),
+                    Some("`slapstore plan PROFILE` names the parts"),
+                )
             }
         }
     };
     match std::fs::read_to_string(&file) {
         Ok(text) => super::print(&text),
-        Err(e) => report::usage(&format!("cannot read the log `{}`: {e}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report::not_found(&format!("no build log `{}`", file.display()), None)
+        }
+        Err(e) => report::failure(&format!("cannot read the log `{}`: {e}", file.display())),
     }
 }

@@ -22,9 +22,14 @@ struct SoftwareArgs {
     /// The software: a profile (built first if needed) or a release's store path.
     #[arg(long, value_name = "PROFILE|RELEASE")]
     software: String,
-    /// An instance parameter (`[slap-parameter]`), over the profile's defaults.
+    /// An instance parameter (`[slap-parameter]`), over the profile's defaults and over
+    /// `--parameters`.
     #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
     parameters: Vec<String>,
+    /// A JSON file of parameters, `{"key": "value", ...}` (numbers and booleans as text).
+    #[arg(long = "parameters", value_name = "FILE")]
+    parameter_file: Option<std::path::PathBuf>,
+    /// Print the new generations as JSON (`docs/cli.md`).
     #[arg(long)]
     json: bool,
 }
@@ -43,29 +48,49 @@ enum InstanceCommand {
         name: String,
         #[command(flatten)]
         software: SoftwareArgs,
+        /// Say what would change (release, parts to build, parameters); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Compare two generations: parts added, removed or changed in their closures, and
+    /// parameters.
+    Diff {
+        name: String,
+        /// The older generation.
+        from: i64,
+        /// The newer generation (default: the current one).
+        to: Option<i64>,
+        /// Print `{"instance", "from", "to", "parts", "parameters", "size_delta"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Switch back to the current generation's parent, or to generation `--to`.
     Rollback {
         name: String,
-        #[arg(long)]
+        /// The generation to switch to.
+        #[arg(long, value_name = "GEN")]
         to: Option<i64>,
+        /// Print the generation switched to as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List instances.
     List {
+        /// Print a list of `{"name", "partition", "current"}`.
         #[arg(long)]
         json: bool,
     },
     /// Show an instance: partition, current generation, release, parameters.
     Show {
         name: String,
+        /// Print `{"name", "partition", "current", "generations"}`.
         #[arg(long)]
         json: bool,
     },
     /// List an instance's generations.
     Generations {
         name: String,
+        /// Print a list of generations (`number`, `release`, `path`, `created`, `current`, ...).
         #[arg(long)]
         json: bool,
     },
@@ -79,12 +104,14 @@ enum InstanceCommand {
         #[arg(long, conflicts_with = "numbers")]
         older_than: Option<String>,
         /// Generation numbers.
+        #[arg(value_name = "GEN")]
         numbers: Vec<i64>,
     },
     /// Remove an instance: its partition (unless `--keep-data`: then only the links into the
     /// store) and its generations.
     Destroy {
         name: String,
+        /// Keep the partition's data (`srv/`, `var/`, ...); remove only the links into the store.
         #[arg(long)]
         keep_data: bool,
     },
@@ -94,9 +121,13 @@ fn name(text: &str) -> Result<InstanceName, i32> {
     InstanceName::new(text).map_err(|e| report::usage(&e.to_string()))
 }
 
-fn parameters(list: &[String]) -> Result<Parameters, i32> {
-    let mut out = BTreeMap::new();
-    for p in list {
+/// The parameters of `--parameters FILE`, then the `-p` ones over them.
+fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
+    let mut out = match &args.parameter_file {
+        Some(file) => parameter_file(file).map_err(|m| report::usage(&m))?,
+        None => BTreeMap::new(),
+    };
+    for p in &args.parameters {
         let Some((k, v)) = p.split_once('=') else {
             return Err(report::usage(&format!("parameter `{p}` is not KEY=VALUE")));
         };
@@ -108,12 +139,48 @@ fn parameters(list: &[String]) -> Result<Parameters, i32> {
     Ok(out)
 }
 
+/// Reads a JSON object of parameters; the error names the file (and line, for bad JSON).
+fn parameter_file(file: &std::path::Path) -> Result<Parameters, String> {
+    let shown = file.display();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("`{shown}`:{}:{}: not JSON: {e}", e.line(), e.column()))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(format!(
+            "`{shown}`: expected an object of parameters, `{{\"key\": \"value\"}}`"
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "`{shown}`: parameter `{k}` is {}, not a string, number or boolean",
+                    match other {
+                        serde_json::Value::Null => "null",
+                        serde_json::Value::Array(_) => "a list",
+                        _ => "an object",
+                    }
+                ))
+            }
+        };
+        if k.trim().is_empty() {
+            return Err(format!("`{shown}`: a parameter has an empty name"));
+        }
+        out.insert(k, text);
+    }
+    Ok(out)
+}
+
 fn fail(e: InstanceError) -> i32 {
     match e {
         InstanceError::Profile { sources, error } => report::error(&sources, &error),
         InstanceError::Build(failed) => {
             for (_, e) in &failed {
-                eprintln!("error: {e}");
+                report::error_line(&e.to_string(), report::hint(e).as_deref());
             }
             report::FAILED
         }
@@ -130,7 +197,19 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
 }
 
 fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
-    let store = Store::open(&store_args.root()).map_err(|e| report::store_error(&e))?;
+    // the commands that only read create no store where there is none
+    let read_only = matches!(
+        args.command,
+        InstanceCommand::List { .. }
+            | InstanceCommand::Show { .. }
+            | InstanceCommand::Generations { .. }
+    );
+    let store = if read_only {
+        Store::open_existing(&store_args.root())
+    } else {
+        Store::open(&store_args.root())
+    }
+    .map_err(|e| report::store_error(&e))?;
     let partitions = store_args
         .partitions
         .clone()
@@ -163,7 +242,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 .iter()
                 .map(|n| name(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let params = parameters(&software.parameters)?;
+            let params = parameters(&software)?;
             let paths = ctx
                 .create(&names, &software.software, &params)
                 .map_err(fail)?;
@@ -187,9 +266,20 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .collect()
             }
         }
-        InstanceCommand::Upgrade { name: n, software } => {
+        InstanceCommand::Upgrade {
+            name: n,
+            software,
+            dry_run,
+        } => {
             let n = name(&n)?;
-            let params = parameters(&software.parameters)?;
+            let params = parameters(&software)?;
+            inspect(&store, &n)?;
+            if dry_run {
+                let preview = ctx
+                    .preview_upgrade(&n, &software.software, &params)
+                    .map_err(fail)?;
+                return Ok(super::print(&dry_run_text(&preview, software.json, &full)));
+            }
             let upgrade = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
             let row = &upgrade.generation;
             if software.json {
@@ -211,8 +301,33 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 )
             }
         }
+        InstanceCommand::Diff {
+            name: n,
+            from,
+            to,
+            json,
+        } => {
+            let n = name(&n)?;
+            let (instance, gens) = inspect(&store, &n)?;
+            let find = |number: i64| {
+                gens.iter()
+                    .find(|g| g.number == number && !g.deleted)
+                    .ok_or_else(|| {
+                        report::not_found(
+                            &format!("`{}` has no generation {number}", n.as_str()),
+                            Some(&format!(
+                                "`slapstore instance generations {}` lists them",
+                                n.as_str()
+                            )),
+                        )
+                    })
+            };
+            let (a, b) = (find(from)?, find(to.unwrap_or(instance.current))?);
+            super::diff::diff(&store, a, b, json)?
+        }
         InstanceCommand::Rollback { name: n, to, json } => {
             let n = name(&n)?;
+            inspect(&store, &n)?;
             let row = ctx.rollback(&n, to).map_err(fail)?;
             if json {
                 format!("{:#}\n", generation_json(&row, true, &full))
@@ -285,22 +400,31 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .collect();
                 format!("{:#}\n", serde_json::Value::Array(list))
             } else {
-                live.iter()
-                    .map(|g| {
-                        format!(
-                            "{:>4}{}  {}  parent {}  {}\n",
-                            g.number,
-                            if g.number == instance.current {
-                                " (current)"
-                            } else {
-                                ""
-                            },
-                            full(&g.release),
-                            g.parent.map_or("-".to_owned(), |p| p.to_string()),
-                            g.parameters
-                        )
-                    })
-                    .collect()
+                let mut table = super::table::new(&[
+                    "gen",
+                    "current",
+                    "created",
+                    "release",
+                    "parent",
+                    "parameters",
+                ]);
+                super::table::right(&mut table, 0);
+                for g in &live {
+                    table.add_row(vec![
+                        g.number.to_string(),
+                        if g.number == instance.current {
+                            "*"
+                        } else {
+                            ""
+                        }
+                        .to_owned(),
+                        created(g.created),
+                        full(&g.release),
+                        g.parent.map_or("-".to_owned(), |p| p.to_string()),
+                        g.parameters.clone(),
+                    ]);
+                }
+                super::table::render(&table)
             }
         }
         InstanceCommand::DeleteGenerations {
@@ -318,11 +442,13 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 sorted.sort_unstable_by(|a, b| b.cmp(a));
                 sorted.into_iter().skip(keep).collect()
             } else if let Some(age) = older_than {
-                let secs = duration(&age).ok_or_else(|| {
-                    report::usage(&format!(
-                        "`{age}` is not a duration like 30d, 12h, 90m or 45s"
-                    ))
-                })?;
+                let secs = humantime::parse_duration(&age)
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .map_err(|e| {
+                        report::usage(&format!(
+                            "`--older-than {age}`: {e} (a duration like 30d, 12h, 90m or 45s)"
+                        ))
+                    })?;
                 let limit = slapstore_store::build::unix_now() - secs;
                 live.iter()
                     .filter(|g| g.created < limit)
@@ -361,7 +487,19 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .delete_generations(n.as_str(), &doomed)
                     .map_err(|e| report::store_error(&e))?;
             }
-            format!("deleted {} generations of {}\n", doomed.len(), n.as_str())
+            format!(
+                "deleted {} of {}{}\n",
+                match doomed.len() {
+                    1 => "1 generation".to_owned(),
+                    count => format!("{count} generations"),
+                },
+                n.as_str(),
+                if doomed.is_empty() && keep.is_some() {
+                    " (`--keep N` keeps the N newest and the current one)"
+                } else {
+                    ""
+                }
+            )
         }
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
@@ -414,7 +552,12 @@ fn inspect(
     let instance = db
         .instance(n.as_str())
         .map_err(|e| report::store_error(&e))?
-        .ok_or_else(|| report::usage(&format!("no instance `{}`", n.as_str())))?;
+        .ok_or_else(|| {
+            report::not_found(
+                &format!("no instance `{}`", n.as_str()),
+                Some("`slapstore instance list` lists the instances"),
+            )
+        })?;
     let gens = db
         .generations(n.as_str())
         .map_err(|e| report::store_error(&e))?;
@@ -438,6 +581,69 @@ fn generation_json(
     })
 }
 
+/// A generation's creation time, `2026-12-01 20:07:49` (UTC).
+fn created(unix: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    text.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// What `upgrade --dry-run` prints.
+fn dry_run_text(
+    p: &crate::instance::UpgradePreview,
+    json: bool,
+    full: &dyn Fn(&str) -> String,
+) -> String {
+    let before: Parameters = serde_json::from_str(&p.current.parameters).unwrap_or_default();
+    let unchanged = p.generation.as_ref().map(|g| g.to_string()) == Some(p.current.path.clone());
+    if json {
+        let value = serde_json::json!({
+            "current": p.current.number,
+            "release": {"before": full(&p.current.release), "after": full(&p.release.to_string())},
+            "to_build": p.to_build,
+            "parameters": {"before": before, "after": p.parameters},
+            "generation": p.generation.as_ref().map(|g| full(&g.to_string())),
+            "unchanged": unchanged,
+        });
+        return format!("{value:#}\n");
+    }
+    let mut out = String::new();
+    if unchanged {
+        out.push_str(&format!(
+            "{} is up to date: the upgrade would change nothing (generation {})\n",
+            p.current.instance, p.current.number
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "would upgrade {} from generation {}; nothing changed (dry run)\n",
+        p.current.instance, p.current.number
+    ));
+    let release = p.release.to_string();
+    if release == p.current.release {
+        out.push_str(&format!("  release     {} (unchanged)\n", full(&release)));
+    } else {
+        out.push_str(&format!(
+            "  release     {}\n           -> {}\n",
+            full(&p.current.release),
+            full(&release)
+        ));
+    }
+    if !p.to_build.is_empty() {
+        out.push_str(&format!("  to build    {}\n", p.to_build.join(" ")));
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        before.keys().chain(p.parameters.keys()).collect();
+    for k in keys {
+        let (x, y) = (before.get(k), p.parameters.get(k));
+        if x != y {
+            let show = |v: Option<&String>| v.map_or("(unset)".to_owned(), |v| format!("`{v}`"));
+            out.push_str(&format!("  parameter   {k}: {} -> {}\n", show(x), show(y)));
+        }
+    }
+    out
+}
+
 /// Removes the links into `current` (and `current` itself) from a partition, keeping the rest.
 fn remove_links(partition: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(partition) else {
@@ -455,21 +661,4 @@ fn remove_links(partition: &std::path::Path) {
             }
         }
     }
-}
-
-/// `30d`, `12h`, `90m`, `45s` → seconds.
-fn duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = number.parse().ok()?;
-    Some(
-        n * match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86400,
-            "w" => 604800,
-            _ => return None,
-        },
-    )
 }

@@ -1,16 +1,24 @@
 //! The `slapstore` command line: argument parsing, printing, and the mapping of errors to exit
-//! codes (0 ok, 1 failed, 2 bad usage or bad profile). The only module that prints.
+//! codes (0 ok, 1 failed, 2 bad usage or bad profile, 3 not found; `docs/cli.md`). The only
+//! module that prints.
 
 mod build;
 mod cache;
+mod diff;
 mod eval;
 mod gc;
+mod generate;
+mod help;
 mod inspect;
 mod instance;
+mod interrupts;
 mod plumbing;
 mod progress;
+mod query;
 mod report;
+mod software;
 mod sources;
+mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,22 +40,25 @@ struct Cli {
     command: Command,
 }
 
-/// Options every command that touches a store takes.
+/// Options every command takes, before or after its name; every `--help` lists them under
+/// "Global options" (the build ones matter only to commands that build).
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 pub struct StoreArgs {
     /// The store root (`store/`, `var/`, `partitions/` live under it).
     #[arg(
         long,
         global = true,
         env = "SLAPSTORE_ROOT",
-        default_value = "/opt/slapstore"
+        default_value = "/opt/slapstore",
+        value_name = "DIR"
     )]
     root: PathBuf,
     /// How many derivations to build at once (default: the number of cores).
-    #[arg(short = 'j', long, global = true)]
+    #[arg(short = 'j', long, global = true, value_name = "N")]
     jobs: Option<usize>,
     /// Where partitions live (default: `<root>/partitions`).
-    #[arg(long, global = true, env = "SLAPSTORE_PARTITIONS")]
+    #[arg(long, global = true, env = "SLAPSTORE_PARTITIONS", value_name = "DIR")]
     partitions: Option<PathBuf>,
     /// A binary cache to fetch outputs from before building (repeatable; also `substituters`
     /// in `<root>/etc/slapstore.toml`).
@@ -72,6 +83,9 @@ pub struct StoreArgs {
     /// Say only what fails.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Colour errors: `auto` (on a terminal, unless `NO_COLOR` is set), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t = report::ColorMode::Auto, value_name = "WHEN")]
+    color: report::ColorMode,
 }
 
 impl StoreArgs {
@@ -97,8 +111,16 @@ enum Command {
     Plan(build::PlanArgs),
     /// Build every part of a profile not yet in the store, then its release (printed last).
     Build(build::BuildArgs),
-    /// Show the hash, size, references and deriver of store paths.
+    /// Show the hash, size, references and deriver of store paths (`--tree`: the closure tree).
     PathInfo(inspect::PathInfoArgs),
+    /// Print a DOT graph of a profile's derivations or of store paths' closures.
+    Graph(query::GraphArgs),
+    /// Show why store path A depends on B: the chain of references from A to B.
+    WhyDepends(query::WhyDependsArgs),
+    /// List the store paths that refer to a store path.
+    Referrers(query::ReferrersArgs),
+    /// List the garbage collector's roots and the store paths they keep.
+    Roots(query::RootsArgs),
     /// Check the store against its database (`--check-contents`: re-hash every path).
     Verify(inspect::VerifyArgs),
     /// Print the build log of a part or store path.
@@ -110,36 +132,51 @@ enum Command {
     /// Delete every store path that no generation, pin or running process reaches.
     Gc(gc::GcArgs),
     /// Say which root keeps a store path alive, and through which references.
-    WhyAlive(gc::WhyArgs),
+    WhyAlive(query::WhyAliveArgs),
     /// Keep a store path (and its closure) alive: a symlink in `var/gcroots/`.
     Pin(gc::PinArgs),
     /// Remove a pin.
     Unpin(gc::UnpinArgs),
     /// Share identical files across the store (reflinks where possible, else hard links).
     Optimise(gc::OptimiseArgs),
+    /// Installed releases (a build installs one; it is a gc root until removed).
+    Software(software::SoftwareArgs),
     /// Signing keys for binary caches.
     Key(cache::KeyArgs),
     /// Binary caches: push closures into one.
     Cache(cache::CacheArgs),
     /// Low-level commands on store paths (add files, register trees).
     Store(plumbing::PlumbingArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::FromArgMatches;
+    let parsed = help::command::<Cli>()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            let code = if e.use_stderr() { report::BAD_INPUT } else { 0 };
             let _ = e.print();
             return code;
         }
     };
+    report::set_color(cli.store.color);
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Plan(args) => build::plan(&cli.store, args),
         Command::Build(args) => build::build(&cli.store, args),
         Command::PathInfo(args) => inspect::path_info(&cli.store, args),
+        Command::Graph(args) => query::graph(&cli.store, args),
+        Command::WhyDepends(args) => query::why_depends(&cli.store, args),
+        Command::Referrers(args) => query::referrers(&cli.store, args),
+        Command::Roots(args) => query::roots(&cli.store, args),
         Command::Verify(args) => inspect::verify(&cli.store, args),
         Command::Log(args) => inspect::log(&cli.store, args),
         Command::AddSource(args) => sources::add_source(&cli.store, args),
@@ -148,10 +185,13 @@ pub fn main() -> i32 {
         Command::Gc(args) => gc::gc(&cli.store, args),
         Command::Key(args) => cache::key(&cli.store, args),
         Command::Cache(args) => cache::cache(&cli.store, args),
-        Command::WhyAlive(args) => gc::why(&cli.store, args),
+        Command::WhyAlive(args) => query::why_alive(&cli.store, args),
         Command::Pin(args) => gc::pin(&cli.store, args),
         Command::Unpin(args) => gc::unpin(&cli.store, args),
         Command::Optimise(args) => gc::optimise(&cli.store, args),
+        Command::Software(args) => software::run(&cli.store, args),
+        Command::Completions(args) => generate::completions::<Cli>(args),
+        Command::Man(args) => generate::man::<Cli>(args),
     }
 }
 
@@ -162,6 +202,10 @@ fn substituter(
     store: &slapstore_store::Store,
 ) -> Result<Option<slapstore_store::cache::Substituter>, i32> {
     let mut urls = args.substituters.clone();
+    for url in &urls {
+        slapstore_store::cache::substitute::check_url(url)
+            .map_err(|e| report::usage(&format!("`--substituter {url}`: {e}")))?;
+    }
     let mut keys = args.trusted_keys.clone();
     let config = store.root().join("etc/slapstore.toml");
     if let Ok(text) = std::fs::read_to_string(&config) {
@@ -175,6 +219,14 @@ fn substituter(
         }
         let parsed: Config = toml::from_str(&text)
             .map_err(|e| report::usage(&format!("`{}`: {e}", config.display())))?;
+        for url in &parsed.substituters {
+            slapstore_store::cache::substitute::check_url(url).map_err(|e| {
+                report::usage(&format!(
+                    "`{}`: `substituters`: `{url}`: {e}",
+                    config.display()
+                ))
+            })?;
+        }
         urls.extend(parsed.substituters);
         keys.extend(parsed.trusted_keys);
     }
@@ -187,7 +239,7 @@ fn substituter(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| report::usage(&e.to_string()))?;
     if keys.is_empty() {
-        eprintln!("warning: substituters without a trusted key: nothing they serve can be used");
+        report::warn("substituters without a trusted key: nothing they serve can be used");
     }
     Ok(Some(slapstore_store::cache::Substituter::new(
         urls,

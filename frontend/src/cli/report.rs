@@ -1,11 +1,16 @@
-//! Rendering errors: the message, the offending text with file, line and column, related places
-//! and what slapstore was doing, in the style of compiler diagnostics.
+//! Rendering errors, the one place that does: the message, the offending text with file, line
+//! and column, related places, what slapstore was doing and a hint where one helps, in the style
+//! of compiler diagnostics; coloured on a terminal unless `NO_COLOR` or `--color` says otherwise.
+//! Each function returns the exit status its kind of error maps to (`docs/cli.md`).
 
 use codespan_reporting::diagnostic::{Diagnostic, Label};
 use codespan_reporting::files::{Error as FilesError, Files};
+use std::io::Write;
+use std::sync::OnceLock;
+
 use codespan_reporting::term::{
     self,
-    termcolor::{ColorChoice, StandardStream},
+    termcolor::{Color, ColorChoice, ColorSpec, StandardStream, WriteColor},
 };
 
 use crate::error::Error;
@@ -13,6 +18,37 @@ use crate::source::{FileId, Sources};
 
 /// Exit status for bad usage or a bad profile.
 pub const BAD_INPUT: i32 = 2;
+
+/// Exit status for something named that does not exist: a store path, an instance, a pin, a log.
+pub const NOT_FOUND: i32 = 3;
+
+/// When to colour what goes to stderr (`--color`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorMode {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Chooses colours once, before anything is reported.
+pub fn set_color(mode: ColorMode) {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let choice = match mode {
+        ColorMode::Always => ColorChoice::Always,
+        ColorMode::Never => ColorChoice::Never,
+        ColorMode::Auto if no_color || !std::io::stderr().is_terminal() => ColorChoice::Never,
+        ColorMode::Auto => ColorChoice::Auto,
+    };
+    let _ = COLOR.set(choice);
+}
+
+fn stderr() -> StandardStream {
+    StandardStream::stderr(*COLOR.get().unwrap_or(&ColorChoice::Never))
+}
 
 struct View<'a>(&'a Sources);
 
@@ -71,13 +107,7 @@ fn diagnostic(base: Diagnostic<FileId>, e: &Error) -> Diagnostic<FileId> {
 }
 
 fn emit(sources: &Sources, d: &Diagnostic<FileId>) {
-    use std::io::IsTerminal;
-    let color = if std::io::stderr().is_terminal() {
-        ColorChoice::Auto
-    } else {
-        ColorChoice::Never
-    };
-    let writer = StandardStream::stderr(color);
+    let writer = stderr();
     let config = term::Config::default();
     let mut lock = writer.lock();
     if term::emit(&mut lock, &config, &View(sources), d).is_err() {
@@ -98,10 +128,45 @@ pub fn warning(sources: &Sources, context: &str, e: &Error) {
     emit(sources, &d.with_message(message));
 }
 
+/// Writes `level: message` (the level coloured like codespan's diagnostics), then the hint.
+fn plain(level: &str, color: Color, message: &str, hint: Option<&str>) {
+    let writer = stderr();
+    let mut out = writer.lock();
+    let mut spec = ColorSpec::new();
+    spec.set_fg(Some(color)).set_bold(true);
+    let _ = out.set_color(&spec);
+    let _ = write!(out, "{level}");
+    let _ = out.set_color(ColorSpec::new().set_bold(true));
+    let _ = writeln!(out, ": {message}");
+    let _ = out.reset();
+    if let Some(hint) = hint {
+        let _ = out.set_color(ColorSpec::new().set_fg(Some(Color::Cyan)).set_bold(true));
+        let _ = write!(out, "  = hint");
+        let _ = out.reset();
+        let _ = writeln!(out, ": {hint}");
+    }
+}
+
+/// Reports an error that does not decide the exit status by itself (one of several).
+pub fn error_line(message: &str, hint: Option<&str>) {
+    plain("error", Color::Red, message, hint);
+}
+
+/// Reports a problem that does not stop the command.
+pub fn warn(message: &str) {
+    plain("warning", Color::Yellow, message, None);
+}
+
 /// Reports bad usage; returns the exit status.
 pub fn usage(message: &str) -> i32 {
-    eprintln!("error: {message}");
+    error_line(message, None);
     BAD_INPUT
+}
+
+/// Reports that something named does not exist; returns the exit status.
+pub fn not_found(message: &str, hint: Option<&str>) -> i32 {
+    error_line(message, hint);
+    NOT_FOUND
 }
 
 /// Exit status for a failure (a build, a verification).
@@ -109,20 +174,44 @@ pub const FAILED: i32 = 1;
 
 /// Reports a failure that is not the input's fault; returns the exit status.
 pub fn failure(message: &str) -> i32 {
-    eprintln!("error: {message}");
+    error_line(message, None);
     FAILED
 }
 
-/// Reports a store error: bad usage (a path that is not in the store) or a failure.
-pub fn store_error(e: &slapstore_store::StoreError) -> i32 {
+/// What to do about a store error, where something helps.
+pub fn hint(e: &slapstore_store::StoreError) -> Option<String> {
+    use slapstore_store::fetch::FetchError;
     use slapstore_store::StoreError as E;
-    eprintln!("error: {e}");
     match e {
-        E::NotValid(_)
-        | E::NotInStore(..)
-        | E::StorePath(_)
-        | E::BadOption { .. }
-        | E::InstanceExists(_) => BAD_INPUT,
+        E::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("choose a store you may write to with `--root DIR` or `SLAPSTORE_ROOT`".into())
+        }
+        E::Database { .. } if e.to_string().contains("readonly") => {
+            Some("choose a store you may write to with `--root DIR` or `SLAPSTORE_ROOT`".into())
+        }
+        E::Fetch {
+            source: FetchError::Offline { .. } | FetchError::NoUrls { .. },
+            ..
+        } => Some("put the file into the download cache with `slapstore add-source FILE`".into()),
+        _ => None,
+    }
+}
+
+/// Reports a store error; returns its exit status: not found (a path not in the store), bad
+/// input (a malformed path, a bad option) or failed.
+pub fn store_error(e: &slapstore_store::StoreError) -> i32 {
+    error_line(&e.to_string(), hint(e).as_deref());
+    store_status(e)
+}
+
+/// The exit status of a store error.
+pub fn store_status(e: &slapstore_store::StoreError) -> i32 {
+    use slapstore_store::StoreError as E;
+    match e {
+        E::NotValid(_) | E::NoStore(_) => NOT_FOUND,
+        E::NotInStore(..) | E::StorePath(_) | E::BadOption { .. } | E::InstanceExists(_) => {
+            BAD_INPUT
+        }
         _ => FAILED,
     }
 }

@@ -67,6 +67,10 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Jinja2 => {
             template::jinja2(part)?;
             let (source, context) = template::jinja2_inputs(part)?;
+            // an instance has no parts being built: every template is read now
+            let template::Jinja2Template::Text(source) = source else {
+                return Err(part.option_error("url", "the template is not built"));
+            };
             let text = slapstore_store::recipes::render_jinja2(&source, &context)
                 .map_err(|m| part.option_error("url", m))?;
             let mode = mode(part, 0o644)?;

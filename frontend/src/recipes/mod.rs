@@ -181,6 +181,7 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
                 ),
             ));
         };
+        crate::derive::default_location(&mut part, kind)?;
         init(&mut part)?;
         return crate::derive::derive(&mut part, kind);
     }

@@ -19,7 +19,20 @@ pub fn template(part: &mut Part) -> Result<()> {
     part.require("output")?;
     let md5sum = md5sum.filter(|m| !m.is_empty());
     if let Some(url) = template_source(part, md5sum.is_some())? {
-        let (text, span) = read_template(part, &url, md5sum.as_deref())?;
+        let (text, span) = match read_template(part, &url, md5sum.as_deref())? {
+            Read::Text(text, span) => (text, span),
+            Read::Built { path, part: owner } => {
+                return Err(part.option_error(
+                    "url",
+                    format!(
+                        "the template `{path}` is made by part [{owner}] when it is built, but \
+                         `slapos.recipe.template` renders its template when the profile is read: \
+                         render it with `slapos.recipe.template:jinja2`, which reads it at build \
+                         time"
+                    ),
+                ))
+            }
+        };
         let origin = Origin::File(span);
         let rendered = render(part.r, part.idx, &text, &origin)
             .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
@@ -121,18 +134,34 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
     Ok(())
 }
 
-/// The template text and the context of a `:jinja2` part, for the store's builder: `key` and
+/// A `:jinja2` part's template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Jinja2Template {
+    /// Its text, read now.
+    Text(String),
+    /// A file in the output of another part of the build (a path in the store), read by the
+    /// builder.
+    Built(String),
+}
+
+/// The template and the context of a `:jinja2` part, for the store's builder: `key` and
 /// `raw` entries as strings, `section` entries as objects, `json`/`jsonkey` parsed.
-pub fn jinja2_inputs(part: &mut Part) -> Result<(String, serde_json::Value)> {
+pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Value)> {
     let md5sum = part.get("md5sum")?.filter(|m| !m.is_empty());
+    let read = |part: &mut Part, url: &str| -> Result<Jinja2Template> {
+        Ok(match read_template(part, url, md5sum.as_deref())? {
+            Read::Text(text, _) => Jinja2Template::Text(text),
+            Read::Built { path, .. } => Jinja2Template::Built(path),
+        })
+    };
     let text = if let Some(url) = part.get("url")?.filter(|s| !s.is_empty()) {
-        read_template(part, &url, md5sum.as_deref())?.0
+        read(part, &url)?
     } else if let Some(inline) = part.get("inline")? {
-        inline
+        Jinja2Template::Text(inline)
     } else if let Some(template) = part.get("template")?.filter(|s| !s.is_empty()) {
         match template.strip_prefix("inline:") {
-            Some(text) => crate::pystr::strip_start(text).to_owned(),
-            None => read_template(part, &template, md5sum.as_deref())?.0,
+            Some(text) => Jinja2Template::Text(crate::pystr::strip_start(text).to_owned()),
+            None => read(part, &template)?,
         }
     } else {
         return Err(part.error("one of the options 'inline' 'url' is required"));
@@ -284,9 +313,19 @@ fn check_octal(part: &Part, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// A template read by [`read_template`].
+enum Read {
+    /// Its text, registered as a source file.
+    Text(String, Span),
+    /// A file that another part of this build makes in its output, which does not exist yet.
+    Built { path: String, part: String },
+}
+
 /// Reads a template through zc.buildout's `Download`: a local path or `file://` URL, checked
-/// against `md5sum` when given. The text is registered as a source file.
-fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<(String, Span)> {
+/// against `md5sum` when given. The text is registered as a source file. In a build, a path
+/// into the output of a part already translated is not read from disk: a `template` part's file
+/// is its rendered text, known now; any other is read by the builder.
+fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Read> {
     let path = match url.strip_prefix("file://") {
         Some(p) => p.to_owned(),
         None if is_url(url) => {
@@ -300,8 +339,14 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<(St
             crate::pystr::path_join(&directory, url)
         }
     };
-    let bytes = std::fs::read(&path)
-        .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?;
+    let bytes = match built_file(part, &path) {
+        Some(Built::Text(text)) => text.into_bytes(),
+        Some(Built::Later(owner)) => {
+            return Ok(Read::Built { path, part: owner });
+        }
+        None => std::fs::read(&path)
+            .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?,
+    };
     if let Some(expected) = md5sum {
         use md5::Digest;
         let actual = format!("{:x}", md5::Md5::digest(&bytes));
@@ -317,7 +362,27 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<(St
     let text = normalise_newlines(&text);
     let len = text.len();
     let file = part.r.sources.add(path, text.clone());
-    Ok((text, Span::new(file, 0..len)))
+    Ok(Read::Text(text, Span::new(file, 0..len)))
+}
+
+/// A file in the output of a part of this build.
+enum Built {
+    /// The file a `template` part renders: its text.
+    Text(String),
+    /// Anything else, made when the part (named here) is built.
+    Later(String),
+}
+
+fn built_file(part: &Part, path: &str) -> Option<Built> {
+    let store_dir = &part.r.settings.store.as_ref()?.store_dir;
+    let drv = part.r.derivations.owner(store_dir, path)?;
+    let rendered = drv
+        .option("output-file")
+        .map(|file| format!("{store_dir}/{}/{file}", drv.path));
+    match drv.option("rendered-text") {
+        Some(text) if rendered.as_deref() == Some(path) => Some(Built::Text(text.to_owned())),
+        _ => Some(Built::Later(drv.name().to_owned())),
+    }
 }
 
 /// `collective.recipe.template`: `input` (a file or `inline:`), `inline` or `url`, and

@@ -3,9 +3,15 @@
 //! and its unpacked contents the signed content hash: it is used instead of a build. Anything
 //! else — not found, unsigned, tampered, truncated, unreachable — is a reason to try the next
 //! cache and finally to build, and is said.
+//!
+//! A cache is checked once, at its first use in a run: its `slapstore-cache.json` must be
+//! readable and name this store directory. A cache that fails this check (a missing directory,
+//! an unreachable server, no cache there, a cache for another store directory) is said once and
+//! not asked again in that run.
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::info::CacheInfo;
@@ -13,13 +19,45 @@ use super::keys::PublicKey;
 use super::{archive, io, CacheError};
 use crate::StorePath;
 
+/// The schemes a substituter URL may have; anything else without a scheme is a directory.
+const SCHEMES: [&str; 3] = ["http", "https", "file"];
+
+/// Checks that `url` is one a substituter can use: `http://`, `https://`, `file://` or a
+/// directory; the error says what is wrong with it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Ok(());
+    };
+    if SCHEMES.contains(&scheme) {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown scheme `{scheme}://`: a substituter is an `http://`, `https://` or `file://` \
+         URL, or a directory"
+    ))
+}
+
+/// One configured cache and, once checked, whether it can be used.
+#[derive(Debug, Clone)]
+struct Cache {
+    url: String,
+    checked: OnceLock<Result<(), String>>,
+}
+
 /// The configured caches and keys.
 #[derive(Debug, Clone)]
 pub struct Substituter {
-    urls: Vec<String>,
+    caches: Vec<Cache>,
     trusted: Vec<PublicKey>,
     store_dir: String,
     agent: ureq::Agent,
+}
+
+/// What a cache says of itself (`slapstore-cache.json`).
+#[derive(Debug, serde::Deserialize)]
+struct CacheMarker {
+    format: u32,
+    store_dir: String,
 }
 
 /// What one attempt gave.
@@ -34,9 +72,12 @@ pub struct Attempt {
 impl Substituter {
     pub fn new(urls: Vec<String>, trusted: Vec<PublicKey>, store_dir: &Path) -> Substituter {
         Substituter {
-            urls: urls
+            caches: urls
                 .into_iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
+                .map(|u| Cache {
+                    url: u.trim_end_matches('/').to_owned(),
+                    checked: OnceLock::new(),
+                })
                 .collect(),
             trusted,
             store_dir: store_dir.to_string_lossy().into_owned(),
@@ -48,14 +89,76 @@ impl Substituter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
+        self.caches.is_empty()
+    }
+
+    /// Whether `cache` can be used: `Err(Some(why))` the first time it is found unusable,
+    /// `Err(None)` afterwards, so that each unusable cache is said once.
+    fn usable(&self, cache: &Cache) -> Result<(), Option<String>> {
+        let mut first = false;
+        let checked = cache.checked.get_or_init(|| {
+            first = true;
+            self.check(&cache.url)
+        });
+        match checked {
+            Ok(()) => Ok(()),
+            Err(why) if first => Err(Some(format!("{why}; it is not asked again"))),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Reads the cache's `slapstore-cache.json`: it must be there and name this store directory.
+    fn check(&self, base: &str) -> Result<(), String> {
+        if !is_http(base) {
+            let dir = base.strip_prefix("file://").unwrap_or(base);
+            if !Path::new(dir).is_dir() {
+                return Err(format!("`{base}`: no such directory"));
+            }
+        }
+        let url = format!("{base}/slapstore-cache.json");
+        let unreachable = |e: CacheError| format!("cannot reach `{base}`: {e}");
+        let Some(reader) = self.open(&url).map_err(unreachable)? else {
+            return Err(format!(
+                "`{base}` is not a binary cache: it has no `slapstore-cache.json` (`slapstore \
+                 cache push` makes one)"
+            ));
+        };
+        let mut text = String::new();
+        reader
+            .take(1 << 16)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot reach `{base}`: `{url}`: {e}"))?;
+        let marker: CacheMarker =
+            serde_json::from_str(&text).map_err(|e| format!("`{url}` is not valid: {e}"))?;
+        if marker.format != super::info::FORMAT {
+            return Err(format!(
+                "`{base}` is a cache of format {}, this slapstore reads format {}",
+                marker.format,
+                super::info::FORMAT
+            ));
+        }
+        if marker.store_dir != self.store_dir {
+            return Err(format!(
+                "`{base}` serves `{}`, this store is `{}`",
+                marker.store_dir, self.store_dir
+            ));
+        }
+        Ok(())
     }
 
     /// Tries each cache for `path`; on success its tree is at `dest` (not yet canonical).
     /// `scratch` holds the downloaded archive meanwhile.
     pub fn substitute(&self, path: &StorePath, dest: &Path, scratch: &Path) -> Attempt {
         let mut attempt = Attempt::default();
-        for base in &self.urls {
+        for cache in &self.caches {
+            match self.usable(cache) {
+                Ok(()) => {}
+                Err(why) => {
+                    attempt.warnings.extend(why);
+                    continue;
+                }
+            }
+            let base = &cache.url;
             match self.try_one(base, path, dest, scratch) {
                 Ok(Some(info)) => {
                     attempt.found = Some((info, base.clone()));
@@ -88,7 +191,12 @@ impl Substituter {
     /// The checked metadata of `path` from the first cache that has it, and that cache.
     pub fn info(&self, path: &StorePath) -> Result<(CacheInfo, String), CacheError> {
         let mut errors = Vec::new();
-        for base in &self.urls {
+        for cache in &self.caches {
+            if let Err(why) = self.usable(cache) {
+                errors.extend(why);
+                continue;
+            }
+            let base = &cache.url;
             match self.info_from(base, path) {
                 Ok(Some(info)) => return Ok((info, base.clone())),
                 Ok(None) => {}
@@ -195,7 +303,7 @@ impl Substituter {
 
     /// Opens a URL (`http(s)://`, `file://`, or a path); `None` if it does not exist.
     fn open(&self, url: &str) -> Result<Option<Box<dyn Read + Send>>, CacheError> {
-        if url.starts_with("http://") || url.starts_with("https://") {
+        if is_http(url) {
             match self.agent.get(url).call() {
                 Ok(resp) => Ok(Some(Box::new(resp.into_reader()))),
                 Err(ureq::Error::Status(404 | 410, _)) => Ok(None),
@@ -218,6 +326,32 @@ impl Substituter {
                     message: e.to_string(),
                 }),
             }
+        }
+    }
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for good in [
+            "http://x",
+            "https://x/y",
+            "file:///srv/cache",
+            "/srv/cache",
+            "cache",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        for bad in ["ftp://x", "htps://cache.example.net", "s3://bucket"] {
+            let err = check_url(bad).unwrap_err();
+            assert!(err.contains("unknown scheme"), "{bad}: {err}");
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `cmmi` (`slapos.recipe.cmmi`): unpack the source (or copy `path`), apply `patches`, run
+//! `cmmi` (`slapos.recipe.cmmi`): unpack the source (or copy `path`), apply `patches` (local
+//! files, or remote ones fetched by checksum like the source), run
 //! `pre-configure`, configure, `pre-build`, make, `pre-install`, make install and
 //! `post-install`, as slapos.recipe.cmmi does, into the output.
 //!
@@ -59,7 +60,8 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         .trim()
         .to_owned();
     let patch_options = words(ctx.option("patch-options").unwrap_or("-p0"));
-    let patches: Vec<_> = ctx
+    // local patches by path, remote ones fetched (through the download cache) by checksum
+    let mut patches: Vec<(String, std::path::PathBuf)> = ctx
         .drv
         .build
         .files
@@ -67,7 +69,19 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         .filter(|(role, _)| role.starts_with("patch:"))
         .map(|(role, path)| (role.clone(), path.clone()))
         .collect();
-    let mut patches = patches;
+    let remote: Vec<_> = ctx
+        .drv
+        .build
+        .sources
+        .iter()
+        .filter(|s| s.role.starts_with("patch:"))
+        .cloned()
+        .collect();
+    for source in remote {
+        let dest = ctx.scratch.join(source.role.replace(':', "-"));
+        ctx.fetch(&source, &dest)?;
+        patches.push((source.role, dest));
+    }
     patches.sort_by_key(|(role, _)| patch_index(role));
     for (_, patch) in patches {
         let script = format!(

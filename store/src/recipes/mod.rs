@@ -160,11 +160,28 @@ impl Context<'_> {
         let mut child = command
             .spawn()
             .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        // its process group is its pid (`setpgid(0, 0)` ran before exec, which `spawn` awaited)
+        let pgid = child.id() as i32;
+        let group = crate::interrupt::Group::register(pgid);
         let pgid_file = self.scratch.join(PROCESS_GROUP_FILE);
-        fs::write(&pgid_file, child.id().to_string()).map_err(|e| io_error(&pgid_file, e))?;
-        let status = child
-            .wait()
-            .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        let status = fs::write(&pgid_file, pgid.to_string())
+            .map_err(|e| io_error(&pgid_file, e))
+            .and_then(|()| child.wait().map_err(|e| io_error(Path::new("/bin/sh"), e)));
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => {
+                // SAFETY: kill(2) with a negative pid signals that process group only.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        drop(group);
+        if crate::interrupt::interrupted() {
+            return Err(StoreError::Interrupted { part: self.part() });
+        }
         if !status.success() {
             let status = match status.code() {
                 Some(code) => format!("exited with status {code}"),
@@ -172,7 +189,7 @@ impl Context<'_> {
             };
             return Err(StoreError::BuildFailed {
                 part: self.part(),
-                what: format!("{what} `{script}`"),
+                what: format!("{what} `{}`", brief(script)),
                 status,
                 log: self.log_path.clone(),
             });
@@ -208,6 +225,18 @@ impl Context<'_> {
     fn source(&self, role: &str) -> Option<&Source> {
         self.drv.build.sources.iter().find(|s| s.role == role)
     }
+}
+
+/// A command as an error names it: its first line, cut at 80 characters, `…` marking what is
+/// left out (the whole command is at the top of the build log).
+fn brief(script: &str) -> String {
+    let script = script.trim();
+    let first = script.lines().next().unwrap_or_default();
+    let mut cut: String = first.chars().take(80).collect();
+    if cut.len() < script.len() {
+        cut.push_str(" …");
+    }
+    cut
 }
 
 /// Python's `text % options`: `%(key)s` becomes the option's value, `%%` a `%`.
@@ -268,6 +297,13 @@ fn environment(ctx: &Context) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brief_commands() {
+        assert_eq!(brief("make -j4\n"), "make -j4");
+        assert_eq!(brief("a\nb"), "a …");
+        assert_eq!(brief(&"x".repeat(90)), format!("{} …", "x".repeat(80)));
+    }
 
     #[test]
     fn python_interpolation() {

@@ -1,6 +1,8 @@
 //! `release`: the output that groups a software profile's parts (design §6): `parts/<name>`
 //! symlinks to each part's output, `release.json` (`{"parts": {name: path}}`), and the instance
-//! profile as `instance.cfg` when the software profile has one.
+//! profile as `instance.cfg` when the software profile has one: given as text
+//! (`instance-profile-text`), or as the file a part rendered in its output
+//! (`instance-profile-file`, a `jinja2` part's output, which the release refers to).
 
 use std::fs;
 
@@ -24,6 +26,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     if let Some(text) = ctx.drv.option("instance-profile-text") {
         let dest = ctx.out.join("instance.cfg");
         fs::write(&dest, text).map_err(|e| io_error(&dest, e))?;
+    } else if let Some(file) = ctx.drv.option("instance-profile-file") {
+        let dest = ctx.out.join("instance.cfg");
+        fs::copy(file, &dest).map_err(|e| io_error(std::path::Path::new(file), e))?;
     }
     Ok(())
 }

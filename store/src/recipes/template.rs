@@ -1,12 +1,14 @@
 //! `template` and `jinja2` (`slapos.recipe.template[:jinja2]`). The frontend already rendered a
 //! `template` (only it knows `${}`): its text is the `rendered-text` option, written here to
 //! `<out>/<file>`. A `jinja2` part carries its template text and its context as JSON
-//! (`template-text`, `context-json`), rendered here with minijinja.
+//! (`template-text`, `context-json`), rendered here with minijinja; a template that another part
+//! makes is read here from that part's output (`template-file`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use super::Context;
+use crate::checksum::{Algorithm, Checksum};
 use crate::error::{io_error, Result, StoreError};
 
 pub fn template(ctx: &mut Context) -> Result<()> {
@@ -15,7 +17,10 @@ pub fn template(ctx: &mut Context) -> Result<()> {
 }
 
 pub fn jinja2(ctx: &mut Context) -> Result<()> {
-    let source = ctx.drv.option("template-text").unwrap_or("").to_owned();
+    let source = match ctx.drv.option("template-file") {
+        Some(file) => built_template(ctx, file)?,
+        None => ctx.drv.option("template-text").unwrap_or("").to_owned(),
+    };
     let context: serde_json::Value =
         serde_json::from_str(ctx.drv.option("context-json").unwrap_or("{}"))
             .map_err(|e| ctx.bad_option("context", e.to_string()))?;
@@ -24,6 +29,29 @@ pub fn jinja2(ctx: &mut Context) -> Result<()> {
         message,
     })?;
     write_output(ctx, &rendered)
+}
+
+/// A template in another part's output (which this one refers to, so it is built and rooted):
+/// read now, checked against the part's `md5sum` when it gives one.
+fn built_template(ctx: &Context, file: &str) -> Result<String> {
+    let path = std::path::Path::new(file);
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    if let Some(hex) = ctx.option("md5sum") {
+        let expected = Checksum::parse(Algorithm::Md5, hex.trim())
+            .map_err(|e| ctx.bad_option("md5sum", e.to_string()))?;
+        let actual = Checksum::of_bytes(Algorithm::Md5, &bytes);
+        if actual != expected {
+            return Err(ctx.bad_option(
+                "md5sum",
+                format!(
+                    "the template `{file}` has MD5 {}, not {}",
+                    actual.hex(),
+                    expected.hex()
+                ),
+            ));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ctx.bad_option("url", format!("`{file}` is not UTF-8")))
 }
 
 /// Renders a Jinja2 template with minijinja (undefined names are errors, trailing newlines

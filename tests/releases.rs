@@ -1,0 +1,441 @@
+//! End-to-end tests of what makes real SlapOS releases plan and build: the instance profile a
+//! release carries (`instance.cfg`, then `template.cfg`, slapgrid's order), remote patches,
+//! references into other parts' outputs, and the options real profiles write.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::{repo_root, Root, TestEnv};
+
+/// The SlapOS corpus (`../shared/corpus/slapos`, or `$SLAPSTORE_CORPUS`), if this machine has
+/// it: tests on real profiles say they are skipped without it.
+fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("SLAPSTORE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/corpus/slapos"));
+    if dir.join("stack/slapos.cfg").exists() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: no SlapOS corpus at {}", dir.display());
+        None
+    }
+}
+
+fn plan(r: &Root, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["plan", "--json"];
+    all.extend(args);
+    let text = r.ok(&all);
+    serde_json::from_str::<Value>(&text)
+        .expect("plan --json")
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+/// Where the release of a plan takes its instance profile from.
+fn instance_profile(plan: &[Value]) -> Value {
+    plan.iter()
+        .find(|d| d["recipe"] == "release")
+        .expect("a release")["instance-profile"]
+        .clone()
+}
+
+#[test]
+fn jinja2_instance_cfg_is_the_instance_profile_end_to_end() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let profile = repo_root().join("examples/jinja-instance/software.cfg");
+    let profile = profile.to_string_lossy();
+    assert_eq!(
+        instance_profile(&plan(&r, &[&profile])),
+        "[instance-profile] (instance.cfg)"
+    );
+    r.ok(&[
+        "instance",
+        "create",
+        "hi",
+        "--software",
+        &profile,
+        "-p",
+        "name=you",
+    ]);
+    assert_eq!(r.serve("hi"), "Hello, you!\n");
+    // the release carries the file the jinja2 part rendered, software values filled in
+    let wrapper = std::fs::read_to_string(r.partition("hi").join("bin/run")).expect("wrapper");
+    let greeter = r
+        .entries()
+        .into_iter()
+        .find(|n| n.ends_with("-greeter"))
+        .expect("greeter built");
+    assert!(wrapper.contains(&greeter), "{wrapper}");
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "hi",
+        "--software",
+        &profile,
+        "-p",
+        "name=me",
+    ]);
+    assert_eq!(r.serve("hi"), "Hello, me!\n");
+}
+
+#[test]
+fn instance_cfg_comes_before_template_cfg_then_instance_profile() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let part = |name: &str, file: &str, says: &str| {
+        format!(
+            "[{name}]\nrecipe = slapos.recipe.template\noutput = ${{buildout:directory}}/{file}\n\
+             inline =\n  [buildout]\n  parts = t\n  [t]\n  recipe = slapos.recipe.template\n  \
+             output = $${{buildout:directory}}/says\n  inline = {says}\n"
+        )
+    };
+    env.write("other.cfg", "[buildout]\nparts =\n");
+    // `template.cfg` is listed, and installed, first: `instance.cfg` still wins
+    let both = env.write(
+        "both/software.cfg",
+        &format!(
+            "[buildout]\nparts = old new\ninstance-profile = ../other.cfg\n{}{}",
+            part("old", "template.cfg", "template"),
+            part("new", "instance.cfg", "instance")
+        ),
+    );
+    let both = both.to_string_lossy();
+    assert_eq!(
+        instance_profile(&plan(&r, &[&both])),
+        "[new] (instance.cfg)"
+    );
+    r.ok(&["instance", "create", "a", "--software", &both]);
+    let says = r.partition("a").join("says");
+    assert_eq!(std::fs::read_to_string(&says).expect("says"), "instance");
+    // without it, `template.cfg`
+    let old = ["-O", "buildout:parts=old"];
+    assert_eq!(
+        instance_profile(&plan(&r, &[&both, old[0], old[1]])),
+        "[old] (template.cfg)"
+    );
+    // without either, `[buildout] instance-profile`; with nothing, none
+    let none = ["-O", "buildout:parts="];
+    let from = instance_profile(&plan(&r, &[&both, none[0], none[1]]));
+    assert!(
+        from.as_str().is_some_and(|f| f.ends_with("other.cfg`")),
+        "{from}"
+    );
+    let bare = env.write("bare/software.cfg", "[buildout]\nparts =\n");
+    assert_eq!(
+        instance_profile(&plan(&r, &[&bare.to_string_lossy()])),
+        Value::Null
+    );
+}
+
+#[test]
+fn a_real_release_finds_its_instance_cfg() {
+    let Some(corpus) = corpus() else { return };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // mosquitto's release renders instance.cfg with jinja2, as 36 of the corpus's 72 releases
+    // do; its own parts plan (the stack's eggs are another matter)
+    let profile = corpus.join("software/mosquitto/software.cfg");
+    let planned = plan(
+        &r,
+        &[
+            &profile.to_string_lossy(),
+            "-O",
+            "buildout:parts=instance-profile",
+        ],
+    );
+    assert_eq!(
+        instance_profile(&planned),
+        "[instance-profile] (instance.cfg)"
+    );
+    let parts: Vec<&str> = planned.iter().filter_map(|d| d["part"].as_str()).collect();
+    assert!(parts.contains(&"mosquitto"), "{parts:?}");
+}
+
+/// The patched-c example with its patch at a remote URL: `(profile, patch md5)`.
+fn remote_patch_project(env: &TestEnv, url: &str) -> (String, String) {
+    let example = repo_root().join("examples/patched-c");
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(example.join(f), env.path().join(f)).expect("copy");
+    }
+    let profile = std::fs::read_to_string(example.join("software.cfg")).expect("read");
+    let md5 = "82cb7d66f16975696e80f25afc1c388f".to_owned();
+    let profile = profile.replace(
+        "${:_profile_base_location_}/fix-greeting.patch#",
+        &format!("{url}#"),
+    );
+    assert!(profile.contains(url), "{profile}");
+    (profile, md5)
+}
+
+fn greet_path(r: &Root, profile: &str) -> String {
+    plan(r, &[profile])
+        .iter()
+        .find(|d| d["part"] == "greet")
+        .expect("greet")["path"]
+        .as_str()
+        .expect("path")
+        .to_owned()
+}
+
+#[test]
+fn remote_patches_are_fetched_by_checksum_from_the_download_cache() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // nothing listens there: the patch can only come from the download cache
+    let url = "https://patches.invalid/debian/patches/fix-greeting.patch?full_index=1";
+    let (profile, md5) = remote_patch_project(&env, url);
+    env.write("software.cfg", &profile);
+
+    // plan reads nothing remote; the patch's checksum is its identity, not its URL
+    let planned = greet_path(&r, "software.cfg");
+    env.write(
+        "mirror/software.cfg",
+        &profile
+            .replace(url, "http://mirror.invalid/p.diff")
+            .replace("${:_profile_base_location_}", &env.path().to_string_lossy()),
+    );
+    assert_eq!(greet_path(&r, "mirror/software.cfg"), planned);
+    env.write(
+        "other/software.cfg",
+        &profile
+            .replace(&md5, "0123456789abcdef0123456789abcdef")
+            .replace("${:_profile_base_location_}", &env.path().to_string_lossy()),
+    );
+    assert_ne!(greet_path(&r, "other/software.cfg"), planned);
+
+    // offline and not in the cache: the build fails, naming the patch, and builds nothing
+    let out = r.run(&["build", "--offline", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("greet") && out.stderr.contains("fix-greeting.patch"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !r.entries().iter().any(|n| n.ends_with("-greet")),
+        "{:?}",
+        r.entries()
+    );
+
+    // `add-source` puts it in the cache; the offline build then applies it
+    let added = r.ok(&["add-source", "fix-greeting.patch"]);
+    assert!(added.contains(&format!("md5:{md5}")), "{added}");
+    let out = r.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let greet = built["parts"]["greet"].as_str().expect("greet");
+    assert_eq!(greet, planned);
+    let run = std::process::Command::new(format!("{greet}/bin/greet"))
+        .arg("remote")
+        .output()
+        .expect("run greet");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "Hello, remote! (patched)\n"
+    );
+}
+
+#[test]
+fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let url = "https://patches.invalid/fix-greeting.patch";
+    let (profile, md5) = remote_patch_project(&env, url);
+    env.write("software.cfg", &profile.replace(&format!("#{md5}"), ""));
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("patches")
+            && out.stderr.contains("has no checksum")
+            && out.stderr.contains("software.cfg:11"),
+        "{}",
+        out.stderr
+    );
+    let out = r.run(&["plan", "--allow-unpinned", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // a malformed checksum is a profile error too
+    env.write("software.cfg", &profile.replace(&md5, "xyz"));
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("patches"), "{}", out.stderr);
+    assert!(r.entries().is_empty());
+}
+
+#[test]
+fn an_explicit_default_location_is_the_default() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let (profile, _) = remote_patch_project(&env, "${:_profile_base_location_}/fix-greeting.patch");
+    // as cryptopp's and qt's profiles write it, used by another option; a tarball beside it
+    // unpacked to buildout's default `destination`
+    let explicit = format!(
+        "{profile}location = ${{buildout:parts-directory}}/${{:_buildout_section_name_}}\n\
+         post-install = test -x ${{:location}}/bin/greet\n\
+         [buildout]\nparts += tree\n\
+         [tree]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n\
+         destination = ${{buildout:parts-directory}}//tree/\n"
+    );
+    env.write("software.cfg", &explicit);
+    // the same without them (cmmi's own spelling of its location)
+    let with_post_install = format!(
+        "{profile}post-install = test -x @@LOCATION@@/bin/greet\n\
+         [buildout]\nparts += tree\n\
+         [tree]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n"
+    );
+    env.write("implicit/software.cfg", &with_post_install);
+    for f in ["greet-1.0.tar.gz", "fix-greeting.patch"] {
+        std::fs::copy(env.path().join(f), env.path().join("implicit").join(f)).expect("copy");
+    }
+    let parts = |profile: &str| {
+        let mut p = plan(&r, &[profile]);
+        p.retain(|d| d["recipe"] != "release");
+        p
+    };
+    assert_eq!(parts("software.cfg"), parts("implicit/software.cfg"));
+    // built: `${:location}` in post-install was the store path
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let tree = built["parts"]["tree"].as_str().expect("tree");
+    assert!(
+        std::path::Path::new(tree).join("configure").exists(),
+        "{tree}"
+    );
+
+    // any other location is refused, naming the option and its line (cmmi's own words)
+    let elsewhere = format!("{profile}location = ${{buildout:parts-directory}}/greet/src\n");
+    env.write("software.cfg", &elsewhere);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:14") && out.stderr.contains("invalid 'location'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn another_location_is_refused_with_the_option_to_change() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = src\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/a.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n\
+         destination = ${buildout:parts-directory}/elsewhere\n",
+    );
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:7")
+            && out.stderr.contains("remove `destination`")
+            && out.stderr.contains("${buildout:parts-directory}/src"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn options_pointing_into_another_parts_output_are_read_when_it_is_built() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    std::fs::copy(
+        repo_root().join("examples/patched-c/greet-1.0.tar.gz"),
+        env.path().join("greet-1.0.tar.gz"),
+    )
+    .expect("copy");
+    // a cmmi `path` into an unpacked tree; jinja2 templates that a shell part makes and that a
+    // template part renders (as firefox's fonts.conf is made from fontconfig's template)
+    let made = "{{ greeting }} from a made template\n";
+    let md5 = md5_hex(made);
+    let profile = format!(
+        "[buildout]\nparts = greet made rendered\n\
+         [src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${{:_profile_base_location_}}/greet-1.0.tar.gz\n\
+         [greet]\nrecipe = slapos.recipe.cmmi\npath = ${{src:location}}\n\
+         configure-options = --with-greeting=Hi\n\
+         [maker]\nrecipe = plone.recipe.command\ncommand = printf '{{{{ greeting }}}} from a made template\\n' > $out/t.in\n\
+         [made]\nrecipe = slapos.recipe.template:jinja2\nurl = ${{maker:location}}/t.in\n\
+         md5sum = {md5}\noutput = ${{buildout:directory}}/made\ncontext = raw greeting Hello\n\
+         [tpl]\nrecipe = slapos.recipe.template\ninline = {{{{ word }}}} rendered twice\n\
+         output = ${{buildout:parts-directory}}/tpl/t.in\n\
+         [rendered]\nrecipe = slapos.recipe.template:jinja2\nurl = ${{tpl:output}}\n\
+         output = ${{buildout:directory}}/rendered\ncontext = raw word Once\n"
+    );
+    env.write("software.cfg", &profile);
+    let planned = plan(&r, &["software.cfg"]);
+    let deps = |part: &str| planned.iter().find(|d| d["part"] == part).expect(part)["deps"].clone();
+    assert_eq!(deps("greet"), serde_json::json!(["src"]));
+    assert_eq!(deps("made"), serde_json::json!(["maker"]));
+    assert_eq!(deps("rendered"), serde_json::json!(["tpl"]));
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let part = |name: &str| built["parts"][name].as_str().expect(name).to_owned();
+    let run = std::process::Command::new(format!("{}/bin/greet", part("greet")))
+        .output()
+        .expect("run greet");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "Hi, world\n");
+    let read = |name: &str, file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", part(name))).expect(file)
+    };
+    assert_eq!(read("made", "made"), "Hello from a made template\n");
+    assert_eq!(read("rendered", "rendered"), "Once rendered twice");
+
+    // what the maker makes is an input: another command, another template and store path
+    let changed = profile.replace("from a made", "from another made");
+    env.write("software.cfg", &changed);
+    let made_path = |r: &Root| {
+        plan(r, &["software.cfg"])
+            .iter()
+            .find(|d| d["part"] == "made")
+            .expect("made")["path"]
+            .clone()
+    };
+    assert_ne!(made_path(&r), serde_json::json!(part("made")));
+    // and the template's MD5 is checked when it is read, at build time
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("made") && out.stderr.contains("MD5"),
+        "{}",
+        out.stderr
+    );
+
+    // slapos.recipe.template renders when the profile is read: it cannot wait for a build
+    let plain = profile.replace(
+        "[made]\nrecipe = slapos.recipe.template:jinja2\n",
+        "[made]\nrecipe = slapos.recipe.template\n",
+    );
+    env.write("software.cfg", &plain);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("made by part [maker]") && out.stderr.contains(":jinja2"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The MD5 of `text`, in hex, by `md5sum`.
+fn md5_hex(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}
