@@ -18,6 +18,10 @@ const NARROW: &[(&str, &[&str])] = &[
         &["build", "instance create", "instance upgrade", "cache pull"],
     ),
     ("partitions", &["instance"]),
+    (
+        "download_timeout",
+        &["build", "instance create", "instance upgrade"],
+    ),
 ];
 
 /// Commands that do not touch a store.
