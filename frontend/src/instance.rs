@@ -455,8 +455,9 @@ impl Context<'_> {
     }
 
     /// Makes the partition show the recorded current generation, finishing a switch that an
-    /// operation killed after its commit left undone; nothing is done when it shows it.
-    fn sync_partition(&self, name: &InstanceName) -> Result<()> {
+    /// operation killed after its commit left undone; nothing is done when it shows it. Whether
+    /// it switched.
+    fn sync_partition(&self, name: &InstanceName) -> Result<bool> {
         let current = {
             let db = self.store.db();
             let instance = db
@@ -474,10 +475,10 @@ impl Context<'_> {
         let partition = self.partition(name);
         let layout = self.layout(&current.path)?;
         if partition::mismatches(&partition, &output, &layout).is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         partition::switch(&partition, &output, &layout)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Finishes a pending switch of `name` under its lock (what every instance command does
@@ -487,8 +488,10 @@ impl Context<'_> {
         if self.store.db().instance(name.as_str())?.is_none() {
             return Ok(());
         }
-        self.sync_partition(name)?;
-        self.flush(std::slice::from_ref(name))
+        if self.sync_partition(name)? {
+            self.flush(std::slice::from_ref(name))?;
+        }
+        Ok(())
     }
 
     /// [`Context::settle`] for every instance (`instance list`).
