@@ -845,3 +845,24 @@ fn the_readme_tour_does_what_it_says() {
         "gc reclaims generation 2: {gc}"
     );
 }
+
+#[test]
+fn a_source_missing_offline_hints_at_add_source() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.cmmi\n\
+         url = https://example.invalid/x-1.0.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n",
+    );
+    let out = r.run(&["build", "--offline", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("offline"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "hint: put the file into the download cache with `slapstore add-source FILE`"
+        ),
+        "{}",
+        out.stderr
+    );
+}

@@ -114,7 +114,7 @@ fn pins_keep_closures_and_why_alive_explains() {
         "{why}"
     );
     r.ok(&["unpin", "linked"]);
-    assert_eq!(r.run(&["unpin", "linked"]).code, 2);
+    assert_eq!(r.run(&["unpin", "linked"]).code, 3, "no such pin");
     let why = r.ok(&["why-alive", &format!("{}/store/{lib}", r.root.display())]);
     assert!(why.contains("not reachable"), "{why}");
     let gc = gc_json(&r, &["--max-freed", "1"]);

@@ -171,13 +171,16 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         for (_, e) in &outcome.failed {
             let skipped = matches!(e, slapstore_store::StoreError::DependencyFailed { .. });
             if !skipped || store_args.verbose {
-                eprintln!("error: {e}");
+                report::error_line(&e.to_string(), report::hint(e).as_deref());
             }
         }
-        eprintln!(
-            "error: {} of {} derivations not built",
-            outcome.failed.len(),
-            drvs.len()
+        report::error_line(
+            &format!(
+                "{} of {} derivations not built",
+                outcome.failed.len(),
+                drvs.len()
+            ),
+            None,
         );
         return report::FAILED;
     }

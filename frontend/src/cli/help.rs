@@ -72,7 +72,32 @@ fn narrow(mut command: Command, path: &str) -> Command {
 
 #[cfg(test)]
 mod tests {
-    use super::applies;
+    use super::{applies, command};
+
+    /// Every command and argument of the real definition has its line of help.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if c.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("`{path}` has no description"));
+            }
+            for a in c.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("`{path}` argument `{}`", a.get_id()));
+                }
+            }
+            for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(
+                    sub,
+                    &format!("{path} {}", sub.get_name()).trim().to_owned(),
+                    missing,
+                );
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&command::<crate::cli::Cli>(), "", &mut missing);
+        assert!(missing.is_empty(), "no help: {missing:#?}");
+    }
 
     #[test]
     fn options_apply_where_they_are_used() {
