@@ -87,11 +87,7 @@ mod tests {
                 }
             }
             for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
-                walk(
-                    sub,
-                    &format!("{path} {}", sub.get_name()).trim().to_owned(),
-                    missing,
-                );
+                walk(sub, format!("{path} {}", sub.get_name()).trim(), missing);
             }
         }
         let mut missing = Vec::new();
