@@ -813,6 +813,14 @@ fn the_readme_tour_does_what_it_says() {
         assert!(line[parent..].starts_with(['-', '1']), "{table}");
     }
     assert!(lines[1].trim_start().starts_with("1  *"), "{table}");
+    let list = r.ok(&["instance", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    let partition = column(lines[0], "partition");
+    assert!(
+        lines[1..].iter().all(|l| l[partition..].starts_with('/')),
+        "{list}"
+    );
 
     // why-alive with a glob that matches both servers
     let servers = named(&r, "server");

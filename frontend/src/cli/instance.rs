@@ -338,9 +338,16 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .collect();
                 format!("{:#}\n", serde_json::Value::Array(list))
             } else {
-                rows.iter()
-                    .map(|r| format!("{}  generation {}  {}\n", r.name, r.current, r.partition))
-                    .collect()
+                let mut table = super::table::new(&["instance", "generation", "partition"]);
+                super::table::right(&mut table, 1);
+                for r in &rows {
+                    table.add_row(vec![
+                        r.name.clone(),
+                        r.current.to_string(),
+                        r.partition.clone(),
+                    ]);
+                }
+                super::table::render(&table)
             }
         }
         InstanceCommand::Show { name: n, json } => {
