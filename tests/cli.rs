@@ -190,6 +190,15 @@ fn errors_say_what_kind_and_colour_on_request() {
     assert_eq!(out.code, 3);
     assert!(out.stderr.contains("key generate"), "{}", out.stderr);
     assert_eq!(r.run(&["instance", "list", "--bogus"]).code, 2);
+    let usage = r.run(&["--color", "always", "instance", "list", "--bogus"]);
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("\x1b["),
+        "clap's errors follow --color: {:?}",
+        usage.stderr
+    );
+    let usage = r.run(&["--color=never", "instance", "list", "--bogus"]);
+    assert!(!usage.stderr.contains('\x1b'), "{:?}", usage.stderr);
 
     // colour: never when piped, always on request, never with NO_COLOR under auto
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);

@@ -36,9 +36,16 @@ fn applies(id: &str, path: &str) -> bool {
     }
 }
 
-/// The command line's definition, built, with each command's help narrowed.
-pub fn command<C: CommandFactory>() -> Command {
-    let mut command = C::command();
+/// The command line's definition, built, with each command's help narrowed; clap's own
+/// messages coloured as `--color` says.
+pub fn command<C: CommandFactory>(color: Option<super::report::ColorMode>) -> Command {
+    use super::report::ColorMode;
+    let choice = match color {
+        Some(ColorMode::Always) => clap::ColorChoice::Always,
+        Some(ColorMode::Never) => clap::ColorChoice::Never,
+        Some(ColorMode::Auto) | None => clap::ColorChoice::Auto,
+    };
+    let mut command = C::command().color(choice);
     command.build();
     narrow(command, "")
 }
@@ -91,7 +98,7 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        walk(&command::<crate::cli::Cli>(), "", &mut missing);
+        walk(&command::<crate::cli::Cli>(None), "", &mut missing);
         assert!(missing.is_empty(), "no help: {missing:#?}");
     }
 
