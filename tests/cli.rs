@@ -458,6 +458,19 @@ fn instance_diff_upgrade_dry_run_and_parameter_files() {
         "--dry-run",
     ]);
     assert!(out.contains("would change nothing"), "{out}");
+    let (_, release2) = generation(&r, "web", 2);
+    let out = r.ok(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &release2,
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("would change nothing"),
+        "a release path too: {out}"
+    );
 
     // --parameters FILE, under -p
     env.write(
