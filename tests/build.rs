@@ -759,7 +759,7 @@ fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
     );
     assert!(err.contains("  | error: this is the failure\n"), "{err}");
     assert_eq!(
-        err.matches("hint: the whole log: `slapstore log bad`")
+        err.matches("= hint: the whole log: `slapstore log bad`")
             .count(),
         1,
         "{err}"
