@@ -439,3 +439,60 @@ fn md5_hex(text: &str) -> String {
     let out = child.wait_with_output().expect("md5sum");
     String::from_utf8_lossy(&out.stdout)[..32].to_owned()
 }
+
+#[test]
+fn slashes_in_part_names_collective_templates_and_software_time_directories() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // as stack/lamp writes its composer wrapper, and simpleran its `[cell/common.json]`;
+    // collective.recipe.template's `${x}` is `${<its part>:x}`
+    env.write("composer.in", "#!/bin/sh\necho ${greeting} from $0\n");
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = cell/common.json user\n\
+         [cell/common.json]\nrecipe = slapos.recipe.template\ninline = {\"cell\": 1}\n\
+         output = ${buildout:directory}/common.json\n\
+         [composer]\nrecipe = collective.recipe.template\n\
+         location = ${buildout:parts-directory}/${:_buildout_section_name_}\n\
+         greeting = hello\ninput = ${:_profile_base_location_}/composer.in\n\
+         output = ${:location}/bin/composer\nmode = 755\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${composer:output}\n\
+         output = ${buildout:directory}/user\n",
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let cell = built["parts"]["cell+common.json"].as_str().expect("cell");
+    assert!(cell.ends_with("-cell+common.json"), "{cell}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{cell}/common.json")).expect("common.json"),
+        "{\"cell\": 1}"
+    );
+    // the collective template is rendered with its short references, below its location
+    let composer = built["parts"]["composer"].as_str().expect("composer");
+    let script = format!("{composer}/bin/composer");
+    let run = std::process::Command::new(&script).output().expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        format!("hello from {script}\n")
+    );
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert_eq!(
+        std::fs::read_to_string(format!("{user}/user")).expect("user"),
+        script
+    );
+
+    // software-time mkdirectory is refused, saying what to do instead
+    env.write(
+        "dirs/software.cfg",
+        "[buildout]\nparts = directory\n[directory]\n\
+         recipe = slapos.recipe.build:mkdirectory\njson-schema = ${buildout:directory}/json\n",
+    );
+    let out = r.run(&["plan", "dirs/software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:4") && out.stderr.contains("at instance time"),
+        "{}",
+        out.stderr
+    );
+}

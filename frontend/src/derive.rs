@@ -24,7 +24,8 @@ use crate::recipes::Part;
 /// The recipes a build supports, for error messages.
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
-    (slapos.recipe.template) and `jinja2` (slapos.recipe.template:jinja2)";
+    (slapos.recipe.template, collective.recipe.template) and `jinja2` \
+    (slapos.recipe.template:jinja2)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -56,7 +57,7 @@ impl Derivations {
 impl StoreMode {
     /// The stand-in for a part's own store path while its hash is computed.
     pub fn placeholder(&self, name: &str) -> String {
-        format!("{}/{PLACEHOLDER_HASH}-{name}", self.store_dir)
+        format!("{}/{PLACEHOLDER_HASH}-{}", self.store_dir, store_name(name))
     }
 }
 
@@ -95,12 +96,18 @@ const NOT_HASHED: &[&str] = &[
     "inline",
 ];
 
+/// The name a part's store path ends with: its name, with each `/` (SlapOS writes
+/// `[gitlab/vendor/bundle]`, `[cell/common.json]`) as `+`, which keeps it one path component.
+pub fn store_name(part: &str) -> String {
+    part.replace('/', "+")
+}
+
 /// Turns the initialised part into a derivation (see the module docs).
 pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let Some(mode) = part.r.settings.store.clone() else {
         return Ok(());
     };
-    let name = PartName::new(&part.name).map_err(|e| part.error(e.to_string()))?;
+    let name = PartName::new(&store_name(&part.name)).map_err(|e| part.error(e.to_string()))?;
     let placeholder = mode.placeholder(&part.name);
     match part.get("location")? {
         Some(l) if l == placeholder => {}
@@ -169,7 +176,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
         }
         Recipe::Template => {
             let original = part.require("output")?;
-            let file = output_file(part, &original)?;
+            let file = output_file(part, &placeholder, &original)?;
             let text = part.rendered.take().unwrap_or_default();
             extra.push(("rendered-text".into(), text));
             extra.push(("output-file".into(), file.clone()));
@@ -181,7 +188,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 Some(o) => o,
                 None => part.require("rendered")?,
             };
-            let file = output_file(part, &original)?;
+            let file = output_file(part, &placeholder, &original)?;
             let (template, context) = crate::recipes::template::jinja2_inputs(part)?;
             match template {
                 Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
@@ -306,9 +313,21 @@ fn replace_path(text: &str, from: &str, to: &str) -> String {
     out
 }
 
-/// A template's output file name: the base name of `output`.
-fn output_file(part: &Part, output: &str) -> Result<String> {
-    Path::new(output.trim())
+/// A template's output file in its store path: the path below the part's own location when
+/// `output` is there (`${:location}/bin/composer` → `bin/composer`), else the base name of
+/// `output` (`${buildout:directory}/instance.cfg` → `instance.cfg`).
+fn output_file(part: &Part, placeholder: &str, output: &str) -> Result<String> {
+    let output = output.trim();
+    if let Some(below) = output
+        .strip_prefix(placeholder)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        let below = crate::pystr::normpath(below);
+        if below != "." && !below.starts_with("..") && !below.starts_with('/') {
+            return Ok(below);
+        }
+    }
+    Path::new(output)
         .file_name()
         .and_then(|n| n.to_str())
         .map(str::to_owned)
