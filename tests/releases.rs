@@ -496,3 +496,121 @@ fn slashes_in_part_names_collective_templates_and_software_time_directories() {
         out.stderr
     );
 }
+
+#[test]
+fn cmmi_python_hooks_run_with_options_buildout_and_environment() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let (profile, _) = remote_patch_project(&env, "${:_profile_base_location_}/fix-greeting.patch");
+    let hooks = "import os\n\
+        def before(options, buildout, environment):\n\
+        \x20   # in the unpacked source, before configure\n\
+        \x20   assert os.path.exists('configure'), os.listdir('.')\n\
+        \x20   with open(os.path.join(environment['TMPDIR'], 'seen'), 'w') as f:\n\
+        \x20       f.write(buildout['greet']['configure-options'])\n\
+        def after(options, buildout):\n\
+        \x20   seen = open(os.path.join(os.environ['TMPDIR'], 'seen')).read()\n\
+        \x20   with open(os.path.join(options['location'], 'hooks.txt'), 'w') as f:\n\
+        \x20       f.write('%s|%s|%s' % (seen, os.path.isdir(buildout['buildout']['directory']), os.path.exists('greet')))\n";
+    env.write("hooks.py", hooks);
+    let md5 = md5_hex(hooks);
+    let with_hooks = format!(
+        "{profile}pre-configure-hook = ${{:_profile_base_location_}}/hooks.py#{md5}:before\n\
+         post-make-hook = ${{:_profile_base_location_}}/hooks.py#{md5}:after\n"
+    );
+    env.write("software.cfg", &with_hooks);
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let greet = built["parts"]["greet"].as_str().expect("greet");
+    assert_eq!(
+        std::fs::read_to_string(format!("{greet}/hooks.txt")).expect("hooks.txt"),
+        "--with-greeting=Hello|True|True"
+    );
+
+    // the hook's file is an input: another hook, another store path
+    let before = greet_path(&r, "software.cfg");
+    let changed = hooks.replace("'%s|%s|%s'", "'%s/%s/%s'");
+    env.write("hooks.py", &changed);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "a hook whose MD5 changed must be refused");
+    assert!(
+        out.stderr.contains("post-make-hook") || out.stderr.contains("pre-configure-hook"),
+        "{}",
+        out.stderr
+    );
+    env.write(
+        "software.cfg",
+        &with_hooks.replace(&md5, &md5_hex(&changed)),
+    );
+    assert_ne!(greet_path(&r, "software.cfg"), before);
+
+    // a hook that raises fails the build, with its traceback in the log, and builds nothing
+    let failing = "def before(options, buildout):\n    raise ValueError('no way')\n";
+    env.write("hooks.py", failing);
+    env.write(
+        "software.cfg",
+        &format!(
+            "{profile}pre-configure-hook = ${{:_profile_base_location_}}/hooks.py#{}:before\n",
+            md5_hex(failing)
+        ),
+    );
+    let entries = r.entries();
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("pre-configure-hook"), "{}", out.stderr);
+    assert_eq!(r.entries(), entries);
+    let log = r.run(&["log", "greet"]);
+    let text = format!("{}{}", log.stdout, log.stderr);
+    assert!(text.contains("ValueError: no way"), "{text}");
+}
+
+#[test]
+fn bzip2_builds_its_shared_library_in_a_python_hook_from_the_genuine_tarball() {
+    let Some(corpus) = corpus() else { return };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // SlapOS's component/bzip2 unchanged: its url is fossies.org, its tarball comes from
+    // Debian's bzip2_1.0.8.orig.tar.gz (the same bytes) through the download cache
+    let dir = repo_root().join("target/test-sources");
+    let fetched = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/fixtures/debian-orig.sh"))
+        .args(["bzip2", &dir.to_string_lossy()])
+        .output()
+        .expect("bash");
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let tarball = String::from_utf8_lossy(&fetched.stdout).trim().to_owned();
+    let added = r.ok(&["add-source", &tarball]);
+    assert!(
+        added.contains("md5:67e051268d0c475ea773822f7500d0e5"),
+        "{added}"
+    );
+    let profile = corpus.join("component/bzip2/buildout.cfg");
+    let out = r.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let bzip2 = PathBuf::from(built["parts"]["bzip2"].as_str().expect("bzip2"));
+    // the post-make-hook made the shared library and its links
+    let so = std::fs::read(bzip2.join("lib/libbz2.so.1.0.8")).expect("libbz2.so.1.0.8");
+    assert_eq!(&so[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([so[16], so[17]]),
+        3,
+        "ET_DYN: a shared object"
+    );
+    for link in ["libbz2.so", "libbz2.so.1", "libbz2.so.1.0"] {
+        assert_eq!(
+            std::fs::read_link(bzip2.join("lib").join(link)).expect(link),
+            PathBuf::from("libbz2.so.1.0.8")
+        );
+    }
+    let version = std::process::Command::new(bzip2.join("bin/bzip2"))
+        .arg("--help")
+        .output()
+        .expect("run bzip2");
+    assert!(String::from_utf8_lossy(&version.stderr).contains("Version 1.0.8"));
+}

@@ -172,6 +172,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                     }
                 }
                 patches(part, &mode, &mut inputs, &mut build)?;
+                hooks(part, &mut inputs, &mut build, &mut extra)?;
             }
         }
         Recipe::Template => {
@@ -468,6 +469,87 @@ fn patches(
     }
     Ok(())
 }
+
+/// cmmi's Python hooks, `FILE[#md5]:FUNCTION` (`pre-configure-hook`, `pre-make-hook`,
+/// `post-make-hook`): the file is checked against its MD5 now and identified by content; the
+/// builder calls the function with the part's options, a `buildout` mapping (`[buildout]`'s
+/// directories and the part's own section, as `hook-buildout`) and the build's environment.
+fn hooks(
+    part: &mut Part,
+    inputs: &mut Inputs,
+    build: &mut Build,
+    extra: &mut Vec<(String, String)>,
+) -> Result<()> {
+    let mut any = false;
+    for key in HOOKS {
+        let Some(value) = part.get(key)?.filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let value = value.trim();
+        let Some((file, _function)) = value
+            .rsplit_once(':')
+            .filter(|(f, function)| !f.is_empty() && !function.trim().is_empty())
+        else {
+            return Err(part.option_error(key, format!("`{value}` is not `FILE#MD5:FUNCTION`")));
+        };
+        let (file, md5sum) = match file.split_once('#') {
+            Some((f, m)) => (f, Some(m.trim().to_lowercase()).filter(|m| !m.is_empty())),
+            None => (file, None),
+        };
+        if is_url(file) && !file.starts_with("file://") {
+            return Err(part.option_error(
+                key,
+                format!("`{file}`: slapstore runs local hook scripts only"),
+            ));
+        }
+        let path = file.strip_prefix("file://").unwrap_or(file);
+        let bytes = std::fs::read(path)
+            .map_err(|e| part.option_error(key, format!("cannot read hook `{path}`: {e}")))?;
+        if let Some(expected) = md5sum {
+            let actual = format!("{:x}", md5::Md5::digest(&bytes));
+            if actual != expected {
+                return Err(part.option_error(
+                    key,
+                    format!("hook `{path}` has MD5 {actual}, not the {expected} the profile gives"),
+                ));
+            }
+        }
+        let role = format!("hook:{key}");
+        inputs.files.insert(
+            role.clone(),
+            format!("blake3:{}", blake3::hash(&bytes).to_hex()),
+        );
+        build.files.insert(role, PathBuf::from(path));
+        any = true;
+    }
+    if any {
+        let b = part.r.section("buildout")?;
+        let mut directories = serde_json::Map::new();
+        for key in HOOK_BUILDOUT {
+            if let Some(v) = part.r.get(b, key, None)? {
+                directories.insert(key.to_owned(), v.into());
+            }
+        }
+        extra.push((
+            "hook-buildout".into(),
+            serde_json::Value::Object(directories).to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// cmmi's Python hook options, in the order the build calls them.
+const HOOKS: [&str; 3] = ["pre-configure-hook", "pre-make-hook", "post-make-hook"];
+
+/// The `[buildout]` options a hook sees in `buildout['buildout']`.
+const HOOK_BUILDOUT: [&str; 6] = [
+    "directory",
+    "parts-directory",
+    "bin-directory",
+    "eggs-directory",
+    "develop-eggs-directory",
+    "executable",
+];
 
 /// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
 /// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.
