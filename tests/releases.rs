@@ -614,3 +614,32 @@ fn bzip2_builds_its_shared_library_in_a_python_hook_from_the_genuine_tarball() {
         .expect("run bzip2");
     assert!(String::from_utf8_lossy(&version.stderr).contains("Version 1.0.8"));
 }
+
+#[test]
+fn a_download_destination_lands_in_the_parts_output_and_target_says_where() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write("schema.json", "{}\n");
+    // as SlapOS releases download their software.json schemas
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = schema user\n\
+             [schema]\nrecipe = slapos.recipe.build:download\n\
+             url = ${{:_profile_base_location_}}/schema.json\nmd5sum = {}\n\
+             destination = ${{buildout:directory}}/json-schema/software.json\n\
+             [user]\nrecipe = slapos.recipe.template\ninline = ${{schema:target}}\n\
+             output = ${{buildout:directory}}/user\n",
+            md5_hex("{}\n")
+        ),
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let schema = built["parts"]["schema"].as_str().expect("schema");
+    let user = built["parts"]["user"].as_str().expect("user");
+    let target = std::fs::read_to_string(format!("{user}/user")).expect("user");
+    assert_eq!(target, format!("{schema}/software.json"));
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "{}\n");
+    assert!(!env.path().join("json-schema").exists());
+}

@@ -150,6 +150,22 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
                 source(part, &mode, &mut inputs, &mut build)?;
             }
+            if recipe == Recipe::Download {
+                if let Some(destination) = part.get("destination")?.filter(|d| !d.is_empty()) {
+                    // the file lands in the part's output under the destination's name, and
+                    // `target` says so (not a place outside the store)
+                    let file = output_file(part, &placeholder, &destination).map_err(|_| {
+                        part.option_error("destination", format!("`{destination}` names no file"))
+                    })?;
+                    let file = Path::new(&file)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(&file)
+                        .to_owned();
+                    part.set("target", format!("{placeholder}/{file}"));
+                    extra.push(("filename".into(), file));
+                }
+            }
             if recipe == Recipe::Cmmi {
                 if let Some(path) = part.get("path")?.filter(|p| !p.trim().is_empty()) {
                     let tree = PathBuf::from(path.trim());
