@@ -643,3 +643,44 @@ fn a_download_destination_lands_in_the_parts_output_and_target_says_where() {
     assert_eq!(std::fs::read_to_string(&target).expect("target"), "{}\n");
     assert!(!env.path().join("json-schema").exists());
 }
+
+#[test]
+fn slapos_recipe_build_with_init_only_has_no_output_and_install_code_is_refused() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // as component/defaults.cfg's [gcc] picks a compiler in `init`
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = pick user\n\
+         [pick]\nrecipe = slapos.recipe.build\ninit =\n  options['cc'] = 'c' + 'c'\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${pick:cc}\n\
+         output = ${buildout:directory}/user\n",
+    );
+    let planned = plan(&r, &["software.cfg"]);
+    let parts: Vec<&str> = planned
+        .iter()
+        .filter(|d| d["recipe"] != "release")
+        .filter_map(|d| d["part"].as_str())
+        .collect();
+    assert_eq!(parts, ["user"], "an init-only part has no derivation");
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert_eq!(
+        std::fs::read_to_string(format!("{user}/user")).expect("user"),
+        "cc"
+    );
+    env.write(
+        "install/software.cfg",
+        "[buildout]\nparts = inst\n[inst]\nrecipe = slapos.recipe.build\n\
+         install =\n  os.mkdir(location)\n",
+    );
+    let out = r.run(&["plan", "install/software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:5") && out.stderr.contains("`install` code"),
+        "{}",
+        out.stderr
+    );
+}

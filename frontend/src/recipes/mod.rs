@@ -171,6 +171,9 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
         return instance::init(&mut part, kind);
     }
     if building {
+        if egg.as_deref() == Some("slapos-recipe-build") && entry == "default" {
+            return build::script_in_build(&mut part);
+        }
         if let Some(reason) = egg.as_deref().and_then(|egg| refused(egg, entry)) {
             return Err(part.option_error("recipe", reason));
         }
