@@ -47,6 +47,12 @@ fn c_project(env: &TestEnv) -> (String, String) {
 
 #[test]
 fn build_is_read_only_registered_and_not_repeated() {
+    if !crate::common::have(
+        "build_is_read_only_registered_and_not_repeated",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let (profile, _) = c_project(&env);
     env.write("software.cfg", &profile);
@@ -164,6 +170,12 @@ fn build_is_read_only_registered_and_not_repeated() {
 
 #[test]
 fn hashes_follow_inputs_not_urls_or_places() {
+    if !crate::common::have(
+        "hashes_follow_inputs_not_urls_or_places",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let (profile, _) = c_project(&env);
     env.write("a/software.cfg", &profile);
@@ -404,6 +416,9 @@ fn bad_profiles_are_refused_with_the_part_and_recipe() {
 
 #[test]
 fn examples_build_and_run() {
+    if !crate::common::have("examples_build_and_run", &["cc", "make", "patch"]) {
+        return;
+    }
     let env = TestEnv::new();
     let store = Root::new(&env);
     let examples = repo_root().join("examples");
@@ -432,6 +447,12 @@ fn examples_build_and_run() {
 
 #[test]
 fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
+    if !crate::common::have(
+        "lua_builds_from_its_upstream_tarball_through_the_download_cache",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let store = Root::new(&env);
     let tarball = lua_tarball();
