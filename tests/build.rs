@@ -819,3 +819,42 @@ fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
         out.stderr
     );
 }
+
+/// On a terminal (a pseudo-terminal made by util-linux's `script`), the progress bar shows each
+/// running build's time so far and the last line of its log.
+#[test]
+fn progress_on_a_terminal_shows_elapsed_time_and_the_last_log_line() {
+    if !crate::common::have(
+        "progress_on_a_terminal_shows_elapsed_time_and_the_last_log_line",
+        &["script"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
+         echo first line\n  sleep 1.5\n  echo second line\n  sleep 1\n  mkdir -p $out\n",
+    );
+    let command = format!(
+        "'{}' --root '{}' build software.cfg",
+        env!("CARGO_BIN_EXE_slapstore"),
+        store.root.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(env.path())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("building slow (0 s): first line"),
+        "{screen}"
+    );
+    assert!(screen.contains("building slow (1 s)"), "{screen}");
+    assert!(screen.contains("): second line"), "{screen}");
+    assert!(screen.contains("built slow in"), "{screen}");
+}
