@@ -47,6 +47,12 @@ fn c_project(env: &TestEnv) -> (String, String) {
 
 #[test]
 fn build_is_read_only_registered_and_not_repeated() {
+    if !crate::common::have(
+        "build_is_read_only_registered_and_not_repeated",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let (profile, _) = c_project(&env);
     env.write("software.cfg", &profile);
@@ -164,6 +170,12 @@ fn build_is_read_only_registered_and_not_repeated() {
 
 #[test]
 fn hashes_follow_inputs_not_urls_or_places() {
+    if !crate::common::have(
+        "hashes_follow_inputs_not_urls_or_places",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let (profile, _) = c_project(&env);
     env.write("a/software.cfg", &profile);
@@ -404,6 +416,9 @@ fn bad_profiles_are_refused_with_the_part_and_recipe() {
 
 #[test]
 fn examples_build_and_run() {
+    if !crate::common::have("examples_build_and_run", &["cc", "make", "patch"]) {
+        return;
+    }
     let env = TestEnv::new();
     let store = Root::new(&env);
     let examples = repo_root().join("examples");
@@ -432,6 +447,12 @@ fn examples_build_and_run() {
 
 #[test]
 fn lua_builds_from_its_upstream_tarball_through_the_download_cache() {
+    if !crate::common::have(
+        "lua_builds_from_its_upstream_tarball_through_the_download_cache",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let store = Root::new(&env);
     let tarball = lua_tarball();
@@ -759,7 +780,7 @@ fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
     );
     assert!(err.contains("  | error: this is the failure\n"), "{err}");
     assert_eq!(
-        err.matches("hint: the whole log: `slapstore log bad`")
+        err.matches("= hint: the whole log: `slapstore log bad`")
             .count(),
         1,
         "{err}"
@@ -803,4 +824,40 @@ fn a_failed_build_shows_its_log_once_and_counts_what_was_done() {
         "{}",
         out.stderr
     );
+}
+
+/// On a terminal (a pseudo-terminal made by util-linux's `script`), the progress bar shows each
+/// running build's time so far and the last line of its log.
+#[test]
+fn progress_on_a_terminal_shows_elapsed_time_and_the_last_log_line() {
+    if !crate::common::have(
+        "progress_on_a_terminal_shows_elapsed_time_and_the_last_log_line",
+        &["script"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
+         echo first line\n  sleep 1.5\n  echo second line\n  sleep 1\n  mkdir -p $out\n",
+    );
+    let command = format!(
+        "'{}' --root '{}' build software.cfg",
+        env!("CARGO_BIN_EXE_slapstore"),
+        store.root.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(env.path())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains(" s): first line"), "{screen}");
+    assert!(screen.contains("building slow (1 s)"), "{screen}");
+    assert!(screen.contains("): second line"), "{screen}");
+    assert!(screen.contains("built slow in"), "{screen}");
 }

@@ -191,6 +191,15 @@ fn errors_say_what_kind_and_colour_on_request() {
     assert_eq!(out.code, 3);
     assert!(out.stderr.contains("key generate"), "{}", out.stderr);
     assert_eq!(r.run(&["instance", "list", "--bogus"]).code, 2);
+    let usage = r.run(&["--color", "always", "instance", "list", "--bogus"]);
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("\x1b["),
+        "clap's errors follow --color: {:?}",
+        usage.stderr
+    );
+    let usage = r.run(&["--color=never", "instance", "list", "--bogus"]);
+    assert!(!usage.stderr.contains('\x1b'), "{:?}", usage.stderr);
 
     // colour: never when piped, always on request, never with NO_COLOR under auto
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
@@ -452,6 +461,19 @@ fn instance_diff_upgrade_dry_run_and_parameter_files() {
         "--dry-run",
     ]);
     assert!(out.contains("would change nothing"), "{out}");
+    let (_, release2) = generation(&r, "web", 2);
+    let out = r.ok(&[
+        "instance",
+        "upgrade",
+        "web",
+        "--software",
+        &release2,
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("would change nothing"),
+        "a release path too: {out}"
+    );
 
     // --parameters FILE, under -p
     env.write(
@@ -827,6 +849,14 @@ fn the_readme_tour_does_what_it_says() {
         assert!(line[parent..].starts_with(['-', '1']), "{table}");
     }
     assert!(lines[1].trim_start().starts_with("1  *"), "{table}");
+    let list = r.ok(&["instance", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    let partition = column(lines[0], "partition");
+    assert!(
+        lines[1..].iter().all(|l| l[partition..].starts_with('/')),
+        "{list}"
+    );
 
     // why-alive with a glob that matches both servers
     let servers = named(&r, "server");
@@ -857,5 +887,26 @@ fn the_readme_tour_does_what_it_says() {
             .iter()
             .any(|p| *p == *gen2),
         "gc reclaims generation 2: {gc}"
+    );
+}
+
+#[test]
+fn a_source_missing_offline_hints_at_add_source() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.cmmi\n\
+         url = https://example.invalid/x-1.0.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n",
+    );
+    let out = r.run(&["build", "--offline", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("offline"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "hint: put the file into the download cache with `slapstore add-source FILE`"
+        ),
+        "{}",
+        out.stderr
     );
 }

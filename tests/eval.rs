@@ -263,3 +263,89 @@ fn profile_code_cannot_disturb_the_bridge() {
     assert_eq!(v["c"]["other"], "1");
     assert!(out.stderr.contains("to stdout"), "{}", out.stderr);
 }
+
+/// A `python3` shim (pyenv-like: a script that execs the real interpreter) in `dir`, counting its
+/// runs in `dir/count`.
+fn counting_shim(dir: &std::path::Path) {
+    let real = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let shim = dir.join("python3");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho run >> '{}/count'\nexec '{real}' \"$@\"\n",
+            dir.display()
+        ),
+    )
+    .expect("write shim");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+}
+
+fn shim_runs(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("count"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_python_shim_is_resolved_once_and_again_when_path_changes() {
+    let env = TestEnv::new();
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = c\n[c]\nrecipe = slapos.recipe.build\ninit = options['x'] = str(6 * 7)\n",
+    );
+    let (one, two) = (env.path().join("shim-1"), env.path().join("shim-2"));
+    counting_shim(&one);
+    counting_shim(&two);
+    let eval = |shims: &std::path::Path| {
+        let path = format!(
+            "{}:{}",
+            shims.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
+            .args(["eval", "--json", "software.cfg"])
+            .current_dir(env.path())
+            .env("PATH", path)
+            .env("XDG_CACHE_HOME", env.path().join("cache"))
+            .env_remove("SLAPSTORE_PYTHON")
+            .output()
+            .expect("run slapstore");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(v["c"]["x"], "42");
+        v["buildout"]["executable"]
+            .as_str()
+            .expect("executable")
+            .to_owned()
+    };
+    let executable = eval(&one);
+    assert!(
+        !executable.contains("shim-1"),
+        "the real interpreter: {executable}"
+    );
+    for _ in 0..3 {
+        assert_eq!(eval(&one), executable);
+    }
+    assert_eq!(shim_runs(&one), 1, "the shim ran once for 4 evaluations");
+    // another PATH: its shim is asked, once
+    eval(&two);
+    eval(&two);
+    assert_eq!((shim_runs(&one), shim_runs(&two)), (1, 1));
+    // the shim changed: asked again
+    let shim = one.join("python3");
+    let text = std::fs::read_to_string(&shim).expect("read");
+    std::fs::write(&shim, format!("{text}# changed\n")).expect("write");
+    eval(&one);
+    eval(&one);
+    assert_eq!(shim_runs(&one), 2);
+}

@@ -12,6 +12,12 @@ fn gc_json(r: &Root, extra: &[&str]) -> Value {
 
 #[test]
 fn gc_removes_old_releases_and_keeps_every_live_path() {
+    if !crate::common::have(
+        "gc_removes_old_releases_and_keeps_every_live_path",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let r = Root::new(&env);
     let (v1, v2) = (demo("software.cfg"), demo("software-v2.cfg"));
@@ -108,6 +114,12 @@ fn gc_removes_old_releases_and_keeps_every_live_path() {
 
 #[test]
 fn pins_keep_closures_and_why_alive_explains() {
+    if !crate::common::have(
+        "pins_keep_closures_and_why_alive_explains",
+        &["cc", "make", "patch"],
+    ) {
+        return;
+    }
     let env = TestEnv::new();
     let r = Root::new(&env);
     let release = r.ok(&[

@@ -500,8 +500,9 @@ fn parameters_and_names_never_run_as_shell_code() {
     }
     assert!(!marker.exists());
     assert!(!env.path().join("X").exists());
-    let listed = r.ok(&["instance", "list"]);
-    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&r.ok(&["instance", "list", "--json"])).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
 }
 
 #[test]

@@ -439,3 +439,248 @@ fn md5_hex(text: &str) -> String {
     let out = child.wait_with_output().expect("md5sum");
     String::from_utf8_lossy(&out.stdout)[..32].to_owned()
 }
+
+#[test]
+fn slashes_in_part_names_collective_templates_and_software_time_directories() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // as stack/lamp writes its composer wrapper, and simpleran its `[cell/common.json]`;
+    // collective.recipe.template's `${x}` is `${<its part>:x}`
+    env.write("composer.in", "#!/bin/sh\necho ${greeting} from $0\n");
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = cell/common.json user\n\
+         [cell/common.json]\nrecipe = slapos.recipe.template\ninline = {\"cell\": 1}\n\
+         output = ${buildout:directory}/common.json\n\
+         [composer]\nrecipe = collective.recipe.template\n\
+         location = ${buildout:parts-directory}/${:_buildout_section_name_}\n\
+         greeting = hello\ninput = ${:_profile_base_location_}/composer.in\n\
+         output = ${:location}/bin/composer\nmode = 755\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${composer:output}\n\
+         output = ${buildout:directory}/user\n",
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let cell = built["parts"]["cell+common.json"].as_str().expect("cell");
+    assert!(cell.ends_with("-cell+common.json"), "{cell}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{cell}/common.json")).expect("common.json"),
+        "{\"cell\": 1}"
+    );
+    // the collective template is rendered with its short references, below its location
+    let composer = built["parts"]["composer"].as_str().expect("composer");
+    let script = format!("{composer}/bin/composer");
+    let run = std::process::Command::new(&script).output().expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        format!("hello from {script}\n")
+    );
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert_eq!(
+        std::fs::read_to_string(format!("{user}/user")).expect("user"),
+        script
+    );
+
+    // software-time mkdirectory is refused, saying what to do instead
+    env.write(
+        "dirs/software.cfg",
+        "[buildout]\nparts = directory\n[directory]\n\
+         recipe = slapos.recipe.build:mkdirectory\njson-schema = ${buildout:directory}/json\n",
+    );
+    let out = r.run(&["plan", "dirs/software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:4") && out.stderr.contains("at instance time"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn cmmi_python_hooks_run_with_options_buildout_and_environment() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let (profile, _) = remote_patch_project(&env, "${:_profile_base_location_}/fix-greeting.patch");
+    let hooks = "import os\n\
+        def before(options, buildout, environment):\n\
+        \x20   # in the unpacked source, before configure\n\
+        \x20   assert os.path.exists('configure'), os.listdir('.')\n\
+        \x20   with open(os.path.join(environment['TMPDIR'], 'seen'), 'w') as f:\n\
+        \x20       f.write(buildout['greet']['configure-options'])\n\
+        def after(options, buildout):\n\
+        \x20   seen = open(os.path.join(os.environ['TMPDIR'], 'seen')).read()\n\
+        \x20   with open(os.path.join(options['location'], 'hooks.txt'), 'w') as f:\n\
+        \x20       f.write('%s|%s|%s' % (seen, os.path.isdir(buildout['buildout']['directory']), os.path.exists('greet')))\n";
+    env.write("hooks.py", hooks);
+    let md5 = md5_hex(hooks);
+    let with_hooks = format!(
+        "{profile}pre-configure-hook = ${{:_profile_base_location_}}/hooks.py#{md5}:before\n\
+         post-make-hook = ${{:_profile_base_location_}}/hooks.py#{md5}:after\n"
+    );
+    env.write("software.cfg", &with_hooks);
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let greet = built["parts"]["greet"].as_str().expect("greet");
+    assert_eq!(
+        std::fs::read_to_string(format!("{greet}/hooks.txt")).expect("hooks.txt"),
+        "--with-greeting=Hello|True|True"
+    );
+
+    // the hook's file is an input: another hook, another store path
+    let before = greet_path(&r, "software.cfg");
+    let changed = hooks.replace("'%s|%s|%s'", "'%s/%s/%s'");
+    env.write("hooks.py", &changed);
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "a hook whose MD5 changed must be refused");
+    assert!(
+        out.stderr.contains("post-make-hook") || out.stderr.contains("pre-configure-hook"),
+        "{}",
+        out.stderr
+    );
+    env.write(
+        "software.cfg",
+        &with_hooks.replace(&md5, &md5_hex(&changed)),
+    );
+    assert_ne!(greet_path(&r, "software.cfg"), before);
+
+    // a hook that raises fails the build, with its traceback in the log, and builds nothing
+    let failing = "def before(options, buildout):\n    raise ValueError('no way')\n";
+    env.write("hooks.py", failing);
+    env.write(
+        "software.cfg",
+        &format!(
+            "{profile}pre-configure-hook = ${{:_profile_base_location_}}/hooks.py#{}:before\n",
+            md5_hex(failing)
+        ),
+    );
+    let entries = r.entries();
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("pre-configure-hook"), "{}", out.stderr);
+    assert_eq!(r.entries(), entries);
+    let log = r.run(&["log", "greet"]);
+    let text = format!("{}{}", log.stdout, log.stderr);
+    assert!(text.contains("ValueError: no way"), "{text}");
+}
+
+#[test]
+fn bzip2_builds_its_shared_library_in_a_python_hook_from_the_genuine_tarball() {
+    let Some(corpus) = corpus() else { return };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // SlapOS's component/bzip2 unchanged: its url is fossies.org, its tarball comes from
+    // Debian's bzip2_1.0.8.orig.tar.gz (the same bytes) through the download cache
+    let dir = repo_root().join("target/test-sources");
+    let fetched = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/fixtures/debian-orig.sh"))
+        .args(["bzip2", &dir.to_string_lossy()])
+        .output()
+        .expect("bash");
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let tarball = String::from_utf8_lossy(&fetched.stdout).trim().to_owned();
+    let added = r.ok(&["add-source", &tarball]);
+    assert!(
+        added.contains("md5:67e051268d0c475ea773822f7500d0e5"),
+        "{added}"
+    );
+    let profile = corpus.join("component/bzip2/buildout.cfg");
+    let out = r.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let bzip2 = PathBuf::from(built["parts"]["bzip2"].as_str().expect("bzip2"));
+    // the post-make-hook made the shared library and its links
+    let so = std::fs::read(bzip2.join("lib/libbz2.so.1.0.8")).expect("libbz2.so.1.0.8");
+    assert_eq!(&so[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([so[16], so[17]]),
+        3,
+        "ET_DYN: a shared object"
+    );
+    for link in ["libbz2.so", "libbz2.so.1", "libbz2.so.1.0"] {
+        assert_eq!(
+            std::fs::read_link(bzip2.join("lib").join(link)).expect(link),
+            PathBuf::from("libbz2.so.1.0.8")
+        );
+    }
+    let version = std::process::Command::new(bzip2.join("bin/bzip2"))
+        .arg("--help")
+        .output()
+        .expect("run bzip2");
+    assert!(String::from_utf8_lossy(&version.stderr).contains("Version 1.0.8"));
+}
+
+#[test]
+fn a_download_destination_lands_in_the_parts_output_and_target_says_where() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write("schema.json", "{}\n");
+    // as SlapOS releases download their software.json schemas
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = schema user\n\
+             [schema]\nrecipe = slapos.recipe.build:download\n\
+             url = ${{:_profile_base_location_}}/schema.json\nmd5sum = {}\n\
+             destination = ${{buildout:directory}}/json-schema/software.json\n\
+             [user]\nrecipe = slapos.recipe.template\ninline = ${{schema:target}}\n\
+             output = ${{buildout:directory}}/user\n",
+            md5_hex("{}\n")
+        ),
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let schema = built["parts"]["schema"].as_str().expect("schema");
+    let user = built["parts"]["user"].as_str().expect("user");
+    let target = std::fs::read_to_string(format!("{user}/user")).expect("user");
+    assert_eq!(target, format!("{schema}/software.json"));
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "{}\n");
+    assert!(!env.path().join("json-schema").exists());
+}
+
+#[test]
+fn slapos_recipe_build_with_init_only_has_no_output_and_install_code_is_refused() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // as component/defaults.cfg's [gcc] picks a compiler in `init`
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = pick user\n\
+         [pick]\nrecipe = slapos.recipe.build\ninit =\n  options['cc'] = 'c' + 'c'\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${pick:cc}\n\
+         output = ${buildout:directory}/user\n",
+    );
+    let planned = plan(&r, &["software.cfg"]);
+    let parts: Vec<&str> = planned
+        .iter()
+        .filter(|d| d["recipe"] != "release")
+        .filter_map(|d| d["part"].as_str())
+        .collect();
+    assert_eq!(parts, ["user"], "an init-only part has no derivation");
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert_eq!(
+        std::fs::read_to_string(format!("{user}/user")).expect("user"),
+        "cc"
+    );
+    env.write(
+        "install/software.cfg",
+        "[buildout]\nparts = inst\n[inst]\nrecipe = slapos.recipe.build\n\
+         install =\n  os.mkdir(location)\n",
+    );
+    let out = r.run(&["plan", "install/software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("software.cfg:5") && out.stderr.contains("`install` code"),
+        "{}",
+        out.stderr
+    );
+}

@@ -90,13 +90,15 @@ impl Context<'_> {
         self.partitions.join(name.as_str())
     }
 
+    /// Whether `software` names a store path (else a profile).
+    fn names_store_path(&self, software: &str) -> bool {
+        Path::new(software).starts_with(self.store.store_dir())
+            || (!software.contains('/') && StorePath::parse(software).is_ok())
+    }
+
     /// The release that `software` names: a store path of a release, or a profile built now.
     pub fn release(&self, software: &str) -> Result<StorePath> {
-        let store_dir = self.store.store_dir();
-        let as_path = Path::new(software);
-        let in_store = as_path.starts_with(&store_dir)
-            || (!software.contains('/') && StorePath::parse(software).is_ok());
-        if in_store {
+        if self.names_store_path(software) {
             let path = self.store.parse_path(software)?;
             self.store.add_temp_roots([&path])?;
             if !self.store.is_valid(&path)? {
@@ -340,10 +342,7 @@ impl Context<'_> {
         };
         let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let store_dir = self.store.store_dir();
-        let in_store = Path::new(software).starts_with(&store_dir)
-            || (!software.contains('/') && StorePath::parse(software).is_ok());
-        let (release, to_build) = if in_store {
+        let (release, to_build) = if self.names_store_path(software) {
             (self.release(software)?, Vec::new())
         } else {
             let drvs = self.derivations(software)?;

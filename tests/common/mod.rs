@@ -142,3 +142,35 @@ pub fn run_root(root: &Path, dir: &Path, args: &[&str]) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Whether the programs `test` needs are installed (on `PATH`, or in `/usr/sbin` and `/sbin`).
+/// A missing one fails the test in CI (`CI` set and not `false` or `0`), and elsewhere skips it
+/// with a message on stderr that test output capture does not hide; `bash .ci/deps.sh` installs
+/// them all. `SLAPSTORE_TEST_MISSING=nginx,make` pretends those are missing (to see a skip).
+pub fn have(test: &str, tools: &[&str]) -> bool {
+    use std::io::Write;
+    let pretend = std::env::var("SLAPSTORE_TEST_MISSING").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            pretend.split(',').any(|p| p == *t) || !dirs.iter().any(|d| d.join(t).is_file())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "`{}` not installed (`bash .ci/deps.sh` installs what the tests need)",
+        missing.join("`, `")
+    );
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "{test}: {message}; in CI a missing tool is a failure");
+    // straight to the file descriptor: the test harness captures only `print!`/`eprint!`
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
+    false
+}

@@ -250,22 +250,23 @@ fn report_failures(outcome: &build::Outcome, total: usize, verbose: bool, stream
             StoreError::DependencyFailed { .. } => {
                 skipped += 1;
                 if verbose {
-                    eprintln!("error: {e}");
+                    report::error_line(&e.to_string(), None);
                 }
             }
             StoreError::BuildFailed { log, .. } => {
-                eprintln!("error: {e}");
+                let mut message = e.to_string();
                 if !streamed {
                     if let Some(tail) = log_tail(log, LOG_TAIL_LINES) {
-                        eprintln!("  last lines of its log:");
+                        message.push_str("\n  last lines of its log:");
                         for line in tail {
-                            eprintln!("  | {line}");
+                            message.push_str(&format!("\n  | {line}"));
                         }
                     }
                 }
-                eprintln!("hint: the whole log: `slapstore log {part}`");
+                let hint = format!("the whole log: `slapstore log {part}`");
+                report::error_line(&message, Some(&hint));
             }
-            _ => eprintln!("error: {e}"),
+            _ => report::error_line(&e.to_string(), report::hint(e).as_deref()),
         }
     }
     let failed = outcome.failed.len() - skipped;
@@ -284,7 +285,7 @@ fn report_failures(outcome: &build::Outcome, total: usize, verbose: bool, stream
             "{not_started} not started (`--keep-going` builds them)"
         ));
     }
-    eprintln!("error: {}", counts.join(", "));
+    report::error_line(&counts.join(", "), None);
 }
 
 /// The last `n` lines of the log at `path`; `None` if it cannot be read or is empty.

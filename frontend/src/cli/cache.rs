@@ -50,6 +50,7 @@ enum CacheCommand {
         /// Profiles (their release, built) or store paths.
         #[arg(required = true)]
         what: Vec<String>,
+        /// Print `{"pushed", "skipped", "bytes"}`.
         #[arg(long)]
         json: bool,
     },
@@ -62,6 +63,7 @@ enum CacheCommand {
         /// A cache to pull from, besides the configured substituters.
         #[arg(long, value_name = "URL")]
         from: Vec<String>,
+        /// Print `{"fetched", "present", "bytes"}`.
         #[arg(long)]
         json: bool,
     },

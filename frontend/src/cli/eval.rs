@@ -112,7 +112,8 @@ pub fn run(args: EvalArgs) -> i32 {
     }
 }
 
-/// `python3` as found on `PATH` (buildout's `executable` is an absolute path).
+/// `python3` as found on `PATH` (buildout's `executable` is an absolute path), past a shim
+/// (`python::interpreter`).
 pub fn default_python() -> String {
     std::env::var_os("PATH")
         .and_then(|paths| {
@@ -120,7 +121,11 @@ pub fn default_python() -> String {
                 .map(|p| p.join("python3"))
                 .find(|p| p.is_file())
         })
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|p| {
+            crate::python::interpreter::resolve(&p)
+                .to_string_lossy()
+                .into_owned()
+        })
         .unwrap_or_else(|| "python3".into())
 }
 

@@ -39,6 +39,7 @@ pub struct OptimiseArgs {
     /// Leave files smaller than this many bytes alone.
     #[arg(long, default_value_t = 1024)]
     min_size: u64,
+    /// Print `{"paths", "files", "linked", "bytes_saved", "reflinks"}`.
     #[arg(long)]
     json: bool,
 }

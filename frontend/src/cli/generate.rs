@@ -26,7 +26,7 @@ pub struct ManArgs {
 
 /// Prints the completion script of `C` for a shell.
 pub fn completions<C: CommandFactory>(args: CompletionsArgs) -> i32 {
-    let mut command = super::help::command::<C>();
+    let mut command = super::help::command::<C>(Some(super::report::ColorMode::Never));
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "slapstore", &mut out);
     super::print(&String::from_utf8_lossy(&out))
@@ -34,7 +34,7 @@ pub fn completions<C: CommandFactory>(args: CompletionsArgs) -> i32 {
 
 /// Prints the manual page of `C`, or writes every page into `--dir`.
 pub fn man<C: CommandFactory>(args: ManArgs) -> i32 {
-    let command = super::help::command::<C>();
+    let command = super::help::command::<C>(Some(super::report::ColorMode::Never));
     match args.dir {
         Some(dir) => {
             let written = std::fs::create_dir_all(&dir)

@@ -40,9 +40,16 @@ fn applies(id: &str, path: &str) -> bool {
     }
 }
 
-/// The command line's definition, built, with each command's help narrowed.
-pub fn command<C: CommandFactory>() -> Command {
-    let mut command = C::command();
+/// The command line's definition, built, with each command's help narrowed; clap's own
+/// messages coloured as `--color` says.
+pub fn command<C: CommandFactory>(color: Option<super::report::ColorMode>) -> Command {
+    use super::report::ColorMode;
+    let choice = match color {
+        Some(ColorMode::Always) => clap::ColorChoice::Always,
+        Some(ColorMode::Never) => clap::ColorChoice::Never,
+        Some(ColorMode::Auto) | None => clap::ColorChoice::Auto,
+    };
+    let mut command = C::command().color(choice);
     command.build();
     narrow(command, "")
 }
@@ -76,7 +83,28 @@ fn narrow(mut command: Command, path: &str) -> Command {
 
 #[cfg(test)]
 mod tests {
-    use super::applies;
+    use super::{applies, command};
+
+    /// Every command and argument of the real definition has its line of help.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if c.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("`{path}` has no description"));
+            }
+            for a in c.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("`{path}` argument `{}`", a.get_id()));
+                }
+            }
+            for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, format!("{path} {}", sub.get_name()).trim(), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&command::<crate::cli::Cli>(None), "", &mut missing);
+        assert!(missing.is_empty(), "no help: {missing:#?}");
+    }
 
     #[test]
     fn options_apply_where_they_are_used() {

@@ -38,6 +38,7 @@ struct SoftwareArgs {
 enum InstanceCommand {
     /// Create instances (a new partition each, generation 1).
     Create {
+        /// The new instances' names (one partition each).
         #[arg(required = true)]
         names: Vec<String>,
         #[command(flatten)]
@@ -45,6 +46,7 @@ enum InstanceCommand {
     },
     /// Make a new generation (parameters carry over unless given again) and switch to it.
     Upgrade {
+        /// The instance's name.
         name: String,
         #[command(flatten)]
         software: SoftwareArgs,
@@ -55,6 +57,7 @@ enum InstanceCommand {
     /// Compare two generations: parts added, removed or changed in their closures, and
     /// parameters.
     Diff {
+        /// The instance's name.
         name: String,
         /// The older generation.
         from: i64,
@@ -66,6 +69,7 @@ enum InstanceCommand {
     },
     /// Switch back to the current generation's parent, or to generation `--to`.
     Rollback {
+        /// The instance's name.
         name: String,
         /// The generation to switch to.
         #[arg(long, value_name = "GEN")]
@@ -82,6 +86,7 @@ enum InstanceCommand {
     },
     /// Show an instance: partition, current generation, release, parameters.
     Show {
+        /// The instance's name.
         name: String,
         /// Print `{"name", "partition", "current", "generations"}`.
         #[arg(long)]
@@ -89,6 +94,7 @@ enum InstanceCommand {
     },
     /// List an instance's generations.
     Generations {
+        /// The instance's name.
         name: String,
         /// Print a list of generations (`number`, `release`, `path`, `created`, `current`, ...).
         #[arg(long)]
@@ -96,6 +102,7 @@ enum InstanceCommand {
     },
     /// Delete old generations (never the current one), so that gc can reclaim them.
     DeleteGenerations {
+        /// The instance's name.
         name: String,
         /// Keep the N most recent generations (and the current one).
         #[arg(long, conflicts_with_all = ["older_than", "numbers"])]
@@ -110,6 +117,7 @@ enum InstanceCommand {
     /// Remove an instance: its partition (unless `--keep-data`: then only the links into the
     /// store) and its generations.
     Destroy {
+        /// The instance's name.
         name: String,
         /// Keep the partition's data (`srv/`, `var/`, ...); remove only the links into the store.
         #[arg(long)]
@@ -353,9 +361,16 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .collect();
                 format!("{:#}\n", serde_json::Value::Array(list))
             } else {
-                rows.iter()
-                    .map(|r| format!("{}  generation {}  {}\n", r.name, r.current, r.partition))
-                    .collect()
+                let mut table = super::table::new(&["instance", "generation", "partition"]);
+                super::table::right(&mut table, 1);
+                for r in &rows {
+                    table.add_row(vec![
+                        r.name.clone(),
+                        r.current.to_string(),
+                        r.partition.clone(),
+                    ]);
+                }
+                super::table::render(&table)
             }
         }
         InstanceCommand::Show { name: n, json } => {

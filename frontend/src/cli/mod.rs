@@ -156,7 +156,7 @@ enum Command {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     use clap::FromArgMatches;
-    let parsed = help::command::<Cli>()
+    let parsed = help::command::<Cli>(report::color_in_args(std::env::args_os()))
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {

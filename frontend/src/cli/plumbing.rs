@@ -21,6 +21,7 @@ pub struct PlumbingArgs {
 enum Plumbing {
     /// Add files or directories as content-addressed store paths; print their paths.
     Add {
+        /// Files or directories to add.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },

@@ -33,6 +33,28 @@ pub enum ColorMode {
 
 static COLOR: OnceLock<ColorChoice> = OnceLock::new();
 
+/// The `--color` of the command line, read before clap parses it, so that clap's own usage
+/// errors follow it too.
+pub fn color_in_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<ColorMode> {
+    use clap::ValueEnum;
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut found = None;
+    for (i, a) in args.iter().enumerate() {
+        let value = match a.strip_prefix("--color=") {
+            Some(v) => Some(v),
+            None if a == "--color" => args.get(i + 1).map(String::as_str),
+            None => None,
+        };
+        if let Some(mode) = value.and_then(|v| ColorMode::from_str(v, true).ok()) {
+            found = Some(mode);
+        }
+    }
+    found
+}
+
 /// Chooses colours once, before anything is reported.
 pub fn set_color(mode: ColorMode) {
     use std::io::IsTerminal;
@@ -213,5 +235,33 @@ pub fn store_status(e: &slapstore_store::StoreError) -> i32 {
             BAD_INPUT
         }
         _ => FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{color_in_args, ColorMode};
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        list.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn color_is_read_before_parsing() {
+        assert_eq!(color_in_args(args(&["slapstore", "gc"])), None);
+        assert_eq!(
+            color_in_args(args(&["slapstore", "--color", "always", "gc"])),
+            Some(ColorMode::Always)
+        );
+        assert_eq!(
+            color_in_args(args(&["slapstore", "gc", "--color=never"])),
+            Some(ColorMode::Never)
+        );
+        assert_eq!(color_in_args(args(&["slapstore", "--color", "pink"])), None);
+        assert_eq!(
+            color_in_args(args(&["s", "--color=never", "--color", "auto"])),
+            Some(ColorMode::Auto),
+            "the last one wins, as clap has it"
+        );
     }
 }

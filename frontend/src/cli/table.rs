@@ -1,5 +1,6 @@
 //! Aligned plain-text tables for listings (`instance generations`, `roots`, ...), through
-//! comfy-table: no borders, a header line, columns two spaces apart, no trailing blanks.
+//! comfy-table: no borders, a header line, columns two spaces apart, no trailing blanks, and
+//! nothing for an empty list (as `ls` prints nothing).
 
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 
@@ -17,8 +18,11 @@ pub fn right(table: &mut Table, index: usize) {
     }
 }
 
-/// The table's text, one line per row, ending in a newline.
+/// The table's text, one line per row, ending in a newline; nothing at all without rows.
 pub fn render(table: &Table) -> String {
+    if table.row_count() == 0 {
+        return String::new();
+    }
     let mut table = table.clone();
     for column in table.column_iter_mut() {
         column.set_padding((0, 2));

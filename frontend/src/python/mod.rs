@@ -12,6 +12,7 @@
 //! with `done` or `fail`. A request may cause a nested `init`,
 //! which Python serves before reading the answer.
 
+pub mod interpreter;
 mod marshal;
 
 use std::io::BufReader;

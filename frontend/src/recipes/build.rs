@@ -1,6 +1,7 @@
 //! `slapos.recipe.build` entry points other than the downloads: the generic recipe whose
 //! `init` option is Python run at initialisation (through `crate::python`), `gitclone`,
-//! `mkdirectory` and the `vm.*` recipes.
+//! `mkdirectory` and the `vm.*` recipes. In a build, the generic recipe with only `init` has no
+//! output ([`script_in_build`]).
 
 use super::{environment, Part, Shared};
 use crate::error::Result;
@@ -41,6 +42,20 @@ pub fn script(part: &mut Part) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The generic recipe in a build: with only `init` (and `update`, which a first install does not
+/// run), installing does nothing, so the part runs its `init` and has no output (no
+/// derivation); Python `install` code is refused until builds can run it.
+pub fn script_in_build(part: &mut Part) -> Result<()> {
+    if part.get("install")?.is_some_and(|s| !s.is_empty()) {
+        return Err(part.option_error(
+            "install",
+            "slapstore does not run `slapos.recipe.build`'s Python `install` code in builds \
+             yet: build it with `slapos.recipe.cmmi` or `plone.recipe.command`",
+        ));
+    }
+    script(part)
 }
 
 fn run(part: &mut Part, code: &str) -> Result<()> {

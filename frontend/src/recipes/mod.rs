@@ -172,6 +172,12 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
         return instance::init(&mut part, kind);
     }
     if building {
+        if egg.as_deref() == Some("slapos-recipe-build") && entry == "default" {
+            return build::script_in_build(&mut part);
+        }
+        if let Some(reason) = egg.as_deref().and_then(|egg| refused(egg, entry)) {
+            return Err(part.option_error("recipe", reason));
+        }
         let Some((init, kind)) = egg.as_deref().and_then(|egg| buildable(egg, entry)) else {
             return Err(part.option_error(
                 "recipe",
@@ -208,11 +214,26 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("slapos-recipe-template" | "template", "default") => {
             (template::template, Recipe::Template)
         }
+        // rendered when the profile is read, as slapos.recipe.template is; written the same way
+        ("collective-recipe-template", "default") => (template::collective, Recipe::Template),
         ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => {
             (template::jinja2, Recipe::Jinja2)
         }
         _ => return None,
     })
+}
+
+/// Why a recipe that slapstore knows cannot be part of a build, when it cannot.
+fn refused(egg: &str, entry: &str) -> Option<&'static str> {
+    match (egg, entry) {
+        ("slapos-recipe-build" | "slapos-cookbook", "mkdirectory") => Some(
+            "at software time it makes mutable directories beside the software, which a \
+             release does not have (its parts are read-only store paths): make them at instance \
+             time (`slapos.cookbook:mkdirectory` in the instance profile), or write into a \
+             part's own `${:location}`",
+        ),
+        _ => None,
+    }
 }
 
 /// A recipe slapstore does not emulate: like a placeholder, set `location` if unset.

@@ -441,10 +441,18 @@ pub fn collective(part: &mut Part) -> Result<()> {
         check_octal(part, "mode", &mode)?;
     }
     let template = qualify_short_references(&source, &part.name);
-    let mut seen = Vec::new();
+    // buildout's `Options._sub`: `$$` is a `$`, the pieces between are substituted
     let mut out = String::new();
-    part.r
-        .substitute_piece(part.idx, &template, &mut seen, origin.as_ref(), &mut out)
+    for (i, piece) in template.split("$$").enumerate() {
+        if i > 0 {
+            out.push('$');
+        }
+        let mut seen = Vec::new();
+        part.r
+            .substitute_piece(part.idx, piece, &mut seen, origin.as_ref(), &mut out)?;
+    }
+    part.rendered = Some(out);
+    Ok(())
 }
 
 /// `re.sub(r"\$\{([^:]+?)\}", r"${<name>:\1}", text)`: `${x}` becomes `${<name>:x}`.

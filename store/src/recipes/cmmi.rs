@@ -1,7 +1,8 @@
 //! `cmmi` (`slapos.recipe.cmmi`): unpack the source (or copy `path`), apply `patches` (local
-//! files, or remote ones fetched by checksum like the source), run
-//! `pre-configure`, configure, `pre-build`, make, `pre-install`, make install and
-//! `post-install`, as slapos.recipe.cmmi does, into the output.
+//! files, or remote ones fetched by checksum like the source), run `pre-configure-hook`,
+//! `pre-configure`, configure, `pre-make-hook`, `pre-build`, make, `pre-install`, make install,
+//! `post-make-hook` and `post-install`, as slapos.recipe.cmmi does, into the output. The
+//! `*-hook` options are Python functions (`FILE#MD5:FUNCTION`), run by `cmmi_hook.py`.
 //!
 //! As in slapos.recipe.cmmi: without `configure-command`, `./configure --prefix=<prefix>` is run
 //! (unless the options already give `--prefix`); with one, `make install` gets `prefix=<prefix>`;
@@ -132,11 +133,6 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         &format!("{make} {make_options} {make_targets}"),
     )?;
 
-    for hook in ["pre-configure-hook", "pre-make-hook", "post-make-hook"] {
-        if ctx.option(hook).is_some() {
-            return Err(ctx.bad_option(hook, "Python hook scripts are not supported; use the shell hooks (`pre-configure`, `pre-build`, `pre-install`, `post-install`)"));
-        }
-    }
     let hook = |ctx: &mut Context, key: &str, dir: &Path| -> Result<()> {
         if let Some(text) = ctx.option(key).map(str::to_owned) {
             let script = fmt(ctx, key, text.trim())?;
@@ -144,14 +140,74 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         }
         Ok(())
     };
+    // slapos.recipe.cmmi's order: each Python hook before the shell command of its step
+    python_hook(ctx, "pre-configure-hook", &dir, &env)?;
     hook(ctx, "pre-configure", &dir)?;
     ctx.shell("configure", &configure_cmd, &dir, &env)?;
+    python_hook(ctx, "pre-make-hook", &dir, &env)?;
     hook(ctx, "pre-build", &dir)?;
     ctx.shell("make", &make_cmd, &dir, &env)?;
     hook(ctx, "pre-install", &dir)?;
     ctx.shell("make install", &install_cmd, &dir, &env)?;
+    python_hook(ctx, "post-make-hook", &dir, &env)?;
     hook(ctx, "post-install", &dir)?;
     Ok(())
+}
+
+/// The Python program that calls a hook (`cmmi_hook.py`).
+const HOOK_DRIVER: &str = include_str!("cmmi_hook.py");
+
+/// Runs the Python hook `key` (`FILE#MD5:FUNCTION`, its file checked when the profile was read)
+/// with `python3`, in `dir`, with the build's environment: only builds with hooks start Python.
+fn python_hook(
+    ctx: &mut Context,
+    key: &str,
+    dir: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(value) = ctx.option(key).map(str::to_owned) else {
+        return Ok(());
+    };
+    let file = ctx
+        .drv
+        .build
+        .files
+        .get(&format!("hook:{key}"))
+        .cloned()
+        .ok_or_else(|| ctx.bad_option(key, "the hook's file is not among the inputs"))?;
+    let function = value
+        .trim()
+        .rsplit_once(':')
+        .map(|(_, f)| f.trim().to_owned())
+        .ok_or_else(|| ctx.bad_option(key, format!("`{value}` is not `FILE#MD5:FUNCTION`")))?;
+    let buildout: serde_json::Value =
+        serde_json::from_str(ctx.drv.option("hook-buildout").unwrap_or("{}"))
+            .map_err(|e| ctx.bad_option(key, e.to_string()))?;
+    let options: serde_json::Map<String, serde_json::Value> = ctx
+        .drv
+        .build
+        .options
+        .iter()
+        .filter(|(k, _)| k.as_str() != "hook-buildout")
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let spec = serde_json::json!({
+        "file": file,
+        "function": function,
+        "part": ctx.drv.name(),
+        "options": options,
+        "buildout": buildout,
+    });
+    let driver = ctx.scratch.join("cmmi-hook.py");
+    fs::write(&driver, HOOK_DRIVER).map_err(|e| io_error(&driver, e))?;
+    let spec_file = ctx.scratch.join(format!("{key}.json"));
+    fs::write(&spec_file, spec.to_string()).map_err(|e| io_error(&spec_file, e))?;
+    let script = format!(
+        "python3 {} {}",
+        shell_quote(&driver.display().to_string()),
+        shell_quote(&spec_file.display().to_string())
+    );
+    ctx.shell(key, &script, dir, env)
 }
 
 /// The words of an option, joined by single spaces (as `' '.join(value.split())`).

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path};
 
 use super::Context;
 use crate::checksum::{Algorithm, Checksum};
@@ -71,8 +72,16 @@ fn write_output(ctx: &mut Context, text: &str) -> Result<()> {
         .option("output-file")
         .ok_or_else(|| ctx.bad_option("output", "a template needs an `output`"))?
         .to_owned();
-    fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
+    // `bin/x` when the profile writes the file below the part's location; never outside it
+    if Path::new(&file)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(ctx.bad_option("output", format!("`{file}` is not a path in the output")));
+    }
     let dest = ctx.out.join(&file);
+    let dir = dest.parent().unwrap_or(&ctx.out).to_owned();
+    fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     fs::write(&dest, text).map_err(|e| io_error(&dest, e))?;
     if let Some(mode) = ctx.option("mode") {
         let mode = u32::from_str_radix(mode.trim(), 8)

@@ -12,19 +12,24 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use md5::Digest as _;
-use slapstore_store::derivation::{Build, Inputs, Source, PLACEHOLDER_HASH};
+use slapstore_store::derivation::{Build, Inputs, PLACEHOLDER_HASH};
 use slapstore_store::{Derivation, PartName, Recipe};
 
 use crate::error::Result;
-use crate::extends::is_url;
 use crate::recipes::template::Jinja2Template;
 use crate::recipes::Part;
+
+mod inputs;
+mod release;
+
+use inputs::{hooks, patches, source};
+pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PROFILE_FROM};
 
 /// The recipes a build supports, for error messages.
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
-    (slapos.recipe.template) and `jinja2` (slapos.recipe.template:jinja2)";
+    (slapos.recipe.template, collective.recipe.template) and `jinja2` \
+    (slapos.recipe.template:jinja2)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -56,7 +61,7 @@ impl Derivations {
 impl StoreMode {
     /// The stand-in for a part's own store path while its hash is computed.
     pub fn placeholder(&self, name: &str) -> String {
-        format!("{}/{PLACEHOLDER_HASH}-{name}", self.store_dir)
+        format!("{}/{PLACEHOLDER_HASH}-{}", self.store_dir, store_name(name))
     }
 }
 
@@ -95,12 +100,18 @@ const NOT_HASHED: &[&str] = &[
     "inline",
 ];
 
+/// The name a part's store path ends with: its name, with each `/` (SlapOS writes
+/// `[gitlab/vendor/bundle]`, `[cell/common.json]`) as `+`, which keeps it one path component.
+pub fn store_name(part: &str) -> String {
+    part.replace('/', "+")
+}
+
 /// Turns the initialised part into a derivation (see the module docs).
 pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let Some(mode) = part.r.settings.store.clone() else {
         return Ok(());
     };
-    let name = PartName::new(&part.name).map_err(|e| part.error(e.to_string()))?;
+    let name = PartName::new(&store_name(&part.name)).map_err(|e| part.error(e.to_string()))?;
     let placeholder = mode.placeholder(&part.name);
     match part.get("location")? {
         Some(l) if l == placeholder => {}
@@ -143,6 +154,22 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
                 source(part, &mode, &mut inputs, &mut build)?;
             }
+            if recipe == Recipe::Download {
+                if let Some(destination) = part.get("destination")?.filter(|d| !d.is_empty()) {
+                    // the file lands in the part's output under the destination's name, and
+                    // `target` says so (not a place outside the store)
+                    let file = output_file(part, &placeholder, &destination).map_err(|_| {
+                        part.option_error("destination", format!("`{destination}` names no file"))
+                    })?;
+                    let file = Path::new(&file)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(&file)
+                        .to_owned();
+                    part.set("target", format!("{placeholder}/{file}"));
+                    extra.push(("filename".into(), file));
+                }
+            }
             if recipe == Recipe::Cmmi {
                 if let Some(path) = part.get("path")?.filter(|p| !p.trim().is_empty()) {
                     let tree = PathBuf::from(path.trim());
@@ -165,11 +192,12 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                     }
                 }
                 patches(part, &mode, &mut inputs, &mut build)?;
+                hooks(part, &mut inputs, &mut build, &mut extra)?;
             }
         }
         Recipe::Template => {
             let original = part.require("output")?;
-            let file = output_file(part, &original)?;
+            let file = output_file(part, &placeholder, &original)?;
             let text = part.rendered.take().unwrap_or_default();
             extra.push(("rendered-text".into(), text));
             extra.push(("output-file".into(), file.clone()));
@@ -181,7 +209,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 Some(o) => o,
                 None => part.require("rendered")?,
             };
-            let file = output_file(part, &original)?;
+            let file = output_file(part, &placeholder, &original)?;
             let (template, context) = crate::recipes::template::jinja2_inputs(part)?;
             match template {
                 Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
@@ -306,9 +334,21 @@ fn replace_path(text: &str, from: &str, to: &str) -> String {
     out
 }
 
-/// A template's output file name: the base name of `output`.
-fn output_file(part: &Part, output: &str) -> Result<String> {
-    Path::new(output.trim())
+/// A template's output file in its store path: the path below the part's own location when
+/// `output` is there (`${:location}/bin/composer` → `bin/composer`), else the base name of
+/// `output` (`${buildout:directory}/instance.cfg` → `instance.cfg`).
+fn output_file(part: &Part, placeholder: &str, output: &str) -> Result<String> {
+    let output = output.trim();
+    if let Some(below) = output
+        .strip_prefix(placeholder)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        let below = crate::pystr::normpath(below);
+        if below != "." && !below.starts_with("..") && !below.starts_with('/') {
+            return Ok(below);
+        }
+    }
+    Path::new(output)
         .file_name()
         .and_then(|n| n.to_str())
         .map(str::to_owned)
@@ -345,306 +385,6 @@ fn references(drvs: &Derivations, mode: &StoreMode, value: &str, found: &mut BTr
         }
         rest = after;
     }
-}
-
-/// The part's `url` (and `alternate-url`): a source identified by its declared checksum, or a
-/// local file by its content.
-fn source(part: &mut Part, mode: &StoreMode, inputs: &mut Inputs, build: &mut Build) -> Result<()> {
-    let url = part.require("url")?.trim().to_owned();
-    let mut urls = vec![url.clone()];
-    if let Some(alt) = part.get("alternate-url")?.filter(|a| !a.trim().is_empty()) {
-        urls.push(alt.trim().to_owned());
-    }
-    let mut checksum = None;
-    for (option, algorithm) in [
-        ("md5sum", "md5"),
-        ("sha256", "sha256"),
-        ("blake3", "blake3"),
-    ] {
-        if let Some(hex) = part.get(option)?.filter(|h| !h.trim().is_empty()) {
-            let hex = hex.trim().to_lowercase();
-            let text = format!("{algorithm}:{hex}");
-            text.parse::<slapstore_store::checksum::Checksum>()
-                .map_err(|e| part.option_error(option, e.to_string()))?;
-            checksum = Some(text);
-            break;
-        }
-    }
-    match &checksum {
-        Some(c) => {
-            inputs.sources.insert("url".into(), c.clone());
-        }
-        None if is_url(&url) && !url.starts_with("file://") => {
-            if !mode.allow_unpinned {
-                return Err(part.option_error(
-                    "url",
-                    format!(
-                        "`{url}` has no checksum: add `md5sum` (or `sha256`, `blake3`), or build \
-                         with `--allow-unpinned`"
-                    ),
-                ));
-            }
-            inputs.options.insert("url".into(), url.clone());
-        }
-        None => {
-            let path = url.strip_prefix("file://").unwrap_or(&url);
-            // a local file without checksum is part of the profile only if it lies beside the
-            // profile's files (`file:///etc/shadow` would otherwise land in a world-readable
-            // store path): elsewhere it needs a checksum, as remote sources do
-            if !mode.allow_unpinned && !inside_profile_dirs(mode, path) {
-                return Err(part.option_error(
-                    "url",
-                    format!(
-                        "`{url}` has no checksum and lies outside the profile's directories: add \
-                         `md5sum` (or `sha256`, `blake3`), or build with `--allow-unpinned`"
-                    ),
-                ));
-            }
-            let bytes = std::fs::read(path)
-                .map_err(|e| part.option_error("url", format!("cannot read `{path}`: {e}")))?;
-            inputs.files.insert(
-                "url".into(),
-                format!("blake3:{}", blake3::hash(&bytes).to_hex()),
-            );
-        }
-    }
-    build.sources.push(Source {
-        role: "url".into(),
-        urls,
-        checksum,
-    });
-    Ok(())
-}
-
-/// cmmi's `patches`: `FILE[#md5]` words. A local file is checked against its MD5 now and
-/// identified by content; a remote one (`https://...#md5`) is a source identified by its
-/// checksum, fetched at build time through the download cache as `url` is.
-fn patches(
-    part: &mut Part,
-    mode: &StoreMode,
-    inputs: &mut Inputs,
-    build: &mut Build,
-) -> Result<()> {
-    let Some(text) = part.get("patches")? else {
-        return Ok(());
-    };
-    for (i, word) in text.split_whitespace().enumerate() {
-        let (file, md5sum) = match word.split_once('#') {
-            Some((f, m)) => (f, Some(m.to_lowercase()).filter(|m| !m.is_empty())),
-            None => (word, None),
-        };
-        let role = format!("patch:{i}");
-        if is_url(file) && !file.starts_with("file://") {
-            remote_patch(part, mode, inputs, build, role, file, md5sum)?;
-            continue;
-        }
-        let path = file.strip_prefix("file://").unwrap_or(file);
-        let bytes = std::fs::read(path).map_err(|e| {
-            part.option_error("patches", format!("cannot read patch `{path}`: {e}"))
-        })?;
-        if let Some(expected) = md5sum {
-            let actual = format!("{:x}", md5::Md5::digest(&bytes));
-            if actual != expected {
-                return Err(part.option_error(
-                    "patches",
-                    format!(
-                        "patch `{path}` has MD5 {actual}, not the {expected} the profile gives"
-                    ),
-                ));
-            }
-        }
-        inputs.files.insert(
-            role.clone(),
-            format!("blake3:{}", blake3::hash(&bytes).to_hex()),
-        );
-        build.files.insert(role, PathBuf::from(path));
-    }
-    Ok(())
-}
-
-/// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
-/// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.
-fn remote_patch(
-    part: &Part,
-    mode: &StoreMode,
-    inputs: &mut Inputs,
-    build: &mut Build,
-    role: String,
-    url: &str,
-    md5sum: Option<String>,
-) -> Result<()> {
-    let checksum = match md5sum {
-        Some(hex) => {
-            let text = format!("md5:{hex}");
-            text.parse::<slapstore_store::checksum::Checksum>()
-                .map_err(|e| part.option_error("patches", format!("patch `{url}`: {e}")))?;
-            inputs.sources.insert(role.clone(), text.clone());
-            Some(text)
-        }
-        None if mode.allow_unpinned => {
-            inputs.options.insert(role.clone(), url.to_owned());
-            None
-        }
-        None => {
-            return Err(part.option_error(
-                "patches",
-                format!(
-                    "patch `{url}` has no checksum: write it `{url}#MD5`, or build with \
-                     `--allow-unpinned`"
-                ),
-            ))
-        }
-    };
-    build.sources.push(Source {
-        role,
-        urls: vec![url.to_owned()],
-        checksum,
-    });
-    Ok(())
-}
-
-/// The files slapgrid runs as a release's instance profile, in the order it looks for them.
-pub const INSTANCE_PROFILES: [&str; 2] = ["instance.cfg", "template.cfg"];
-
-/// The release of a software profile (design §6): every part's output, and the instance
-/// profile — the file a template part renders to `${buildout:directory}/instance.cfg`, else to
-/// `${buildout:directory}/template.cfg` (slapgrid's order), else `[buildout] instance-profile`
-/// rendered with the software's `${...}`.
-pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivation> {
-    let Some(mode) = r.settings.store.clone() else {
-        return Err(crate::error::Error::buildout(
-            "a release is made in builds only",
-        ));
-    };
-    let b = r.section("buildout")?;
-    let directory = r.require(b, "directory")?;
-    // options of the release: the instance profile as text (a `template` part, which the
-    // frontend rendered, or `instance-profile`) or as the file a `jinja2` part renders
-    let mut instance: Option<(&str, String)> = None;
-    let mut from = None;
-    for file in INSTANCE_PROFILES {
-        let conventional = crate::pystr::path_join(&directory, file);
-        // of two parts writing the file, the one installed last leaves it
-        let last = r
-            .derivations
-            .outputs
-            .iter()
-            .filter(|(_, output)| crate::pystr::normpath(output) == conventional)
-            .map(|(&i, _)| i)
-            .max();
-        if let Some(i) = last {
-            let d = &r.derivations.list[i];
-            from = Some(format!("[{}] ({file})", d.name()));
-            instance = match (d.option("rendered-text"), d.option("output-file")) {
-                (Some(text), _) if d.recipe() == Recipe::Template => {
-                    Some(("instance-profile-text", text.to_owned()))
-                }
-                (_, Some(out)) => Some((
-                    "instance-profile-file",
-                    format!("{}/{}/{out}", mode.store_dir, d.path),
-                )),
-                _ => None,
-            };
-            break;
-        }
-    }
-    if instance.is_none() {
-        if let Some(file) = r
-            .get(b, "instance-profile", None)?
-            .filter(|f| !f.trim().is_empty())
-        {
-            let path = crate::pystr::path_join(&directory, file.trim());
-            let span = r.span_of(b, "instance-profile");
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                crate::error::Error::buildout(format!(
-                    "cannot read the instance profile `{path}`: {e}"
-                ))
-                .or_at(span)
-            })?;
-            let len = text.len();
-            let file_id = r.sources.add(path.clone(), text.clone());
-            let origin = crate::config::Origin::File(crate::source::Span::new(file_id, 0..len));
-            from = Some(format!("`{path}`"));
-            instance = Some((
-                "instance-profile-text",
-                crate::recipes::template::render(r, b, &text, &origin)?,
-            ));
-        }
-    }
-    let name = PartName::new(name).map_err(|e| crate::error::Error::buildout(e.to_string()))?;
-    let mut parts = serde_json::Map::new();
-    let mut references = BTreeSet::new();
-    for d in &r.derivations.list {
-        let path = format!("{}/{}", mode.store_dir, d.path);
-        parts.insert(d.name().to_owned(), serde_json::Value::String(path));
-        references.insert(d.path.to_string());
-    }
-    let mut options = BTreeMap::new();
-    options.insert(
-        "parts-json".to_owned(),
-        serde_json::Value::Object(parts).to_string(),
-    );
-    if let Some((key, value)) = instance {
-        options.insert(key.to_owned(), value);
-    }
-    let inputs = Inputs {
-        name,
-        recipe: Recipe::Release,
-        system: mode.system.clone(),
-        options: options
-            .iter()
-            .map(|(k, v)| (k.clone(), unplace(&mode, v)))
-            .collect(),
-        sources: BTreeMap::new(),
-        files: BTreeMap::new(),
-        references,
-    };
-    // where the instance profile comes from, for `plan` (not an input: its content is)
-    let mut build_options = options;
-    if let Some(from) = from {
-        build_options.insert(INSTANCE_PROFILE_FROM.to_owned(), from);
-    }
-    Ok(Derivation::new(
-        inputs,
-        Build {
-            options: build_options,
-            sources: Vec::new(),
-            files: BTreeMap::new(),
-        },
-    ))
-}
-
-/// The release's build option saying where its instance profile comes from: `[part] (file)`
-/// or `` `path` ``.
-pub const INSTANCE_PROFILE_FROM: &str = "instance-profile-from";
-
-/// The system string derivations are built for.
-pub fn system() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
-}
-
-/// `<directory of the profile>-release` (`examples/lua/software.cfg` → `lua-release`).
-pub fn release_name(profile: &str) -> String {
-    let path = std::path::Path::new(profile);
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let dir = abs
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
-        .unwrap_or("software");
-    format!("{dir}-release")
-}
-
-/// Whether the local file `path` (symlinks resolved) lies under a directory of the profile's
-/// files.
-fn inside_profile_dirs(mode: &StoreMode, path: &str) -> bool {
-    let Ok(real) = std::fs::canonicalize(path) else {
-        return true; // missing: reading it says so
-    };
-    mode.profile_dirs
-        .iter()
-        .any(|dir| std::fs::canonicalize(dir).is_ok_and(|d| real.starts_with(&d)))
 }
 
 #[cfg(test)]
