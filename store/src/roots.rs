@@ -131,17 +131,18 @@ pub fn live_temp_roots(store: &Store) -> Result<Vec<(u32, BTreeSet<String>)>> {
         else {
             continue;
         };
-        if pid != me {
-            let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
-                continue;
-            };
-            if file.try_lock().is_ok() {
-                // nobody holds it: its process is gone
-                let _ = fs::remove_file(&path);
-                continue;
-            }
+        // gone since the listing: its process exited, and its roots with it
+        let Ok(mut file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        if pid != me && file.try_lock().is_ok() {
+            // nobody holds it: its process is gone
+            let _ = fs::remove_file(&path);
+            continue;
         }
-        let text = fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+        // read through the open file: its process may remove it as it exits, after the lock test
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(|e| io_error(&path, e))?;
         out.push((pid, text.lines().map(str::to_owned).collect()));
     }
     Ok(out)
