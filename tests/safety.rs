@@ -248,6 +248,39 @@ fn a_download_that_drips_is_cut_off_at_its_deadline() {
 }
 
 #[test]
+fn a_substituter_that_drips_is_cut_off_and_the_build_goes_on() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let port = slow_server();
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = x\n[x]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out && echo built > $out/x\n",
+    );
+    let started = std::time::Instant::now();
+    let out = r.run(&[
+        "--download-timeout",
+        "2",
+        "--substituter",
+        &format!("http://127.0.0.1:{port}"),
+        "--trusted-key",
+        "k:IiF+kvZfdYB6YJZFFbDfmEwl0awND7kSiynfmjauZBw=",
+        "build",
+        "software.cfg",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // the cache is said unusable once, then the build goes on without it
+    assert_eq!(
+        out.stderr.matches("deadline of 2 s").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert_eq!(r.entries().len(), 2, "{:?}", r.entries());
+}
+
+#[test]
 fn an_unpinned_local_file_outside_the_profile_is_refused() {
     let env = TestEnv::new();
     let r = Root::new(&env);

@@ -328,18 +328,7 @@ impl Context<'_> {
         software: &str,
         parameters: &Parameters,
     ) -> Result<UpgradePreview> {
-        let current = {
-            let db = self.store.db();
-            let instance = db
-                .instance(name.as_str())?
-                .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
-            db.generations(name.as_str())?
-                .into_iter()
-                .find(|g| g.number == instance.current)
-                .ok_or_else(|| {
-                    InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
-                })?
-        };
+        let current = self.current_generation(name)?;
         let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let (release, to_build) = if self.names_store_path(software) {
@@ -453,22 +442,25 @@ impl Context<'_> {
         Ok((current, generations))
     }
 
+    /// The row of `name`'s current generation.
+    fn current_generation(&self, name: &InstanceName) -> Result<GenerationRow> {
+        let db = self.store.db();
+        let instance = db
+            .instance(name.as_str())?
+            .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+        db.generations(name.as_str())?
+            .into_iter()
+            .find(|g| g.number == instance.current)
+            .ok_or_else(|| {
+                InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
+            })
+    }
+
     /// Makes the partition show the recorded current generation, finishing a switch that an
     /// operation killed after its commit left undone; nothing is done when it shows it. Whether
     /// it switched.
     fn sync_partition(&self, name: &InstanceName) -> Result<bool> {
-        let current = {
-            let db = self.store.db();
-            let instance = db
-                .instance(name.as_str())?
-                .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
-            db.generations(name.as_str())?
-                .into_iter()
-                .find(|g| g.number == instance.current)
-                .ok_or_else(|| {
-                    InstanceError::Usage(format!("`{}` has no current generation", name.as_str()))
-                })?
-        };
+        let current = self.current_generation(name)?;
         let path = StorePath::parse(&current.path).map_err(StoreError::from)?;
         let output = self.store.path_of(&path);
         let partition = self.partition(name);

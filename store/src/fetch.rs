@@ -366,11 +366,11 @@ impl Fetcher {
     fn get(&self, url: &str) -> Result<Box<dyn Read>, FetchError> {
         let started = std::time::Instant::now();
         match self.agent.get(url).call() {
-            Ok(response) if (200..300).contains(&response.status()) => Ok(Box::new(Deadline {
-                inner: response.into_reader(),
+            Ok(response) if (200..300).contains(&response.status()) => Ok(Box::new(Deadline::new(
+                response.into_reader(),
                 started,
-                limit: self.deadline,
-            })),
+                self.deadline,
+            ))),
             Ok(response) => Err(FetchError::Http {
                 url: url.into(),
                 status: response.status(),
@@ -391,10 +391,21 @@ impl Fetcher {
 
 /// A body that fails with `TimedOut` once `limit` has passed since `started` (checked at each
 /// read, and a read returns at least every [`READ_TIMEOUT`], or as soon as a byte comes).
-struct Deadline<R> {
+pub struct Deadline<R> {
     inner: R,
     started: std::time::Instant,
     limit: Duration,
+}
+
+impl<R> Deadline<R> {
+    /// `inner`, which must be read to its end within `limit` of `started` (the request's start).
+    pub fn new(inner: R, started: std::time::Instant, limit: Duration) -> Deadline<R> {
+        Deadline {
+            inner,
+            started,
+            limit,
+        }
+    }
 }
 
 impl<R: Read> Read for Deadline<R> {
@@ -403,7 +414,7 @@ impl<R: Read> Read for Deadline<R> {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "the download took longer than its deadline of {} s                      (`--download-timeout`)",
+                    "the download took longer than its deadline of {} s (`--download-timeout`)",
                     self.limit.as_secs_f64()
                 ),
             ));

@@ -241,11 +241,10 @@ fn substituter(
     if keys.is_empty() {
         report::warn("substituters without a trusted key: nothing they serve can be used");
     }
-    Ok(Some(slapstore_store::cache::Substituter::new(
-        urls,
-        keys,
-        &store.store_dir(),
-    )))
+    Ok(Some(
+        slapstore_store::cache::Substituter::new(urls, keys, &store.store_dir())
+            .deadline(args.download_deadline()),
+    ))
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.

@@ -51,6 +51,8 @@ pub struct Substituter {
     trusted: Vec<PublicKey>,
     store_dir: String,
     agent: ureq::Agent,
+    /// The total deadline of one download (a cache that drips a byte at a time is cut off).
+    deadline: Duration,
 }
 
 /// What a cache says of itself (`slapstore-cache.json`).
@@ -85,7 +87,14 @@ impl Substituter {
                 .timeout_connect(Duration::from_secs(10))
                 .timeout_read(Duration::from_secs(60))
                 .build(),
+            deadline: crate::fetch::DOWNLOAD_DEADLINE,
         }
+    }
+
+    /// The total deadline of each download from a cache (`--download-timeout`).
+    pub fn deadline(mut self, deadline: Duration) -> Substituter {
+        self.deadline = deadline;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -304,8 +313,13 @@ impl Substituter {
     /// Opens a URL (`http(s)://`, `file://`, or a path); `None` if it does not exist.
     fn open(&self, url: &str) -> Result<Option<Box<dyn Read + Send>>, CacheError> {
         if is_http(url) {
+            let started = std::time::Instant::now();
             match self.agent.get(url).call() {
-                Ok(resp) => Ok(Some(Box::new(resp.into_reader()))),
+                Ok(resp) => Ok(Some(Box::new(crate::fetch::Deadline::new(
+                    resp.into_reader(),
+                    started,
+                    self.deadline,
+                )))),
                 Err(ureq::Error::Status(404 | 410, _)) => Ok(None),
                 Err(ureq::Error::Status(code, _)) => Err(CacheError::Fetch {
                     url: url.to_owned(),
