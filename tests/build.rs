@@ -668,7 +668,14 @@ fn processes_in_group(pgid: &str) -> Vec<String> {
 
 #[test]
 fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
-    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+    let build: &[&str] = &["build", "software.cfg"];
+    // `instance create` builds the release first: it stops the same way
+    let create: &[&str] = &["instance", "create", "x", "--software", "software.cfg"];
+    for (command, signal, code) in [
+        (build, "INT", 130),
+        (build, "TERM", 143),
+        (create, "INT", 130),
+    ] {
         let env = TestEnv::new();
         let store = Root::new(&env);
         let marker = env.path().join("started");
@@ -682,7 +689,8 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
         );
         let root = store.root.to_string_lossy().into_owned();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
-            .args(["--root", &root, "build", "software.cfg"])
+            .args(["--root", &root])
+            .args(command)
             .current_dir(env.path())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -198,9 +198,33 @@ fn fail(e: InstanceError) -> i32 {
 }
 
 pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
-    match run_inner(store_args, args) {
+    // create and upgrade build the release first: Ctrl-C and SIGTERM stop those builds as they
+    // stop `build`'s (`interrupts.rs`)
+    let builds = matches!(
+        args.command,
+        InstanceCommand::Create { .. } | InstanceCommand::Upgrade { .. }
+    );
+    let interrupts = if builds {
+        match super::interrupts::Interrupts::install() {
+            Ok(i) => Some(i),
+            Err(e) => return report::failure(&format!("cannot handle interruptions: {e}")),
+        }
+    } else {
+        None
+    };
+    let code = match run_inner(store_args, args) {
         Ok(code) => code,
         Err(code) => code,
+    };
+    match interrupts.and_then(|i| i.finish()) {
+        Some(signal_code) => {
+            report::error_line(
+                "interrupted: the builds running were killed and their partial outputs removed",
+                None,
+            );
+            signal_code
+        }
+        None => code,
     }
 }
 
