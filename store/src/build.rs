@@ -265,7 +265,7 @@ impl Graph {
 
 /// Whether a recipe writes at the output's final path (see the module docs).
 fn builds_in_place(recipe: Recipe) -> bool {
-    matches!(recipe, Recipe::Cmmi | Recipe::Shell)
+    matches!(recipe, Recipe::Cmmi | Recipe::Shell | Recipe::Egg)
 }
 
 /// Builds one derivation unless it is valid; `Ok(true)` if this call built it.
