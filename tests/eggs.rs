@@ -303,6 +303,11 @@ fn a_wrong_pin_fails_the_build_and_registers_nothing() {
     let out = store.run(&["build", "--offline", "software.cfg"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("part `tools`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("egg `six` is pinned at `9.9.9`"),
+        "{}",
+        out.stderr
+    );
     let log = store.run(&["log", "tools"]).stdout;
     assert!(log.contains("six==9.9.9"), "{log}");
     assert!(!store.entries().iter().any(|e| e.ends_with("-tools")));

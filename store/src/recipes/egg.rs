@@ -137,7 +137,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         shell_quote(&con_file.display().to_string()),
         shell_quote(&req_file.display().to_string()),
     );
-    ctx.shell("install", &script, &work, &env)?;
+    if let Err(e) = ctx.shell("install", &script, &work, &env) {
+        return Err(missing_pin(ctx, &eggs, &pins, &links).unwrap_or(e));
+    }
     // pip's own scripts (`lib/bin`) know nothing of `lib`: the part's are in `bin`
     let pip_bin = lib.join("bin");
     if pip_bin.is_dir() {
@@ -265,6 +267,73 @@ pub fn keep_distribution(dists: &Path, file: &Path) -> std::io::Result<bool> {
     tmp.as_file().sync_all()?;
     tmp.persist(&dest).map_err(|e| e.error)?;
     Ok(true)
+}
+
+/// After a failed install, the first requested egg whose pin no file of `links` (the cache's
+/// `dists/` and the local `find-links`) offers, as an error naming the egg and its pin: pip's
+/// own message is only in the log.
+fn missing_pin(
+    ctx: &Context,
+    eggs: &[String],
+    pins: &Pins,
+    links: &[String],
+) -> Option<StoreError> {
+    let mut files = Vec::new();
+    for dir in links {
+        if let Ok(entries) = fs::read_dir(dir) {
+            files.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+    }
+    eggs.iter().find_map(|egg| {
+        let name = project_name(egg);
+        let (_, version) = pins.pins.get(&normalise(name))?;
+        if version.starts_with(['<', '>', '=', '!', '~']) {
+            return None;
+        }
+        let offered = files.iter().any(|f| {
+            let (stem, v) = split_file_name(f);
+            normalise(stem) == normalise(name) && v == version
+        });
+        (!offered).then(|| StoreError::Recipe {
+            part: ctx.part(),
+            message: format!(
+                "egg `{name}` is pinned at `{version}` by the versions section, and no \
+                 distribution of it at that version is in {}{}: fix the pin, or add the \
+                 file (`slapstore add-source FILE`)",
+                links
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if ctx.fetcher.is_offline() {
+                    " (offline)"
+                } else {
+                    " or on the index"
+                },
+            ),
+        })
+    })
+}
+
+/// A distribution file's project name and version: `six-1.16.0-py2.py3-none-any.whl` and
+/// `six-1.16.0.tar.gz` both give `("six", "1.16.0")`.
+fn split_file_name(file: &str) -> (&str, &str) {
+    let stem = [".whl", ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz"]
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))
+        .unwrap_or(file);
+    if file.ends_with(".whl") {
+        // a wheel's name has its `-` escaped: name, version, then tags
+        let mut pieces = stem.splitn(3, '-');
+        (pieces.next().unwrap_or(stem), pieces.next().unwrap_or(""))
+    } else {
+        // an sdist's name may hold `-`: the version is after the last one
+        stem.rsplit_once('-').unwrap_or((stem, ""))
+    }
 }
 
 /// One installed distribution, from pip's installation report.
@@ -546,6 +615,19 @@ mod tests {
                 ("b".to_owned(), "n.o:p [x]".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn distribution_file_names() {
+        assert_eq!(
+            split_file_name("six-1.16.0-py2.py3-none-any.whl"),
+            ("six", "1.16.0")
+        );
+        assert_eq!(
+            split_file_name("zope.interface-5.4.0.tar.gz"),
+            ("zope.interface", "5.4.0")
+        );
+        assert_eq!(split_file_name("my-pkg-1.0.zip"), ("my-pkg", "1.0"));
     }
 
     #[test]
