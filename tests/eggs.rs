@@ -205,7 +205,14 @@ fn pinned_wheels_install_offline_from_the_download_cache_with_working_scripts() 
     let text = run(&format!("{out}/bin/py"), &["-c", code]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "1.16.0");
-    assert!(lines[1].starts_with(&format!("{out}/lib/")), "{}", lines[1]);
+    // six in a store path of its own
+    let store_dir = store.root.join("store").display().to_string();
+    assert!(
+        lines[1].starts_with(&format!("{store_dir}/")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("-six-1.16.0/six.py"), "{}", lines[1]);
     assert_eq!(lines[2], "from-initialization");
     assert_eq!(lines[3], "False", "host site-packages on the path");
     // what was installed, from which file, with its SHA-256
@@ -214,6 +221,10 @@ fn pinned_wheels_install_offline_from_the_download_cache_with_working_scripts() 
         manifest.contains("six 1.16.0 six-1.16.0-py2.py3-none-any.whl sha256:"),
         "{manifest}"
     );
+    // the part refers to each distribution's path (found by scanning)
+    let refs = store.ok(&["path-info", "--json", &out]);
+    assert!(refs.contains("-six-1.16.0"), "{refs}");
+    assert!(refs.contains("-pycodestyle-2.11.1"), "{refs}");
     assert!(manifest.contains("pycodestyle 2.11.1 "), "{manifest}");
     // read-only and verified like every output
     store.ok(&["verify"]);
@@ -311,4 +322,61 @@ fn a_wrong_pin_fails_the_build_and_registers_nothing() {
     let log = store.run(&["log", "tools"]).stdout;
     assert!(log.contains("six==9.9.9"), "{log}");
     assert!(!store.entries().iter().any(|e| e.ends_with("-tools")));
+}
+
+#[test]
+fn parts_and_profiles_share_one_store_path_per_distribution_and_gc_deletes_it_when_unreached() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let files = wheels();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    // one profile, two parts, both with six; another profile with six alone
+    let two = "[buildout]\nparts = tools other\n[versions]\npycodestyle = 2.11.1\nsix = 1.16.0\n\
+               [tools]\nrecipe = zc.recipe.egg\neggs =\n  pycodestyle\n  six\n\
+               [other]\nrecipe = zc.recipe.egg:eggs\neggs = six\n";
+    env.write("a/software.cfg", two);
+    env.write(
+        "b/software.cfg",
+        "[buildout]\nparts = libs\n[versions]\nsix = 1.16.0\n\
+         [libs]\nrecipe = zc.recipe.egg\neggs = six\ninterpreter = py\n",
+    );
+    for profile in ["a/software.cfg", "b/software.cfg"] {
+        let out = store.run(&["build", "--offline", profile]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let sixes: Vec<String> = store
+        .entries()
+        .into_iter()
+        .filter(|e| e.ends_with("-six-1.16.0"))
+        .collect();
+    assert_eq!(sixes.len(), 1, "{:?}", store.entries());
+    let pycodestyle = |store: &Root| {
+        store
+            .entries()
+            .iter()
+            .any(|e| e.ends_with("-pycodestyle-2.11.1"))
+    };
+    assert!(pycodestyle(&store));
+    // profile `a` removed: pycodestyle is reached by nothing, six still by `b`
+    store.ok(&["software", "remove", "a/software.cfg"]);
+    store.ok(&["gc"]);
+    assert!(!pycodestyle(&store), "{:?}", store.entries());
+    assert!(
+        store.entries().iter().any(|e| e.ends_with("-six-1.16.0")),
+        "{:?}",
+        store.entries()
+    );
+    let libs = store
+        .entries()
+        .into_iter()
+        .find(|e| e.ends_with("-libs"))
+        .expect("libs");
+    let py = store.root.join("store").join(libs).join("bin/py");
+    let text = run(
+        &py.display().to_string(),
+        &["-c", "import six; print(six.__version__)"],
+    );
+    assert_eq!(text.trim(), "1.16.0");
 }

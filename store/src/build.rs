@@ -415,14 +415,18 @@ fn prepare<'a>(
             log: &mut log,
             log_path: log_path.clone(),
             fetcher,
+            store,
+            added: Vec::new(),
         };
         fs::create_dir_all(&ctx.scratch).map_err(|e| io_error(&ctx.scratch, e))?;
         recipes::run(&mut ctx)?;
+        let added = std::mem::take(&mut ctx.added);
         if !out.exists() {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
         }
-        let candidates = Candidates::new(candidates(store, drv)?);
-        output::finish(&out, &candidates)
+        let mut candidates = candidates(store, drv)?;
+        candidates.extend(added);
+        output::finish(&out, &Candidates::new(candidates))
     })();
     // a build that logged nothing (a generation) leaves no empty log behind
     if result.is_ok() && log.metadata().is_ok_and(|m| m.len() == 0) {

@@ -1,7 +1,8 @@
 //! `egg` (`zc.recipe.egg`, `:scripts`, `:eggs`): installs the part's distributions at the pins of
-//! its versions section with the interpreter's own `pip`, into `<out>/lib`, then writes the
-//! console scripts (and `interpreter`) into `<out>/bin`, their `sys.path` naming `<out>/lib` so
-//! that reference scanning finds what they use. `:custom` and `:develop` parts plan but are
+//! its versions section with the interpreter's own `pip` into a scratch directory, makes each
+//! distribution a store path of its own, shared by every part that installs the same one
+//! (`egg_split.rs`), then writes the console scripts (and `interpreter`) into `<out>/bin`, their
+//! `sys.path` naming those paths so that reference scanning finds what they use. `:custom` and `:develop` parts plan but are
 //! refused here with a clear error (docs/eggs.md says what is left).
 //!
 //! Downloads happen here only, never at plan time: online, `pip download` fetches the closure
@@ -126,12 +127,12 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         ctx.shell("download", &script, &work, &env)?;
         keep_downloads(ctx, &download, &dists)?;
     }
-    let lib = ctx.out.join("lib");
+    let target = ctx.scratch.join("target");
     let report = ctx.scratch.join("report.json");
     let script = format!(
         "{py} -s -m pip install --isolated --no-index --no-compile --target {} --report {}{}{binary} \
          -c {} -r {}",
-        shell_quote(&lib.display().to_string()),
+        shell_quote(&target.display().to_string()),
         shell_quote(&report.display().to_string()),
         quoted(&links),
         shell_quote(&con_file.display().to_string()),
@@ -140,16 +141,18 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     if let Err(e) = ctx.shell("install", &script, &work, &env) {
         return Err(missing_pin(ctx, &eggs, &pins, &links).unwrap_or(e));
     }
-    // pip's own scripts (`lib/bin`) know nothing of `lib`: the part's are in `bin`
-    let pip_bin = lib.join("bin");
+    // pip's own scripts (`bin`) know nothing of the part's paths: the part's are made below
+    let pip_bin = target.join("bin");
     if pip_bin.is_dir() {
         fs::remove_dir_all(&pip_bin).map_err(|e| io_error(&pip_bin, e))?;
     }
-    let installed = read_report(ctx, &report)?;
+    let mut installed = read_report(ctx, &report)?;
     check_picked(ctx, &pins, &installed, allow_picked, show_picked)?;
+    let paths = super::egg_split::share(ctx, &target, &mut installed)?;
+    fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
     write_manifest(ctx, &installed)?;
     if entry == "scripts" {
-        scripts(ctx, &python, &lib, &eggs, &installed)?;
+        scripts(ctx, &python, &paths, &eggs, &installed)?;
     }
     Ok(())
 }
@@ -199,7 +202,7 @@ impl Pins {
 }
 
 /// PEP 503's normalised name: lowercase, runs of `-`, `_`, `.` as one `-`.
-fn normalise(name: &str) -> String {
+pub(super) fn normalise(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut sep = false;
     for c in name.chars() {
@@ -337,11 +340,13 @@ fn split_file_name(file: &str) -> (&str, &str) {
 }
 
 /// One installed distribution, from pip's installation report.
-struct Installed {
-    name: String,
-    version: String,
+pub(super) struct Installed {
+    pub name: String,
+    pub version: String,
     url: String,
     sha256: Option<String>,
+    /// Its store path, once shared; `None` while in the part's own `lib`.
+    pub path: Option<PathBuf>,
 }
 
 fn read_report(ctx: &Context, report: &Path) -> Result<Vec<Installed>> {
@@ -368,6 +373,7 @@ fn read_report(ctx: &Context, report: &Path) -> Result<Vec<Installed>> {
             sha256: info["archive_info"]["hashes"]["sha256"]
                 .as_str()
                 .map(str::to_owned),
+            path: None,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -406,14 +412,23 @@ fn check_picked(
     Ok(())
 }
 
-/// `<out>/.slapstore-eggs`: each installed distribution, its version, the file it came from and
-/// that file's SHA-256 (for a future lock file).
+/// `<out>/.slapstore-eggs`: each installed distribution, its version, the file it came from,
+/// that file's SHA-256 (for a future lock file) and where it is (its store path, or `lib`).
 fn write_manifest(ctx: &Context, installed: &[Installed]) -> Result<()> {
     let mut text = String::new();
     for i in installed {
         let file = i.url.rsplit('/').next().unwrap_or_default();
         let sha = i.sha256.as_deref().unwrap_or("-");
-        writeln!(text, "{} {} {} sha256:{sha}", i.name, i.version, file).ok();
+        let path = i
+            .path
+            .as_deref()
+            .map_or("lib".into(), |p| p.display().to_string());
+        writeln!(
+            text,
+            "{} {} {} sha256:{sha} {path}",
+            i.name, i.version, file
+        )
+        .ok();
     }
     let path = ctx.out.join(".slapstore-eggs");
     fs::write(&path, text).map_err(|e| io_error(&path, e))
@@ -424,7 +439,7 @@ fn write_manifest(ctx: &Context, installed: &[Installed]) -> Result<()> {
 fn scripts(
     ctx: &mut Context,
     python: &str,
-    lib: &Path,
+    paths: &[PathBuf],
     eggs: &[String],
     installed: &[Installed],
 ) -> Result<()> {
@@ -435,19 +450,21 @@ fn scripts(
         eggs.iter().map(|e| normalise(project_name(e))).collect()
     };
     let mut entry_points: BTreeMap<String, String> = BTreeMap::new();
-    for entry in fs::read_dir(lib).map_err(|e| io_error(lib, e))? {
-        let entry = entry.map_err(|e| io_error(lib, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".dist-info") else {
-            continue;
-        };
-        let project = stem.rsplit_once('-').map_or(stem, |(n, _)| n);
-        if !wanted.contains(&normalise(project)) {
-            continue;
-        }
-        let file = entry.path().join("entry_points.txt");
-        if let Ok(text) = fs::read_to_string(&file) {
-            entry_points.extend(console_scripts(&text));
+    for dir in paths {
+        for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+            let entry = entry.map_err(|e| io_error(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".dist-info") else {
+                continue;
+            };
+            let project = stem.rsplit_once('-').map_or(stem, |(n, _)| n);
+            if !wanted.contains(&normalise(project)) {
+                continue;
+            }
+            let file = entry.path().join("entry_points.txt");
+            if let Ok(text) = fs::read_to_string(&file) {
+                entry_points.extend(console_scripts(&text));
+            }
         }
     }
     for word in ctx.option("entry-points").unwrap_or("").split_whitespace() {
@@ -468,7 +485,7 @@ fn scripts(
             })
             .collect()
     });
-    let mut paths = vec![lib.display().to_string()];
+    let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     paths.extend(
         ctx.option("extra-paths")
             .unwrap_or("")

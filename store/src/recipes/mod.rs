@@ -8,6 +8,7 @@
 mod cmmi;
 mod download;
 mod egg;
+mod egg_split;
 mod generation;
 mod release;
 mod shell;
@@ -56,6 +57,11 @@ pub struct Context<'a> {
     pub log: &'a mut fs::File,
     pub log_path: PathBuf,
     pub fetcher: &'a Fetcher,
+    /// The store, for builders that add content-addressed paths of their own (eggs).
+    pub store: &'a crate::Store,
+    /// Paths the builder added to the store (rooted by the adding): candidates of the output's
+    /// reference scan besides the derivation's closure.
+    pub added: Vec<crate::StorePath>,
 }
 
 /// Builds `ctx.drv` into `ctx.out`.
