@@ -380,3 +380,53 @@ fn parts_and_profiles_share_one_store_path_per_distribution_and_gc_deletes_it_wh
     );
     assert_eq!(text.trim(), "1.16.0");
 }
+
+#[test]
+fn a_develop_part_installs_its_local_tree_as_a_store_path_leaving_the_tree_alone() {
+    let env = TestEnv::new();
+    env.write(
+        "src/setup.py",
+        "from setuptools import setup\nsetup(name='hello-dev', version='0.1', \
+         py_modules=['hello_dev'])\n",
+    );
+    env.write(
+        "src/hello_dev.py",
+        "def main():\n    print('hello from develop')\n",
+    );
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = dev\n[dev]\nrecipe = zc.recipe.egg:develop\n\
+         setup = ${buildout:directory}/src\n",
+    );
+    let store = Root::new(&env);
+    let out = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("json");
+    let dev = json["parts"]["dev"].as_str().expect("dev");
+    let manifest = std::fs::read_to_string(format!("{dev}/.slapstore-eggs")).expect("manifest");
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("hello-dev 0.1 "))
+        .unwrap_or_else(|| panic!("{manifest}"));
+    let path = line.rsplit(' ').next().expect("path");
+    assert!(path.ends_with("-hello-dev-0.1"), "{line}");
+    let code =
+        format!("import sys; sys.path.insert(0, '{path}'); import hello_dev; hello_dev.main()");
+    let text = run("/usr/bin/python3", &["-S", "-c", &code]);
+    assert_eq!(text.trim(), "hello from develop");
+    // the profile's tree is as it was: built from a copy
+    let mut names: Vec<String> = std::fs::read_dir(env.path().join("src"))
+        .expect("src")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["hello_dev.py", "setup.py"]);
+    // nothing of the scratch copy's location in the shared path
+    let record = std::fs::read_dir(path)
+        .expect("dist")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().ends_with(".dist-info"))
+        .expect("dist-info");
+    assert!(!record.join("direct_url.json").exists());
+    assert!(!record.join("REQUESTED").exists());
+}

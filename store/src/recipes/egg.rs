@@ -28,13 +28,12 @@ pub const DISTS_DIR: &str = "dists";
 pub fn build(ctx: &mut Context) -> Result<()> {
     ctx.prepare_scratch()?;
     let entry = ctx.option("egg-entry").unwrap_or("scripts").to_owned();
-    if entry == "custom" || entry == "develop" {
+    if entry == "custom" {
         return Err(StoreError::Recipe {
             part: ctx.part(),
-            message: format!(
-                "`zc.recipe.egg:{entry}` parts plan but slapstore does not build them yet \
-                 (docs/eggs.md)"
-            ),
+            message: "`zc.recipe.egg:custom` parts plan but slapstore does not build them yet \
+                      (docs/eggs.md)"
+                .into(),
         });
     }
     let python = ctx
@@ -43,7 +42,10 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         .trim()
         .to_owned();
     let pins = Pins::parse(ctx.option("versions").unwrap_or(""));
+    let develop = entry == "develop";
     let eggs: Vec<String> = match ctx.drv.option("eggs") {
+        // `:develop` installs its `setup` tree (a copy: building writes into the tree)
+        _ if develop => vec![develop_tree(ctx)?.display().to_string()],
         Some(text) => text
             .lines()
             .map(str::trim)
@@ -59,7 +61,11 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     let mut requirements = String::new();
     for egg in &eggs {
         let name = project_name(egg);
-        if !allow_picked && !has_specifier(egg) && !pins.pins.contains_key(&normalise(name)) {
+        if !develop
+            && !allow_picked
+            && !has_specifier(egg)
+            && !pins.pins.contains_key(&normalise(name))
+        {
             return Err(StoreError::Recipe {
                 part: ctx.part(),
                 message: format!(
@@ -103,6 +109,13 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         format!(" --only-binary {}", shell_quote(&names.join(",")))
     };
     let py = shell_quote(&python);
+    // a local tree is built with the interpreter's own setuptools: offline, no build
+    // dependency can be fetched into an isolated build environment
+    let binary = if develop {
+        format!("{binary} --no-build-isolation")
+    } else {
+        binary
+    };
     let quoted = |v: &[String]| {
         v.iter()
             .map(|l| format!(" --find-links {}", shell_quote(l)))
@@ -155,6 +168,21 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         scripts(ctx, &python, &paths, &eggs, &installed)?;
     }
     Ok(())
+}
+
+/// `:develop`'s `setup` tree, copied into the scratch directory.
+fn develop_tree(ctx: &mut Context) -> Result<PathBuf> {
+    let tree = ctx
+        .drv
+        .build
+        .files
+        .get("setup")
+        .cloned()
+        .ok_or_else(|| ctx.bad_option("setup", "a `:develop` part needs a `setup` tree"))?;
+    let copy = ctx.scratch.join("develop-src");
+    ctx.note(&format!("copying the `setup` tree `{}`", tree.display()))?;
+    super::cmmi::copy_tree(&tree, &copy)?;
+    Ok(copy)
 }
 
 /// The `[versions]` pins, by normalised name: the version (a `:whl` suffix removed) and which

@@ -6,9 +6,9 @@
 //! refers to it.
 //!
 //! Invariants:
-//! - a shared tree holds only what pip wrote for that distribution, minus `REQUESTED` (whose
-//!   presence says which part asked for it, not what it is): the same wheel gives the same
-//!   content, hence the same path;
+//! - a shared tree holds only what pip wrote for that distribution, minus `REQUESTED` and
+//!   `direct_url.json` (which say who asked for it and from where, not what it is): the same
+//!   wheel gives the same content, hence the same path;
 //! - a distribution whose files mention the store directory (compiled against a store-built
 //!   library, say) is not shared: its references would be lost by a content-addressed add, so
 //!   it stays in the part's own `<out>/lib`, scanned with the part's output; so does any file
@@ -48,7 +48,11 @@ pub(super) fn share(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let requested = format!("{info_name}/REQUESTED");
+        // who asked for it, and from where (a `:develop` tree's scratch copy): not what it is
+        let dropped = [
+            format!("{info_name}/REQUESTED"),
+            format!("{info_name}/direct_url.json"),
+        ];
         let files: Vec<String> = record
             .lines()
             .filter_map(record_path_of)
@@ -68,7 +72,7 @@ pub(super) fn share(
         let tree = split.join(format!("{}-{}", dist.name, dist.version));
         for file in &files {
             let from = target.join(file);
-            if *file == requested {
+            if dropped.contains(file) {
                 fs::remove_file(&from).map_err(|e| io_error(&from, e))?;
                 continue;
             }
@@ -80,7 +84,7 @@ pub(super) fn share(
         }
         let kept: String = record
             .lines()
-            .filter(|l| record_path_of(l).as_deref() != Some(requested.as_str()))
+            .filter(|l| record_path_of(l).is_none_or(|p| !dropped.contains(&p)))
             .map(|l| format!("{l}\n"))
             .collect();
         let record_to = tree.join(&info_name).join("RECORD");
