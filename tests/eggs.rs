@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::common::{repo_root, Root, TestEnv};
 
+/// `sha256sum tests/fixtures/eggs/six-1.16.0-py2.py3-none-any.whl`
+const SIX_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
+
 fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures/eggs")
 }
@@ -218,7 +221,9 @@ fn pinned_wheels_install_offline_from_the_download_cache_with_working_scripts() 
     // what was installed, from which file, with its SHA-256
     let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
     assert!(
-        manifest.contains("six 1.16.0 six-1.16.0-py2.py3-none-any.whl sha256:"),
+        manifest.contains(&format!(
+            "six 1.16.0 six-1.16.0-py2.py3-none-any.whl sha256:{SIX_SHA256} "
+        )),
         "{manifest}"
     );
     // the part refers to each distribution's path (found by scanning)
@@ -429,4 +434,61 @@ fn a_develop_part_installs_its_local_tree_as_a_store_path_leaving_the_tree_alone
         .expect("dist-info");
     assert!(!record.join("direct_url.json").exists());
     assert!(!record.join("REQUESTED").exists());
+}
+
+#[test]
+fn a_custom_part_compiles_its_c_extension_from_the_sdist_with_its_build_options() {
+    let env = TestEnv::new();
+    // a real sdist with a C extension that compiles only with `include-dirs` and `define`
+    env.write(
+        "greet-ext-1.0/setup.py",
+        "from setuptools import setup, Extension\nsetup(name='greet-ext', version='1.0', \
+         ext_modules=[Extension('greet_ext', ['greet.c'])])\n",
+    );
+    env.write(
+        "greet-ext-1.0/greet.c",
+        "#include <Python.h>\n#include \"greeting.h\"\n#ifndef LOUD\n#error LOUD not defined\n#endif\n\
+         static PyObject *hello(PyObject *s, PyObject *a) { return PyUnicode_FromString(GREETING); }\n\
+         static PyMethodDef m[] = {{\"hello\", hello, METH_NOARGS, 0}, {0}};\n\
+         static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"greet_ext\", 0, -1, m};\n\
+         PyMODINIT_FUNC PyInit_greet_ext(void) { return PyModule_Create(&d); }\n",
+    );
+    env.write("headers/greeting.h", "#define GREETING \"hello from C\"\n");
+    std::fs::create_dir(env.path().join("links")).expect("links");
+    let tar = Command::new("tar")
+        .args(["czf", "links/greet-ext-1.0.tar.gz", "greet-ext-1.0"])
+        .current_dir(env.path())
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let profile = "[buildout]\nparts = ext\nfind-links = ${buildout:directory}/links\n\
+                   [versions]\ngreet-ext = 1.0\n[ext]\nrecipe = zc.recipe.egg:custom\n\
+                   egg = greet-ext\ninclude-dirs = headers\ndefine = LOUD\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    let out = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("json");
+    let ext = json["parts"]["ext"].as_str().expect("ext");
+    let manifest = std::fs::read_to_string(format!("{ext}/.slapstore-eggs")).expect("manifest");
+    let path = manifest
+        .lines()
+        .find(|l| l.starts_with("greet-ext 1.0 greet-ext-1.0.tar.gz sha256:"))
+        .filter(|l| !l.contains("sha256:- "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{manifest}"))
+        .to_owned();
+    let code = format!(
+        "import sys; sys.path.insert(0, '{path}'); import greet_ext; print(greet_ext.hello())"
+    );
+    let text = run("/usr/bin/python3", &["-S", "-c", &code]);
+    assert_eq!(text.trim(), "hello from C");
+
+    // without the define the compilation fails, naming the part
+    env.write("software.cfg", &profile.replace("define = LOUD\n", ""));
+    let out = store.run(&["build", "--offline", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("part `ext`"), "{}", out.stderr);
+    let log = store.run(&["log", "ext"]).stdout;
+    assert!(log.contains("LOUD not defined"), "{log}");
 }

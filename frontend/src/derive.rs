@@ -25,7 +25,7 @@ use crate::recipes::Part;
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
     (slapos.recipe.template), `jinja2` (slapos.recipe.template:jinja2) and `egg` (zc.recipe.egg, \
-    `:scripts`, `:eggs`, `:develop`; `:custom` plans but does not build yet)";
+    `:scripts`, `:eggs`, `:custom`, `:develop`)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";

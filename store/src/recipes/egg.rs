@@ -1,9 +1,10 @@
-//! `egg` (`zc.recipe.egg`, `:scripts`, `:eggs`): installs the part's distributions at the pins of
+//! `egg` (`zc.recipe.egg`, `:scripts`, `:eggs`, `:custom`, `:develop`): installs the part's distributions at the pins of
 //! its versions section with the interpreter's own `pip` into a scratch directory, makes each
 //! distribution a store path of its own, shared by every part that installs the same one
 //! (`egg_split.rs`), then writes the console scripts (and `interpreter`) into `<out>/bin`, their
-//! `sys.path` naming those paths so that reference scanning finds what they use. `:custom` and `:develop` parts plan but are
-//! refused here with a clear error (docs/eggs.md says what is left).
+//! `sys.path` naming those paths so that reference scanning finds what they use. `:develop`
+//! installs a copy of its `setup` tree; `:custom` builds its egg from the sdist with the part's
+//! `build_ext` options as compiler flags.
 //!
 //! Downloads happen here only, never at plan time: online, `pip download` fetches the closure
 //! into a scratch directory whose files are then moved, under their own names, into the
@@ -28,14 +29,6 @@ pub const DISTS_DIR: &str = "dists";
 pub fn build(ctx: &mut Context) -> Result<()> {
     ctx.prepare_scratch()?;
     let entry = ctx.option("egg-entry").unwrap_or("scripts").to_owned();
-    if entry == "custom" {
-        return Err(StoreError::Recipe {
-            part: ctx.part(),
-            message: "`zc.recipe.egg:custom` parts plan but slapstore does not build them yet \
-                      (docs/eggs.md)"
-                .into(),
-        });
-    }
     let python = ctx
         .option("python-executable")
         .ok_or_else(|| ctx.bad_option("python", "no interpreter (`python-executable`)"))?
@@ -43,9 +36,15 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         .to_owned();
     let pins = Pins::parse(ctx.option("versions").unwrap_or(""));
     let develop = entry == "develop";
+    let custom = entry == "custom";
     let eggs: Vec<String> = match ctx.drv.option("eggs") {
         // `:develop` installs its `setup` tree (a copy: building writes into the tree)
         _ if develop => vec![develop_tree(ctx)?.display().to_string()],
+        // `:custom` builds one distribution: `egg`, else `eggs`, else the part's name
+        _ if custom => vec![ctx
+            .option("egg")
+            .or(ctx.option("eggs"))
+            .map_or_else(|| ctx.part(), |e| e.trim().to_owned())],
         Some(text) => text
             .lines()
             .map(str::trim)
@@ -91,6 +90,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         "PIP_CACHE_DIR".into(),
         ctx.scratch.join("pip-cache").display().to_string(),
     );
+    if custom {
+        build_ext_flags(ctx, &mut env);
+    }
 
     let mut links = vec![dists.display().to_string()];
     let mut remote_links = Vec::new();
@@ -111,10 +113,14 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     let py = shell_quote(&python);
     // a local tree is built with the interpreter's own setuptools: offline, no build
     // dependency can be fetched into an isolated build environment
-    let binary = if develop {
-        format!("{binary} --no-build-isolation")
-    } else {
-        binary
+    let binary = match (develop, custom) {
+        (true, _) => format!("{binary} --no-build-isolation --use-pep517"),
+        // from the sdist, compiled here with the part's build options
+        (_, true) => format!(
+            "{binary} --no-build-isolation --use-pep517 --no-binary {}",
+            shell_quote(project_name(&eggs[0]))
+        ),
+        _ => binary,
     };
     let quoted = |v: &[String]| {
         v.iter()
@@ -168,6 +174,46 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         scripts(ctx, &python, &paths, &eggs, &installed)?;
     }
     Ok(())
+}
+
+/// `:custom`'s build options as the compiler's flags, which setuptools' `build_ext` adds to its
+/// commands: `include-dirs` (`:`-separated, as initialisation joined them) as `-I`, `define`
+/// (comma-separated symbols, as `build_ext` reads it) as `-D`, `library-dirs` as `-L`, `rpath`
+/// as `-Wl,-rpath,`. Appended to what `environment` gave.
+fn build_ext_flags(ctx: &Context, env: &mut BTreeMap<String, String>) {
+    let list = |key: &str, sep: char| -> Vec<String> {
+        ctx.option(key)
+            .unwrap_or("")
+            .split(sep)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut cpp: Vec<String> = list("include-dirs", ':')
+        .into_iter()
+        .map(|d| format!("-I{d}"))
+        .collect();
+    cpp.extend(list("define", ',').into_iter().map(|d| format!("-D{d}")));
+    let mut ld: Vec<String> = list("library-dirs", ':')
+        .into_iter()
+        .map(|d| format!("-L{d}"))
+        .collect();
+    ld.extend(
+        list("rpath", ':')
+            .into_iter()
+            .map(|d| format!("-Wl,-rpath,{d}")),
+    );
+    for (var, flags) in [("CPPFLAGS", cpp), ("LDFLAGS", ld)] {
+        if flags.is_empty() {
+            continue;
+        }
+        let value = match env.get(var).filter(|v| !v.is_empty()) {
+            Some(before) => format!("{before} {}", flags.join(" ")),
+            None => flags.join(" "),
+        };
+        env.insert(var.to_owned(), value);
+    }
 }
 
 /// `:develop`'s `setup` tree, copied into the scratch directory.
@@ -394,13 +440,23 @@ fn read_report(ctx: &Context, report: &Path) -> Result<Vec<Installed>> {
             return Err(bad("an item without a name and version".into()));
         };
         let info = &item["download_info"];
+        let url = info["url"].as_str().unwrap_or_default().to_owned();
+        // pip reports the hash of what it downloaded; a local file's is computed here
+        let sha256 = info["archive_info"]["hashes"]["sha256"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| {
+                let file = Path::new(url.strip_prefix("file://")?);
+                let sum =
+                    crate::checksum::Checksum::of_file(crate::checksum::Algorithm::Sha256, file)
+                        .ok()?;
+                Some(sum.hex())
+            });
         out.push(Installed {
             name: name.to_owned(),
             version: version.to_owned(),
-            url: info["url"].as_str().unwrap_or_default().to_owned(),
-            sha256: info["archive_info"]["hashes"]["sha256"]
-                .as_str()
-                .map(str::to_owned),
+            url,
+            sha256,
             path: None,
         });
     }
