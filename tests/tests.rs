@@ -6,6 +6,7 @@ mod build;
 mod cache;
 mod cases;
 mod cli;
+mod eggs;
 mod eval;
 mod examples;
 mod faults;

@@ -269,7 +269,7 @@ impl Graph {
 
 /// Whether a recipe writes at the output's final path (see the module docs).
 fn builds_in_place(recipe: Recipe) -> bool {
-    matches!(recipe, Recipe::Cmmi | Recipe::Shell)
+    matches!(recipe, Recipe::Cmmi | Recipe::Shell | Recipe::Egg)
 }
 
 /// Builds one derivation unless it is valid; `Ok(true)` if this call built it.
@@ -419,14 +419,18 @@ fn prepare<'a>(
             log: &mut log,
             log_path: log_path.clone(),
             fetcher,
+            store,
+            added: Vec::new(),
         };
         fs::create_dir_all(&ctx.scratch).map_err(|e| io_error(&ctx.scratch, e))?;
         recipes::run(&mut ctx)?;
+        let added = std::mem::take(&mut ctx.added);
         if !out.exists() {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
         }
-        let candidates = Candidates::new(candidates(store, drv)?);
-        let info = output::finish(&out, &candidates)?;
+        let mut candidates = candidates(store, drv)?;
+        candidates.extend(added);
+        let info = output::finish(&out, &Candidates::new(candidates))?;
         if drv.recipe() == Recipe::Generation {
             output::make_private(&out)?; // it holds the instance's parameters
         }

@@ -34,6 +34,8 @@ pub enum Recipe {
     Shell,
     Template,
     Jinja2,
+    /// Python distributions installed with pip (`zc.recipe.egg` and its entry points).
+    Egg,
     Release,
     /// One generation of an instance: the files its instance profile rendered.
     Generation,
@@ -41,13 +43,14 @@ pub enum Recipe {
 
 impl Recipe {
     /// Every recipe, for error messages.
-    pub const ALL: [Recipe; 8] = [
+    pub const ALL: [Recipe; 9] = [
         Recipe::Download,
         Recipe::DownloadUnpacked,
         Recipe::Cmmi,
         Recipe::Shell,
         Recipe::Template,
         Recipe::Jinja2,
+        Recipe::Egg,
         Recipe::Release,
         Recipe::Generation,
     ];
@@ -61,6 +64,7 @@ impl Recipe {
             Recipe::Shell => "shell",
             Recipe::Template => "template",
             Recipe::Jinja2 => "jinja2",
+            Recipe::Egg => "egg",
             Recipe::Release => "release",
             Recipe::Generation => "generation",
         }

@@ -1,10 +1,12 @@
 //! `slapstore add-source FILE...`: puts local files into the download cache under their MD5,
 //! SHA-256 and BLAKE3, so that profiles naming them by URL and checksum build offline (as
-//! SlapOS's download cache and networkcache do).
+//! SlapOS's download cache and networkcache do). Python distributions (wheels, sdists) are
+//! also kept under their own names in the cache's `dists/`, where egg parts find them.
 
 use clap::Args;
 use slapstore_store::checksum::{Algorithm, Checksum};
 use slapstore_store::fetch::Fetcher;
+use slapstore_store::recipes;
 use slapstore_store::Store;
 
 use super::{report, StoreArgs};
@@ -43,6 +45,17 @@ pub fn add_source(store_args: &StoreArgs, args: AddSourceArgs) -> i32 {
                 return report::failure(&e.to_string());
             }
             out.push_str(&format!("{checksum}  {file}\n"));
+        }
+        // a Python distribution is also kept under its name, for egg parts' `--find-links`
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.as_deref().is_some_and(recipes::is_distribution) {
+            let dists = store.cache_dir().join(recipes::DISTS_DIR);
+            if let Err(e) = recipes::keep_distribution(&dists, &path) {
+                return report::failure(&format!(
+                    "cannot keep `{file}` in `{}`: {e}",
+                    dists.display()
+                ));
+            }
         }
     }
     super::print(&out)

@@ -28,8 +28,8 @@ pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PRO
 /// The recipes a build supports, for error messages.
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
-    (slapos.recipe.template, collective.recipe.template) and `jinja2` \
-    (slapos.recipe.template:jinja2)";
+    (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
+    and `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -220,6 +220,26 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             extra.push(("output-file".into(), file.clone()));
             part.set("output", format!("{placeholder}/{file}"));
             output = Some(original);
+        }
+        Recipe::Egg => {
+            let mut build_only = Vec::new();
+            let mut files = Vec::new();
+            crate::recipes::egg::derive_inputs(
+                part,
+                &mode.store_dir,
+                &mut extra,
+                &mut build_only,
+                &mut files,
+            )?;
+            for (k, v) in build_only {
+                build.options.insert(k, v);
+            }
+            for (role, hash, path) in files {
+                if !hash.is_empty() {
+                    inputs.files.insert(role.clone(), hash);
+                }
+                build.files.insert(role, path);
+            }
         }
         Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }

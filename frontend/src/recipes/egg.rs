@@ -155,3 +155,117 @@ pub fn develop(part: &mut Part) -> Result<()> {
     part.set("setup", path_join(&directory, &setup));
     Ok(())
 }
+
+/// The interpreter an egg part uses when its `python` section is `buildout` (the interpreter
+/// buildout itself runs with, which slapstore does not have): the first `python3` of the
+/// builds' `PATH`, resolved, and its version, both hashed.
+fn host_python() -> std::result::Result<(String, String), String> {
+    static HOST: std::sync::OnceLock<std::result::Result<(String, String), String>> =
+        std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let found = slapstore_store::recipes::BUILD_PATH
+            .split(':')
+            .map(|d| std::path::Path::new(d).join("python3"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "no `python3` in `{}`: give the part a `python` section with an `executable`",
+                    slapstore_store::recipes::BUILD_PATH
+                )
+            })?;
+        let exe = std::fs::canonicalize(&found)
+            .map_err(|e| format!("cannot resolve `{}`: {e}", found.display()))?;
+        let out = std::process::Command::new(&exe)
+            .args(["-S", "-c", "import sys; print(sys.version.split()[0])"])
+            .env_clear()
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", exe.display()))?;
+        if !out.status.success() {
+            return Err(format!("`{}` does not tell its version", exe.display()));
+        }
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((exe.display().to_string(), version))
+    })
+    .clone()
+}
+
+/// What an egg part adds to its derivation (`derive.rs`), computed from the profile alone: the
+/// entry point, the interpreter (the `python` section's `executable`, or the host's with its
+/// version), the whole versions section (sorted; pin suffixes like `:whl` kept), `[buildout]`'s
+/// `allow-picked-versions` and, for `:develop`, the content of the `setup` tree.
+/// `hashed` entries enter the hash; `build_only` ones only the builder's options.
+pub fn derive_inputs(
+    part: &mut Part,
+    store_dir: &str,
+    hashed: &mut Vec<(String, String)>,
+    build_only: &mut Vec<(String, String)>,
+    files: &mut Vec<(String, String, std::path::PathBuf)>,
+) -> Result<()> {
+    let entry = match part.recipe.split_once(':').map(|(_, e)| e.trim()) {
+        None | Some("default" | "script" | "scripts") => "scripts",
+        Some(other) => other,
+    }
+    .to_owned();
+    hashed.push(("egg-entry".into(), entry.clone()));
+
+    let python = match part.get("python")?.filter(|p| !p.trim().is_empty()) {
+        Some(p) => p,
+        None => part.buildout("python")?,
+    };
+    let python = python.trim().to_owned();
+    if python == "buildout" {
+        let (exe, version) = host_python().map_err(|m| part.error(m))?;
+        hashed.push(("python-executable".into(), exe));
+        hashed.push(("python-version".into(), version));
+    } else {
+        let span = part.r.span_of(part.idx, "python");
+        let idx = part.r.section(&python).map_err(|e: Error| e.or_at(span))?;
+        let exe = part.r.get(idx, "executable", None)?.ok_or_else(|| {
+            part.option_error(
+                "python",
+                format!("section `[{python}]` has no `executable` option"),
+            )
+        })?;
+        // a store path (a Python built by the profile) is a reference, found by scanning
+        hashed.push(("python-executable".into(), exe.trim().to_owned()));
+    }
+
+    let versions = part.buildout("versions")?;
+    if !versions.trim().is_empty() {
+        let idx = part.r.section(versions.trim())?;
+        let mut pins: Vec<(String, String)> = part
+            .r
+            .items(idx)?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .collect();
+        pins.sort();
+        let text: Vec<String> = pins.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        hashed.push(("versions".into(), text.join("\n")));
+    }
+    for key in ["allow-picked-versions", "show-picked-versions"] {
+        if let Some(v) = part.buildout_get(key)? {
+            build_only.push((key.into(), v.trim().to_owned()));
+        }
+    }
+    if let Some(v) = part.get("allow-picked-versions")? {
+        build_only.push(("allow-picked-versions".into(), v.trim().to_owned()));
+    }
+
+    if entry == "develop" {
+        let setup = part.require("setup")?.trim().to_owned();
+        let tree = std::path::PathBuf::from(&setup);
+        let in_store = setup.starts_with(&format!("{store_dir}/"));
+        if !in_store {
+            let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
+                part.option_error("setup", format!("cannot read the `setup` tree: {e}"))
+            })?;
+            files.push(("setup".into(), info.content_hash, tree));
+        } else {
+            // in another part's output: that part's store path (hashed as the option) is its
+            // identity
+            files.push(("setup".into(), String::new(), tree));
+        }
+    }
+    Ok(())
+}

@@ -11,7 +11,7 @@ mod build;
 mod cmmi;
 mod command;
 mod download;
-mod egg;
+pub(crate) mod egg;
 pub mod instance;
 pub mod template;
 mod wrapper;
@@ -219,6 +219,10 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => {
             (template::jinja2, Recipe::Jinja2)
         }
+        ("zc-recipe-egg", "default" | "script" | "scripts") => (egg::scripts, Recipe::Egg),
+        ("zc-recipe-egg", "eggs") => (egg::eggs, Recipe::Egg),
+        ("zc-recipe-egg", "custom") => (egg::custom, Recipe::Egg),
+        ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
         _ => return None,
     })
 }

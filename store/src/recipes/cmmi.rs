@@ -228,7 +228,7 @@ pub(crate) fn shell_quote(text: &str) -> String {
 }
 
 /// Copies a source tree (files, directories, symlinks as they are).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.map_err(|e| io_error(from, std::io::Error::other(e.to_string())))?;
         let rel = entry.path().strip_prefix(from).unwrap_or(Path::new(""));

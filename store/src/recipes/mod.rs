@@ -7,11 +7,14 @@
 
 mod cmmi;
 mod download;
+mod egg;
+mod egg_split;
 mod generation;
 mod release;
 mod shell;
 mod template;
 
+pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;
@@ -54,6 +57,11 @@ pub struct Context<'a> {
     pub log: &'a mut fs::File,
     pub log_path: PathBuf,
     pub fetcher: &'a Fetcher,
+    /// The store, for builders that add content-addressed paths of their own (eggs).
+    pub store: &'a crate::Store,
+    /// Paths the builder added to the store (rooted by the adding): candidates of the output's
+    /// reference scan besides the derivation's closure.
+    pub added: Vec<crate::StorePath>,
 }
 
 /// Builds `ctx.drv` into `ctx.out`.
@@ -65,17 +73,21 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Shell => shell::build(ctx),
         Recipe::Template => template::template(ctx),
         Recipe::Jinja2 => template::jinja2(ctx),
+        Recipe::Egg => egg::build(ctx),
         Recipe::Release => release::build(ctx),
         Recipe::Generation => generation::build(ctx),
     }
 }
+
+/// The `PATH` of every build.
+pub const BUILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The environment every build starts from (design §5): nothing of the caller's.
 pub fn base_environment(ctx: &Context) -> BTreeMap<String, String> {
     let home = ctx.scratch.join("home");
     let tmp = ctx.scratch.join("tmp");
     [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("PATH", BUILD_PATH.to_owned()),
         ("HOME", home.display().to_string()),
         ("TMPDIR", tmp.display().to_string()),
         ("LC_ALL", "C".to_owned()),

@@ -1,0 +1,180 @@
+//! One distribution, one store path: after an egg build's `pip install --target`, the files
+//! of each installed distribution (as its `.dist-info/RECORD` lists them) are moved into a tree
+//! of their own, `<name>-<version>`, and added to the store content-addressed
+//! ([`crate::add::add`]), so that every part and every release installing the same
+//! distribution for the same interpreter shares one path, and gc deletes it once no part
+//! refers to it.
+//!
+//! Invariants:
+//! - a shared tree holds only what pip wrote for that distribution, minus `REQUESTED` and
+//!   `direct_url.json` (which say who asked for it and from where, not what it is): the same
+//!   wheel gives the same content, hence the same path;
+//! - a distribution whose files mention the store directory (compiled against a store-built
+//!   library, say) is not shared: its references would be lost by a content-addressed add, so
+//!   it stays in the part's own `<out>/lib`, scanned with the part's output; so does any file
+//!   no `RECORD` claims;
+//! - the added paths are temporary roots of this process from before they are checked until it
+//!   exits (`add`), and candidates of the part's reference scan ([`Context::added`]): the part's
+//!   scripts and `.slapstore-eggs` name them, so it refers to them once registered.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::egg::Installed;
+use super::Context;
+use crate::error::{io_error, Result};
+
+/// Splits `target` into shared store paths (recorded in `installed`); the directories of the
+/// part's `sys.path`: those paths, then `<out>/lib` if anything stays unshared.
+pub(super) fn share(
+    ctx: &mut Context,
+    target: &Path,
+    installed: &mut [Installed],
+) -> Result<Vec<PathBuf>> {
+    let split = ctx.scratch.join("split");
+    fs::create_dir_all(&split).map_err(|e| io_error(&split, e))?;
+    let store_dir = ctx.store.store_dir().display().to_string();
+    let mut trees = Vec::new();
+    let mut owners = Vec::new();
+    for (i, dist) in installed.iter().enumerate() {
+        let Some(info) = dist_info(target, &dist.name, &dist.version)? else {
+            continue;
+        };
+        let record_path = info.join("RECORD");
+        let Ok(record) = fs::read_to_string(&record_path) else {
+            continue;
+        };
+        let info_name = info
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // who asked for it, and from where (a `:develop` tree's scratch copy): not what it is
+        let dropped = [
+            format!("{info_name}/REQUESTED"),
+            format!("{info_name}/direct_url.json"),
+        ];
+        let files: Vec<String> = record
+            .lines()
+            .filter_map(record_path_of)
+            .filter(|p| !p.starts_with('/') && !p.split('/').any(|c| c == ".."))
+            .filter(|p| target.join(p).is_file())
+            .collect();
+        if files
+            .iter()
+            .any(|f| mentions(&target.join(f), store_dir.as_bytes()))
+        {
+            ctx.note(&format!(
+                "`{}` mentions the store: kept in the part's own `lib`",
+                dist.name
+            ))?;
+            continue;
+        }
+        let tree = split.join(format!("{}-{}", dist.name, dist.version));
+        for file in &files {
+            let from = target.join(file);
+            if dropped.contains(file) {
+                fs::remove_file(&from).map_err(|e| io_error(&from, e))?;
+                continue;
+            }
+            let to = tree.join(file);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+            }
+            fs::rename(&from, &to).map_err(|e| io_error(&to, e))?;
+        }
+        let kept: String = record
+            .lines()
+            .filter(|l| record_path_of(l).is_none_or(|p| !dropped.contains(&p)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let record_to = tree.join(&info_name).join("RECORD");
+        fs::write(&record_to, kept).map_err(|e| io_error(&record_to, e))?;
+        trees.push(tree);
+        owners.push(i);
+    }
+    let added = crate::add::add(ctx.store, &trees)?;
+    let mut paths = Vec::new();
+    for (path, &i) in added.iter().zip(&owners) {
+        let full = ctx.store.path_of(path);
+        installed[i].path = Some(full.clone());
+        paths.push(full);
+    }
+    ctx.added.extend(added);
+    remove_empty_dirs(target)?;
+    if target.exists() {
+        fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
+        let lib = ctx.out.join("lib");
+        fs::rename(target, &lib).map_err(|e| io_error(&lib, e))?;
+        paths.push(lib);
+    }
+    Ok(paths)
+}
+
+/// The `.dist-info` directory of `name` at `version` in `target`, if there is one.
+fn dist_info(target: &Path, name: &str, version: &str) -> Result<Option<PathBuf>> {
+    let want = super::egg::normalise(name);
+    for entry in fs::read_dir(target).map_err(|e| io_error(target, e))? {
+        let entry = entry.map_err(|e| io_error(target, e))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = file.strip_suffix(".dist-info") else {
+            continue;
+        };
+        if let Some((n, v)) = stem.rsplit_once('-') {
+            if super::egg::normalise(n) == want && v == version {
+                return Ok(Some(entry.path()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The path of a `RECORD` line (`path,hash,size`, the path quoted if it holds a comma).
+fn record_path_of(line: &str) -> Option<String> {
+    let line = line.trim_end();
+    if let Some(rest) = line.strip_prefix('"') {
+        let end = rest.find("\",")?;
+        return Some(rest[..end].replace("\"\"", "\""));
+    }
+    let mut pieces = line.rsplitn(3, ',');
+    let (_size, _hash, path) = (pieces.next()?, pieces.next()?, pieces.next()?);
+    (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// Whether the file's bytes contain `needle`.
+fn mentions(file: &Path, needle: &[u8]) -> bool {
+    fs::read(file).is_ok_and(|bytes| memchr::memmem::find(&bytes, needle).is_some())
+}
+
+/// Removes the empty directories under `dir`, and `dir` itself if it ends up empty.
+fn remove_empty_dirs(dir: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(dir).contents_first(true) {
+        let entry = entry.map_err(|e| io_error(dir, std::io::Error::other(e.to_string())))?;
+        if entry.file_type().is_dir() {
+            // fails, as wanted, when not empty
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_path_of;
+
+    #[test]
+    fn record_lines() {
+        assert_eq!(
+            record_path_of("six.py,sha256=abc,34549").as_deref(),
+            Some("six.py")
+        );
+        assert_eq!(
+            record_path_of("six-1.16.0.dist-info/RECORD,,").as_deref(),
+            Some("six-1.16.0.dist-info/RECORD")
+        );
+        assert_eq!(
+            record_path_of("\"a,b.py\",sha256=x,1").as_deref(),
+            Some("a,b.py")
+        );
+        assert_eq!(record_path_of(""), None);
+    }
+}

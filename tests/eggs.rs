@@ -1,0 +1,494 @@
+//! End-to-end tests of egg parts (`zc.recipe.egg` and its entry points): they plan offline with
+//! an identity computed from the profile alone, and pinned wheels install offline from the
+//! download cache into a store path whose console scripts and interpreter work.
+//!
+//! The distributions are real ones from the package index, kept in `tests/fixtures/eggs`
+//! (pycodestyle 2.11.1 and six 1.16.0, both MIT-licensed wheels, 42 KiB in all).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{repo_root, Root, TestEnv};
+
+/// `sha256sum tests/fixtures/eggs/six-1.16.0-py2.py3-none-any.whl`
+const SIX_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
+
+fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures/eggs")
+}
+
+fn wheels() -> Vec<String> {
+    [
+        "pycodestyle-2.11.1-py2.py3-none-any.whl",
+        "six-1.16.0-py2.py3-none-any.whl",
+    ]
+    .iter()
+    .map(|w| fixtures().join(w).display().to_string())
+    .collect()
+}
+
+/// The store path of every part of `plan --json`, by part name.
+fn plan(store: &Root, profile: &str) -> serde_json::Map<String, Value> {
+    let out = store.run(&["plan", "--json", profile]);
+    assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
+    let list: Vec<Value> = serde_json::from_str(&out.stdout).expect("plan --json");
+    list.into_iter()
+        .map(|d| {
+            (
+                d["part"].as_str().expect("part").to_owned(),
+                d["path"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Runs a program, insisting that it succeeds; its stdout.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const PLAN_PROFILE: &str = "[buildout]
+parts = tools libs ext dev
+[versions]
+six = 1.16.0
+pycodestyle = 2.11.1:whl
+[python-a]
+executable = /opt/python-a/bin/python3
+[tools]
+recipe = zc.recipe.egg
+eggs = pycodestyle
+[libs]
+recipe = zc.recipe.egg:eggs
+eggs = six
+python = python-a
+[ext]
+recipe = zc.recipe.egg:custom
+egg = six
+include-dirs = /opt/include
+[dev]
+recipe = zc.recipe.egg:develop
+setup = ${buildout:directory}/src
+";
+
+#[test]
+fn egg_parts_plan_offline_with_an_identity_from_the_profile() {
+    let env = TestEnv::new();
+    env.write(
+        "src/setup.py",
+        "from setuptools import setup\nsetup(name='dev')\n",
+    );
+    env.write("software.cfg", PLAN_PROFILE);
+    let store = Root::new(&env);
+    let first = plan(&store, "software.cfg");
+    for part in ["tools", "libs", "ext", "dev"] {
+        assert!(first.contains_key(part), "{part} in {first:?}");
+    }
+    // the same profile plans to the same paths
+    assert_eq!(plan(&store, "software.cfg"), first);
+
+    // every input moves the hash of the parts it concerns, and only those
+    let changed = |from: &str, to: &str| {
+        let text = PLAN_PROFILE.replace(from, to);
+        assert_ne!(text, PLAN_PROFILE, "{from}");
+        env.write("software.cfg", &text);
+        let p = plan(&store, "software.cfg");
+        env.write("software.cfg", PLAN_PROFILE);
+        p
+    };
+    // a pin enters every egg part (the whole versions section)
+    let p = changed("six = 1.16.0", "six = 1.17.0");
+    assert_ne!(p["tools"], first["tools"]);
+    assert_ne!(p["libs"], first["libs"]);
+    // so does a pin's `:whl` suffix
+    let p = changed("2.11.1:whl", "2.11.1");
+    assert_ne!(p["tools"], first["tools"]);
+    // the interpreter of `python`
+    let p = changed("/opt/python-a/bin/python3", "/opt/python-b/bin/python3");
+    assert_ne!(p["libs"], first["libs"]);
+    assert_eq!(p["tools"], first["tools"]);
+    // `:custom`'s build options
+    let p = changed("include-dirs = /opt/include", "include-dirs = /opt/other");
+    assert_ne!(p["ext"], first["ext"]);
+    assert_eq!(p["libs"], first["libs"]);
+    // `find-links`
+    let p = changed(
+        "eggs = pycodestyle",
+        "eggs = pycodestyle\nfind-links = /opt/links",
+    );
+    assert_ne!(p["tools"], first["tools"]);
+    // `:develop`'s tree, by content
+    env.write(
+        "src/setup.py",
+        "from setuptools import setup\nsetup(name='dev2')\n",
+    );
+    let p = plan(&store, "software.cfg");
+    assert_ne!(p["dev"], first["dev"]);
+    assert_eq!(p["tools"], first["tools"]);
+}
+
+#[test]
+fn a_python_section_without_executable_is_an_error_naming_it() {
+    let env = TestEnv::new();
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = tools\n[py]\nx = 1\n[tools]\nrecipe = zc.recipe.egg\neggs = six\npython = py\n",
+    );
+    let out = Root::new(&env).run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("[tools]"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("section `[py]` has no `executable`"),
+        "{}",
+        out.stderr
+    );
+}
+
+const BUILD_PROFILE: &str = "[buildout]
+parts = tools
+[versions]
+pycodestyle = 2.11.1:whl
+six = 1.16.0
+[tools]
+recipe = zc.recipe.egg
+eggs =
+  pycodestyle
+  six
+scripts = pycodestyle=check-style
+interpreter = py
+initialization = import os; os.environ['EGG_INIT'] = 'from-initialization'
+";
+
+/// Builds `profile` offline; the `tools` part's output.
+fn build_offline(store: &Root, profile: &str) -> String {
+    let out = store.run(&["build", "--offline", "--json", profile]);
+    assert_eq!(out.code, 0, "build failed: {}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("build --json");
+    json["parts"]["tools"].as_str().expect("tools").to_owned()
+}
+
+#[test]
+fn pinned_wheels_install_offline_from_the_download_cache_with_working_scripts() {
+    let env = TestEnv::new();
+    env.write("software.cfg", BUILD_PROFILE);
+    let store = Root::new(&env);
+    let mut args = vec!["add-source"];
+    let files = wheels();
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    let out = build_offline(&store, "software.cfg");
+    let planned = plan(&store, "software.cfg");
+    assert_eq!(planned["tools"], out.as_str());
+
+    // the console script, renamed by `scripts`; only that one is made
+    let version = run(&format!("{out}/bin/check-style"), &["--version"]);
+    assert_eq!(version.trim(), "2.11.1");
+    let mut bins: Vec<String> = std::fs::read_dir(format!("{out}/bin"))
+        .expect("bin")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    bins.sort();
+    assert_eq!(bins, ["check-style", "py"]);
+    // the interpreter: the pinned six from the output, `initialization` ran, nothing of the
+    // host's site-packages on the path
+    let code = "import os, six, sys; print(six.__version__); print(six.__file__); \
+                print(os.environ.get('EGG_INIT')); \
+                print(any('-packages' in p for p in sys.path))";
+    let text = run(&format!("{out}/bin/py"), &["-c", code]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1.16.0");
+    // six in a store path of its own
+    let store_dir = store.root.join("store").display().to_string();
+    assert!(
+        lines[1].starts_with(&format!("{store_dir}/")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("-six-1.16.0/six.py"), "{}", lines[1]);
+    assert_eq!(lines[2], "from-initialization");
+    assert_eq!(lines[3], "False", "host site-packages on the path");
+    // what was installed, from which file, with its SHA-256
+    let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
+    assert!(
+        manifest.contains(&format!(
+            "six 1.16.0 six-1.16.0-py2.py3-none-any.whl sha256:{SIX_SHA256} "
+        )),
+        "{manifest}"
+    );
+    // the part refers to each distribution's path (found by scanning)
+    let refs = store.ok(&["path-info", "--json", &out]);
+    assert!(refs.contains("-six-1.16.0"), "{refs}");
+    assert!(refs.contains("-pycodestyle-2.11.1"), "{refs}");
+    assert!(manifest.contains("pycodestyle 2.11.1 "), "{manifest}");
+    // read-only and verified like every output
+    store.ok(&["verify"]);
+    // a rebuild does nothing
+    let again = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    let json: Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(json["built"].as_array().map(Vec::len), Some(0), "{json}");
+}
+
+#[test]
+fn find_links_to_a_local_directory_install_offline() {
+    let env = TestEnv::new();
+    let profile = BUILD_PROFILE.replace(
+        "interpreter = py",
+        &format!("interpreter = py\nfind-links = {}", fixtures().display()),
+    );
+    env.write("software.cfg", &profile);
+    let store = Root::new(&env);
+    let out = build_offline(&store, "software.cfg");
+    let text = run(
+        &format!("{out}/bin/py"),
+        &["-c", "import pycodestyle; print(pycodestyle.__version__)"],
+    );
+    assert_eq!(text.trim(), "2.11.1");
+}
+
+#[test]
+fn a_missing_pin_is_refused_when_picked_versions_are_not_allowed() {
+    let env = TestEnv::new();
+    let profile = "[buildout]\nparts = tools\nallow-picked-versions = false\n[versions]\n\
+                   pycodestyle = 2.11.1\n[tools]\nrecipe = zc.recipe.egg\neggs =\n  pycodestyle\n  six\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    let files = wheels();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    let out = store.run(&["build", "--offline", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("part `tools`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("egg `six` has no pin") && out.stderr.contains("allow-picked-versions"),
+        "{}",
+        out.stderr
+    );
+    // nothing of the part was registered
+    assert!(
+        !store.entries().iter().any(|e| e.ends_with("-tools")),
+        "{:?}",
+        store.entries()
+    );
+}
+
+#[test]
+fn picked_versions_are_shown_in_the_log() {
+    let env = TestEnv::new();
+    let profile = "[buildout]\nparts = tools\nshow-picked-versions = true\n[versions]\n\
+                   pycodestyle = 2.11.1\n[tools]\nrecipe = zc.recipe.egg\neggs =\n  pycodestyle\n  six\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    let files = wheels();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    build_offline(&store, "software.cfg");
+    let log = store.ok(&["log", "tools"]);
+    assert!(log.contains("picked versions"), "{log}");
+    assert!(log.contains("six = 1.16.0"), "{log}");
+    assert!(
+        !log.contains("pycodestyle = 2.11.1\n"),
+        "a pinned one is not picked: {log}"
+    );
+}
+
+#[test]
+fn a_wrong_pin_fails_the_build_and_registers_nothing() {
+    let env = TestEnv::new();
+    env.write(
+        "software.cfg",
+        &BUILD_PROFILE.replace("six = 1.16.0", "six = 9.9.9"),
+    );
+    let store = Root::new(&env);
+    let files = wheels();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    let out = store.run(&["build", "--offline", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("part `tools`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("egg `six` is pinned at `9.9.9`"),
+        "{}",
+        out.stderr
+    );
+    let log = store.run(&["log", "tools"]).stdout;
+    assert!(log.contains("six==9.9.9"), "{log}");
+    assert!(!store.entries().iter().any(|e| e.ends_with("-tools")));
+}
+
+#[test]
+fn parts_and_profiles_share_one_store_path_per_distribution_and_gc_deletes_it_when_unreached() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let files = wheels();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+    // one profile, two parts, both with six; another profile with six alone
+    let two = "[buildout]\nparts = tools other\n[versions]\npycodestyle = 2.11.1\nsix = 1.16.0\n\
+               [tools]\nrecipe = zc.recipe.egg\neggs =\n  pycodestyle\n  six\n\
+               [other]\nrecipe = zc.recipe.egg:eggs\neggs = six\n";
+    env.write("a/software.cfg", two);
+    env.write(
+        "b/software.cfg",
+        "[buildout]\nparts = libs\n[versions]\nsix = 1.16.0\n\
+         [libs]\nrecipe = zc.recipe.egg\neggs = six\ninterpreter = py\n",
+    );
+    for profile in ["a/software.cfg", "b/software.cfg"] {
+        let out = store.run(&["build", "--offline", profile]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let sixes: Vec<String> = store
+        .entries()
+        .into_iter()
+        .filter(|e| e.ends_with("-six-1.16.0"))
+        .collect();
+    assert_eq!(sixes.len(), 1, "{:?}", store.entries());
+    let pycodestyle = |store: &Root| {
+        store
+            .entries()
+            .iter()
+            .any(|e| e.ends_with("-pycodestyle-2.11.1"))
+    };
+    assert!(pycodestyle(&store));
+    // profile `a` removed: pycodestyle is reached by nothing, six still by `b`
+    store.ok(&["software", "remove", "a/software.cfg"]);
+    store.ok(&["gc"]);
+    assert!(!pycodestyle(&store), "{:?}", store.entries());
+    assert!(
+        store.entries().iter().any(|e| e.ends_with("-six-1.16.0")),
+        "{:?}",
+        store.entries()
+    );
+    let libs = store
+        .entries()
+        .into_iter()
+        .find(|e| e.ends_with("-libs"))
+        .expect("libs");
+    let py = store.root.join("store").join(libs).join("bin/py");
+    let text = run(
+        &py.display().to_string(),
+        &["-c", "import six; print(six.__version__)"],
+    );
+    assert_eq!(text.trim(), "1.16.0");
+}
+
+#[test]
+fn a_develop_part_installs_its_local_tree_as_a_store_path_leaving_the_tree_alone() {
+    let env = TestEnv::new();
+    env.write(
+        "src/setup.py",
+        "from setuptools import setup\nsetup(name='hello-dev', version='0.1', \
+         py_modules=['hello_dev'])\n",
+    );
+    env.write(
+        "src/hello_dev.py",
+        "def main():\n    print('hello from develop')\n",
+    );
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = dev\n[dev]\nrecipe = zc.recipe.egg:develop\n\
+         setup = ${buildout:directory}/src\n",
+    );
+    let store = Root::new(&env);
+    let out = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("json");
+    let dev = json["parts"]["dev"].as_str().expect("dev");
+    let manifest = std::fs::read_to_string(format!("{dev}/.slapstore-eggs")).expect("manifest");
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("hello-dev 0.1 "))
+        .unwrap_or_else(|| panic!("{manifest}"));
+    let path = line.rsplit(' ').next().expect("path");
+    assert!(path.ends_with("-hello-dev-0.1"), "{line}");
+    let code =
+        format!("import sys; sys.path.insert(0, '{path}'); import hello_dev; hello_dev.main()");
+    let text = run("/usr/bin/python3", &["-S", "-c", &code]);
+    assert_eq!(text.trim(), "hello from develop");
+    // the profile's tree is as it was: built from a copy
+    let mut names: Vec<String> = std::fs::read_dir(env.path().join("src"))
+        .expect("src")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["hello_dev.py", "setup.py"]);
+    // nothing of the scratch copy's location in the shared path
+    let record = std::fs::read_dir(path)
+        .expect("dist")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().ends_with(".dist-info"))
+        .expect("dist-info");
+    assert!(!record.join("direct_url.json").exists());
+    assert!(!record.join("REQUESTED").exists());
+}
+
+#[test]
+fn a_custom_part_compiles_its_c_extension_from_the_sdist_with_its_build_options() {
+    let env = TestEnv::new();
+    // a real sdist with a C extension that compiles only with `include-dirs` and `define`
+    env.write(
+        "greet-ext-1.0/setup.py",
+        "from setuptools import setup, Extension\nsetup(name='greet-ext', version='1.0', \
+         ext_modules=[Extension('greet_ext', ['greet.c'])])\n",
+    );
+    env.write(
+        "greet-ext-1.0/greet.c",
+        "#include <Python.h>\n#include \"greeting.h\"\n#ifndef LOUD\n#error LOUD not defined\n#endif\n\
+         static PyObject *hello(PyObject *s, PyObject *a) { return PyUnicode_FromString(GREETING); }\n\
+         static PyMethodDef m[] = {{\"hello\", hello, METH_NOARGS, 0}, {0}};\n\
+         static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"greet_ext\", 0, -1, m};\n\
+         PyMODINIT_FUNC PyInit_greet_ext(void) { return PyModule_Create(&d); }\n",
+    );
+    env.write("headers/greeting.h", "#define GREETING \"hello from C\"\n");
+    std::fs::create_dir(env.path().join("links")).expect("links");
+    let tar = Command::new("tar")
+        .args(["czf", "links/greet-ext-1.0.tar.gz", "greet-ext-1.0"])
+        .current_dir(env.path())
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let profile = "[buildout]\nparts = ext\nfind-links = ${buildout:directory}/links\n\
+                   [versions]\ngreet-ext = 1.0\n[ext]\nrecipe = zc.recipe.egg:custom\n\
+                   egg = greet-ext\ninclude-dirs = headers\ndefine = LOUD\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    let out = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("json");
+    let ext = json["parts"]["ext"].as_str().expect("ext");
+    let manifest = std::fs::read_to_string(format!("{ext}/.slapstore-eggs")).expect("manifest");
+    let path = manifest
+        .lines()
+        .find(|l| l.starts_with("greet-ext 1.0 greet-ext-1.0.tar.gz sha256:"))
+        .filter(|l| !l.contains("sha256:- "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{manifest}"))
+        .to_owned();
+    let code = format!(
+        "import sys; sys.path.insert(0, '{path}'); import greet_ext; print(greet_ext.hello())"
+    );
+    let text = run("/usr/bin/python3", &["-S", "-c", &code]);
+    assert_eq!(text.trim(), "hello from C");
+
+    // without the define the compilation fails, naming the part
+    env.write("software.cfg", &profile.replace("define = LOUD\n", ""));
+    let out = store.run(&["build", "--offline", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("part `ext`"), "{}", out.stderr);
+    let log = store.run(&["log", "ext"]).stdout;
+    assert!(log.contains("LOUD not defined"), "{log}");
+}
