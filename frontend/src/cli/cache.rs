@@ -177,6 +177,7 @@ fn pull(
         substituters: store_args.substituters.clone(),
         trusted_keys: store_args.trusted_keys.clone(),
         jobs: None,
+        no_sandbox: store_args.no_sandbox,
         verbose: false,
         quiet: false,
         color: store_args.color,

@@ -237,6 +237,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         build: BuildOptions {
             jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
             substituter: super::substituter(store_args, &store)?,
+            sandbox: super::sandbox(store_args, &store)?,
             ..BuildOptions::default()
         },
         observer: &observer,
