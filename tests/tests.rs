@@ -12,4 +12,5 @@ mod faults;
 mod gc;
 mod instance;
 mod releases;
+mod sandbox;
 mod stress;

@@ -363,7 +363,7 @@ pub fn repair(
     sync_filesystem(&store.store_dir())?;
     if p.out != p.final_path {
         remove_tree(&p.final_path)?;
-        fs::rename(&p.out, &p.final_path).map_err(|e| io_error(&p.final_path, e))?;
+        output::rename_into_place(&p.out, &p.final_path)?;
         output::fsync_dir(&store.store_dir())?;
     }
     store
@@ -575,7 +575,7 @@ fn publish(store: &Store, prepared: Vec<Prepared>, observer: &dyn Observer) -> R
         let mut renamed = false;
         for p in &prepared {
             if p.out != p.final_path {
-                fs::rename(&p.out, &p.final_path).map_err(|e| io_error(&p.final_path, e))?;
+                output::rename_into_place(&p.out, &p.final_path)?;
                 renamed = true;
             }
         }

@@ -276,6 +276,26 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Renames the finished tree `from` to `to` (in another directory of the same filesystem).
+/// Moving a directory to another parent updates its `..`, which needs write permission on it:
+/// a process that is not root opens the canonical (read-only) top directory for the rename.
+pub fn rename_into_place(from: &Path, to: &Path) -> Result<()> {
+    let is_dir = fs::symlink_metadata(from)
+        .map_err(|e| io_error(from, e))?
+        .is_dir();
+    let reopen = is_dir && !is_root();
+    if reopen {
+        fs::set_permissions(from, fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_error(from, e))?;
+    }
+    let renamed = fs::rename(from, to).map_err(|e| io_error(to, e));
+    if reopen {
+        let at = if renamed.is_ok() { to } else { from };
+        fs::set_permissions(at, fs::Permissions::from_mode(0o555)).map_err(|e| io_error(at, e))?;
+    }
+    renamed
+}
+
 /// Flushes a directory's entries (after renames into it).
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)

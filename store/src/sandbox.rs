@@ -309,7 +309,7 @@ fn describe(op: &Op) -> CString {
         Op::Touch(p) => format!("creating the file {}", p.to_string_lossy()),
         Op::Symlink { link, .. } => format!("creating the symlink {}", link.to_string_lossy()),
     };
-    CString::new(format!("slapstore: build sandbox: {text} failed: ")).unwrap_or_default()
+    CString::new(format!("slapstore: build sandbox: {text} failed\n")).unwrap_or_default()
 }
 
 fn c_str(text: &str) -> Result<CString> {
@@ -341,7 +341,7 @@ impl Plan {
             | UnshareFlags::NEWNET;
         // SAFETY: the process is single-threaded here (just forked); FILES is not unshared.
         if let Err(e) = unsafe { rustix::thread::unshare_unsafe(flags) } {
-            say(c"slapstore: build sandbox: cannot create namespaces (unshare): ");
+            say(c"slapstore: build sandbox: cannot create namespaces (unshare)\n");
             return Err(e.into());
         }
         // SAFETY: fork in a single-threaded child; both sides only make system calls.
@@ -356,12 +356,7 @@ impl Plan {
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         }
-        if let Err(e) = self.setup() {
-            let message = io::Error::from(e);
-            say(c"");
-            return Err(message);
-        }
-        Ok(())
+        self.setup().map_err(io::Error::from)
     }
 
     fn setup(&self) -> std::result::Result<(), rustix::io::Errno> {
@@ -369,18 +364,18 @@ impl Plan {
             c"/",
             MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
         )
-        .inspect_err(|_| say(c"slapstore: build sandbox: making / private failed: "))?;
+        .inspect_err(|_| say(c"slapstore: build sandbox: making / private failed\n"))?;
         for (what, op) in self.ops.iter() {
             run(op).inspect_err(|_| say(what))?;
         }
         rustix::system::sethostname(b"localhost")?;
-        loopback_up().inspect_err(|_| say(c"slapstore: build sandbox: bringing up lo failed: "))?;
+        loopback_up().inspect_err(|_| say(c"slapstore: build sandbox: bringing up lo failed\n"))?;
         rustix::process::chdir(self.root.as_c_str())?;
         rustix::process::pivot_root(c".", c".")
-            .inspect_err(|_| say(c"slapstore: build sandbox: pivot_root failed: "))?;
+            .inspect_err(|_| say(c"slapstore: build sandbox: pivot_root failed\n"))?;
         rustix::mount::unmount(c".", UnmountFlags::DETACH)?;
         rustix::process::chdir(self.cwd.as_c_str()).inspect_err(|_| {
-            say(c"slapstore: build sandbox: entering the build directory failed: ")
+            say(c"slapstore: build sandbox: entering the build directory failed\n")
         })
     }
 }
