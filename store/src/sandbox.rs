@@ -176,10 +176,16 @@ impl Sandbox {
         let build = scratch.join("build");
         b.mkdirs(&build)?;
         b.bind(&build, &build, false)?;
+        // sorted, so that a directory comes before what it holds, which it shows already
+        let mut inputs: Vec<&Path> = inputs.into_iter().collect();
+        inputs.sort();
+        let mut shown: Vec<&Path> = vec![store_dir, &build];
         for input in inputs {
-            if !input.is_absolute() || !input.exists() {
+            if !input.is_absolute() || !input.exists() || shown.iter().any(|d| input.starts_with(d))
+            {
                 continue;
             }
+            shown.push(input);
             if input.is_dir() {
                 b.mkdirs(input)?;
             } else {
@@ -214,6 +220,16 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// The step whose failure the sandbox wrote last in the build log `log`, in words.
+pub fn failed_step(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("slapstore: build sandbox: "))
+        .map_or_else(|| "setting it up failed".to_owned(), str::to_owned)
 }
 
 fn nosuid() -> MountFlags {

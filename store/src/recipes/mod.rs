@@ -170,9 +170,9 @@ impl Context<'_> {
         }
         let mut child = command.spawn().map_err(|e| match &self.sandbox {
             Some(_) => StoreError::Sandbox(format!(
-                "part `{}`: {e}; its log `{}` says which step failed",
+                "part `{}`: {}: {e}",
                 self.part(),
-                self.log_path.display()
+                crate::sandbox::failed_step(&self.log_path)
             )),
             None => io_error(Path::new("/bin/sh"), e),
         })?;
