@@ -27,7 +27,8 @@
 #   5  `build -j1` against `-j2` of PAR_PARTS independent CPU-bound `plone.recipe.command`
 #      parts (~BUSY_SECONDS each), fresh root each time (slapstore only: the speed-up)
 #   6  an ERP5-sized profile (ERP5_PARTS parts, each referring to 0..ERP5_DEPS earlier ones):
-#      first build, then `plan` and a no-op `build`, QUICK_RUNS runs each (slapstore only)
+#      first build, then `plan` and a no-op `build`, QUICK_RUNS runs each, then the first build
+#      again without the build sandbox (`--no-sandbox`: its cost per part) (slapstore only)
 #
 # Knobs (env): BENCH_DIR=/tmp/slapstore-bench REPS=3 N_LIST="1000 10000" FANOUT=3
 #   N_SMALL=10000 SMALL_MAX=8192 N_BIG=4 BIG_MB=112 PAR_PARTS=4 BUSY_SECONDS=3
@@ -314,6 +315,10 @@ test_6() {
   expect "6.noop_build: parts built by a no-op build" "$built" 0
   expect "6.plan: derivations planned" "$(grep -c "/store/" "$LOG/6.plan.slapstore.1.log" || true)" "$((ERP5_PARTS + 1))"
   drop s6
+  # the build sandbox's cost: the same first build without it
+  use_root s6n
+  timeit 6.build_first_nosandbox slapstore 1 "first build of $ERP5_PARTS parts, --no-sandbox" -- "$S" --root "$ROOT" --no-sandbox build "$cfg"
+  drop s6n
 }
 
 # ---------------------------------------------------------------- main
@@ -388,6 +393,8 @@ mibs() { awk -v m="$1" -v s="$2" 'BEGIN{ if (s=="NA"||s+0==0) print "NA"; else p
   fi
   only 6.build_first "6. first build of $ERP5_PARTS parts (0..$ERP5_DEPS deps each), one run" \
     "$(awk -v s="$(median 6.build_first slapstore)" -v n="$ERP5_PARTS" 'BEGIN{ if (s!="NA") printf "%.1f ms/part", s*1000/n }')"
+  only 6.build_first_nosandbox "6. the same first build without the build sandbox (\`--no-sandbox\`)" \
+    "$(awk -v a="$(median 6.build_first slapstore)" -v b="$(median 6.build_first_nosandbox slapstore)" -v n="$ERP5_PARTS" 'BEGIN{ if (a!="NA" && b!="NA") printf "sandbox: %+.1f ms/part", (a-b)*1000/n }')"
   only 6.plan "6. plan of $ERP5_PARTS parts, all built (median of $QUICK_RUNS)"
   only 6.noop_build "6. no-op build of $ERP5_PARTS parts (median of $QUICK_RUNS)"
   echo

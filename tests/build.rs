@@ -282,10 +282,9 @@ fn wrong_checksum_is_refused_and_changes_nothing() {
 fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
     let env = TestEnv::new();
     let store = Root::new(&env);
-    let marker = env.path().join("started");
+    // the second run, without the sandbox, sees the host file `second-run` and does not sleep
     let profile = format!(
-        "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  if [ ! -e {done} ]; then sleep 60; fi\n  echo done > $out/bin/x\n",
-        marker = marker.display(),
+        "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  echo partial > $out/bin/x\n  if [ ! -e {done} ]; then sleep 60; fi\n  echo done > $out/bin/x\n",
         done = env.path().join("second-run").display(),
     );
     env.write("software.cfg", &profile);
@@ -296,13 +295,11 @@ fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the build never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::wait_for_output(&store.root, "bin/x");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
+    // the sandboxed build wrote its output in `var/tmp/`: `store/` never held it
+    assert_eq!(store.entries(), Vec::<String>::new());
     let plan = plan(&store, "software.cfg");
     let slow = path_of(&plan, "slow");
     assert!(plan.iter().all(|d| d["built"] == false), "{plan:?}");
@@ -313,7 +310,9 @@ fn killed_build_leaves_nothing_valid_and_next_build_succeeds() {
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 
     std::fs::write(env.path().join("second-run"), "").expect("write");
-    let second = build_json(&store, "software.cfg");
+    let out = store.run(&["--no-sandbox", "build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "build failed: {}", out.stderr);
+    let second: Value = serde_json::from_str(&out.stdout).expect("build --json");
     assert_eq!(second["parts"]["slow"], slow.as_str());
     assert_eq!(
         std::fs::read_to_string(format!("{slow}/bin/x")).expect("read"),
@@ -347,6 +346,8 @@ fn concurrent_builds_build_each_derivation_once() {
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
             .args(["--root", &root, "build", "software.cfg"])
+            // the counter is a host file, which only builds without the sandbox can write
+            .env("SLAPSTORE_SANDBOX", "0")
             .current_dir(env.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -678,14 +679,10 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
     ] {
         let env = TestEnv::new();
         let store = Root::new(&env);
-        let marker = env.path().join("started");
         env.write(
             "software.cfg",
-            &format!(
-                "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
-                 mkdir -p $out/bin\n  echo partial > $out/bin/x\n  touch {marker}\n  sleep 1000\n",
-                marker = marker.display(),
-            ),
+            "[buildout]\nparts = slow\n[slow]\nrecipe = plone.recipe.command\ncommand =\n  \
+             mkdir -p $out/bin\n  echo partial > $out/bin/x\n  sleep 1000\n",
         );
         let root = store.root.to_string_lossy().into_owned();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slapstore"))
@@ -695,11 +692,7 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !marker.exists() {
-            assert!(Instant::now() < deadline, "the build never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::common::wait_for_output(&store.root, "bin/x");
         let scratch: Vec<PathBuf> = std::fs::read_dir(store.root.join("var/tmp"))
             .expect("var/tmp")
             .map(|e| e.expect("entry").path())
@@ -708,7 +701,7 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
         let pgid =
             std::fs::read_to_string(scratch[0].join("build/process-group")).expect("process-group");
         let pgid = pgid.trim();
-        // `touch` has run; the shell may not have started `sleep` yet
+        // `echo` has run; the shell may not have started `sleep` yet
         let deadline = Instant::now() + Duration::from_secs(20);
         while !processes_in_group(pgid)
             .iter()

@@ -14,4 +14,5 @@ mod gc;
 mod instance;
 mod releases;
 mod safety;
+mod sandbox;
 mod stress;

@@ -7,12 +7,15 @@
 //! the output, flush the filesystem once, and register it with its references in one
 //! transaction. Until that transaction commits the path is not valid, and nothing uses it.
 //!
-//! Where the output is written: recipes whose result does not depend on where it lies
-//! (downloads, templates, the release) write under the scratch directory and the finished tree
-//! is renamed into `store/`, so it appears whole or not at all. Compiled software bakes its
-//! prefix into what it builds (rpaths, scripts, config), so `cmmi` and `shell` write at the
-//! final path, under the lock, as Nix does without a sandbox; a build that dies leaves an
-//! invalid path there, which the next build of that derivation (or gc) removes first.
+//! Where the output is written: under the scratch directory (`var/tmp/<path>/out`), the finished
+//! tree renamed into `store/`, so that it appears whole or not at all. Recipes whose result does
+//! not depend on where it lies (downloads, templates, the release) just write there. Compiled
+//! software bakes its prefix into what it builds (rpaths, scripts, config), so the commands of
+//! `cmmi` and `shell` run in the build [`Sandbox`](crate::sandbox), which binds that scratch
+//! directory at the output's store path for their eyes only. Without the sandbox
+//! ([`BuildOptions::sandbox`] off), they write at the final path, under the lock, as Nix does
+//! without one; a build that dies then leaves an invalid path there, which the next build of
+//! that derivation (or gc) removes first.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
@@ -44,6 +47,17 @@ pub struct BuildOptions {
     pub substituter: Option<crate::cache::Substituter>,
     /// How long one download may take in all.
     pub download_deadline: std::time::Duration,
+    /// Run build commands in the build sandbox (`crate::sandbox`).
+    pub sandbox: bool,
+}
+
+/// Whether builds are sandboxed unless told otherwise: yes, but for `SLAPSTORE_SANDBOX=0`
+/// (or `false`, `no`, `off`).
+pub fn sandbox_by_default() -> bool {
+    !matches!(
+        std::env::var("SLAPSTORE_SANDBOX").as_deref(),
+        Ok("0" | "false" | "no" | "off")
+    )
 }
 
 impl Default for BuildOptions {
@@ -55,6 +69,7 @@ impl Default for BuildOptions {
             allow_unpinned: false,
             substituter: None,
             download_deadline: crate::fetch::DOWNLOAD_DEADLINE,
+            sandbox: sandbox_by_default(),
         }
     }
 }
@@ -153,6 +168,7 @@ pub fn build(
                     observer,
                     false,
                     options.substituter.as_ref(),
+                    options.sandbox,
                 ) {
                     Ok(Some(p)) => publish(store, vec![p], observer).map(|()| true),
                     Ok(None) => Ok(false),
@@ -267,9 +283,9 @@ impl Graph {
     }
 }
 
-/// Whether a recipe writes at the output's final path (see the module docs).
-fn builds_in_place(recipe: Recipe) -> bool {
-    matches!(recipe, Recipe::Cmmi | Recipe::Shell | Recipe::Egg)
+/// Whether a recipe runs commands, which see the output at its store path (module docs).
+fn runs_commands(recipe: Recipe) -> bool {
+    matches!(recipe, Recipe::Cmmi | Recipe::Shell)
 }
 
 /// Builds one derivation unless it is valid; `Ok(true)` if this call built it.
@@ -279,7 +295,15 @@ pub fn realise(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<bool> {
-    match prepare(store, drv, fetcher, observer, false, None)? {
+    match prepare(
+        store,
+        drv,
+        fetcher,
+        observer,
+        false,
+        None,
+        sandbox_by_default(),
+    )? {
         None => Ok(false),
         Some(prepared) => {
             publish(store, vec![prepared], observer)?;
@@ -301,7 +325,17 @@ pub fn realise_batch(
     use rayon::prelude::*;
     let prepared: Vec<Option<Prepared>> = drvs
         .par_iter()
-        .map(|d| prepare(store, d, fetcher, observer, false, None))
+        .map(|d| {
+            prepare(
+                store,
+                d,
+                fetcher,
+                observer,
+                false,
+                None,
+                sandbox_by_default(),
+            )
+        })
         .collect::<Result<_>>()?;
     let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let built = prepared.iter().map(|p| p.drv.path.clone()).collect();
@@ -318,7 +352,16 @@ pub fn repair(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<()> {
-    let Some(p) = prepare(store, drv, fetcher, observer, true, None)? else {
+    let Some(p) = prepare(
+        store,
+        drv,
+        fetcher,
+        observer,
+        true,
+        None,
+        sandbox_by_default(),
+    )?
+    else {
         return Ok(());
     };
     sync_filesystem(&store.store_dir())?;
@@ -359,6 +402,7 @@ fn prepare<'a>(
     observer: &dyn Observer,
     repair: bool,
     substituter: Option<&crate::cache::Substituter>,
+    sandbox: bool,
 ) -> Result<Option<Prepared<'a>>> {
     // rooted before it is looked at: a collection running now cannot take it (or its inputs,
     // rooted when they were looked at) away
@@ -406,15 +450,35 @@ fn prepare<'a>(
     )
     .open(&log_path)
     .map_err(|e| io_error(&log_path, e))?;
-    let out = if builds_in_place(drv.recipe()) {
+    let in_place = runs_commands(drv.recipe()) && !sandbox;
+    let out = if in_place {
         final_path.clone()
     } else {
         scratch.join("out")
     };
     let result = (|| {
+        let sandbox = if runs_commands(drv.recipe()) && sandbox {
+            fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
+            Some(crate::sandbox::Sandbox::new(
+                &scratch,
+                &store.store_dir(),
+                &final_path,
+                &out,
+                drv.build.files.values().map(|p| p.as_path()),
+            )?)
+        } else {
+            None
+        };
         let mut ctx = Context {
             drv,
             out: out.clone(),
+            // an egg part's scripts name its own `lib` by its store path too
+            store_out: if runs_commands(drv.recipe()) || drv.recipe() == Recipe::Egg {
+                final_path.clone()
+            } else {
+                out.clone()
+            },
+            sandbox,
             scratch: scratch.join("build"),
             log: &mut log,
             log_path: log_path.clone(),

@@ -54,6 +54,12 @@ pub enum StoreError {
     },
     #[error("part `{part}` was not built: part `{dependency}` failed")]
     DependencyFailed { part: String, dependency: String },
+    #[error(
+        "the build sandbox cannot be set up: {0} (builds are sandboxed with Linux namespaces, \
+         which need root; to build without the sandbox, pass `--no-sandbox`, set \
+         `sandbox = false` in `<root>/etc/slapstore.toml` or `SLAPSTORE_SANDBOX=0`)"
+    )]
+    Sandbox(String),
     #[error("part `{part}` was not built: the build was interrupted")]
     Interrupted { part: String },
     #[error("`{0}` is not a valid path of this store")]

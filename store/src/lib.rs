@@ -23,6 +23,7 @@ pub mod partition;
 pub mod recipes;
 pub mod references;
 pub mod roots;
+pub mod sandbox;
 pub mod store;
 mod store_path;
 pub mod unpack;

@@ -174,3 +174,24 @@ pub fn have(test: &str, tools: &[&str]) -> bool {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
     false
 }
+
+/// Waits (up to 30 s) until a running build's output holds `relative`, and returns that build's
+/// scratch directory (`var/tmp/<path>`): a sandboxed build can write nothing else the host sees,
+/// its output being that scratch directory's `out/` until it is complete.
+pub fn wait_for_output(root: &Path, relative: &str) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(entries) = std::fs::read_dir(root.join("var/tmp")) {
+            for entry in entries.flatten() {
+                if entry.path().join("out").join(relative).exists() {
+                    return entry.path();
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build started writing `{relative}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

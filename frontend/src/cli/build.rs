@@ -168,7 +168,12 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let sandbox = match super::sandbox(store_args, &store) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let options = BuildOptions {
+        sandbox,
         jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
         keep_going: args.keep_going,
         offline: args.offline,

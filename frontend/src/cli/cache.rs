@@ -178,6 +178,7 @@ fn pull(
         trusted_keys: store_args.trusted_keys.clone(),
         jobs: None,
         download_timeout: store_args.download_timeout,
+        no_sandbox: store_args.no_sandbox,
         verbose: false,
         quiet: false,
         color: store_args.color,

@@ -262,6 +262,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
             substituter: super::substituter(store_args, &store)?,
             download_deadline: store_args.download_deadline(),
+            sandbox: super::sandbox(store_args, &store)?,
             ..BuildOptions::default()
         },
         observer: &observer,

@@ -77,6 +77,10 @@ pub struct StoreArgs {
         value_name = "SECONDS"
     )]
     download_timeout: Option<u64>,
+    /// Run build commands without the build sandbox (also `sandbox = false` in
+    /// `<root>/etc/slapstore.toml`, or `SLAPSTORE_SANDBOX=0`): for hosts without namespaces.
+    #[arg(long, global = true)]
+    no_sandbox: bool,
     /// Say more.
     #[arg(short, long, global = true)]
     verbose: bool,
@@ -207,29 +211,17 @@ fn substituter(
             .map_err(|e| report::usage(&format!("`--substituter {url}`: {e}")))?;
     }
     let mut keys = args.trusted_keys.clone();
-    let config = store.root().join("etc/slapstore.toml");
-    if let Ok(text) = std::fs::read_to_string(&config) {
-        #[derive(serde::Deserialize, Default)]
-        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-        struct Config {
-            #[serde(default)]
-            substituters: Vec<String>,
-            #[serde(default)]
-            trusted_keys: Vec<String>,
-        }
-        let parsed: Config = toml::from_str(&text)
-            .map_err(|e| report::usage(&format!("`{}`: {e}", config.display())))?;
-        for url in &parsed.substituters {
-            slapstore_store::cache::substitute::check_url(url).map_err(|e| {
-                report::usage(&format!(
-                    "`{}`: `substituters`: `{url}`: {e}",
-                    config.display()
-                ))
-            })?;
-        }
-        urls.extend(parsed.substituters);
-        keys.extend(parsed.trusted_keys);
+    let parsed = config(store)?;
+    for url in &parsed.substituters {
+        slapstore_store::cache::substitute::check_url(url).map_err(|e| {
+            report::usage(&format!(
+                "`{}`: `substituters`: `{url}`: {e}",
+                store.root().join(CONFIG).display()
+            ))
+        })?;
     }
+    urls.extend(parsed.substituters);
+    keys.extend(parsed.trusted_keys);
     if urls.is_empty() {
         return Ok(None);
     }
@@ -245,6 +237,39 @@ fn substituter(
         slapstore_store::cache::Substituter::new(urls, keys, &store.store_dir())
             .deadline(args.download_deadline()),
     ))
+}
+
+/// The configuration file, under the root.
+const CONFIG: &str = "etc/slapstore.toml";
+
+/// `<root>/etc/slapstore.toml`; empty when there is none.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    substituters: Vec<String>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    /// `false`: build without the sandbox.
+    sandbox: Option<bool>,
+}
+
+fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
+    let path = store.root().join(CONFIG);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| report::usage(&format!("`{}`: {e}", path.display())))
+        }
+        Err(_) => Ok(Config::default()),
+    }
+}
+
+/// Whether builds run in the sandbox: unless `--no-sandbox`, `SLAPSTORE_SANDBOX=0` or
+/// `sandbox = false` in the configuration file.
+fn sandbox(args: &StoreArgs, store: &slapstore_store::Store) -> Result<bool, i32> {
+    Ok(!args.no_sandbox
+        && slapstore_store::build::sandbox_by_default()
+        && config(store)?.sandbox.unwrap_or(true))
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.

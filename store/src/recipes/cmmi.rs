@@ -95,7 +95,7 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     let prefix = options
         .get("prefix")
         .cloned()
-        .unwrap_or_else(|| ctx.out.display().to_string());
+        .unwrap_or_else(|| ctx.store_out.display().to_string());
     let make = ctx
         .option("make-binary")
         .unwrap_or("make")

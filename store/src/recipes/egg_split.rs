@@ -105,7 +105,8 @@ pub(super) fn share(
         fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
         let lib = ctx.out.join("lib");
         fs::rename(target, &lib).map_err(|e| io_error(&lib, e))?;
-        paths.push(lib);
+        // where the scripts find it once the output is in the store
+        paths.push(ctx.store_out.join("lib"));
     }
     Ok(paths)
 }

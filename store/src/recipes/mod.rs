@@ -2,7 +2,8 @@
 //! [`Context`]: a scratch directory, the output path, a log, a cleared environment, a fetcher.
 //!
 //! Every command runs under `/bin/sh -c` with the cleared environment of [`base_environment`]
-//! plus what the derivation adds, its output appended to the log. Option values may use
+//! plus what the derivation adds, its output appended to the log, in the build's
+//! [`Sandbox`] when it has one. Option values may use
 //! Python's `%(option)s` formatting, as SlapOS recipes allow ([`interpolate`]).
 
 mod cmmi;
@@ -28,6 +29,7 @@ use crate::checksum::Checksum;
 use crate::derivation::{Derivation, Recipe, Source};
 use crate::error::{io_error, Result, StoreError};
 use crate::fetch::Fetcher;
+use crate::sandbox::Sandbox;
 
 /// The file, in a build's scratch directory, that names the process group of the command
 /// running: a build that finds it left by a killed one kills that group before starting.
@@ -50,8 +52,14 @@ pub fn kill_leftover(scratch: &Path) {
 /// Where and how one derivation is built.
 pub struct Context<'a> {
     pub drv: &'a Derivation,
-    /// The output path (`<root>/store/<hash>-<name>`).
+    /// Where the recipe writes the output: a scratch directory, or its store path when built
+    /// in place (without the sandbox).
     pub out: PathBuf,
+    /// The output's path as the build's commands see it (`$out`, the default prefix): its store
+    /// path (`<root>/store/<hash>-<name>`) for the recipes that run commands.
+    pub store_out: PathBuf,
+    /// The sandbox commands run in; `None` when builds are not sandboxed.
+    pub sandbox: Option<Sandbox>,
     /// The scratch directory, empty at the start.
     pub scratch: PathBuf,
     pub log: &'a mut fs::File,
@@ -93,7 +101,7 @@ pub fn base_environment(ctx: &Context) -> BTreeMap<String, String> {
         ("LC_ALL", "C".to_owned()),
         ("TZ", "UTC".to_owned()),
         ("SOURCE_DATE_EPOCH", "1".to_owned()),
-        ("out", ctx.out.display().to_string()),
+        ("out", ctx.store_out.display().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -169,9 +177,17 @@ impl Context<'_> {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .map_err(|e| io_error(Path::new("/bin/sh"), e))?;
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.apply(&mut command, dir)?;
+        }
+        let mut child = command.spawn().map_err(|e| match &self.sandbox {
+            Some(_) => StoreError::Sandbox(format!(
+                "part `{}`: {}: {e}",
+                self.part(),
+                crate::sandbox::failed_step(&self.log_path)
+            )),
+            None => io_error(Path::new("/bin/sh"), e),
+        })?;
         // its process group is its pid (`setpgid(0, 0)` ran before exec, which `spawn` awaited)
         let pgid = child.id() as i32;
         let group = crate::interrupt::Group::register(pgid);
