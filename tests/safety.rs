@@ -35,7 +35,8 @@ fn a_hard_link_to_an_outside_file_is_copied_not_changed() {
             o = outside.display()
         ),
     );
-    r.ok(&["build", "software.cfg"]);
+    // the sandbox hides the outside file from the build: without it the build can link it
+    r.ok(&["--no-sandbox", "build", "software.cfg"]);
     let after = std::fs::metadata(&outside).expect("stat");
     assert_eq!(
         after.mode(),
@@ -144,12 +145,28 @@ fn an_unprivileged_user_builds_and_deploys_on_their_own_root() {
         .expect("chown");
     assert!(status.success());
     let root = home.join("root");
+    // the build sandbox needs namespaces, which an unprivileged user may not make: a clear
+    // error that says how to build without it, and nothing in the store
     let out = run_as_nobody(&root, &home, &["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot create namespaces") && out.stderr.contains("--no-sandbox"),
+        "{}",
+        out.stderr
+    );
+    let out = run_as_nobody(&root, &home, &["--no-sandbox", "build", "software.cfg"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run_as_nobody(
         &root,
         &home,
-        &["instance", "create", "web", "--software", "software.cfg"],
+        &[
+            "--no-sandbox",
+            "instance",
+            "create",
+            "web",
+            "--software",
+            "software.cfg",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run_as_nobody(&root, &home, &["verify", "--check-contents"]);
