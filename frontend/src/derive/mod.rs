@@ -29,7 +29,8 @@ pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PRO
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
-    and `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`)";
+    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`) and `gitclone` \
+    (slapos.recipe.build:gitclone)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -241,7 +242,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 build.files.insert(role, path);
             }
         }
-        Recipe::Shell | Recipe::Release | Recipe::Generation => {}
+        Recipe::Shell | Recipe::Release | Recipe::Generation | Recipe::Gitclone => {}
     }
     if let Some(env) = part
         .get("environment")?
