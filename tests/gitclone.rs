@@ -223,3 +223,41 @@ fn a_wrong_revision_fails_and_registers_nothing() {
         out.stderr
     );
 }
+
+#[test]
+fn a_checkout_named_otherwise_in_the_parts_directory_is_the_store_path() {
+    if !have("gitclone", &["git"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let (repo, first, _) = repository(&env);
+    let text = format!(
+        "[buildout]\nparts = user\n\n[src]\nrecipe = slapos.recipe.build:gitclone\n\
+         repository = {repo}\nrevision = {first}\nlocation = ${{buildout:parts-directory}}/checkout\n\n\
+         [user]\nrecipe = plone.recipe.command\ncommand = cat ${{src:location}}/README > $out/copy\n"
+    );
+    env.write("software.cfg", &text);
+    let path = {
+        let out = store.ok(&["build", "--json", "software.cfg"]);
+        let v: Value = serde_json::from_str(&out).expect("json");
+        v["parts"]["user"].as_str().expect("user").to_owned()
+    };
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&path).join("copy")).expect("copy"),
+        "first\n"
+    );
+    assert!(!env.path().join("parts/checkout").exists());
+    // elsewhere than directly in the parts directory: refused, naming the line
+    env.write(
+        "software.cfg",
+        &text.replace("${buildout:parts-directory}/checkout", "/tmp/checkout"),
+    );
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("not `/tmp/checkout`") && out.stderr.contains("software.cfg:8"),
+        "{}",
+        out.stderr
+    );
+}
