@@ -261,3 +261,59 @@ fn a_checkout_named_otherwise_in_the_parts_directory_is_the_store_path() {
         out.stderr
     );
 }
+
+#[test]
+fn sparse_checkout_and_submodules() {
+    if !have("gitclone", &["git"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let (repo, first, _) = repository(&env);
+    profile(
+        &env,
+        &repo,
+        &format!("revision = {first}\nsparse-checkout = src/"),
+    );
+    let path = built_path(&store, &[]);
+    assert!(Path::new(&path).join("src/a.txt").exists());
+    assert!(
+        !Path::new(&path).join("README").exists(),
+        "outside the patterns"
+    );
+
+    // a repository with a submodule: refused unless its submodules are ignored
+    let outer = env.path().join("outer");
+    std::fs::create_dir_all(&outer).expect("mkdir");
+    git(&outer, &["init", "--quiet", "--initial-branch=main"]);
+    git(
+        &outer,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "--quiet",
+            &repo,
+            "inner",
+        ],
+    );
+    git(&outer, &["commit", "--quiet", "-m", "with a submodule"]);
+    let head = git(&outer, &["rev-parse", "HEAD"]);
+    let outer = outer.display().to_string();
+    profile(&env, &outer, &format!("revision = {head}"));
+    let out = store.run(&["build", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("ignore-cloning-submodules") && out.stderr.contains("submodules"),
+        "{}",
+        out.stderr
+    );
+    profile(
+        &env,
+        &outer,
+        &format!("revision = {head}\nignore-cloning-submodules = true"),
+    );
+    let path = built_path(&store, &[]);
+    assert!(Path::new(&path).join(".gitmodules").exists());
+}
