@@ -389,12 +389,12 @@ fn bad_profiles_are_refused_with_the_part_and_recipe() {
     let store = Root::new(&env);
     env.write(
         "software.cfg",
-        "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.build:gitclone\nrepository = r\n",
+        "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.build:vm.run\nvm = v\n",
     );
     let out = store.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("slapos.recipe.build:gitclone") && out.stderr.contains("[x]"),
+        out.stderr.contains("slapos.recipe.build:vm.run") && out.stderr.contains("[x]"),
         "{}",
         out.stderr
     );

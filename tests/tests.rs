@@ -11,6 +11,7 @@ mod eval;
 mod examples;
 mod faults;
 mod gc;
+mod gitclone;
 mod instance;
 mod releases;
 mod safety;

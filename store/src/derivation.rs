@@ -39,11 +39,13 @@ pub enum Recipe {
     Release,
     /// One generation of an instance: the files its instance profile rendered.
     Generation,
+    /// A checkout of one commit of a git repository (`slapos.recipe.build:gitclone`).
+    Gitclone,
 }
 
 impl Recipe {
     /// Every recipe, for error messages.
-    pub const ALL: [Recipe; 9] = [
+    pub const ALL: [Recipe; 10] = [
         Recipe::Download,
         Recipe::DownloadUnpacked,
         Recipe::Cmmi,
@@ -53,6 +55,7 @@ impl Recipe {
         Recipe::Egg,
         Recipe::Release,
         Recipe::Generation,
+        Recipe::Gitclone,
     ];
 
     /// The canonical name (what `plan` prints and the hash covers).
@@ -67,6 +70,7 @@ impl Recipe {
             Recipe::Egg => "egg",
             Recipe::Release => "release",
             Recipe::Generation => "generation",
+            Recipe::Gitclone => "gitclone",
         }
     }
 

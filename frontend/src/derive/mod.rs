@@ -29,7 +29,8 @@ pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PRO
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
-    and `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`)";
+    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`) and `gitclone` \
+    (slapos.recipe.build:gitclone)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -241,7 +242,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 build.files.insert(role, path);
             }
         }
-        Recipe::Shell | Recipe::Release | Recipe::Generation => {}
+        Recipe::Shell | Recipe::Release | Recipe::Generation | Recipe::Gitclone => {}
     }
     if let Some(env) = part
         .get("environment")?
@@ -296,7 +297,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
 /// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
 /// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
 /// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
-/// becomes the placeholder of the part's store path. Called before the recipe's initialisation.
+/// becomes the placeholder of the part's store path; for `gitclone`, any directory directly in
+/// the parts directory is. Called before the recipe's initialisation.
 pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
     let Some(mode) = part.r.settings.store.clone() else {
         return Ok(());
@@ -307,7 +309,21 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
         _ => &["location"],
     };
     let parts = part.buildout("parts-directory")?;
-    let default = crate::pystr::path_join(&parts, &part.name);
+    let mut default = crate::pystr::path_join(&parts, &part.name);
+    if recipe == Recipe::Gitclone {
+        // a checkout anywhere directly in the parts directory (`[ZEO4-repository]` with
+        // `location = ${buildout:parts-directory}/ZEO4`) is the part's own directory: other
+        // parts find it through `${ZEO4-repository:location}`, which is the store path
+        if let Some(location) = part.get("location")? {
+            let location = crate::pystr::normpath(location.trim());
+            let name = location
+                .strip_prefix(parts.as_str())
+                .and_then(|rest| rest.strip_prefix('/'));
+            if name.is_some_and(|n| !n.is_empty() && !n.contains('/') && n != "..") {
+                default = location;
+            }
+        }
+    }
     let mut explicit = false;
     for &key in keys {
         if let Some(value) = part.get(key)? {

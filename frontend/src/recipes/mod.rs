@@ -223,6 +223,7 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("zc-recipe-egg", "eggs") => (egg::eggs, Recipe::Egg),
         ("zc-recipe-egg", "custom") => (egg::custom, Recipe::Egg),
         ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
+        ("slapos-recipe-build", "gitclone") => (build::gitclone_in_build, Recipe::Gitclone),
         _ => return None,
     })
 }

@@ -11,6 +11,7 @@ mod download;
 mod egg;
 mod egg_split;
 mod generation;
+mod gitclone;
 mod release;
 mod shell;
 mod template;
@@ -84,6 +85,7 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Egg => egg::build(ctx),
         Recipe::Release => release::build(ctx),
         Recipe::Generation => generation::build(ctx),
+        Recipe::Gitclone => gitclone::build(ctx),
     }
 }
 
