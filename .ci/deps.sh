@@ -13,6 +13,7 @@ have patch || missing+=(patch)       # cmmi's `patches`
 have md5sum || missing+=(coreutils)
 have tar || missing+=(tar)           # the tests make archives with GNU tar's every format
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
+have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -13,4 +13,5 @@ mod gc;
 mod instance;
 mod releases;
 mod safety;
+mod services;
 mod stress;
