@@ -14,6 +14,7 @@ have md5sum || missing+=(coreutils)
 have tar || missing+=(tar)           # the tests make archives with GNU tar's every format
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
 have git || missing+=(git)           # gitclone parts; tests/gitclone.rs makes repositories
+have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -654,7 +654,22 @@ fn every_documented_json_output_has_its_documented_keys() {
         )
         .to_string_lossy()
         .into_owned();
+    // an instance with a service, never started: its status needs no supervisord
+    let services = env
+        .write(
+            "svc/software.cfg",
+            "[buildout]\nparts = i\n[i]\nrecipe = slapos.recipe.template\n\
+             output = ${buildout:directory}/instance.cfg\ninline =\n  [buildout]\n  parts = s\n\
+             \x20 [s]\n  recipe = slapos.cookbook:wrapper\n  command-line = sleep 1\n\
+             \x20 wrapper-path = $${buildout:directory}/etc/service/s\n",
+        )
+        .to_string_lossy()
+        .into_owned();
+    r.ok(&["instance", "create", "svc", "--software", &services]);
+    let status = json(&["instance", "status", "svc", "--json"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(1), "{status}");
     let mut runs: Vec<(&str, Vec<Value>)> = vec![
+        ("instance status", vec![status]),
         ("eval", vec![json(&["eval", "--json", &profile])]),
         ("plan", vec![json(&["plan", "--json", &v1])]),
         ("build", vec![json(&["build", "--json", &v1])]),

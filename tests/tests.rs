@@ -16,4 +16,5 @@ mod instance;
 mod releases;
 mod safety;
 mod sandbox;
+mod services;
 mod stress;

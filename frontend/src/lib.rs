@@ -21,4 +21,5 @@ pub mod pystr;
 pub mod python;
 pub mod recipes;
 pub mod resolver;
+pub mod services;
 pub mod source;

@@ -114,8 +114,22 @@ enum InstanceCommand {
         #[arg(value_name = "GEN")]
         numbers: Vec<i64>,
     },
-    /// Remove an instance: its partition (unless `--keep-data`: then only the links into the
-    /// store) and its generations.
+    /// Start the services of instances (`etc/service/*`, `etc/run/*`) under supervisord.
+    Start(super::services::Which),
+    /// Stop the services of instances.
+    Stop(super::services::Which),
+    /// Restart the services of instances (starting those that were stopped).
+    Restart(super::services::Which),
+    /// Show the state of each service of instances.
+    Status {
+        #[command(flatten)]
+        which: super::services::Which,
+        /// Print a list of `{"instance", "service", "program", "kind", "state", "pid"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an instance (stopping its services first): its partition (unless `--keep-data`:
+    /// then only the links into the store) and its generations.
     Destroy {
         /// The instance's name.
         name: String,
@@ -125,7 +139,7 @@ enum InstanceCommand {
     },
 }
 
-fn name(text: &str) -> Result<InstanceName, i32> {
+pub(super) fn name(text: &str) -> Result<InstanceName, i32> {
     InstanceName::new(text).map_err(|e| report::usage(&e.to_string()))
 }
 
@@ -183,7 +197,7 @@ fn parameter_file(file: &std::path::Path) -> Result<Parameters, String> {
     Ok(out)
 }
 
-fn fail(e: InstanceError) -> i32 {
+pub(super) fn fail(e: InstanceError) -> i32 {
     match e {
         InstanceError::Profile { sources, error } => report::error(&sources, &error),
         InstanceError::Build(failed) => {
@@ -235,6 +249,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::List { .. }
             | InstanceCommand::Show { .. }
             | InstanceCommand::Generations { .. }
+            | InstanceCommand::Status { .. }
     );
     let store = if read_only {
         Store::open_existing(&store_args.root())
@@ -314,6 +329,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 return Ok(super::print(&dry_run_text(&preview, software.json, &full)));
             }
             let upgrade = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            super::services::refresh(&store, &n)?;
             let row = &upgrade.generation;
             if software.json {
                 let mut value = generation_json(row, true, &full);
@@ -362,6 +378,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             let n = name(&n)?;
             inspect(&store, &n)?;
             let row = ctx.rollback(&n, to).map_err(fail)?;
+            super::services::refresh(&store, &n)?;
             if json {
                 format!("{:#}\n", generation_json(&row, true, &full))
             } else {
@@ -541,10 +558,15 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 }
             )
         }
+        InstanceCommand::Start(which) => super::services::start(&ctx, &which)?,
+        InstanceCommand::Stop(which) => super::services::stop(&ctx, &which)?,
+        InstanceCommand::Restart(which) => super::services::restart(&ctx, &which)?,
+        InstanceCommand::Status { which, json } => super::services::status(&ctx, &which, json)?,
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
             ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
+            super::services::stop_one(&store, n.as_str())?;
             let _lock = store
                 .lock(&format!("instance-{}", n.as_str()))
                 .map_err(|e| report::store_error(&e))?;

@@ -16,6 +16,7 @@ mod plumbing;
 mod progress;
 mod query;
 mod report;
+mod services;
 mod software;
 mod sources;
 mod table;

@@ -1,0 +1,167 @@
+//! `slapstore instance start|stop|restart|status NAME|--all`: the services of instances under
+//! the root's supervisord (`crate::services`); the hooks that keep running services in step
+//! with `upgrade`, `rollback` and `destroy`.
+
+use clap::Args;
+use slapstore_store::partition::InstanceName;
+use slapstore_store::Store;
+
+use super::instance::{fail, name};
+use super::report;
+use crate::instance::Context;
+use crate::services::Supervisor;
+
+/// Which instances a service command acts on.
+#[derive(Args, Debug)]
+pub struct Which {
+    /// The instances' names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    names: Vec<String>,
+    /// Every instance of the root.
+    #[arg(long)]
+    all: bool,
+}
+
+/// The instances named (each checked and settled) with their partitions, or all of them.
+fn instances(ctx: &Context, which: &Which) -> Result<Vec<(String, std::path::PathBuf)>, i32> {
+    let names: Vec<InstanceName> = if which.all {
+        ctx.settle_all().map_err(fail)?;
+        let rows = ctx
+            .store
+            .db()
+            .instances()
+            .map_err(|e| report::store_error(&e))?;
+        rows.iter()
+            .filter_map(|r| InstanceName::new(&r.name).ok())
+            .collect()
+    } else {
+        which
+            .names
+            .iter()
+            .map(|n| name(n))
+            .collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for n in names {
+        ctx.settle(&n).map_err(fail)?;
+        let row = ctx
+            .store
+            .db()
+            .instance(n.as_str())
+            .map_err(|e| report::store_error(&e))?
+            .ok_or_else(|| {
+                report::not_found(
+                    &format!("no instance `{}`", n.as_str()),
+                    Some("`slapstore instance list` lists the instances"),
+                )
+            })?;
+        out.push((row.name, row.partition.into()));
+    }
+    Ok(out)
+}
+
+/// Runs `f` on the root's supervisor under its lock (one change of its files at a time).
+fn locked<T>(
+    store: &Store,
+    f: impl FnOnce(&Supervisor) -> crate::services::Result<T>,
+) -> Result<T, i32> {
+    let _lock = store
+        .lock("supervisor")
+        .map_err(|e| report::store_error(&e))?;
+    f(&Supervisor::new(store.root())).map_err(|m| report::failure(&m))
+}
+
+fn count(n: usize) -> String {
+    match n {
+        1 => "1 service".to_owned(),
+        n => format!("{n} services"),
+    }
+}
+
+pub fn start(ctx: &Context, which: &Which) -> Result<String, i32> {
+    let mut out = String::new();
+    for (instance, partition) in instances(ctx, which)? {
+        let started = locked(ctx.store, |s| s.start(&instance, &partition))?;
+        out.push_str(&format!("started {instance} ({})\n", count(started.len())));
+    }
+    Ok(out)
+}
+
+pub fn stop(ctx: &Context, which: &Which) -> Result<String, i32> {
+    let mut out = String::new();
+    for (instance, _) in instances(ctx, which)? {
+        locked(ctx.store, |s| s.stop(&instance))?;
+        out.push_str(&format!("stopped {instance}\n"));
+    }
+    Ok(out)
+}
+
+pub fn restart(ctx: &Context, which: &Which) -> Result<String, i32> {
+    let mut out = String::new();
+    for (instance, partition) in instances(ctx, which)? {
+        let done = locked(ctx.store, |s| s.restart(&instance, &partition))?;
+        out.push_str(&format!("restarted {instance} ({})\n", count(done.len())));
+    }
+    Ok(out)
+}
+
+pub fn status(ctx: &Context, which: &Which, json: bool) -> Result<String, i32> {
+    let mut all = Vec::new();
+    for (instance, partition) in instances(ctx, which)? {
+        all.extend(locked(ctx.store, |s| s.status(&instance, &partition))?);
+    }
+    let kind = |restart: bool| if restart { "service" } else { "run" };
+    if json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "instance": s.service.instance,
+                    "service": s.service.name,
+                    "program": s.service.program,
+                    "kind": kind(s.service.restart),
+                    "state": s.state,
+                    "pid": s.pid,
+                })
+            })
+            .collect();
+        return Ok(format!("{:#}\n", serde_json::Value::Array(list)));
+    }
+    let mut table = super::table::new(&["instance", "service", "kind", "state", "pid"]);
+    super::table::right(&mut table, 4);
+    for s in &all {
+        table.add_row(vec![
+            s.service.instance.clone(),
+            s.service.name.clone(),
+            kind(s.service.restart).to_owned(),
+            s.state.clone(),
+            s.pid.map_or("-".to_owned(), |p| p.to_string()),
+        ]);
+    }
+    Ok(super::table::render(&table))
+}
+
+/// After `upgrade` or `rollback`: a started instance's changed services are restarted.
+pub fn refresh(store: &Store, n: &InstanceName) -> Result<(), i32> {
+    let Some(row) = store
+        .db()
+        .instance(n.as_str())
+        .map_err(|e| report::store_error(&e))?
+    else {
+        return Ok(());
+    };
+    // an instance never started costs nothing (not even the supervisor's lock file)
+    if !Supervisor::new(store.root()).is_started(&row.name) {
+        return Ok(());
+    }
+    let partition = std::path::PathBuf::from(&row.partition);
+    locked(store, |s| s.refresh(&row.name, &partition))
+}
+
+/// Before `destroy`: the instance's services are stopped.
+pub fn stop_one(store: &Store, instance: &str) -> Result<(), i32> {
+    if !Supervisor::new(store.root()).is_started(instance) {
+        return Ok(());
+    }
+    locked(store, |s| s.stop(instance))
+}
