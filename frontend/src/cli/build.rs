@@ -164,37 +164,24 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let substituter = match super::substituter(store_args, &store) {
-        Ok(s) => s,
+    let options = match super::build_options(store_args, &store) {
+        Ok(shared) => BuildOptions {
+            keep_going: args.keep_going,
+            offline: args.offline,
+            allow_unpinned: args.allow_unpinned,
+            ..shared
+        },
         Err(code) => return code,
     };
-    let sandbox = match super::sandbox(store_args, &store) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let options = BuildOptions {
-        sandbox,
-        jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
-        keep_going: args.keep_going,
-        offline: args.offline,
-        allow_unpinned: args.allow_unpinned,
-        substituter,
-        download_deadline: store_args.download_deadline(),
-    };
-    let interrupts = match super::interrupts::Interrupts::install() {
+    let interrupts = match super::interrupts::Interrupts::start() {
         Ok(i) => i,
-        Err(e) => return report::failure(&format!("cannot handle interruptions: {e}")),
+        Err(code) => return code,
     };
     let progress = super::progress::Progress::new(drvs.len(), store_args.quiet)
         .with_logs(store.root().join("var/log"), args.print_build_logs);
     let outcome = build::build(&store, &drvs, &options, &progress);
     drop(progress);
-    if let Some(code) = interrupts.finish() {
-        eprintln!(
-            "error: interrupted: the builds running were killed and their partial outputs \
-             removed ({} built before)",
-            outcome.built.len(),
-        );
+    if let Some(code) = interrupts.stopped(Some(outcome.built.len())) {
         return code;
     }
     let Some(release) = drvs.last() else {

@@ -184,7 +184,8 @@ fn pull(
         color: store_args.color,
     };
     args.substituters.extend(from);
-    let sub = match super::substituter(&args, store) {
+    let sub = match super::config(store).and_then(|config| super::substituter(&args, store, config))
+    {
         Ok(Some(s)) => s,
         Ok(None) => {
             return report::usage("no cache to pull from: give `--from URL` or `--substituter URL`")

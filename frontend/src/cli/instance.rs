@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
-use slapstore_store::build::BuildOptions;
 use slapstore_store::partition::InstanceName;
 use slapstore_store::Store;
 
@@ -219,9 +218,9 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
         InstanceCommand::Create { .. } | InstanceCommand::Upgrade { .. }
     );
     let interrupts = if builds {
-        match super::interrupts::Interrupts::install() {
+        match super::interrupts::Interrupts::start() {
             Ok(i) => Some(i),
-            Err(e) => return report::failure(&format!("cannot handle interruptions: {e}")),
+            Err(code) => return code,
         }
     } else {
         None
@@ -230,16 +229,7 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
         Ok(code) => code,
         Err(code) => code,
     };
-    match interrupts.and_then(|i| i.finish()) {
-        Some(signal_code) => {
-            report::error_line(
-                "interrupted: the builds running were killed and their partial outputs removed",
-                None,
-            );
-            signal_code
-        }
-        None => code,
-    }
+    interrupts.and_then(|i| i.stopped(None)).unwrap_or(code)
 }
 
 fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
@@ -273,13 +263,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 .unwrap_or_else(|_| super::eval::default_python()),
             ..EvalOptions::default()
         },
-        build: BuildOptions {
-            jobs: store_args.jobs.unwrap_or(BuildOptions::default().jobs),
-            substituter: super::substituter(store_args, &store)?,
-            download_deadline: store_args.download_deadline(),
-            sandbox: super::sandbox(store_args, &store)?,
-            ..BuildOptions::default()
-        },
+        build: super::build_options(store_args, &store)?,
         observer: &observer,
     };
     let store_dir = store.store_dir();

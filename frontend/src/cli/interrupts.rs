@@ -19,7 +19,7 @@ pub struct Interrupts {
 
 impl Interrupts {
     /// Installs the handlers; an error when the system refuses them.
-    pub fn install() -> std::io::Result<Interrupts> {
+    fn install() -> std::io::Result<Interrupts> {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
         let received = Arc::new(AtomicI32::new(0));
@@ -43,9 +43,30 @@ impl Interrupts {
         })
     }
 
+    /// Installs the handlers, or reports why it cannot; the exit status then.
+    pub fn start() -> Result<Interrupts, i32> {
+        Interrupts::install()
+            .map_err(|e| super::report::failure(&format!("cannot handle interruptions: {e}")))
+    }
+
+    /// Marks the builds over; if a signal stopped them, says so (with how many were `built`
+    /// before, when known) and gives the exit status the command must end with.
+    pub fn stopped(&self, built: Option<usize>) -> Option<i32> {
+        let code = self.finish()?;
+        let before = built.map_or(String::new(), |n| format!(" ({n} built before)"));
+        super::report::error_line(
+            &format!(
+                "interrupted: the builds running were killed and their partial outputs \
+                 removed{before}"
+            ),
+            None,
+        );
+        Some(code)
+    }
+
     /// Marks the builds over: a signal from now on exits at once. The exit status the command
     /// must end with if a signal stopped the builds.
-    pub fn finish(&self) -> Option<i32> {
+    fn finish(&self) -> Option<i32> {
         self.over.store(true, Ordering::SeqCst);
         match self.received.load(Ordering::SeqCst) {
             0 => None,

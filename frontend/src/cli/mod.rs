@@ -205,6 +205,7 @@ pub fn main() -> i32 {
 fn substituter(
     args: &StoreArgs,
     store: &slapstore_store::Store,
+    parsed: Config,
 ) -> Result<Option<slapstore_store::cache::Substituter>, i32> {
     let mut urls = args.substituters.clone();
     for url in &urls {
@@ -212,7 +213,6 @@ fn substituter(
             .map_err(|e| report::usage(&format!("`--substituter {url}`: {e}")))?;
     }
     let mut keys = args.trusted_keys.clone();
-    let parsed = config(store)?;
     for url in &parsed.substituters {
         slapstore_store::cache::substitute::check_url(url).map_err(|e| {
             report::usage(&format!(
@@ -265,12 +265,25 @@ fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
     }
 }
 
-/// Whether builds run in the sandbox: unless `--no-sandbox`, `SLAPSTORE_SANDBOX=0` or
-/// `sandbox = false` in the configuration file.
-fn sandbox(args: &StoreArgs, store: &slapstore_store::Store) -> Result<bool, i32> {
-    Ok(!args.no_sandbox
+/// The build options every command that builds shares, from the global options and the
+/// configuration file (read once): `-j`, the substituters, the download deadline, and whether
+/// builds run in the sandbox (unless `--no-sandbox`, `SLAPSTORE_SANDBOX=0` or `sandbox = false`).
+fn build_options(
+    args: &StoreArgs,
+    store: &slapstore_store::Store,
+) -> Result<slapstore_store::build::BuildOptions, i32> {
+    let config = config(store)?;
+    let sandbox = !args.no_sandbox
         && slapstore_store::build::sandbox_by_default()
-        && config(store)?.sandbox.unwrap_or(true))
+        && config.sandbox.unwrap_or(true);
+    let defaults = slapstore_store::build::BuildOptions::default();
+    Ok(slapstore_store::build::BuildOptions {
+        jobs: args.jobs.unwrap_or(defaults.jobs),
+        substituter: substituter(args, store, config)?,
+        download_deadline: args.download_deadline(),
+        sandbox,
+        ..defaults
+    })
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.
