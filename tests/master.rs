@@ -547,3 +547,121 @@ fn requested_instances_are_deployed_and_their_connection_flows_back() {
     let list: Value = serde_json::from_str(&r.ok(&["instance", "list", "--json"])).expect("json");
     assert_eq!(list, serde_json::json!([]));
 }
+
+#[test]
+fn a_requester_that_no_longer_requests_drops_its_children() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = typed_release(&env);
+    r.ok(&["instance", "create", "root", "--software", &software]);
+    assert_eq!(show(&r, "spare")["parent"], "root");
+    // as type `front`, the requester renders a profile that requests nothing
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "root",
+        "--software",
+        &software,
+        "--software-type",
+        "front",
+    ]);
+    for child in ["spare", "root.Front-End"] {
+        assert_eq!(
+            r.run(&["instance", "show", child]).code,
+            3,
+            "{child} is gone"
+        );
+        assert!(!r.partition(child).exists());
+    }
+    assert_eq!(show(&r, "root")["connection"]["url"], "http://front/hello");
+}
+
+#[test]
+fn a_request_whose_child_does_not_publish_what_it_returns_fails() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(
+        &env,
+        "req",
+        r#"[buildout]
+parts = $${slap-parameter:parts}
+[slap-parameter]
+parts = child
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+[child]
+recipe = slapos.cookbook:request
+name = child
+software-url = $${slap-connection:software-release-url}
+software-type = default
+config-parts = slap-configuration
+return = missing
+"#,
+        "",
+    );
+    let out = r.run(&["instance", "create", "parent", "--software", &software]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("published no connection parameter `missing`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(r.run(&["instance", "show", "parent"]).code, 3);
+}
+
+/// `publish-early` (as stack/monitor uses it for generated secrets): a value published once
+/// is given back to its section at the next render.
+#[test]
+fn publish_early_gives_back_what_was_published() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(
+        &env,
+        "early",
+        r#"[buildout]
+parts = publish-early publish
+[publish-early]
+recipe = slapos.cookbook:publish-early
+-init =
+  secret gen:value
+fixed = yes
+[gen]
+value = made-from-$${slap-parameter:seed}
+[publish]
+recipe = slapos.cookbook:publish.serialised
+-extends = publish-early
+shown = $${publish-early:secret}
+"#,
+        "",
+    );
+    r.ok(&[
+        "instance",
+        "create",
+        "e",
+        "--software",
+        &software,
+        "-p",
+        "seed=1",
+    ]);
+    let published = |r: &Root| -> Value {
+        serde_json::from_str(show(r, "e")["connection"]["_"].as_str().expect("`_`")).expect("json")
+    };
+    assert_eq!(
+        published(&r),
+        serde_json::json!({"secret": "made-from-1", "fixed": "yes", "shown": "made-from-1"})
+    );
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "e",
+        "--software",
+        &software,
+        "-p",
+        "seed=2",
+    ]);
+    assert_eq!(published(&r)["secret"], "made-from-1");
+    assert_eq!(published(&r)["shown"], "made-from-1");
+}
