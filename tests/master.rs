@@ -187,8 +187,10 @@ fn the_computer_configuration_is_checked() {
     assert!(!r.partition("c").exists());
 }
 
-/// `.serialised` with JSON-in-XML parameters, read by Jinja2 through a `section` context as
-/// values (a list stays a list), and `publish.serialised`.
+/// `.serialised` with JSON-in-XML parameters, read by Jinja2 through `key` and `section`
+/// contexts as values (a list stays a list; `key slapparameter_dict
+/// slap-configuration:configuration` is how 48 profiles of the corpus read them), and
+/// `publish.serialised`.
 const SERIALISED: &str = r#"[buildout]
 parts = page publish
 
@@ -203,9 +205,11 @@ cert = $${slap-connection:cert-file}
 [page]
 recipe = slapos.recipe.template:jinja2
 output = $${buildout:directory}/etc/page.txt
-context = section slap slap-configuration
+context =
+  section slap slap-configuration
+  key slapparameter_dict slap-configuration:configuration
 inline =
-  {% set p = slap['configuration'] -%}
+  {% set p = slapparameter_dict -%}
   name={{ p['name'] }}
   {% for port in p['ports'] %}port={{ port }}
   {% endfor %}ipv6={{ slap['ipv6'] | join(',') }}
