@@ -614,6 +614,9 @@ return = missing
         out.stderr
     );
     assert_eq!(r.run(&["instance", "show", "parent"]).code, 3);
+    // what its requests made for it went with it
+    assert_eq!(r.run(&["instance", "show", "child"]).code, 3);
+    assert!(!r.partition("child").exists());
 }
 
 /// `publish-early` (as stack/monitor uses it for generated secrets): a value published once
