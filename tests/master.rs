@@ -317,11 +317,12 @@ fn jsonschema_sets_defaults_and_validates() {
         "[buildout]\nparts = conf\n\n[slap-configuration]\n<= slap-connection\n\
          recipe = slapos.cookbook:slapconfiguration.jsonschema\n\
          jsonschema = {}/js/software.cfg.json\nset-default = main\n\
-         validate-parameters = main\nunstringify = main\n\n[conf]\n\
+         validate-parameters = all\nunstringify = main\n\n[conf]\n\
          recipe = slapos.recipe.template:jinja2\noutput = $${{buildout:directory}}/etc/conf\n\
          context = section s slap-configuration\ninline =\n  \
          {{{{ s['configuration.repo-url'] }}}} {{{{ s['configuration.branch'] }}}} \
-         {{{{ s['configuration']['port'] + 1 }}}}\n",
+         {{{{ s['configuration']['port'] + 1 }}}} \
+         {{{{ s['valid-shared-instance-list'] | length }}}}\n",
         env.path().display()
     );
     let software = release(&env, "js", &instance, "");
@@ -334,7 +335,7 @@ fn jsonschema_sets_defaults_and_validates() {
         "-p",
         r#"_={"repo-url": "https://x/r.git", "port": "8000"}"#,
     ]);
-    assert_eq!(read(&r, "ok", "etc/conf"), "https://x/r.git master 8001");
+    assert_eq!(read(&r, "ok", "etc/conf"), "https://x/r.git master 8001 0");
     let out = r.run(&[
         "instance",
         "create",
