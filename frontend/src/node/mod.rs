@@ -1,0 +1,4 @@
+//! `slapstore node`: this root as a node of a SlapOS master, in place of slapgrid.
+
+pub mod marshal;
+pub mod slap;
