@@ -501,12 +501,12 @@ fn instance_diff_upgrade_dry_run_and_parameter_files() {
     // bad files name the file (and the line), and change nothing
     env.write("bad.json", "{\n  \"port\": 1,\n  oops\n}");
     env.write("list.json", "[1, 2]");
-    env.write("nested.json", "{\"port\": {\"a\": 1}}");
+    env.write("bad.xml", "<instance>\n<parameter id=\"a\">1</instance>\n");
     let entries = r.entries();
     for (file, says) in [
         ("bad.json", "`bad.json`:3:"),
         ("list.json", "expected an object"),
-        ("nested.json", "parameter `port` is an object"),
+        ("bad.xml", "`bad.xml`:2:"),
         ("missing.json", "cannot read `missing.json`"),
     ] {
         let out = r.run(&[

@@ -266,6 +266,17 @@ fn node_deploys_what_slapproxy_requests_and_reports_back() {
     assert!(out.contains("slappart0: created web"), "{out}");
     assert!(out.contains("slappart0: started (1 services)"), "{out}");
     assert!(served(port, "Bonjour from slappart0"), "the service runs");
+    assert!(
+        out.contains("slappart0: published 2 connection parameters"),
+        "{out}"
+    );
+    // the next request prints the connection parameters the instance published
+    let again = request(&[]);
+    assert!(
+        again.contains(&format!("'url': 'http://127.0.0.1:{port}/'"))
+            && again.contains("'greeting': 'Bonjour'"),
+        "{again}"
+    );
     let installed = r.ok(&["software", "list"]);
     assert!(installed.contains(&release), "{installed}");
 

@@ -13,6 +13,7 @@ mod faults;
 mod gc;
 mod gitclone;
 mod instance;
+mod master;
 mod node;
 mod releases;
 mod safety;

@@ -30,6 +30,8 @@ pub struct EvalOptions {
     /// Render an instance profile: only instance-time recipes, collected in
     /// [`Evaluation::instance`].
     pub instance: bool,
+    /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
+    pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -86,6 +88,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         python: options.python.clone(),
         store,
         instance: options.instance,
+        slap: options.slap.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

@@ -20,6 +20,7 @@ use slapstore_store::build::{self, BuildOptions, Observer};
 use slapstore_store::db::{GenerationRow, NewGeneration};
 use slapstore_store::derivation::{Build, Inputs};
 use slapstore_store::fetch::Fetcher;
+use slapstore_store::master::{self, Computer, State, DEFAULT_SOFTWARE_TYPE};
 use slapstore_store::partition::{self, InstanceName};
 use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath};
 
@@ -27,6 +28,7 @@ use crate::error::Error;
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::load::Assignment;
 use crate::recipes::instance::{FileSpec, InstanceOutput};
+use crate::recipes::slap::{Request, Slap};
 use crate::source::Sources;
 
 /// Why an instance operation failed. Nothing was changed.
@@ -72,6 +74,8 @@ pub struct Context<'a> {
     pub eval: EvalOptions,
     pub build: BuildOptions,
     pub observer: &'a dyn Observer,
+    /// The computer this root is, as the local master knows it (`master.rs`).
+    pub computer: Computer,
 }
 
 /// What an upgrade did: the generation now current, and whether it is a new one.
@@ -85,6 +89,54 @@ pub struct Upgrade {
 /// Parameters of an instance: `key = value`.
 pub type Parameters = BTreeMap<String, String>;
 
+/// How many requests down from an instance the user made a request may be.
+const MAX_REQUEST_DEPTH: usize = 8;
+
+/// What the local master knows of an instance when it is rendered.
+#[derive(Debug, Clone)]
+struct Placement {
+    partition: i64,
+    software_type: String,
+    software_url: String,
+    title: String,
+    root_title: String,
+    state: String,
+    /// What its current generation published.
+    published: Parameters,
+    /// What each instance it requested published, by title.
+    children: BTreeMap<String, Parameters>,
+}
+
+/// One render of an instance.
+struct Rendered {
+    drv: Derivation,
+    connection: Parameters,
+    requests: Vec<Request>,
+}
+
+/// The name of a new instance `parent` requests as `title`: the title itself when it is a
+/// valid instance name (and not `qualified`), else its letters and digits with `-` for the
+/// rest, after the parent's name.
+fn child_name(parent: &InstanceName, title: &str, qualified: bool) -> Result<InstanceName> {
+    if let Some(name) = InstanceName::new(title).ok().filter(|_| !qualified) {
+        return Ok(name);
+    }
+    let cleaned: String = title
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    InstanceName::new(&format!(
+        "{}.{}",
+        parent.as_str(),
+        cleaned.trim_matches('-')
+    ))
+    .map_err(|e| {
+        InstanceError::Usage(format!(
+            "cannot name the instance requested as `{title}`: {e}"
+        ))
+    })
+}
+
 impl Context<'_> {
     fn partition(&self, name: &InstanceName) -> PathBuf {
         self.partitions.join(name.as_str())
@@ -94,6 +146,25 @@ impl Context<'_> {
     fn names_store_path(&self, software: &str) -> bool {
         Path::new(software).starts_with(self.store.store_dir())
             || (!software.contains('/') && StorePath::parse(software).is_ok())
+    }
+
+    /// The software release URL of `software`, as `[slap-connection] software-release-url`
+    /// gives it: a URL as it is, a file's absolute path, a release's full store path.
+    fn software_url(&self, software: &str) -> String {
+        if software.contains("://") {
+            return software.to_owned();
+        }
+        if self.names_store_path(software) && !software.contains('/') {
+            return self
+                .store
+                .store_dir()
+                .join(software)
+                .to_string_lossy()
+                .into_owned();
+        }
+        std::path::absolute(software)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| software.to_owned())
     }
 
     /// The release that `software` names: a store path of a release, or a profile built now.
@@ -147,14 +218,16 @@ impl Context<'_> {
             })
     }
 
-    /// Renders the release's instance profile for an instance: the generation's derivation and
-    /// the partition's mutable directories.
+    /// Renders the release's instance profile for an instance placed as `placement` says:
+    /// the generation's derivation, the partition's mutable directories, what it published
+    /// and what it requested.
     fn render(
         &self,
         name: &InstanceName,
         release: &StorePath,
         parameters: &Parameters,
-    ) -> Result<(Derivation, BTreeMap<String, u32>)> {
+        placement: &Placement,
+    ) -> Result<Rendered> {
         let release_dir = self.store.path_of(release);
         let profile = release_dir.join("instance.cfg");
         let text = std::fs::read_to_string(&profile).map_err(|_| {
@@ -170,7 +243,6 @@ impl Context<'_> {
         let mut options = EvalOptions {
             python: self.eval.python.clone(),
             target: self.eval.target.clone(),
-            text: Some(text),
             instance: true,
             ..EvalOptions::default()
         };
@@ -190,6 +262,36 @@ impl Context<'_> {
             .iter()
             .map(|(k, v)| ("slap-parameter".to_owned(), k.clone(), v.clone()))
             .collect();
+        // what slapgrid gives every instance profile (its `[slap-connection]`); no key or
+        // certificate: the local master is this process
+        let partition_id = master::partition_id(placement.partition);
+        for (key, value) in [
+            ("computer-id", self.computer.id.as_str()),
+            ("partition-id", partition_id.as_str()),
+            ("server-url", self.computer.server_url.as_str()),
+            ("key-file", ""),
+            ("cert-file", ""),
+            ("software-release-url", placement.software_url.as_str()),
+        ] {
+            options
+                .verbatim
+                .push(("slap-connection".into(), key.into(), value.into()));
+        }
+        let slap = Slap {
+            computer: self.computer.clone(),
+            partition_id,
+            software_type: placement.software_type.clone(),
+            software_url: placement.software_url.clone(),
+            instance_title: placement.title.clone(),
+            root_instance_title: placement.root_title.clone(),
+            state: placement.state.clone(),
+            parameters: parameters.clone(),
+            published: placement.published.clone(),
+            children: placement.children.clone(),
+            eval: options.clone(),
+        };
+        options.slap = Some(std::sync::Arc::new(slap));
+        options.text = Some(text);
         let mut sources = Sources::default();
         let evaluation =
             evaluate(&mut sources, &profile.to_string_lossy(), &options).map_err(|error| {
@@ -198,8 +300,13 @@ impl Context<'_> {
                     error,
                 }
             })?;
-        let drv = generation_derivation(name, release, parameters, &evaluation.instance)?;
-        Ok((drv, evaluation.instance.dirs))
+        let output = evaluation.instance;
+        let drv = generation_derivation(name, release, parameters, &output)?;
+        Ok(Rendered {
+            drv,
+            connection: output.connection,
+            requests: output.requests,
+        })
     }
 
     /// Creates instances (`names`) of one release, in one batch: rendered in parallel, their
@@ -209,7 +316,57 @@ impl Context<'_> {
         names: &[InstanceName],
         software: &str,
         parameters: &Parameters,
+        software_type: Option<&str>,
     ) -> Result<Vec<StorePath>> {
+        self.create_requested(names, software, parameters, software_type, None, &[])
+    }
+
+    /// [`Context::create`] of one instance on partition `number`, as a node hosts what its
+    /// SlapOS master placed there (`slapstore node`); an error when that partition is taken.
+    pub fn create_on(
+        &self,
+        name: &InstanceName,
+        number: i64,
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<StorePath> {
+        // the partitions below it reserved: the lowest free one left is it, if it is free
+        let below: Vec<i64> = (0..number).collect();
+        let free = self.store.db().free_partitions(1, &self.computer, &below)?;
+        if free.first() != Some(&number) {
+            return Err(InstanceError::Usage(format!(
+                "partition `{}` hosts another instance",
+                master::partition_id(number)
+            )));
+        }
+        let paths = self.create_requested(
+            std::slice::from_ref(name),
+            software,
+            parameters,
+            software_type,
+            None,
+            &below,
+        )?;
+        paths
+            .into_iter()
+            .next()
+            .ok_or_else(|| InstanceError::Usage("nothing was created".into()))
+    }
+
+    /// [`Context::create`], for instances `requested_by` another one (then one name, under
+    /// that parent's title for it); `reserved` are the partitions of the requesters being
+    /// made (one per request down from the instance the user made).
+    fn create_requested(
+        &self,
+        names: &[InstanceName],
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+        requested_by: Option<(&InstanceName, &str)>,
+        reserved: &[i64],
+    ) -> Result<Vec<StorePath>> {
+        let software_type = software_type.unwrap_or(DEFAULT_SOFTWARE_TYPE);
         let _locks = names
             .iter()
             .map(|n| self.store.lock(&format!("instance-{}", n.as_str())))
@@ -231,33 +388,90 @@ impl Context<'_> {
             return Err(StoreError::InstanceExists(n.as_str().to_owned()).into());
         }
         let release = self.release(software)?;
-        let rendered: Vec<(Derivation, BTreeMap<String, u32>)> = names
+        let software_url = self.software_url(software);
+        let numbers = self
+            .store
+            .db()
+            .free_partitions(names.len(), &self.computer, reserved)
+            .map_err(|e| match e {
+                StoreError::NoFreePartition { count, .. } => StoreError::NoFreePartition {
+                    instance: names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join("`, `"),
+                    count,
+                },
+                other => other,
+            })?;
+        let root_title = match requested_by {
+            Some((parent, _)) => self.root_title(parent)?,
+            None => String::new(),
+        };
+        let placements: Vec<Placement> = names
+            .iter()
+            .zip(&numbers)
+            .map(|(n, number)| Placement {
+                partition: *number,
+                software_type: software_type.to_owned(),
+                software_url: software_url.clone(),
+                title: requested_by
+                    .map_or(n.as_str(), |(_, title)| title)
+                    .to_owned(),
+                root_title: if requested_by.is_some() {
+                    root_title.clone()
+                } else {
+                    n.as_str().to_owned()
+                },
+                state: State::Started.as_str().to_owned(),
+                published: Parameters::new(),
+                children: BTreeMap::new(),
+            })
+            .collect();
+        let rendered: Vec<Rendered> = names
             .par_iter()
-            .map(|n| self.render(n, &release, parameters))
+            .zip(&placements)
+            .map(|(n, p)| self.render(n, &release, parameters, p))
             .collect::<Result<_>>()?;
-        let drvs: Vec<Derivation> = rendered.iter().map(|(d, _)| d.clone()).collect();
+        // what they request is deployed first, so that they are rendered with its connection
+        // parameters
+        let mut final_renders = Vec::with_capacity(rendered.len());
+        for ((n, p), r) in names.iter().zip(placements).zip(rendered) {
+            let mut reserved = reserved.to_vec();
+            reserved.push(p.partition);
+            final_renders.push(self.with_requests(n, &release, parameters, p, r, &reserved)?);
+        }
+        let drvs: Vec<Derivation> = final_renders.iter().map(|r| r.drv.clone()).collect();
         self.realise(&drvs)?;
         let now = slapstore_store::build::unix_now();
         let params = serde_json::to_string(parameters).unwrap_or_default();
         let new: Vec<NewGeneration> = names
             .iter()
-            .zip(&drvs)
-            .map(|(n, d)| NewGeneration {
+            .zip(&final_renders)
+            .zip(&numbers)
+            .map(|((n, r), number)| NewGeneration {
                 partition: self.partition(n).to_string_lossy().into_owned(),
                 row: GenerationRow {
                     instance: n.as_str().to_owned(),
                     number: 1,
-                    path: d.path.to_string(),
+                    path: r.drv.path.to_string(),
                     release: release.to_string(),
                     parameters: params.clone(),
                     parent: None,
                     created: now,
                     deleted: false,
+                    software_type: software_type.to_owned(),
+                    software_url: software_url.clone(),
+                    connection: serde_json::to_string(&r.connection).unwrap_or_default(),
                 },
                 expect_new: true,
+                requested_by: requested_by.map(|(p, t)| (p.as_str().to_owned(), t.to_owned())),
+                partition_number: Some(*number),
             })
             .collect();
-        self.store.db().add_generations(&new)?;
+        self.store
+            .db()
+            .add_generations(&new, self.computer.partition_count)?;
         names
             .par_iter()
             .map(|n| self.sync_partition(n))
@@ -274,49 +488,308 @@ impl Context<'_> {
     }
 
     /// A new generation of `name` running `software`, its parameters those of the current
-    /// generation overridden by `parameters`; the current one is its parent. When that
-    /// generation would be the current one (same release, same parameters, same rendered
-    /// files: the same output path), nothing is added.
+    /// generation overridden by `parameters`, of software type `software_type` (the current
+    /// one's when `None`); the current one is its parent. When that generation would be the
+    /// current one (same release, same parameters, same rendered files: the same output path,
+    /// and the same software type), nothing is added.
     pub fn upgrade(
         &self,
         name: &InstanceName,
         software: &str,
         parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<Upgrade> {
+        self.upgrade_with(name, software, parameters, software_type, true, &[])
+    }
+
+    /// [`Context::upgrade`] with `parameters` replacing the current ones, as a SlapOS master
+    /// gives them all (`slapstore node`).
+    pub fn upgrade_replacing(
+        &self,
+        name: &InstanceName,
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<Upgrade> {
+        self.upgrade_with(name, software, parameters, software_type, false, &[])
+    }
+
+    /// [`Context::upgrade`]; the parameters replace the current ones unless `merge` (a
+    /// request gives them all, as SlapOS's does); `reserved` as for `create_requested`.
+    fn upgrade_with(
+        &self,
+        name: &InstanceName,
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+        merge: bool,
+        reserved: &[i64],
     ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
-        let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
+        let mut merged: Parameters = if merge {
+            serde_json::from_str(&current.parameters).unwrap_or_default()
+        } else {
+            Parameters::new()
+        };
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let software_type = software_type.unwrap_or(&current.software_type).to_owned();
         let release = self.release(software)?;
-        let (drv, _) = self.render(name, &release, &merged)?;
-        if drv.path.to_string() == current.path {
+        let software_url = self.software_url(software);
+        let placement = self.placement(name, &software_type, &software_url)?;
+        let rendered = self.render(name, &release, &merged, &placement)?;
+        let mut reserved = reserved.to_vec();
+        reserved.push(placement.partition);
+        let rendered =
+            self.with_requests(name, &release, &merged, placement, rendered, &reserved)?;
+        let connection = serde_json::to_string(&rendered.connection).unwrap_or_default();
+        if rendered.drv.path.to_string() == current.path
+            && software_type == current.software_type
+            && software_url == current.software_url
+        {
+            self.drop_unrequested(name, &rendered.requests)?;
             return Ok(Upgrade {
                 generation: current,
                 changed: false,
             });
         }
-        self.realise(std::slice::from_ref(&drv))?;
+        self.realise(std::slice::from_ref(&rendered.drv))?;
         let row = GenerationRow {
             instance: name.as_str().to_owned(),
             number: generations.iter().map(|g| g.number).max().unwrap_or(0) + 1,
-            path: drv.path.to_string(),
+            path: rendered.drv.path.to_string(),
             release: release.to_string(),
             parameters: serde_json::to_string(&merged).unwrap_or_default(),
             parent: Some(current.number),
             created: slapstore_store::build::unix_now(),
             deleted: false,
+            software_type,
+            software_url,
+            connection,
         };
-        self.store.db().add_generations(&[NewGeneration {
-            partition: self.partition(name).to_string_lossy().into_owned(),
-            row: row.clone(),
-            expect_new: false,
-        }])?;
+        self.store.db().add_generations(
+            &[NewGeneration {
+                partition: self.partition(name).to_string_lossy().into_owned(),
+                row: row.clone(),
+                expect_new: false,
+                requested_by: None,
+                partition_number: None,
+            }],
+            self.computer.partition_count,
+        )?;
         self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
+        self.drop_unrequested(name, &rendered.requests)?;
         Ok(Upgrade {
             generation: row,
             changed: true,
         })
+    }
+
+    /// Where `name` is and what the master knows of it, for a render of software type
+    /// `software_type` from `software_url`.
+    fn placement(
+        &self,
+        name: &InstanceName,
+        software_type: &str,
+        software_url: &str,
+    ) -> Result<Placement> {
+        let db = self.store.db();
+        let instance = db
+            .master_instance(name.as_str())?
+            .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+        let children = db
+            .children(name.as_str())?
+            .into_iter()
+            .map(|c| (c.title, c.connection))
+            .collect();
+        drop(db);
+        Ok(Placement {
+            partition: instance.partition,
+            software_type: software_type.to_owned(),
+            software_url: software_url.to_owned(),
+            root_title: match &instance.parent {
+                Some(_) => self.root_title(name)?,
+                None => instance.title.clone(),
+            },
+            title: instance.title,
+            state: instance.requested_state.as_str().to_owned(),
+            published: instance.connection,
+            children,
+        })
+    }
+
+    /// The title of the instance at the root of `name`'s request tree.
+    fn root_title(&self, name: &InstanceName) -> Result<String> {
+        let db = self.store.db();
+        let mut at = name.as_str().to_owned();
+        for _ in 0..MAX_REQUEST_DEPTH + 1 {
+            match db.master_instance(&at)? {
+                Some(i) => match i.parent {
+                    Some(p) => at = p,
+                    None => return Ok(i.title),
+                },
+                None => return Ok(at),
+            }
+        }
+        Ok(at)
+    }
+
+    /// Deploys what a render of `name` requests (creating or upgrading each child), then
+    /// renders `name` again with the connection parameters they published, until what they
+    /// published no longer changes (their own requests deployed the same way, down to
+    /// [`MAX_REQUEST_DEPTH`]). `reserved`: the partitions of `name` and its requesters.
+    fn with_requests(
+        &self,
+        name: &InstanceName,
+        release: &StorePath,
+        parameters: &Parameters,
+        mut placement: Placement,
+        mut rendered: Rendered,
+        reserved: &[i64],
+    ) -> Result<Rendered> {
+        let depth = reserved.len();
+        for _ in 0..MAX_REQUEST_DEPTH {
+            if rendered.requests.is_empty() {
+                return Ok(rendered);
+            }
+            if depth >= MAX_REQUEST_DEPTH {
+                return Err(InstanceError::Usage(format!(
+                    "`{}` is {depth} requests down from the instance the user made: requests \
+                     that request again without end are refused",
+                    name.as_str()
+                )));
+            }
+            let children = self.deploy_requests(name, &rendered.requests, reserved)?;
+            if children == placement.children {
+                return Ok(rendered);
+            }
+            placement.children = children;
+            rendered = self.render(name, release, parameters, &placement)?;
+        }
+        Ok(rendered)
+    }
+
+    /// Creates or upgrades each instance `requests` asks for on behalf of `parent` (destroying
+    /// those requested `destroyed`); what each published, by requested title.
+    fn deploy_requests(
+        &self,
+        parent: &InstanceName,
+        requests: &[Request],
+        reserved: &[i64],
+    ) -> Result<BTreeMap<String, Parameters>> {
+        let mut published = BTreeMap::new();
+        for request in requests {
+            let existing = self.store.db().child(parent.as_str(), &request.title)?;
+            if request.state == State::Destroyed.as_str() {
+                if let Some(child) = existing {
+                    self.destroy(
+                        &InstanceName::new(&child.name)
+                            .map_err(|e| InstanceError::Usage(e.to_string()))?,
+                        false,
+                    )?;
+                }
+                continue;
+            }
+            let name = match &existing {
+                Some(child) => InstanceName::new(&child.name)
+                    .map_err(|e| InstanceError::Usage(e.to_string()))?,
+                None => {
+                    let name = child_name(parent, &request.title, false)?;
+                    if self.store.db().instance(name.as_str())?.is_some() {
+                        child_name(parent, &request.title, true)?
+                    } else {
+                        name
+                    }
+                }
+            };
+            if existing.is_some() {
+                self.upgrade_with(
+                    &name,
+                    &request.software_url,
+                    &request.parameters,
+                    Some(&request.software_type),
+                    false,
+                    reserved,
+                )?;
+            } else {
+                self.create_requested(
+                    std::slice::from_ref(&name),
+                    &request.software_url,
+                    &request.parameters,
+                    Some(&request.software_type),
+                    Some((parent, &request.title)),
+                    reserved,
+                )?;
+            }
+            let state = State::parse(&request.state).unwrap_or(State::Started);
+            let mut db = self.store.db();
+            db.set_requested_state(name.as_str(), state)?;
+            let connection = db.connection(name.as_str())?.unwrap_or_default();
+            published.insert(request.title.clone(), connection);
+        }
+        Ok(published)
+    }
+
+    /// Destroys the instances `parent` requested before and its generation no longer
+    /// requests (SlapOS's master garbage-collects them the same way).
+    fn drop_unrequested(&self, parent: &InstanceName, requests: &[Request]) -> Result<()> {
+        let children = self.store.db().children(parent.as_str())?;
+        for child in children {
+            if !requests.iter().any(|r| r.title == child.title) {
+                let name = InstanceName::new(&child.name)
+                    .map_err(|e| InstanceError::Usage(e.to_string()))?;
+                self.destroy(&name, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an instance, the instances it requested first: their services stopped, their
+    /// records deleted (the commit), then their partitions removed (only the links into the
+    /// store with `keep_data`). The names destroyed, children first.
+    pub fn destroy(&self, name: &InstanceName, keep_data: bool) -> Result<Vec<String>> {
+        let mut destroyed = Vec::new();
+        let children = self.store.db().children(name.as_str())?;
+        for child in children {
+            let child =
+                InstanceName::new(&child.name).map_err(|e| InstanceError::Usage(e.to_string()))?;
+            destroyed.extend(self.destroy(&child, keep_data)?);
+        }
+        self.settle(name)?;
+        let instance = self
+            .store
+            .db()
+            .instance(name.as_str())?
+            .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
+        {
+            let _lock = self.store.lock("supervisor")?;
+            let supervisor = crate::services::Supervisor::new(self.store.root());
+            if supervisor.is_started(name.as_str()) {
+                supervisor
+                    .stop(name.as_str())
+                    .map_err(InstanceError::Usage)?;
+            }
+        }
+        let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
+        // the commit first: if it fails (a full disk), the partition and its data are as
+        // they were; if removing them fails after it, the instance is gone all the same
+        self.store.db().delete_instance(name.as_str())?;
+        let partition = PathBuf::from(&instance.partition);
+        if keep_data {
+            remove_links(&partition);
+        } else if partition.exists() {
+            std::fs::remove_dir_all(&partition).map_err(|e| {
+                InstanceError::Usage(format!(
+                    "destroyed {}, but its partition `{}` could not be removed entirely \
+                     ({e}): remove it by hand",
+                    name.as_str(),
+                    partition.display()
+                ))
+            })?;
+        }
+        destroyed.push(name.as_str().to_owned());
+        Ok(destroyed)
     }
 
     /// What `upgrade` would do, changing nothing: the release `software` names (evaluated, not
@@ -348,7 +821,9 @@ impl Context<'_> {
             (release, to_build)
         };
         let generation = if self.store.is_valid(&release)? {
-            Some(self.render(name, &release, &merged)?.0.path)
+            let software_url = self.software_url(software);
+            let placement = self.placement(name, &current.software_type, &software_url)?;
+            Some(self.render(name, &release, &merged, &placement)?.drv.path)
         } else {
             None
         };
@@ -542,6 +1017,14 @@ fn generation_derivation(
         "parameters-json".to_owned(),
         serde_json::to_string(parameters).unwrap_or_default(),
     );
+    // what it publishes is part of the generation (absent when nothing is, so that a
+    // generation that publishes nothing keeps the identity it always had)
+    if !output.connection.is_empty() {
+        options.insert(
+            "connection-json".to_owned(),
+            serde_json::to_string(&output.connection).unwrap_or_default(),
+        );
+    }
     let part = PartName::new(&format!("{}-instance", name.as_str()))
         .map_err(|e| InstanceError::Usage(e.to_string()))?;
     let inputs = Inputs {
@@ -561,4 +1044,23 @@ fn generation_derivation(
             files: BTreeMap::new(),
         },
     ))
+}
+
+/// Removes the links into `current` (and `current` itself) from a partition, keeping the rest.
+fn remove_links(partition: &Path) {
+    let Ok(entries) = std::fs::read_dir(partition) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if let Ok(target) = std::fs::read_link(&p) {
+            let name = e.file_name();
+            if name == "current"
+                || target.starts_with("current")
+                || target.to_string_lossy().contains("/current/")
+            {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod instance;
 pub mod load;
 pub mod merge;
 pub mod node;
+pub mod parameters;
 pub mod parser;
 pub mod pystr;
 pub mod python;

@@ -71,6 +71,8 @@ pub struct Settings {
     pub instance: bool,
     /// The interpreter that runs profile Python code.
     pub python: String,
+    /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
+    pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -99,6 +101,10 @@ pub struct Resolver<'s> {
     verbatim: std::collections::HashSet<(String, String)>,
     /// Set by [`Resolver::reference`] when the value it returned holds parameter text.
     tainted: bool,
+    /// Values that are not text in SlapOS's buildout (slapconfiguration's `configuration`
+    /// dict, address sets), by `(section, option)`: a Jinja2 context sees these instead of
+    /// their text.
+    pub typed: HashMap<(String, String), serde_json::Value>,
 }
 
 impl<'s> Resolver<'s> {
@@ -122,6 +128,7 @@ impl<'s> Resolver<'s> {
             instance_output: Default::default(),
             verbatim: Default::default(),
             tainted: false,
+            typed: Default::default(),
         }
     }
 
@@ -360,6 +367,32 @@ impl<'s> Resolver<'s> {
         self.sections[idx]
             .data
             .insert(option.to_owned(), Resolved { text, origin });
+    }
+
+    /// `options[key] = value` for a value that holds parameter text (`Origin::Parameter`):
+    /// final, never substituted again, and tainting what references it.
+    pub fn set_parameter(&mut self, idx: usize, option: &str, text: String) {
+        let name = self.sections[idx].name.clone();
+        self.verbatim.insert((name, option.to_owned()));
+        self.set(idx, option, text, Origin::Parameter);
+    }
+
+    /// `options[key] = value` for a value that is not text: its text here, the value itself
+    /// for Jinja2 contexts.
+    pub fn set_typed(
+        &mut self,
+        idx: usize,
+        option: &str,
+        value: serde_json::Value,
+        origin: Origin,
+    ) {
+        let text = match &value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let name = self.sections[idx].name.clone();
+        self.typed.insert((name, option.to_owned()), value);
+        self.set(idx, option, text, origin);
     }
 
     /// `Options.__delitem__`; false if the option did not exist.

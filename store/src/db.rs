@@ -15,6 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
 
+pub mod master;
+
 /// Schema migrations; `MIGRATIONS[i]` moves version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     "
@@ -74,6 +76,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX software_by_release ON software(release);
     CREATE INDEX contents_by_file ON contents(file);
 ",
+    // the local master (`db/master.rs`): each instance on a partition `slappartN` of the
+    // computer (at most one instance a partition), its requested state, the instance that
+    // requested it and under which title; each generation's software type, software release
+    // URL and published connection parameters (so that a rollback restores them)
+    "
+    ALTER TABLE generations ADD COLUMN software_type TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE generations ADD COLUMN software_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE generations ADD COLUMN connection TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE instances ADD COLUMN partition_number INTEGER;
+    ALTER TABLE instances ADD COLUMN requested_state TEXT NOT NULL DEFAULT 'started';
+    ALTER TABLE instances ADD COLUMN parent TEXT;
+    ALTER TABLE instances ADD COLUMN title TEXT;
+    UPDATE instances SET partition_number =
+        (SELECT COUNT(*) FROM instances AS o WHERE o.name < instances.name);
+    CREATE UNIQUE INDEX instances_by_partition ON instances(partition_number);
+    CREATE INDEX instances_by_parent ON instances(parent);
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.
@@ -95,6 +114,12 @@ pub struct GenerationRow {
     pub created: i64,
     /// Deleted generations keep their row (so the parent chain stays whole) but are no root.
     pub deleted: bool,
+    /// The software type it was rendered for (`default` unless requested otherwise).
+    pub software_type: String,
+    /// The software release's URL as the instance was given it (a profile or a store path).
+    pub software_url: String,
+    /// `{"key": "value"}` connection parameters the generation published, as JSON.
+    pub connection: String,
 }
 
 /// A generation to record with [`Db::add_generations`].
@@ -104,6 +129,12 @@ pub struct NewGeneration {
     pub row: GenerationRow,
     /// The instance must not exist yet (`instance create`).
     pub expect_new: bool,
+    /// For a new instance: the instance that requested it and the title it requested it
+    /// under (`request` recipes); `None` for an instance made by the user.
+    pub requested_by: Option<(String, String)>,
+    /// For a new instance: the partition it is rendered for (`Db::free_partitions`); `None`:
+    /// the lowest free one.
+    pub partition_number: Option<i64>,
 }
 
 /// An instance, as recorded.
@@ -445,8 +476,14 @@ impl Db {
     }
 
     /// Records new generations and makes each current, creating an instance on its first
-    /// generation (`NewGeneration::expect_new`: fail if it exists). One transaction for all.
-    pub fn add_generations(&mut self, new: &[NewGeneration]) -> Result<()> {
+    /// generation (`NewGeneration::expect_new`: fail if it exists) on the lowest free
+    /// partition of the computer (`partition_count` of them; `None`: as many as needed). One
+    /// transaction for all.
+    pub fn add_generations(
+        &mut self,
+        new: &[NewGeneration],
+        partition_count: Option<u32>,
+    ) -> Result<()> {
         let path = self.path.clone();
         let e = |e| db_error(&path, e);
         let tx = self
@@ -463,15 +500,43 @@ impl Db {
                 return Err(StoreError::InstanceExists(row.instance.clone()));
             }
             if !exists {
+                let number = match g.partition_number {
+                    Some(n) => n,
+                    None => {
+                        master::free_partition(&tx, partition_count).map_err(|err| match err {
+                            master::Allocation::Full(count) => StoreError::NoFreePartition {
+                                instance: row.instance.clone(),
+                                count,
+                            },
+                            master::Allocation::Db(err) => e(err),
+                        })?
+                    }
+                };
+                let (parent, title) = match &g.requested_by {
+                    Some((parent, title)) => (Some(parent.as_str()), Some(title.as_str())),
+                    None => (None, None),
+                };
                 tx.prepare_cached(
-                    "INSERT INTO instances (name, partition, current, created) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO instances (name, partition, current, created, partition_number,
+                     parent, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
-                .and_then(|mut s| s.execute(params![row.instance, g.partition, row.number, row.created]))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.instance,
+                        g.partition,
+                        row.number,
+                        row.created,
+                        number,
+                        parent,
+                        title
+                    ])
+                })
                 .map_err(e)?;
             }
             tx.prepare_cached(
-                "INSERT INTO generations (instance, number, path, release, parameters, parent, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO generations (instance, number, path, release, parameters, parent,
+                 created, software_type, software_url, connection)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -481,7 +546,10 @@ impl Db {
                     row.release,
                     row.parameters,
                     row.parent,
-                    row.created
+                    row.created,
+                    row.software_type,
+                    row.software_url,
+                    row.connection
                 ])
             })
             .map_err(e)?;
@@ -549,21 +617,11 @@ impl Db {
     /// An instance's generations (deleted ones too), by number.
     pub fn generations(&self, instance: &str) -> Result<Vec<GenerationRow>> {
         self.rows(
-            "SELECT instance, number, path, release, parameters, parent, created, deleted
+            "SELECT instance, number, path, release, parameters, parent, created, deleted,
+             software_type, software_url, connection
              FROM generations WHERE instance = ?1 ORDER BY number",
             [instance],
-            |r| {
-                Ok(GenerationRow {
-                    instance: r.get(0)?,
-                    number: r.get(1)?,
-                    path: r.get(2)?,
-                    release: r.get(3)?,
-                    parameters: r.get(4)?,
-                    parent: r.get(5)?,
-                    created: r.get(6)?,
-                    deleted: r.get::<_, i64>(7)? != 0,
-                })
-            },
+            generation_row,
         )
     }
 
@@ -754,6 +812,22 @@ impl Db {
         }
         Ok(problems)
     }
+}
+
+fn generation_row(r: &rusqlite::Row) -> rusqlite::Result<GenerationRow> {
+    Ok(GenerationRow {
+        instance: r.get(0)?,
+        number: r.get(1)?,
+        path: r.get(2)?,
+        release: r.get(3)?,
+        parameters: r.get(4)?,
+        parent: r.get(5)?,
+        created: r.get(6)?,
+        deleted: r.get::<_, i64>(7)? != 0,
+        software_type: r.get(8)?,
+        software_url: r.get(9)?,
+        connection: r.get(10)?,
+    })
 }
 
 fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<InstanceRow> {

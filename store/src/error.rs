@@ -70,6 +70,8 @@ pub enum StoreError {
     NoStore(PathBuf),
     #[error("instance `{0}` exists already")]
     InstanceExists(String),
+    #[error("no free partition for instance `{instance}`: the computer's {count} partitions (`partition-count` in `etc/slapstore.toml`) each host an instance")]
+    NoFreePartition { instance: String, count: u32 },
     #[error(transparent)]
     StorePath(#[from] crate::store_path::StorePathError),
 }

@@ -4,7 +4,7 @@
 //! This crate knows nothing of buildout profiles: it receives [`Derivation`]s (a recipe name and
 //! resolved options, with the inputs that identify them) and turns them into registered,
 //! read-only outputs. Modules: [`derivation`] (identity and hashing), [`store`] (the root on
-//! disk, locks), [`db`] (SQLite metadata), [`build`] (scheduling and realising), [`interrupt`] (stopping builds),
+//! disk, locks), [`db`] (SQLite metadata; [`master`], the local master's model), [`build`] (scheduling and realising), [`interrupt`] (stopping builds),
 //! [`recipes`] (the builders), [`fetch`]/[`checksum`] (sources and the download cache),
 //! [`unpack`] (archives), [`output`] (canonical form, content hash), [`references`] (scanning),
 //! [`verify`] (checking the store against the database).
@@ -14,6 +14,7 @@ pub mod build;
 pub mod cache;
 pub mod checksum;
 pub mod db;
+pub use db::master;
 pub mod derivation;
 pub mod error;
 pub mod fetch;

@@ -25,9 +25,15 @@ struct SoftwareArgs {
     /// `--parameters`.
     #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
     parameters: Vec<String>,
-    /// A JSON file of parameters, `{"key": "value", ...}` (numbers and booleans as text).
+    /// A file of parameters: a JSON object (`{"key": "value", ...}`, numbers and booleans as
+    /// text; one holding lists or objects is passed whole as `_`, JSON in XML) or SlapOS's XML
+    /// (`<instance><parameter id="key">value</parameter></instance>`).
     #[arg(long = "parameters", value_name = "FILE")]
     parameter_file: Option<std::path::PathBuf>,
+    /// The software type to deploy (`slap-software-type`, what `switch-softwaretype` picks
+    /// by); `default` on create, the current one's on upgrade.
+    #[arg(long = "software-type", alias = "type", value_name = "TYPE")]
+    software_type: Option<String>,
     /// Print the new generations as JSON (`docs/cli.md`).
     #[arg(long)]
     json: bool,
@@ -145,7 +151,7 @@ pub(super) fn name(text: &str) -> Result<InstanceName, i32> {
 /// The parameters of `--parameters FILE`, then the `-p` ones over them.
 fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
     let mut out = match &args.parameter_file {
-        Some(file) => parameter_file(file).map_err(|m| report::usage(&m))?,
+        Some(file) => crate::parameters::read(file).map_err(|m| report::usage(&m))?,
         None => BTreeMap::new(),
     };
     for p in &args.parameters {
@@ -160,40 +166,14 @@ fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
     Ok(out)
 }
 
-/// Reads a JSON object of parameters; the error names the file (and line, for bad JSON).
-fn parameter_file(file: &std::path::Path) -> Result<Parameters, String> {
-    let shown = file.display();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("`{shown}`:{}:{}: not JSON: {e}", e.line(), e.column()))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(format!(
-            "`{shown}`: expected an object of parameters, `{{\"key\": \"value\"}}`"
-        ));
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in map {
-        let text = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(format!(
-                    "`{shown}`: parameter `{k}` is {}, not a string, number or boolean",
-                    match other {
-                        serde_json::Value::Null => "null",
-                        serde_json::Value::Array(_) => "a list",
-                        _ => "an object",
-                    }
-                ))
-            }
-        };
-        if k.trim().is_empty() {
-            return Err(format!("`{shown}`: a parameter has an empty name"));
-        }
-        out.insert(k, text);
+/// `--software-type`, checked: one line of printable text.
+fn software_type(args: &SoftwareArgs) -> Result<Option<&str>, i32> {
+    match args.software_type.as_deref() {
+        Some(t) if t.trim().is_empty() || t.chars().any(char::is_control) => Err(report::usage(
+            &format!("`--software-type {t:?}`: a software type is one word of printable text"),
+        )),
+        other => Ok(other),
     }
-    Ok(out)
 }
 
 pub(super) fn fail(e: InstanceError) -> i32 {
@@ -265,6 +245,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         },
         build: super::build_options(store_args, &store)?,
         observer: &observer,
+        computer: super::computer(&store)?,
     };
     let store_dir = store.store_dir();
     let full = |p: &str| store_dir.join(p).display().to_string();
@@ -276,7 +257,12 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 .collect::<Result<Vec<_>, _>>()?;
             let params = parameters(&software)?;
             let paths = ctx
-                .create(&names, &software.software, &params)
+                .create(
+                    &names,
+                    &software.software,
+                    &params,
+                    software_type(&software)?,
+                )
                 .map_err(fail)?;
             if software.json {
                 let list: Vec<_> = names
@@ -312,7 +298,9 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     .map_err(fail)?;
                 return Ok(super::print(&dry_run_text(&preview, software.json, &full)));
             }
-            let upgrade = ctx.upgrade(&n, &software.software, &params).map_err(fail)?;
+            let upgrade = ctx
+                .upgrade(&n, &software.software, &params, software_type(&software)?)
+                .map_err(fail)?;
             super::services::refresh(&store, &n)?;
             let row = &upgrade.generation;
             if software.json {
@@ -404,11 +392,22 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             ctx.settle(&n).map_err(fail)?;
             let (instance, gens) = inspect(&store, &n)?;
             let current = gens.iter().find(|g| g.number == instance.current);
+            let master = store
+                .db()
+                .master_instance(n.as_str())
+                .map_err(|e| report::store_error(&e))?;
             let value = serde_json::json!({
                 "name": instance.name,
                 "partition": instance.partition,
                 "current": current.map(|g| generation_json(g, true, &full)),
                 "generations": gens.iter().filter(|g| !g.deleted).count(),
+                "partition_id": master.as_ref().map(|m| m.partition_id()),
+                "software_type": master.as_ref().map(|m| m.software_type.clone()),
+                "software_url": master.as_ref().map(|m| m.software_url.clone()),
+                "requested_state": master.as_ref().map(|m| m.requested_state.as_str()),
+                "title": master.as_ref().map(|m| m.title.clone()),
+                "parent": master.as_ref().and_then(|m| m.parent.clone()),
+                "connection": master.as_ref().map(|m| m.connection.clone()),
             });
             if json {
                 format!("{value:#}\n")
@@ -417,6 +416,17 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     "instance    {}\npartition   {}\n",
                     instance.name, instance.partition
                 );
+                if let Some(m) = &master {
+                    out.push_str(&format!(
+                        "on          {} (software type `{}`, {})\n",
+                        m.partition_id(),
+                        m.software_type,
+                        m.requested_state.as_str()
+                    ));
+                    if let Some(parent) = &m.parent {
+                        out.push_str(&format!("requested   by {parent} as `{}`\n", m.title));
+                    }
+                }
                 if let Some(g) = current {
                     out.push_str(&format!(
                         "generation  {}\nrelease     {}\noutput      {}\nparameters  {}\n",
@@ -425,6 +435,11 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                         full(&g.path),
                         g.parameters
                     ));
+                }
+                if let Some(m) = &master {
+                    for (k, v) in &m.connection {
+                        out.push_str(&format!("published   {k} = {v}\n"));
+                    }
                 }
                 out
             }
@@ -548,37 +563,21 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::Status { which, json } => super::services::status(&ctx, &which, json)?,
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
-            ctx.settle(&n).map_err(fail)?;
-            let (instance, gens) = inspect(&store, &n)?;
-            super::services::stop_one(&store, n.as_str())?;
-            let _lock = store
-                .lock(&format!("instance-{}", n.as_str()))
-                .map_err(|e| report::store_error(&e))?;
-            // the commit first: if it fails (a full disk), the partition and its data are as
-            // they were; if removing them fails after it, the instance is gone all the same
-            store
-                .db()
-                .delete_instance(n.as_str())
-                .map_err(|e| report::store_error(&e))?;
-            let partition = std::path::PathBuf::from(&instance.partition);
-            if keep_data {
-                remove_links(&partition);
-            } else if partition.exists() {
-                std::fs::remove_dir_all(&partition).map_err(|e| {
-                    report::failure(&format!(
-                        "destroyed {}, but its partition `{}` could not be removed entirely \
-                         ({e}): remove it by hand",
-                        n.as_str(),
-                        partition.display()
-                    ))
-                })?;
+            let (_, gens) = inspect(&store, &n)?;
+            let destroyed = ctx.destroy(&n, keep_data).map_err(fail)?;
+            let mut out = String::new();
+            for child in destroyed.iter().filter(|d| *d != n.as_str()) {
+                out.push_str(&format!(
+                    "destroyed {child} (requested by an instance destroyed)\n"
+                ));
             }
-            format!(
+            out.push_str(&format!(
                 "destroyed {} ({} generations){}\n",
                 n.as_str(),
                 gens.len(),
                 if keep_data { ", data kept" } else { "" }
-            )
+            ));
+            out
         }
     };
     Ok(super::print(&out))
@@ -688,23 +687,4 @@ fn dry_run_text(
         }
     }
     out
-}
-
-/// Removes the links into `current` (and `current` itself) from a partition, keeping the rest.
-fn remove_links(partition: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(partition) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if let Ok(target) = std::fs::read_link(&p) {
-            let name = e.file_name();
-            if name == "current"
-                || target.starts_with("current")
-                || target.to_string_lossy().contains("/current/")
-            {
-                let _ = std::fs::remove_file(&p);
-            }
-        }
-    }
 }

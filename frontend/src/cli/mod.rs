@@ -258,14 +258,17 @@ struct Config {
     trusted_keys: Vec<String>,
     /// `false`: build without the sandbox.
     sandbox: Option<bool>,
-    /// `slapstore node`: the master, this computer's id there, its key and certificate, the
-    /// master's CA, how many partitions it offers.
-    master_url: Option<String>,
+    /// The computer, as the local master knows it (`docs/instances.md`), and as `slapstore
+    /// node` registers it with a SlapOS master (`docs/node.md`).
     computer_id: Option<String>,
+    ipv4: Option<Vec<String>>,
+    ipv6: Option<Vec<String>>,
+    partition_count: Option<u32>,
+    /// `slapstore node`: the master, the computer's key and certificate, the master's CA.
+    master_url: Option<String>,
     key_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     master_ca_file: Option<PathBuf>,
-    partition_count: Option<usize>,
 }
 
 fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
@@ -276,6 +279,45 @@ fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
         }
         Err(_) => Ok(Config::default()),
     }
+}
+
+/// The computer this root is (`computer-id`, `ipv4`, `ipv6`, `partition-count` in
+/// `<root>/etc/slapstore.toml`; by default `slapstore` on 127.0.0.1 and ::1); each address is
+/// checked.
+fn computer(store: &slapstore_store::Store) -> Result<slapstore_store::master::Computer, i32> {
+    let config = config(store)?;
+    let mut computer = slapstore_store::master::Computer::default();
+    let file = store.root().join(CONFIG);
+    let bad =
+        |key: &str, what: String| report::usage(&format!("`{}`: `{key}`: {what}", file.display()));
+    if let Some(id) = config.computer_id {
+        if id.trim().is_empty() || id.chars().any(char::is_control) {
+            return Err(bad("computer-id", format!("`{id}` is not a computer id")));
+        }
+        computer.id = id;
+    }
+    if let Some(list) = config.ipv4 {
+        for a in &list {
+            a.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| bad("ipv4", format!("`{a}` is not an IPv4 address")))?;
+        }
+        computer.ipv4 = list;
+    }
+    if let Some(list) = config.ipv6 {
+        for a in &list {
+            a.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("ipv6", format!("`{a}` is not an IPv6 address")))?;
+        }
+        computer.ipv6 = list;
+    }
+    if let Some(0) = config.partition_count {
+        return Err(bad(
+            "partition-count",
+            "a computer has at least one partition".into(),
+        ));
+    }
+    computer.partition_count = config.partition_count;
+    Ok(computer)
 }
 
 /// The build options every command that builds shares, from the global options and the

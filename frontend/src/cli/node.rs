@@ -13,7 +13,7 @@ use slapstore_store::Store;
 use super::{report, StoreArgs};
 use crate::evaluate::EvalOptions;
 use crate::instance::Context;
-use crate::node::pass::{Computer, Node, Summary};
+use crate::node::pass::{Node, Summary, DEFAULT_PARTITIONS};
 use crate::node::slap::{Credentials, Master};
 
 #[derive(Args, Debug)]
@@ -36,8 +36,8 @@ pub struct NodeArgs {
     master_ca_file: Option<PathBuf>,
     /// How many partitions (`slappart0`…) the computer offers (also `partition-count`;
     /// default 10, as `slapos node format`).
-    #[arg(long, value_name = "N")]
-    partition_count: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    partition_count: Option<u32>,
     /// Pass again and again, as the node's service does, until interrupted.
     #[arg(long = "loop")]
     repeat: bool,
@@ -99,6 +99,16 @@ fn run_inner(
         .clone()
         .map(|p| std::path::absolute(&p).unwrap_or(p))
         .unwrap_or_else(|| store.root().join("partitions"));
+    // the computer as the local master knows it (`computer-id`, `ipv4`, `ipv6`), with the
+    // master's id for it, its URL and the partitions it offers
+    let mut computer_model = super::computer(&store)?;
+    computer_model.id = computer.clone();
+    computer_model.server_url = url.clone();
+    computer_model.partition_count = Some(
+        args.partition_count
+            .or(config.partition_count)
+            .unwrap_or(DEFAULT_PARTITIONS),
+    );
     let observer = super::progress::Progress::new(0, store_args.quiet);
     let ctx = Context {
         store: &store,
@@ -110,22 +120,12 @@ fn run_inner(
         },
         build: super::build_options(store_args, &store)?,
         observer: &observer,
+        computer: computer_model,
     };
     let node = Node {
         master: &master,
         ctx: &ctx,
-        computer: Computer {
-            partitions: args
-                .partition_count
-                .or(config.partition_count)
-                .unwrap_or(10),
-            ipv4: ("127.0.0.1".into(), "255.0.0.0".into()),
-            ipv6: (
-                "::1".into(),
-                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
-            ),
-            user: std::env::var("USER").unwrap_or_else(|_| rustix_uid().to_string()),
-        },
+        user: std::env::var("USER").unwrap_or_else(|_| current_uid().to_string()),
     };
     loop {
         let started = Instant::now();
@@ -149,7 +149,7 @@ fn run_inner(
     }
 }
 
-fn rustix_uid() -> u32 {
+fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail and has no preconditions
     unsafe { libc::getuid() }
 }

@@ -231,9 +231,11 @@ pub fn store_status(e: &slapstore_store::StoreError) -> i32 {
     use slapstore_store::StoreError as E;
     match e {
         E::NotValid(_) | E::NoStore(_) => NOT_FOUND,
-        E::NotInStore(..) | E::StorePath(_) | E::BadOption { .. } | E::InstanceExists(_) => {
-            BAD_INPUT
-        }
+        E::NotInStore(..)
+        | E::StorePath(_)
+        | E::BadOption { .. }
+        | E::InstanceExists(_)
+        | E::NoFreePartition { .. } => BAD_INPUT,
         _ => FAILED,
     }
 }

@@ -157,11 +157,3 @@ pub fn refresh(store: &Store, n: &InstanceName) -> Result<(), i32> {
     let partition = std::path::PathBuf::from(&row.partition);
     locked(store, |s| s.refresh(&row.name, &partition))
 }
-
-/// Before `destroy`: the instance's services are stopped.
-pub fn stop_one(store: &Store, instance: &str) -> Result<(), i32> {
-    if !Supervisor::new(store.root()).is_started(instance) {
-        return Ok(());
-    }
-    locked(store, |s| s.stop(instance))
-}

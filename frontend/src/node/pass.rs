@@ -19,18 +19,7 @@ use super::slap::{FormatPartition, Hosted, Master, SlapError, State, Supplied};
 use super::state::{self, Deployed, NodeState};
 use crate::instance::{Context, InstanceError};
 use crate::services::Supervisor;
-
-/// What the node registers as its computer.
-#[derive(Debug, Clone)]
-pub struct Computer {
-    /// How many partitions (`slappart0` …) it offers.
-    pub partitions: usize,
-    /// `(address, netmask)` of the computer, and given to each partition.
-    pub ipv4: (String, String),
-    pub ipv6: (String, String),
-    /// The user partitions run as.
-    pub user: String,
-}
+use slapstore_store::master::{partition_id, State as LocalState};
 
 /// Something the pass did or failed to do, for the caller to show.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +63,19 @@ impl Summary {
 /// A node: a store root serving one computer of one master.
 pub struct Node<'a> {
     pub master: &'a Master,
+    /// The instance operations, on the computer as the node registers it (`ctx.computer`:
+    /// its id, addresses and partition count).
     pub ctx: &'a Context<'a>,
-    pub computer: Computer,
+    /// The user partitions run as.
+    pub user: String,
 }
+
+/// How many partitions a computer offers when the configuration does not say (as many as
+/// `slapos node format` makes by default).
+pub const DEFAULT_PARTITIONS: u32 = 10;
+
+const IPV4_NETMASK: &str = "255.0.0.0";
+const IPV6_NETMASK: &str = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
 
 /// How many lines of a failure's text a report to the master carries (slapgrid sends its
 /// buildout's log tail).
@@ -107,21 +106,33 @@ impl Node<'_> {
 
     /// Registers the partitions with the master, when they changed since the last time.
     fn format(&self, state: &mut NodeState, summary: &mut Summary) -> Result<(), SlapError> {
-        let c = &self.computer;
-        let partitions: Vec<FormatPartition> = (0..c.partitions)
+        let c = &self.ctx.computer;
+        let count = c.partition_count.unwrap_or(DEFAULT_PARTITIONS);
+        let addresses: Vec<(String, String)> = c
+            .ipv4
+            .iter()
+            .map(|a| (a.clone(), IPV4_NETMASK.to_owned()))
+            .chain(c.ipv6.iter().map(|a| (a.clone(), IPV6_NETMASK.to_owned())))
+            .collect();
+        let partitions: Vec<FormatPartition> = (0..count)
             .map(|i| {
-                let reference = format!("slappart{i}");
+                let reference = partition_id(i64::from(i));
                 FormatPartition {
                     path: self.ctx.partitions.join(&reference).display().to_string(),
                     reference,
-                    user: c.user.clone(),
-                    addresses: vec![c.ipv4.clone(), c.ipv6.clone()],
+                    user: self.user.clone(),
+                    addresses: addresses.clone(),
                 }
             })
             .collect();
+        let address = c
+            .ipv4
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
         let fingerprint = state::fingerprint(&(
             self.master.computer(),
-            &c.ipv4,
+            &address,
             &partitions
                 .iter()
                 .map(|p| (&p.reference, &p.path, &p.user, &p.addresses))
@@ -130,10 +141,9 @@ impl Node<'_> {
         if state.format == fingerprint {
             return Ok(());
         }
-        self.master
-            .format((c.ipv4.0.as_str(), c.ipv4.1.as_str()), &partitions)?;
+        self.master.format((&address, IPV4_NETMASK), &partitions)?;
         state.format = fingerprint;
-        summary.did("format", format!("registered {} partitions", c.partitions));
+        summary.did("format", format!("registered {count} partitions"));
         Ok(())
     }
 
@@ -269,9 +279,11 @@ impl Node<'_> {
                 "requested {:?} without a software release",
                 hosted.state
             )),
-            (state, Some(url)) => match release {
-                None => Err(format!("software `{url}` is not installed")),
-                Some(release) => self.deploy(&name, exists, release, hosted, state, summary),
+            (state, Some(url)) => match (release, profile_of(url)) {
+                (Some(_), Ok(profile)) => {
+                    self.deploy(&name, exists, &profile, hosted, state, summary)
+                }
+                _ => Err(format!("software `{url}` is not installed")),
             },
         };
         match outcome {
@@ -295,23 +307,24 @@ impl Node<'_> {
         self.ctx.partitions.join(id)
     }
 
-    /// Creates or upgrades the instance, starts or stops its services, reports its state.
+    /// Creates or upgrades the instance (of `profile`, its release installed), starts or stops
+    /// its services, posts the connection parameters it published, reports its state.
     fn deploy(
         &self,
         name: &InstanceName,
         exists: bool,
-        release: &StorePath,
+        profile: &str,
         hosted: &Hosted,
         state: State,
         summary: &mut Summary,
     ) -> Result<(), String> {
         let id = name.as_str();
-        let software = self.full(release);
         let parameters = &hosted.parameters;
+        let software_type = Some(hosted.software_type.as_str());
         if exists {
             let upgrade = self
                 .ctx
-                .upgrade(name, &software, parameters)
+                .upgrade_replacing(name, profile, parameters, software_type)
                 .map_err(|e| describe(&e))?;
             if upgrade.changed {
                 summary.did(
@@ -320,35 +333,60 @@ impl Node<'_> {
                 );
             }
         } else {
+            let number = id
+                .strip_prefix("slappart")
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| format!("`{id}` is not a partition of this node (`slappartN`)"))?;
             self.ctx
-                .create(std::slice::from_ref(name), &software, parameters)
+                .create_on(name, number, profile, parameters, software_type)
                 .map_err(|e| describe(&e))?;
             summary.did(id, format!("created {}", hosted.instance_title));
         }
+        let local = match state {
+            State::Started => LocalState::Started,
+            _ => LocalState::Stopped,
+        };
+        let connection = {
+            let mut db = self.ctx.store.db();
+            db.set_requested_state(id, local)
+                .map_err(|e| e.to_string())?;
+            db.connection(id)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default()
+        };
         let partition = self.partition_dir(id);
         let supervisor = Supervisor::new(self.root());
-        let _lock = self
-            .ctx
-            .store
-            .lock("supervisor")
-            .map_err(|e| e.to_string())?;
-        match state {
-            State::Started => {
+        {
+            let _lock = self
+                .ctx
+                .store
+                .lock("supervisor")
+                .map_err(|e| e.to_string())?;
+            if state == State::Started {
                 let was = supervisor.is_started(id);
                 let services = supervisor.start(id, &partition)?;
                 if !was {
                     summary.did(id, format!("started ({} services)", services.len()));
                 }
-                self.master.started(id).map_err(|e| e.to_string())
-            }
-            _ => {
-                if supervisor.is_started(id) {
-                    supervisor.stop(id)?;
-                    summary.did(id, "stopped");
-                }
-                self.master.stopped(id).map_err(|e| e.to_string())
+            } else if supervisor.is_started(id) {
+                supervisor.stop(id)?;
+                summary.did(id, "stopped");
             }
         }
+        if connection != hosted.connection {
+            self.master
+                .set_connection(id, &connection)
+                .map_err(|e| e.to_string())?;
+            summary.did(
+                id,
+                format!("published {} connection parameters", connection.len()),
+            );
+        }
+        match state {
+            State::Started => self.master.started(id),
+            _ => self.master.stopped(id),
+        }
+        .map_err(|e| e.to_string())
     }
 
     /// Stops and removes the instance of a partition (its data too) and, if the master still
@@ -360,33 +398,25 @@ impl Node<'_> {
         summary: &mut Summary,
     ) -> Result<(), String> {
         let id = name.as_str();
-        {
-            let _lock = self
-                .ctx
-                .store
-                .lock("supervisor")
-                .map_err(|e| e.to_string())?;
-            Supervisor::new(self.root()).stop(id)?;
-        }
-        let store = self.ctx.store;
-        let _lock = store
-            .lock(&format!("instance-{id}"))
-            .map_err(|e| e.to_string())?;
-        let row = store.db().instance(id).map_err(|e| e.to_string())?;
-        let partition = row
-            .map(|r| PathBuf::from(r.partition))
-            .unwrap_or_else(|| self.partition_dir(id));
-        // the commit first, as `instance destroy` does: the instance is gone even if removing
-        // its files fails
-        store
+        let exists = self
+            .ctx
+            .store
             .db()
-            .delete_instance(id)
-            .map_err(|e: StoreError| e.to_string())?;
-        if partition.exists() {
-            std::fs::remove_dir_all(&partition).map_err(|e| {
-                format!("cannot remove the partition `{}`: {e}", partition.display())
-            })?;
+            .instance(id)
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if exists {
+            self.ctx.destroy(name, false).map_err(|e| describe(&e))?;
             summary.did(id, "destroyed");
+        } else {
+            // what a destruction that failed half-way left
+            let partition = self.partition_dir(id);
+            if partition.exists() {
+                std::fs::remove_dir_all(&partition).map_err(|e| {
+                    format!("cannot remove the partition `{}`: {e}", partition.display())
+                })?;
+                summary.did(id, "destroyed");
+            }
         }
         if busy {
             self.master.destroyed(id).map_err(|e| e.to_string())?;

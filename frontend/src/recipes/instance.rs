@@ -16,6 +16,10 @@ pub struct InstanceOutput {
     pub files: BTreeMap<String, FileSpec>,
     /// Mutable directories and their modes.
     pub dirs: BTreeMap<String, u32>,
+    /// Connection parameters published (`publish` recipes, `slap.rs`).
+    pub connection: BTreeMap<String, String>,
+    /// Instances requested (`request` recipes, `slap.rs`).
+    pub requests: Vec<super::slap::Request>,
 }
 
 /// One file of a generation.
@@ -33,13 +37,21 @@ pub enum Kind {
     Wrapper,
     MkDirectory,
     Symlink,
+    /// What talks to the master (`slap.rs`).
+    Slap(super::slap::Kind),
 }
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
     (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory) \
-    and `slapos.cookbook:symbolic.link` (symlink)";
+    and `slapos.cookbook:symbolic.link` (symlink); and what talks to the master: \
+    `slapos.cookbook:slapconfiguration` (`.serialised`, `.jsonschema`, `.jsondump`), \
+    `switch-softwaretype`, `publish` (`.serialised`), `publish-early`, `request` \
+    (`.serialised`) and `requestoptional` (`.serialised`)";
 
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
+    if let Some(kind) = super::slap::lookup(egg, entry) {
+        return Some(Kind::Slap(kind));
+    }
     Some(match (egg, entry) {
         ("slapos-recipe-template" | "template", "default") => Kind::Template,
         ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => Kind::Jinja2,
@@ -83,6 +95,7 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Wrapper => wrapper(part),
         Kind::MkDirectory => mkdirectory(part),
         Kind::Symlink => symlink(part),
+        Kind::Slap(kind) => super::slap::init(part, kind),
     }
 }
 
@@ -114,7 +127,7 @@ fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     })
 }
 
-fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
+pub(super) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
     let rel = relative(part, option, path)?;
     let out = &mut part.r.instance_output;
     if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) {
@@ -153,6 +166,11 @@ fn mkdirectory(part: &mut Part) -> Result<()> {
     let mode = mode(part, 0o755)?;
     for (key, value) in part.r.items(part.idx)? {
         if key == "recipe" || key == "mode" || key.starts_with('_') || value.trim().is_empty() {
+            continue;
+        }
+        // the partition itself (`home = ${buildout:directory}`, as software/helloworld has
+        // it) exists already
+        if crate::pystr::normpath(value.trim()) == part.buildout("directory")? {
             continue;
         }
         let rel = relative(part, &key, &value)?;

@@ -13,6 +13,8 @@ mod command;
 mod download;
 pub(crate) mod egg;
 pub mod instance;
+pub mod slap;
+mod slap_schema;
 pub mod template;
 mod wrapper;
 

@@ -181,10 +181,14 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
                 let span = part.r.span_of(part.idx, "context");
                 let idx = part.r.section(&expression).map_err(|e| e.or_at(span))?;
                 let items = part.r.items(idx)?;
+                let section = part.r.name(idx).to_owned();
                 serde_json::Value::Object(
                     items
                         .into_iter()
-                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .map(|(k, v)| {
+                            let typed = part.r.typed.get(&(section.clone(), k.clone())).cloned();
+                            (k, typed.unwrap_or(serde_json::Value::String(v)))
+                        })
                         .collect(),
                 )
             }
