@@ -14,6 +14,7 @@ mod gc;
 mod gitclone;
 mod instance;
 mod master;
+mod node;
 mod releases;
 mod safety;
 mod sandbox;

@@ -321,6 +321,39 @@ impl Context<'_> {
         self.create_requested(names, software, parameters, software_type, None, &[])
     }
 
+    /// [`Context::create`] of one instance on partition `number`, as a node hosts what its
+    /// SlapOS master placed there (`slapstore node`); an error when that partition is taken.
+    pub fn create_on(
+        &self,
+        name: &InstanceName,
+        number: i64,
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<StorePath> {
+        // the partitions below it reserved: the lowest free one left is it, if it is free
+        let below: Vec<i64> = (0..number).collect();
+        let free = self.store.db().free_partitions(1, &self.computer, &below)?;
+        if free.first() != Some(&number) {
+            return Err(InstanceError::Usage(format!(
+                "partition `{}` hosts another instance",
+                master::partition_id(number)
+            )));
+        }
+        let paths = self.create_requested(
+            std::slice::from_ref(name),
+            software,
+            parameters,
+            software_type,
+            None,
+            &below,
+        )?;
+        paths
+            .into_iter()
+            .next()
+            .ok_or_else(|| InstanceError::Usage("nothing was created".into()))
+    }
+
     /// [`Context::create`], for instances `requested_by` another one (then one name, under
     /// that parent's title for it); `reserved` are the partitions of the requesters being
     /// made (one per request down from the instance the user made).
@@ -511,6 +544,18 @@ impl Context<'_> {
         software_type: Option<&str>,
     ) -> Result<Upgrade> {
         self.upgrade_with(name, software, parameters, software_type, true, &[])
+    }
+
+    /// [`Context::upgrade`] with `parameters` replacing the current ones, as a SlapOS master
+    /// gives them all (`slapstore node`).
+    pub fn upgrade_replacing(
+        &self,
+        name: &InstanceName,
+        software: &str,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<Upgrade> {
+        self.upgrade_with(name, software, parameters, software_type, false, &[])
     }
 
     /// [`Context::upgrade`]; the parameters replace the current ones unless `merge` (a

@@ -16,6 +16,7 @@ pub mod extends;
 pub mod instance;
 pub mod load;
 pub mod merge;
+pub mod node;
 pub mod parameters;
 pub mod parser;
 pub mod pystr;

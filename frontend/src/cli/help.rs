@@ -8,19 +8,34 @@ use clap::{Command, CommandFactory};
 /// Global options that only some commands use, and those commands (a prefix of the command's
 /// path matches: `instance` covers `instance create`).
 const NARROW: &[(&str, &[&str])] = &[
-    ("jobs", &["build", "instance create", "instance upgrade"]),
+    (
+        "jobs",
+        &["build", "instance create", "instance upgrade", "node"],
+    ),
     (
         "substituters",
-        &["build", "instance create", "instance upgrade", "cache pull"],
+        &[
+            "build",
+            "instance create",
+            "instance upgrade",
+            "cache pull",
+            "node",
+        ],
     ),
     (
         "trusted_keys",
-        &["build", "instance create", "instance upgrade", "cache pull"],
+        &[
+            "build",
+            "instance create",
+            "instance upgrade",
+            "cache pull",
+            "node",
+        ],
     ),
-    ("partitions", &["instance"]),
+    ("partitions", &["instance", "node"]),
     (
         "download_timeout",
-        &["build", "instance create", "instance upgrade"],
+        &["build", "instance create", "instance upgrade", "node"],
     ),
 ];
 

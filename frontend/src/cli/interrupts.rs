@@ -64,6 +64,15 @@ impl Interrupts {
         Some(code)
     }
 
+    /// The exit status a signal received so far asks for (`slapstore node --loop` checks it
+    /// between passes).
+    pub fn pending(&self) -> Option<i32> {
+        match self.received.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(128 + signal),
+        }
+    }
+
     /// Marks the builds over: a signal from now on exits at once. The exit status the command
     /// must end with if a signal stopped the builds.
     fn finish(&self) -> Option<i32> {

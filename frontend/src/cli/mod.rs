@@ -12,6 +12,7 @@ mod help;
 mod inspect;
 mod instance;
 mod interrupts;
+mod node;
 mod plumbing;
 mod progress;
 mod query;
@@ -150,6 +151,9 @@ enum Command {
     Key(cache::KeyArgs),
     /// Binary caches: push closures into one.
     Cache(cache::CacheArgs),
+    /// Serve a SlapOS master as one of its nodes: install what it supplies, deploy what it
+    /// requests, report back (`--loop`: again and again).
+    Node(node::NodeArgs),
     /// Low-level commands on store paths (add files, register trees).
     Store(plumbing::PlumbingArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -195,6 +199,7 @@ pub fn main() -> i32 {
         Command::Unpin(args) => gc::unpin(&cli.store, args),
         Command::Optimise(args) => gc::optimise(&cli.store, args),
         Command::Software(args) => software::run(&cli.store, args),
+        Command::Node(args) => node::run(&cli.store, args),
         Command::Completions(args) => generate::completions::<Cli>(args),
         Command::Man(args) => generate::man::<Cli>(args),
     }
@@ -253,11 +258,17 @@ struct Config {
     trusted_keys: Vec<String>,
     /// `false`: build without the sandbox.
     sandbox: Option<bool>,
-    /// The computer, as the local master knows it (`docs/instances.md`).
+    /// The computer, as the local master knows it (`docs/instances.md`), and as `slapstore
+    /// node` registers it with a SlapOS master (`docs/node.md`).
     computer_id: Option<String>,
     ipv4: Option<Vec<String>>,
     ipv6: Option<Vec<String>>,
     partition_count: Option<u32>,
+    /// `slapstore node`: the master, the computer's key and certificate, the master's CA.
+    master_url: Option<String>,
+    key_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    master_ca_file: Option<PathBuf>,
 }
 
 fn config(store: &slapstore_store::Store) -> Result<Config, i32> {

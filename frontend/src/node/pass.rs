@@ -1,0 +1,512 @@
+//! One pass of the node, what `slapos node format`, `slapos node software` and `slapos node
+//! instance` do together (slapgrid's order): register the partitions with the master; install
+//! the supplied releases (reporting building, available or the error's log tail) and remove those
+//! supplied as destroyed; make each partition host what the master requests (create or upgrade
+//! its instance, start or stop its services, destroy it and free the partition), reporting
+//! started, stopped, destroyed or the error.
+//!
+//! A partition whose request (and release) did not change since the last pass is left alone:
+//! nothing is evaluated or rendered for it (`state.rs`). A failure is reported to the master and
+//! to the caller, and the pass goes on with the next item, as slapgrid does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use slapstore_store::partition::InstanceName;
+use slapstore_store::{StoreError, StorePath};
+
+use super::slap::{FormatPartition, Hosted, Master, SlapError, State, Supplied};
+use super::state::{self, Deployed, NodeState};
+use crate::instance::{Context, InstanceError};
+use crate::services::Supervisor;
+use slapstore_store::master::{partition_id, State as LocalState};
+
+/// Something the pass did or failed to do, for the caller to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `format`, a release URL or a partition.
+    pub subject: String,
+    pub message: String,
+    pub failed: bool,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub events: Vec<Event>,
+    /// Partitions left alone (nothing changed).
+    pub unchanged: usize,
+}
+
+impl Summary {
+    pub fn failed(&self) -> bool {
+        self.events.iter().any(|e| e.failed)
+    }
+
+    fn did(&mut self, subject: &str, message: impl Into<String>) {
+        self.events.push(Event {
+            subject: subject.to_owned(),
+            message: message.into(),
+            failed: false,
+        });
+    }
+
+    fn failed_with(&mut self, subject: &str, message: impl Into<String>) {
+        self.events.push(Event {
+            subject: subject.to_owned(),
+            message: message.into(),
+            failed: true,
+        });
+    }
+}
+
+/// A node: a store root serving one computer of one master.
+pub struct Node<'a> {
+    pub master: &'a Master,
+    /// The instance operations, on the computer as the node registers it (`ctx.computer`:
+    /// its id, addresses and partition count).
+    pub ctx: &'a Context<'a>,
+    /// The user partitions run as.
+    pub user: String,
+}
+
+/// How many partitions a computer offers when the configuration does not say (as many as
+/// `slapos node format` makes by default).
+pub const DEFAULT_PARTITIONS: u32 = 10;
+
+const IPV4_NETMASK: &str = "255.0.0.0";
+const IPV6_NETMASK: &str = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+
+/// How many lines of a failure's text a report to the master carries (slapgrid sends its
+/// buildout's log tail).
+const LOG_TAIL: usize = 100;
+
+impl Node<'_> {
+    fn root(&self) -> &Path {
+        self.ctx.store.root()
+    }
+
+    /// One pass. Only a master that cannot be reached (or answers nonsense) to what the
+    /// computer must do is an error; everything else is in the summary.
+    pub fn pass(&self) -> Result<Summary, SlapError> {
+        let file = state::path(self.root());
+        let mut state = NodeState::load(&file);
+        let mut summary = Summary::default();
+        self.format(&mut state, &mut summary)?;
+        let info = self.master.computer_information()?;
+        let releases = self.software(&info.software, &mut summary);
+        for hosted in &info.partitions {
+            self.partition(hosted, &releases, &mut state, &mut summary);
+        }
+        if let Err(e) = state.save(&file) {
+            summary.failed_with("node", format!("cannot write `{}`: {e}", file.display()));
+        }
+        Ok(summary)
+    }
+
+    /// Registers the partitions with the master, when they changed since the last time.
+    fn format(&self, state: &mut NodeState, summary: &mut Summary) -> Result<(), SlapError> {
+        let c = &self.ctx.computer;
+        let count = c.partition_count.unwrap_or(DEFAULT_PARTITIONS);
+        let addresses: Vec<(String, String)> = c
+            .ipv4
+            .iter()
+            .map(|a| (a.clone(), IPV4_NETMASK.to_owned()))
+            .chain(c.ipv6.iter().map(|a| (a.clone(), IPV6_NETMASK.to_owned())))
+            .collect();
+        let partitions: Vec<FormatPartition> = (0..count)
+            .map(|i| {
+                let reference = partition_id(i64::from(i));
+                FormatPartition {
+                    path: self.ctx.partitions.join(&reference).display().to_string(),
+                    reference,
+                    user: self.user.clone(),
+                    addresses: addresses.clone(),
+                }
+            })
+            .collect();
+        let address = c
+            .ipv4
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let fingerprint = state::fingerprint(&(
+            self.master.computer(),
+            &address,
+            &partitions
+                .iter()
+                .map(|p| (&p.reference, &p.path, &p.user, &p.addresses))
+                .collect::<Vec<_>>(),
+        ));
+        if state.format == fingerprint {
+            return Ok(());
+        }
+        self.master.format((&address, IPV4_NETMASK), &partitions)?;
+        state.format = fingerprint;
+        summary.did("format", format!("registered {count} partitions"));
+        Ok(())
+    }
+
+    /// Installs the releases supplied as available and removes those supplied as destroyed;
+    /// the installed release of each URL (those that could not be installed are absent).
+    fn software(
+        &self,
+        supplied: &[Supplied],
+        summary: &mut Summary,
+    ) -> BTreeMap<String, StorePath> {
+        let mut releases = BTreeMap::new();
+        let installed: BTreeMap<String, String> = match self.ctx.store.db().installed() {
+            Ok(rows) => rows.into_iter().map(|r| (r.profile, r.release)).collect(),
+            Err(e) => {
+                summary.failed_with("software", e.to_string());
+                return releases;
+            }
+        };
+        for sr in supplied {
+            let profile = match profile_of(&sr.url) {
+                Ok(p) => p,
+                Err(message) => {
+                    self.software_failed(&sr.url, &message, summary);
+                    continue;
+                }
+            };
+            let key = slapstore_store::roots::profile_key(&profile);
+            let current = installed.get(&key).and_then(|r| self.valid(r));
+            match sr.state {
+                State::Destroyed => {
+                    if current.is_some() {
+                        let removed = self.ctx.store.db().uninstall(&key, "");
+                        if let Err(e) = removed {
+                            self.software_failed(&sr.url, &e.to_string(), summary);
+                            continue;
+                        }
+                        summary.did(&sr.url, "removed");
+                    }
+                    // slapgrid reports it even when it had nothing to remove
+                    if let Err(e) = self.master.software_destroyed(&sr.url) {
+                        summary.failed_with(&sr.url, e.to_string());
+                    }
+                }
+                _ => {
+                    if let Some(release) = current {
+                        releases.insert(sr.url.clone(), release);
+                        continue;
+                    }
+                    if let Err(e) = self.master.building(&sr.url) {
+                        summary.failed_with(&sr.url, e.to_string());
+                    }
+                    match self.ctx.release(&profile) {
+                        Ok(release) => {
+                            summary.did(&sr.url, format!("installed {}", self.full(&release)));
+                            if let Err(e) = self.master.available(&sr.url) {
+                                summary.failed_with(&sr.url, e.to_string());
+                            }
+                            releases.insert(sr.url.clone(), release);
+                        }
+                        Err(e) => self.software_failed(&sr.url, &describe(&e), summary),
+                    }
+                }
+            }
+        }
+        releases
+    }
+
+    fn software_failed(&self, url: &str, message: &str, summary: &mut Summary) {
+        summary.failed_with(url, message);
+        if let Err(e) = self.master.software_error(url, &tail(message)) {
+            summary.failed_with(url, e.to_string());
+        }
+    }
+
+    /// The store path `release` names, if it is still valid.
+    fn valid(&self, release: &str) -> Option<StorePath> {
+        let path = StorePath::parse(release).ok()?;
+        self.ctx.store.add_temp_roots([&path]).ok()?;
+        self.ctx.store.is_valid(&path).ok()?.then_some(path)
+    }
+
+    fn full(&self, path: &StorePath) -> String {
+        self.ctx.store.path_of(path).display().to_string()
+    }
+
+    /// Makes one partition host what the master requests, unless that did not change.
+    fn partition(
+        &self,
+        hosted: &Hosted,
+        releases: &BTreeMap<String, StorePath>,
+        state: &mut NodeState,
+        summary: &mut Summary,
+    ) {
+        let id = &hosted.partition;
+        let name = match InstanceName::new(id) {
+            Ok(n) => n,
+            Err(e) => {
+                summary.failed_with(id, e.to_string());
+                return;
+            }
+        };
+        let release = hosted.software.as_ref().and_then(|url| releases.get(url));
+        // what the master sent, but for the connection parameters this node publishes
+        let request = state::fingerprint(&Hosted {
+            connection: BTreeMap::new(),
+            ..hosted.clone()
+        });
+        let deployed = Deployed {
+            request,
+            release: release.map(ToString::to_string),
+        };
+        let exists = match self.ctx.store.db().instance(id) {
+            Ok(row) => row.is_some(),
+            Err(e) => {
+                summary.failed_with(id, e.to_string());
+                return;
+            }
+        };
+        let free = hosted.software.is_none();
+        let left_alone = if free {
+            // a free partition: nothing to do unless an instance or its files remain
+            !exists && !self.partition_dir(id).exists()
+        } else {
+            exists && state.partitions.get(id) == Some(&deployed)
+        };
+        if left_alone {
+            summary.unchanged += 1;
+            return;
+        }
+        let outcome = match (hosted.state, &hosted.software) {
+            (State::Destroyed, _) => self.destroy(&name, !free, summary),
+            (_, None) => Err(format!(
+                "requested {:?} without a software release",
+                hosted.state
+            )),
+            (state, Some(url)) => match (release, profile_of(url)) {
+                (Some(_), Ok(profile)) => {
+                    self.deploy(&name, exists, &profile, hosted, state, summary)
+                }
+                _ => Err(format!("software `{url}` is not installed")),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                state.partitions.insert(id.clone(), deployed);
+            }
+            Err(message) => {
+                // tried again at the next pass
+                state.partitions.remove(id);
+                summary.failed_with(id, message.clone());
+                if !free {
+                    if let Err(e) = self.master.instance_error(id, &tail(&message)) {
+                        summary.failed_with(id, e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn partition_dir(&self, id: &str) -> PathBuf {
+        self.ctx.partitions.join(id)
+    }
+
+    /// Creates or upgrades the instance (of `profile`, its release installed), starts or stops
+    /// its services, posts the connection parameters it published, reports its state.
+    fn deploy(
+        &self,
+        name: &InstanceName,
+        exists: bool,
+        profile: &str,
+        hosted: &Hosted,
+        state: State,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
+        let id = name.as_str();
+        let parameters = &hosted.parameters;
+        let software_type = Some(hosted.software_type.as_str());
+        if exists {
+            let upgrade = self
+                .ctx
+                .upgrade_replacing(name, profile, parameters, software_type)
+                .map_err(|e| describe(&e))?;
+            if upgrade.changed {
+                summary.did(
+                    id,
+                    format!("upgraded to generation {}", upgrade.generation.number),
+                );
+            }
+        } else {
+            let number = id
+                .strip_prefix("slappart")
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| format!("`{id}` is not a partition of this node (`slappartN`)"))?;
+            self.ctx
+                .create_on(name, number, profile, parameters, software_type)
+                .map_err(|e| describe(&e))?;
+            summary.did(id, format!("created {}", hosted.instance_title));
+        }
+        let local = match state {
+            State::Started => LocalState::Started,
+            _ => LocalState::Stopped,
+        };
+        let connection = {
+            let mut db = self.ctx.store.db();
+            db.set_requested_state(id, local)
+                .map_err(|e| e.to_string())?;
+            db.connection(id)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default()
+        };
+        let partition = self.partition_dir(id);
+        let supervisor = Supervisor::new(self.root());
+        {
+            let _lock = self
+                .ctx
+                .store
+                .lock("supervisor")
+                .map_err(|e| e.to_string())?;
+            if state == State::Started {
+                let was = supervisor.is_started(id);
+                let services = supervisor.start(id, &partition)?;
+                if !was {
+                    summary.did(id, format!("started ({} services)", services.len()));
+                }
+            } else if supervisor.is_started(id) {
+                supervisor.stop(id)?;
+                summary.did(id, "stopped");
+            }
+        }
+        if connection != hosted.connection {
+            self.master
+                .set_connection(id, &connection)
+                .map_err(|e| e.to_string())?;
+            summary.did(
+                id,
+                format!("published {} connection parameters", connection.len()),
+            );
+        }
+        match state {
+            State::Started => self.master.started(id),
+            _ => self.master.stopped(id),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Stops and removes the instance of a partition (its data too) and, if the master still
+    /// has it busy, reports it destroyed so that the master frees it.
+    fn destroy(
+        &self,
+        name: &InstanceName,
+        busy: bool,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
+        let id = name.as_str();
+        let exists = self
+            .ctx
+            .store
+            .db()
+            .instance(id)
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if exists {
+            self.ctx.destroy(name, false).map_err(|e| describe(&e))?;
+            summary.did(id, "destroyed");
+        } else {
+            // what a destruction that failed half-way left
+            let partition = self.partition_dir(id);
+            if partition.exists() {
+                std::fs::remove_dir_all(&partition).map_err(|e| {
+                    format!("cannot remove the partition `{}`: {e}", partition.display())
+                })?;
+                summary.did(id, "destroyed");
+            }
+        }
+        if busy {
+            self.master.destroyed(id).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The profile a release URL names: a local path, or a `file://` URL's path.
+fn profile_of(url: &str) -> Result<String, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(path.to_owned());
+    }
+    if crate::extends::is_url(url) {
+        return Err(format!(
+            "cannot install `{url}`: slapstore installs releases from local paths and `file://` \
+             URLs only"
+        ));
+    }
+    if !url.starts_with('/') {
+        return Err(format!("cannot install `{url}`: not an absolute path"));
+    }
+    Ok(url.to_owned())
+}
+
+/// An instance error in words: a profile error with its `file:line:column`.
+pub fn describe(e: &InstanceError) -> String {
+    match e {
+        InstanceError::Profile { sources, error } => {
+            let mut out = String::new();
+            if let Some(span) = error.span {
+                let file = sources.get(span.file);
+                let (line, col) = file.line_col(span.range().start);
+                out.push_str(&format!("{}:{line}:{col}: ", file.name));
+            }
+            out.push_str(&error.to_string());
+            for note in &error.notes {
+                out.push_str(&format!("\nnote: {note}"));
+            }
+            out
+        }
+        InstanceError::Build(failed) => {
+            let mut out = String::new();
+            for (_, e) in failed {
+                out.push_str(&e.to_string());
+                out.push('\n');
+                if let StoreError::BuildFailed { log, .. } = e {
+                    if let Ok(text) = std::fs::read_to_string(log) {
+                        out.push_str(&tail(&text));
+                    }
+                }
+            }
+            out
+        }
+        InstanceError::Store(e) => e.to_string(),
+        InstanceError::Usage(m) => m.clone(),
+    }
+}
+
+/// The last `LOG_TAIL` lines of a text.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_urls_name_local_profiles() {
+        assert_eq!(
+            profile_of("/srv/sr/software.cfg").unwrap(),
+            "/srv/sr/software.cfg"
+        );
+        assert_eq!(
+            profile_of("file:///srv/software.cfg").unwrap(),
+            "/srv/software.cfg"
+        );
+        assert!(profile_of("https://lab.nexedi.com/software.cfg")
+            .unwrap_err()
+            .contains("local paths"));
+        assert!(profile_of("software.cfg").unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn a_tail_keeps_the_last_lines() {
+        let text: String = (0..150).map(|i| format!("line {i}\n")).collect();
+        let t = tail(&text);
+        assert!(t.starts_with("line 50\n") && t.ends_with("line 149"));
+        assert_eq!(tail("one"), "one");
+    }
+}

@@ -1,0 +1,387 @@
+//! `slapstore node` as a node of a real SlapOS master: slapproxy from slapos.core 1.22.1 (a venv
+//! made once into `~/.cache/slapstore/test-venvs/`, or the one `SLAPSTORE_SLAPOS_VENV` names),
+//! driven with the real `slapos supply` and `slapos request`. Without the package index and
+//! without that venv the test is skipped loudly (and fails in CI).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{have, repo_root, Output, Root, TestEnv};
+
+/// The slapos.core every node test and `bench/node.sh` run.
+const SLAPOS_CORE: &str = "slapos.core==1.22.1";
+
+/// A venv holding slapos.core, made on first use; `None` (the test skipped) when it cannot be
+/// made outside CI.
+pub fn slapos_venv(test: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLAPSTORE_SLAPOS_VENV") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("slapstore/test-venvs");
+    // made in place (a venv's scripts name its own path), complete once `.complete` exists
+    let venv = cache.join("slapos.core-1.22.1");
+    let complete = venv.join(".complete");
+    if complete.is_file() {
+        return Some(venv);
+    }
+    std::fs::create_dir_all(&cache).expect("cache directory");
+    let lock = std::fs::File::create(cache.join(".lock")).expect("lock file");
+    lock.lock().expect("lock");
+    if complete.is_file() {
+        return Some(venv);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", SLAPOS_CORE])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && std::fs::write(&complete, SLAPOS_CORE).is_ok() {
+        return Some(venv);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "{test}: cannot install {SLAPOS_CORE} into a venv");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: cannot install {SLAPOS_CORE} from the package index into a venv \
+         (or set SLAPSTORE_SLAPOS_VENV to one that has it)"
+    );
+    None
+}
+
+/// A slapproxy on 127.0.0.1, killed when dropped, with the configuration `slapos` commands use.
+pub struct Proxy {
+    child: Child,
+    pub url: String,
+    pub config: PathBuf,
+    pub slapos: PathBuf,
+}
+
+impl Proxy {
+    pub fn start(venv: &Path, dir: &Path, computer: &str) -> Proxy {
+        let port = free_port();
+        let config = dir.join("slapos.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "[slapos]\nmaster_url = http://127.0.0.1:{port}\ncomputer_id = {computer}\n\
+                 [slapproxy]\nhost = 127.0.0.1\nport = {port}\ndatabase_uri = {}\n\
+                 [slapconsole]\n",
+                dir.join("proxy.db").display()
+            ),
+        )
+        .expect("proxy configuration");
+        let slapos = venv.join("bin/slapos");
+        let child = Command::new(&slapos)
+            .args(["proxy", "start", "--cfg"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("proxy.log")).expect("log"))
+            .spawn()
+            .expect("start slapproxy");
+        let proxy = Proxy {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+            slapos,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(port_of(&proxy.url), "/").is_none() {
+            assert!(Instant::now() < deadline, "slapproxy did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        proxy
+    }
+
+    /// Runs `slapos ARGS --cfg CONFIG`; its output (stdout and the log lines on stderr).
+    pub fn slapos(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.slapos)
+            .args(args)
+            .arg("--cfg")
+            .arg(&self.config)
+            .output()
+            .expect("run slapos");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "slapos {args:?}: {text}");
+        text
+    }
+
+    /// The proxy's `getFullComputerInformation` for `computer`, as text.
+    pub fn computer_information(&self, computer: &str) -> String {
+        http_get(
+            port_of(&self.url),
+            &format!("/getFullComputerInformation?computer_id={computer}"),
+        )
+        .expect("slapproxy answers")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills the root's supervisord (and so its programs) when the test ends, however it ends.
+struct Supervisord(PathBuf);
+
+impl Drop for Supervisord {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.0.join("var/supervisor/supervisord.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if something answers there.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+/// Waits (up to 15 s) for 127.0.0.1:`port` to serve a page holding `want`.
+fn served(port: u16, want: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if http_get(port, "/").is_some_and(|b| b.contains(want)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The release of the node tests: `tests/fixtures/node-release/software.cfg`.
+pub fn release() -> String {
+    repo_root()
+        .join("tests/fixtures/node-release/software.cfg")
+        .display()
+        .to_string()
+}
+
+fn pass(r: &Root, proxy: &Proxy, computer: &str) -> Output {
+    r.run(&[
+        "node",
+        "--master",
+        &proxy.url,
+        "--computer",
+        computer,
+        "--partition-count",
+        "3",
+    ])
+}
+
+fn pass_ok(r: &Root, proxy: &Proxy, computer: &str) -> String {
+    let out = pass(r, proxy, computer);
+    assert_eq!(out.code, 0, "node pass: {}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+#[test]
+fn node_deploys_what_slapproxy_requests_and_reports_back() {
+    let test = "node_deploys_what_slapproxy_requests_and_reports_back";
+    if !have(test, &["supervisord", "python3"]) {
+        return;
+    }
+    let Some(venv) = slapos_venv(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    let computer = "COMP-42";
+    let proxy = Proxy::start(&venv, env.path(), computer);
+    let release = release();
+
+    // the first pass registers the partitions; nothing is supplied yet
+    let first = pass_ok(&r, &proxy, computer);
+    assert!(first.contains("registered 3 partitions"), "{first}");
+    let info = proxy.computer_information(computer);
+    assert_eq!(
+        info.matches("class=\"ComputerPartition\"").count(),
+        3,
+        "{info}"
+    );
+
+    proxy.slapos(&["supply", &release, computer]);
+    let port = free_port();
+    let request = |extra: &[&str]| {
+        let mut args = vec![
+            "request",
+            "web",
+            &release,
+            "--node",
+            "computer_guid=COMP-42",
+            "--parameters",
+        ];
+        let p = format!("port={port}");
+        args.push(&p);
+        args.push("greeting=Bonjour");
+        args.extend_from_slice(extra);
+        proxy.slapos(&args)
+    };
+    request(&[]);
+    // one pass installs the release, deploys `web` on the partition slapproxy chose and starts
+    // its service
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains(&format!("{release}: installed ")), "{out}");
+    assert!(out.contains("slappart0: created web"), "{out}");
+    assert!(out.contains("slappart0: started (1 services)"), "{out}");
+    assert!(served(port, "Bonjour from slappart0"), "the service runs");
+    assert!(
+        out.contains("slappart0: published 2 connection parameters"),
+        "{out}"
+    );
+    // the next request prints the connection parameters the instance published
+    let again = request(&[]);
+    assert!(
+        again.contains(&format!("'url': 'http://127.0.0.1:{port}/'"))
+            && again.contains("'greeting': 'Bonjour'"),
+        "{again}"
+    );
+    let installed = r.ok(&["software", "list"]);
+    assert!(installed.contains(&release), "{installed}");
+
+    // nothing changed: the next pass touches nothing
+    let again = pass_ok(&r, &proxy, computer);
+    assert!(
+        again.contains("0 changes, 3 partitions unchanged, 0 failures"),
+        "{again}"
+    );
+    let generations = r.ok(&["instance", "generations", "slappart0", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&generations).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{generations}");
+
+    // stopped: a pass stops the service, and says so to the master
+    let stopped = request(&["--state", "stopped"]);
+    assert!(stopped.contains("State is : stopped"), "{stopped}");
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains("slappart0: stopped"), "{out}");
+    assert!(http_get(port, "/").is_none(), "the service is stopped");
+
+    // destroyed: a pass removes the instance and its partition, and the master frees it
+    proxy.slapos(&[
+        "request",
+        "web",
+        &release,
+        "--node",
+        "computer_guid=COMP-42",
+        "--state",
+        "destroyed",
+    ]);
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains("slappart0: destroyed"), "{out}");
+    assert!(!r.partition("slappart0").exists());
+    let list = r.ok(&["instance", "list", "--json"]);
+    assert_eq!(list.trim(), "[]", "{list}");
+    let info = proxy.computer_information(computer);
+    let free = info
+        .matches("<string>_software_release_document</string><none/>")
+        .count();
+    assert_eq!(free, 3, "every partition is free again: {info}");
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains("0 changes, 3 partitions unchanged"), "{out}");
+}
+
+#[test]
+fn node_reports_what_it_cannot_install() {
+    let test = "node_reports_what_it_cannot_install";
+    let Some(venv) = slapos_venv(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let computer = "COMP-7";
+    let proxy = Proxy::start(&venv, env.path(), computer);
+    let broken = env.write(
+        "broken/software.cfg",
+        "[buildout]\nparts = x\n\n[x]\nrecipe = slapos.recipe.template\ninline = ${missing:option}\noutput = ${buildout:directory}/x\n",
+    );
+    let broken = broken.display().to_string();
+    proxy.slapos(&["supply", &broken, computer]);
+    proxy.slapos(&["supply", "https://lab.example/software.cfg", computer]);
+    let out = pass(&r, &proxy, computer);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    // the error names the file, line and option; the pass went on with the other release
+    assert!(
+        out.stderr.contains(&format!("{broken}: ")) && out.stderr.contains("software.cfg:6:"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("`missing`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("local paths and `file://`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(r.ok(&["software", "list"]), "");
+}
+
+#[test]
+fn node_needs_a_master_it_can_reach() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let out = r.run(&["node", "--computer", "COMP-1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("`master-url`"), "{}", out.stderr);
+    let out = r.run(&["node", "--master", "ftp://x", "--computer", "COMP-1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("neither `http://`"), "{}", out.stderr);
+    // nobody listens on that port: exit 1, nothing deployed
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = r.run(&["node", "--master", &url, "--computer", "COMP-1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the master"),
+        "{}",
+        out.stderr
+    );
+    // the configuration file serves as well as the options; a key without a certificate is
+    // refused before anything is sent
+    env.write(
+        "root/etc/slapstore.toml",
+        &format!("master-url = \"https://127.0.0.1:{port}\"\ncomputer-id = \"COMP-1\"\nkey-file = \"/nonexistent.key\"\n"),
+    );
+    let out = r.run(&["node"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("give both"), "{}", out.stderr);
+}
