@@ -26,6 +26,7 @@ use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath
 use crate::error::Error;
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::load::Assignment;
+use crate::recipes::cookbook::state;
 use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::source::Sources;
 
@@ -154,7 +155,7 @@ impl Context<'_> {
         name: &InstanceName,
         release: &StorePath,
         parameters: &Parameters,
-    ) -> Result<(Derivation, BTreeMap<String, u32>)> {
+    ) -> Result<(Derivation, InstanceOutput)> {
         let release_dir = self.store.path_of(release);
         let profile = release_dir.join("instance.cfg");
         let text = std::fs::read_to_string(&profile).map_err(|_| {
@@ -199,7 +200,7 @@ impl Context<'_> {
                 }
             })?;
         let drv = generation_derivation(name, release, parameters, &evaluation.instance)?;
-        Ok((drv, evaluation.instance.dirs))
+        Ok((drv, evaluation.instance))
     }
 
     /// Creates instances (`names`) of one release, in one batch: rendered in parallel, their
@@ -231,12 +232,14 @@ impl Context<'_> {
             return Err(StoreError::InstanceExists(n.as_str().to_owned()).into());
         }
         let release = self.release(software)?;
-        let rendered: Vec<(Derivation, BTreeMap<String, u32>)> = names
+        let rendered: Vec<(Derivation, InstanceOutput)> = names
             .par_iter()
             .map(|n| self.render(n, &release, parameters))
             .collect::<Result<_>>()?;
         let drvs: Vec<Derivation> = rendered.iter().map(|(d, _)| d.clone()).collect();
         self.realise(&drvs)?;
+        let partitions: Vec<PathBuf> = names.iter().map(|n| self.partition(n)).collect();
+        self.keep_state(partitions.iter().zip(rendered.iter().map(|(_, o)| o)))?;
         let now = slapstore_store::build::unix_now();
         let params = serde_json::to_string(parameters).unwrap_or_default();
         let new: Vec<NewGeneration> = names
@@ -266,6 +269,29 @@ impl Context<'_> {
         Ok(drvs.into_iter().map(|d| d.path).collect())
     }
 
+    /// Writes the state that renders generated (passwords, ports, ...) into their partitions
+    /// and flushes it: before the generations that use it are recorded.
+    fn keep_state<'o>(
+        &self,
+        rendered: impl IntoIterator<Item = (&'o PathBuf, &'o InstanceOutput)>,
+    ) -> Result<()> {
+        let pending: Vec<state::Pending> = rendered
+            .into_iter()
+            .filter(|(_, o)| !o.state.is_empty())
+            .map(|(partition, o)| state::Pending {
+                partition,
+                dirs: &o.dirs,
+                values: &o.state,
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        state::persist(&pending)
+            .map(|_| ())
+            .map_err(|e| InstanceError::Usage(format!("cannot keep the instance's state: {e}")))
+    }
+
     /// Builds generation outputs in one batch.
     fn realise(&self, drvs: &[Derivation]) -> Result<()> {
         let fetcher = Fetcher::new(self.store.cache_dir()).deadline(self.build.download_deadline);
@@ -288,14 +314,16 @@ impl Context<'_> {
         let mut merged: Parameters = serde_json::from_str(&current.parameters).unwrap_or_default();
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let release = self.release(software)?;
-        let (drv, _) = self.render(name, &release, &merged)?;
+        let (drv, output) = self.render(name, &release, &merged)?;
         if drv.path.to_string() == current.path {
+            self.keep_state([(&self.partition(name), &output)])?;
             return Ok(Upgrade {
                 generation: current,
                 changed: false,
             });
         }
         self.realise(std::slice::from_ref(&drv))?;
+        self.keep_state([(&self.partition(name), &output)])?;
         let row = GenerationRow {
             instance: name.as_str().to_owned(),
             number: generations.iter().map(|g| g.number).max().unwrap_or(0) + 1,

@@ -16,6 +16,11 @@ pub struct InstanceOutput {
     pub files: BTreeMap<String, FileSpec>,
     /// Mutable directories and their modes.
     pub dirs: BTreeMap<String, u32>,
+    /// Instance state to keep in the partition (`cookbook/state.rs`), by path: the values this
+    /// render generated, written before its generation is recorded.
+    pub state: BTreeMap<String, String>,
+    /// Every path of instance state this render uses (generated now or read back).
+    pub kept: std::collections::BTreeSet<String>,
 }
 
 /// One file of a generation.
@@ -33,11 +38,13 @@ pub enum Kind {
     Wrapper,
     MkDirectory,
     Symlink,
+    Cookbook(super::cookbook::Kind),
 }
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
     (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory) \
-    and `slapos.cookbook:symbolic.link` (symlink)";
+    and `slapos.cookbook:symbolic.link` (symlink); and the cookbook's recipes of \
+    `recipes/cookbook/`";
 
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
     Some(match (egg, entry) {
@@ -50,7 +57,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         ("slapos-cookbook", "symbolic-link" | "symbolic.link") | ("symlink", "default") => {
             Kind::Symlink
         }
-        _ => return None,
+        _ => return super::cookbook::lookup(egg, entry).map(Kind::Cookbook),
     })
 }
 
@@ -83,6 +90,7 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Wrapper => wrapper(part),
         Kind::MkDirectory => mkdirectory(part),
         Kind::Symlink => symlink(part),
+        Kind::Cookbook(kind) => super::cookbook::init(part, kind),
     }
 }
 
@@ -96,7 +104,7 @@ fn mode(part: &mut Part, default: u32) -> Result<u32> {
 }
 
 /// The path of `path` relative to the partition, or an error blamed on `option`.
-fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
+pub(crate) fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     let partition = part.buildout("directory")?;
     let p = crate::pystr::normpath(path.trim());
     let rel = Path::new(&p)
@@ -114,10 +122,10 @@ fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     })
 }
 
-fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
+pub(crate) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
     let rel = relative(part, option, path)?;
     let out = &mut part.r.instance_output;
-    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) {
+    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
         return Err(part.option_error(option, format!("`{path}` is written by another part too")));
     }
     part.r.instance_output.files.insert(rel, spec);

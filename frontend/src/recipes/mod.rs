@@ -10,6 +10,7 @@
 mod build;
 mod cmmi;
 mod command;
+pub mod cookbook;
 mod download;
 pub(crate) mod egg;
 pub mod instance;
