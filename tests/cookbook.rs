@@ -310,3 +310,228 @@ fn state_is_never_read_or_written_through_a_planted_symlink() {
         "secret of someone else"
     );
 }
+
+/// A release whose instance profile is SlapOS's `stack/logrotate` one, unchanged
+/// (`tests/fixtures/cookbook/logrotate/`), its software values given as the stack's
+/// `buildout.cfg` gives them (dcron, xz and logrotate at fixed paths here: nothing runs them).
+fn logrotate_release(env: &TestEnv) -> String {
+    let fixtures = crate::common::repo_root().join("tests/fixtures/cookbook/logrotate");
+    for f in [
+        "instance-logrotate-base.cfg.in",
+        "logrotate.conf.in",
+        "logrotate_entry.in",
+    ] {
+        let text = std::fs::read_to_string(fixtures.join(f)).expect(f);
+        env.write(&format!("logrotate/{f}"), &text);
+    }
+    env.write(
+        "logrotate/software.cfg",
+        "[buildout]\nparts = instance-profile\n\n\
+         [download-base]\nrecipe = slapos.recipe.build:download\n\
+         url = ${:_profile_base_location_}/${:filename}\n\n\
+         [logrotate-conf-template]\n<= download-base\nfilename = logrotate.conf.in\n\n\
+         [logrotate-entry-template]\n<= download-base\nfilename = logrotate_entry.in\n\n\
+         [instance-profile]\nrecipe = slapos.recipe.template:jinja2\n\
+         url = ${:_profile_base_location_}/instance-logrotate-base.cfg.in\n\
+         output = ${buildout:directory}/instance.cfg\n\
+         context =\n\
+         \x20 raw dcron_location /opt/dcron\n\
+         \x20 raw xz_location /opt/xz\n\
+         \x20 raw logrotate_location /opt/logrotate\n\
+         \x20 key logrotate_conf_template logrotate-conf-template:target\n\
+         \x20 key logrotate_entry_template logrotate-entry-template:target\n",
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+#[test]
+fn the_logrotate_stack_renders_its_cron_service_entries_and_logger() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = logrotate_release(&env);
+    r.ok(&["instance", "create", "lr", "--software", &software]);
+    let p = r.partition("lr");
+    let d = p.to_string_lossy().into_owned();
+    // the cookbook's dcron wrapper, and the service that runs it
+    assert_eq!(
+        std::fs::read_to_string(p.join("bin/crond")).expect("crond"),
+        format!(
+            "#!/bin/sh\nexec /opt/dcron/sbin/crond -s {d}/etc/cron.d -c {d}/etc/crontabs \
+             -t {d}/etc/cronstamps -f -l 5 -M {d}/bin/cron_simplelogger\n"
+        )
+    );
+    assert_ne!(mode(&p.join("bin/crond")) & 0o111, 0, "executable");
+    assert_eq!(
+        std::fs::read_to_string(p.join("etc/service/crond")).expect("service"),
+        format!("#!/bin/sh\nexec {d}/bin/crond\n")
+    );
+    // the cron.d entry, in the mutable cron.d directory dcron reads
+    assert_eq!(
+        std::fs::read_to_string(p.join("etc/cron.d/logrotate")).expect("entry"),
+        format!("0 0 * * * {d}/bin/logrotate\n")
+    );
+    // the logrotate entry for cron's own log (jinja2 on the stack's template)
+    let entry = std::fs::read_to_string(p.join("etc/logrotate.d/crond")).expect("entry");
+    assert!(
+        entry.starts_with(&format!("{d}/var/log/cron.log {{\n  daily\n")),
+        "{entry}"
+    );
+    assert!(
+        entry.contains(&format!("olddir {d}/srv/backup/logrotate")),
+        "{entry}"
+    );
+    // the logger dcron gives jobs' output to: lines after a time prefix, then a separator
+    let logger = p.join("bin/cron_simplelogger");
+    let mut child = std::process::Command::new(&logger)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the logger");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        b"job said 'hi' $(x)\nlast",
+    )
+    .expect("write");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("wait").success());
+    let log = std::fs::read_to_string(p.join("var/log/cron.log")).expect("log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let prefix = lines[0].split(' ').next().expect("prefix");
+    assert!(prefix.ends_with(':') && prefix.len() > 20, "{log}");
+    assert_eq!(lines[0], format!("{prefix} job said 'hi' $(x)"));
+    assert_eq!(
+        lines[1],
+        format!(" {prefix} last {prefix} ------------------------")
+    );
+}
+
+#[test]
+fn cron_entries_take_systemd_times_and_keep_a_random_time_of_day() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(
+        &env,
+        "[buildout]\nparts = at once bad-free\n\n\
+         [slap-parameter]\njob = /bin/true\n\n\
+         [dirs]\nrecipe = slapos.cookbook:mkdirectory\ncron-entries = ${buildout:directory}/etc/cron.d\n\n\
+         [at]\nrecipe = slapos.cookbook:cron.d\ncron-entries = ${dirs:cron-entries}\nname = at\n\
+         time = Mon,Fri 12:30\ncommand = ${slap-parameter:job}\n\n\
+         # software/kvm/instance-kvm.cfg.jinja2 (once-a-day)\n\
+         [once]\nrecipe = slapos.cookbook:cron.d\ncron-entries = ${dirs:cron-entries}\nname = once\n\
+         once-a-day = true\ncommand = /bin/true\n\n\
+         [bad-free]\nrecipe = slapos.cookbook:cron.d\ncron-entries = ${dirs:cron-entries}\n\
+         name = b\nfrequency = daily\ncommand = x\n",
+    );
+    r.ok(&["instance", "create", "c", "--software", &software]);
+    let p = r.partition("c");
+    let read = |f: &str| std::fs::read_to_string(p.join(f)).expect(f);
+    assert_eq!(read("etc/cron.d/at"), "30 12 * * 1,5 /bin/true\n");
+    let once = read("etc/cron.d/once");
+    let fields: Vec<&str> = once.split(' ').collect();
+    assert!(fields[0].parse::<u8>().expect("minute") < 60, "{once}");
+    assert!(fields[1].parse::<u8>().expect("hour") < 24, "{once}");
+    assert_eq!(fields[2..], ["*", "*", "*", "/bin/true\n"]);
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "c",
+        "--software",
+        &software,
+        "-p",
+        "job=/bin/date",
+    ]);
+    assert_eq!(read("etc/cron.d/at"), "30 12 * * 1,5 /bin/date\n");
+    assert_eq!(read("etc/cron.d/once"), once, "the time of day is kept");
+    // a parameter cannot add a line to the crontab
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "c",
+        "--software",
+        &software,
+        "-p",
+        "job=/bin/true\n* * * * * /bin/evil",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("one line"), "{}", out.stderr);
+    assert!(out.stderr.contains("command"), "{}", out.stderr);
+    assert_eq!(read("etc/cron.d/at"), "30 12 * * 1,5 /bin/date\n");
+    // an invalid calendar spec names the option
+    let bad = release(
+        &env,
+        "[buildout]\nparts = at\n[at]\nrecipe = slapos.cookbook:cron.d\n\
+         cron-entries = ${buildout:directory}/etc/cron.d\nname = at\ntime = 25:00\ncommand = x\n",
+    );
+    let out = r.run(&["instance", "create", "bad", "--software", &bad]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid systemd calendar spec '25:00'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn symlinks_userinfo_and_a_port_promise() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open = listener.local_addr().expect("addr").port();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let software = release(
+        &env,
+        &format!(
+            "[buildout]\nparts = links user page up down\n\n\
+             [monitor-directory]\nrecipe = slapos.cookbook:mkdirectory\n\
+             public = ${{buildout:directory}}/srv/monitor/public\n\
+             promise-result = ${{buildout:directory}}/var/promise\n\n\
+             # stack/monitor/instance-monitor.cfg.jinja2.in\n\
+             [links]\nrecipe = cns.recipe.symlink\nsymlink =\n\
+             \x20 ${{monitor-directory:promise-result}} = ${{monitor-directory:public}}/promise\n\n\
+             # software/ssh/instance.cfg\n\
+             [user]\nrecipe = slapos.cookbook:userinfo\n\n\
+             [page]\nrecipe = slapos.recipe.template\noutput = ${{buildout:directory}}/user\n\
+             inline = ${{user:pw-name}} ${{user:pw-uid}} ${{user:gr-name}} ${{user:pw-dir}}\n\n\
+             # software/jstestnode/instance.cfg.in\n\
+             [up]\nrecipe = slapos.cookbook:check_port_listening\n\
+             path = ${{buildout:directory}}/etc/promise/up\nhostname = 127.0.0.1\nport = {open}\n\n\
+             [down]\nrecipe = slapos.cookbook:check_port_listening\n\
+             path = ${{buildout:directory}}/etc/promise/down\nhostname = 127.0.0.1\nport = {closed}\n"
+        ),
+    );
+    r.ok(&["instance", "create", "m", "--software", &software]);
+    let p = r.partition("m");
+    std::fs::write(p.join("var/promise/x.json"), "{}").expect("write");
+    assert_eq!(
+        std::fs::read_to_string(p.join("srv/monitor/public/promise/x.json")).expect("via link"),
+        "{}"
+    );
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .arg(flag)
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let user = std::fs::read_to_string(p.join("user")).expect("user");
+    let words: Vec<&str> = user.split_whitespace().collect();
+    assert_eq!(words[..3], [id("-un"), id("-u"), id("-gn")]);
+    assert!(words[3].starts_with('/'), "{user}");
+    let run = |name: &str| {
+        std::process::Command::new(p.join("etc/promise").join(name))
+            .output()
+            .expect("run the promise")
+    };
+    assert_eq!(run("up").status.code(), Some(0));
+    let down = run("down");
+    assert_eq!(down.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("isn't listening"),
+        "{down:?}"
+    );
+    drop(listener);
+}

@@ -43,8 +43,7 @@ pub enum Kind {
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
     (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory) \
-    and `slapos.cookbook:symbolic.link` (symlink); and the cookbook's recipes of \
-    `recipes/cookbook/`";
+    and `slapos.cookbook:symbolic.link` (symlink)";
 
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
     Some(match (egg, entry) {

@@ -165,8 +165,9 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
             return Err(part.option_error(
                 "recipe",
                 format!(
-                    "recipe `{recipe}` cannot run in an instance; instances use {}",
-                    instance::SUPPORTED
+                    "recipe `{recipe}` cannot run in an instance; instances use {}; and {}",
+                    instance::SUPPORTED,
+                    cookbook::SUPPORTED
                 ),
             ));
         };

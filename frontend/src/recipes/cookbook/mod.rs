@@ -3,8 +3,13 @@
 //! recipe reads and sets and the files it writes in the partition. Hooked into the instance
 //! recipes' lookup (`recipes/instance.rs`).
 
+mod cron;
+mod links;
+mod logger;
+mod promise;
 mod random;
 pub mod state;
+mod userinfo;
 
 use super::Part;
 use crate::error::Result;
@@ -17,18 +22,33 @@ pub enum Kind {
     RandomInteger,
     RandomTime,
     FreePort,
+    Cron,
+    CronD,
+    SimpleLogger,
+    Symlinks,
+    UserInfo,
+    CheckPortListening,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
-    `random.integer`, `random.time`, `free_port`";
+    `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
+    `check_port_listening`, and `cns.recipe.symlink`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
+    if (egg, entry) == ("cns-recipe-symlink", "default") {
+        return Some(Kind::Symlinks);
+    }
     if egg != "slapos-cookbook" {
         return None;
     }
     Some(match entry {
+        "cron" => Kind::Cron,
+        "cron.d" => Kind::CronD,
+        "simplelogger" => Kind::SimpleLogger,
+        "userinfo" => Kind::UserInfo,
+        "check_port_listening" => Kind::CheckPortListening,
         "generate.password" => Kind::Password,
         "generate.mac" => Kind::Mac,
         "random.integer" => Kind::RandomInteger,
@@ -46,5 +66,11 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::RandomInteger => random::random_integer(part),
         Kind::RandomTime => random::random_time(part),
         Kind::FreePort => random::free_port(part),
+        Kind::Cron => cron::cron(part),
+        Kind::CronD => cron::cron_d(part),
+        Kind::SimpleLogger => logger::simplelogger(part),
+        Kind::Symlinks => links::symlinks(part),
+        Kind::UserInfo => userinfo::userinfo(part),
+        Kind::CheckPortListening => promise::check_port_listening(part),
     }
 }

@@ -26,7 +26,7 @@ fn random_bytes(part: &Part, n: usize) -> Result<Vec<u8>> {
 }
 
 /// A uniform integer in `low..=high` (rejection sampling, no bias).
-fn uniform(part: &Part, low: i128, high: i128) -> Result<i128> {
+pub(super) fn uniform(part: &Part, low: i128, high: i128) -> Result<i128> {
     let span = (high - low + 1) as u128;
     if span > u64::MAX as u128 {
         return Err(part.error("the range is too wide"));
@@ -43,7 +43,7 @@ fn uniform(part: &Part, low: i128, high: i128) -> Result<i128> {
 }
 
 /// The value kept at `rel` in the partition, or `generate()`'s, recorded to be kept.
-fn keep(
+pub(super) fn keep(
     part: &mut Part,
     option: &str,
     rel: &str,
