@@ -535,3 +535,122 @@ fn symlinks_userinfo_and_a_port_promise() {
     );
     drop(listener);
 }
+
+/// Answers every HTTP request on a fresh port with `401 Unauthorized`; the port.
+fn http_401() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut s,
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn status_checks_promises_and_plugins() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let web = http_401();
+    let closed = free_port();
+    // the plugins as stack/monitor/instance-monitor.cfg.jinja2.in writes them
+    // (`[monitor-promise-base]`, `[monitor-httpd-promise]`)
+    let software = release(
+        &env,
+        &format!(
+            "[buildout]\nparts = web-up port-down httpd-promise socket-promise file-promise disk-promise\n\n\
+             [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${{buildout:directory}}/etc\n\
+             plugins = ${{:etc}}/plugin\npromise = ${{:etc}}/promise\nsrv = ${{buildout:directory}}/srv\n\n\
+             [web-up]\nrecipe = slapos.cookbook:check_port_listening\n\
+             path = ${{directory:promise}}/web-up\nhostname = 127.0.0.1\nport = {web}\n\n\
+             [port-down]\nrecipe = slapos.cookbook:check_port_listening\n\
+             path = ${{directory:promise}}/port-down\nhostname = 127.0.0.1\nport = {closed}\n\n\
+             [monitor-promise-base]\nrecipe = slapos.cookbook:promise.plugin\neggs =\n  slapos.toolbox\n\
+             module = slapos.promise.plugin.${{:promise}}\noutput = ${{directory:plugins}}/${{:name}}\n\n\
+             [httpd-promise]\n<= monitor-promise-base\npromise = check_url_available\n\
+             name = monitor-httpd-listening-on-tcp.py\nconfig-url = http://127.0.0.1:{web}/\n\
+             config-http-code = 401\n\n\
+             [socket-promise]\n<= monitor-promise-base\npromise = check_socket_listening\n\
+             name = socket.py\nconfig-host = 127.0.0.1\nconfig-port = {closed}\n\n\
+             [file-promise]\n<= monitor-promise-base\npromise = check_file_state\n\
+             name = file.py\nconfig-filename = srv/flag\nconfig-state = empty\n\n\
+             [disk-promise]\n<= monitor-promise-base\npromise = check_free_disk_space\n\
+             name = disk.py\nconfig-collectordb = x\n"
+        ),
+    );
+    r.ok(&["instance", "create", "w", "--software", &software]);
+    let p = r.partition("w");
+    let plugin = std::fs::read_to_string(p.join("etc/plugin/monitor-httpd-listening-on-tcp.py"))
+        .expect("plugin");
+    assert!(
+        plugin.contains("from slapos.promise.plugin.check_url_available import RunPromise"),
+        "{plugin}"
+    );
+    assert!(plugin.contains("\"http-code\": \"401\""), "{plugin}");
+    let check = |r: &Root| -> BTreeMap<String, (String, String, String)> {
+        let out = r.ok(&["instance", "status", "w", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["promises"]
+            .as_array()
+            .expect("promises")
+            .iter()
+            .map(|p| {
+                assert_eq!(p["instance"], "w");
+                (
+                    p["promise"].as_str().expect("name").to_owned(),
+                    (
+                        p["kind"].as_str().expect("kind").to_owned(),
+                        p["state"].as_str().expect("state").to_owned(),
+                        p["output"].as_str().expect("output").to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let found = check(&r);
+    let state = |name: &str| found[name].1.as_str();
+    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found["web-up"].0, "promise");
+    assert_eq!(state("web-up"), "ok");
+    assert_eq!(state("port-down"), "failing");
+    assert!(
+        found["port-down"].2.contains("isn't listening"),
+        "{found:?}"
+    );
+    assert_eq!(found["monitor-httpd-listening-on-tcp.py"].0, "plugin");
+    assert_eq!(
+        state("monitor-httpd-listening-on-tcp.py"),
+        "ok",
+        "{found:?}"
+    );
+    assert_eq!(state("socket.py"), "failing");
+    assert_eq!(state("file.py"), "failing", "no srv/flag yet");
+    assert_eq!(state("disk.py"), "unsupported");
+    // the state of the instance changes, and so does what status says
+    std::fs::write(p.join("srv/flag"), "").expect("write");
+    let _l = std::net::TcpListener::bind(("127.0.0.1", closed)).expect("bind");
+    let found = check(&r);
+    for name in ["file.py", "socket.py", "port-down"] {
+        assert_eq!(found[name].1, "ok", "{name}: {found:?}");
+    }
+    let table = r.ok(&["instance", "status", "w"]);
+    assert!(
+        table.contains("promise") && table.contains("unsupported"),
+        "{table}"
+    );
+}

@@ -17,6 +17,7 @@ pub mod instance;
 pub mod load;
 pub mod merge;
 pub mod parser;
+pub mod promises;
 pub mod pystr;
 pub mod python;
 pub mod recipes;

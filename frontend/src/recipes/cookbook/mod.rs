@@ -6,7 +6,7 @@
 mod cron;
 mod links;
 mod logger;
-mod promise;
+pub mod promise;
 mod random;
 pub mod state;
 mod userinfo;
@@ -28,12 +28,13 @@ pub enum Kind {
     Symlinks,
     UserInfo,
     CheckPortListening,
+    PromisePlugin,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
-    `check_port_listening`, and `cns.recipe.symlink`";
+    `check_port_listening`, `promise.plugin`, and `cns.recipe.symlink`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -49,6 +50,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "simplelogger" => Kind::SimpleLogger,
         "userinfo" => Kind::UserInfo,
         "check_port_listening" => Kind::CheckPortListening,
+        "promise.plugin" => Kind::PromisePlugin,
         "generate.password" => Kind::Password,
         "generate.mac" => Kind::Mac,
         "random.integer" => Kind::RandomInteger,
@@ -72,5 +74,6 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Symlinks => links::symlinks(part),
         Kind::UserInfo => userinfo::userinfo(part),
         Kind::CheckPortListening => promise::check_port_listening(part),
+        Kind::PromisePlugin => promise::promise_plugin(part),
     }
 }
