@@ -654,3 +654,75 @@ fn status_checks_promises_and_plugins() {
         "{table}"
     );
 }
+
+#[test]
+fn commands_run_after_the_switch_once_then_their_update_command() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // stack/monitor/instance-monitor.cfg.jinja2.in's `[httpd-monitor-htpasswd]`, its htpasswd
+    // call replaced by a counter of runs
+    let software = release(
+        &env,
+        "[buildout]\nparts = monitor-htpasswd httpd-monitor-htpasswd gate\n\n\
+         [slap-parameter]\ngate = true\n\n\
+         [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${buildout:directory}/etc\n\
+         srv = ${buildout:directory}/srv\n\n\
+         [monitor-htpasswd]\nrecipe = slapos.cookbook:generate.password\n\
+         storage-path = ${directory:etc}/.monitor_pwd\n\n\
+         [httpd-monitor-htpasswd]\nrecipe = plone.recipe.command\nstop-on-error = true\n\
+         password-file = ${directory:etc}/.monitor-password\n\
+         command =\n  echo \"${monitor-htpasswd:passwd}\" >${:password-file}\n\
+         \x20 echo install >> ${directory:srv}/runs\n\
+         update-command = echo update >> ${directory:srv}/runs\n\n\
+         [gate]\nrecipe = plone.recipe.command\nstop-on-error = true\n\
+         command = ${slap-parameter:gate}\n",
+    );
+    r.ok(&["instance", "create", "mon", "--software", &software]);
+    let p = r.partition("mon");
+    let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+    assert_eq!(
+        read("etc/.monitor-password").trim(),
+        read("etc/.monitor_pwd")
+    );
+    assert_eq!(read("srv/runs"), "install\n");
+    // a dry run runs nothing; an upgrade that changes nothing runs the update command
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "mon",
+        "--software",
+        &software,
+        "--dry-run",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read("srv/runs"), "install\n");
+    r.ok(&["instance", "upgrade", "mon", "--software", &software]);
+    assert_eq!(read("srv/runs"), "install\nupdate\n");
+    // a failing command with stop-on-error fails the operation; the next one runs it again
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "mon",
+        "--software",
+        &software,
+        "-p",
+        "gate=false",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[gate] command failed"),
+        "{}",
+        out.stderr
+    );
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "mon",
+        "--software",
+        &software,
+        "-p",
+        "gate=true",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(read("srv/runs"), "install\nupdate\nupdate\nupdate\n");
+}

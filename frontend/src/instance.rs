@@ -26,7 +26,7 @@ use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath
 use crate::error::Error;
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::load::Assignment;
-use crate::recipes::cookbook::state;
+use crate::recipes::cookbook::{command, state};
 use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::source::Sources;
 
@@ -266,6 +266,10 @@ impl Context<'_> {
             .map(|n| self.sync_partition(n))
             .collect::<Result<Vec<_>>>()?;
         self.flush(names)?;
+        names
+            .par_iter()
+            .map(|n| self.run_commands(n))
+            .collect::<Result<Vec<_>>>()?;
         Ok(drvs.into_iter().map(|d| d.path).collect())
     }
 
@@ -290,6 +294,54 @@ impl Context<'_> {
         state::persist(&pending)
             .map(|_| ())
             .map_err(|e| InstanceError::Usage(format!("cannot keep the instance's state: {e}")))
+    }
+
+    /// Runs the `plone.recipe.command` parts of `name`'s current generation in its partition
+    /// (`recipes/cookbook/command.rs`); failures of parts without `stop-on-error` are appended
+    /// to `.slapstore/commands.log`.
+    fn run_commands(&self, name: &InstanceName) -> Result<()> {
+        let current = self.current_generation(name)?;
+        let Some(json) = self.store.db().derivation(&current.path)? else {
+            return Ok(());
+        };
+        let specs: Vec<command::CommandSpec> = serde_json::from_str::<Derivation>(&json)
+            .ok()
+            .and_then(|d| d.option("commands-json").map(str::to_owned))
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let partition = self.partition(name);
+        let io = |message: String| {
+            InstanceError::Store(StoreError::Io {
+                path: partition.clone(),
+                source: std::io::Error::other(message),
+            })
+        };
+        let reported = command::run_all(&partition, &specs).map_err(&io)?;
+        if !reported.is_empty() {
+            use std::io::Write;
+            let dir = partition.join(state::DIR);
+            let log = dir.join("commands.log");
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            let _ = std::fs::DirBuilder::new()
+                .mode(state::DIR_MODE)
+                .create(&dir);
+            // never through a link planted in the partition
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                return Err(io(format!("`{}` is not a directory", dir.display())));
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&log)
+                .and_then(|mut f| f.write_all((reported.join("\n") + "\n").as_bytes()))
+                .map_err(|e| io(format!("cannot write `{}`: {e}", log.display())))?;
+        }
+        Ok(())
     }
 
     /// Builds generation outputs in one batch.
@@ -317,6 +369,7 @@ impl Context<'_> {
         let (drv, output) = self.render(name, &release, &merged)?;
         if drv.path.to_string() == current.path {
             self.keep_state([(&self.partition(name), &output)])?;
+            self.run_commands(name)?;
             return Ok(Upgrade {
                 generation: current,
                 changed: false,
@@ -341,6 +394,7 @@ impl Context<'_> {
         }])?;
         self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
+        self.run_commands(name)?;
         Ok(Upgrade {
             generation: row,
             changed: true,
@@ -432,6 +486,7 @@ impl Context<'_> {
         self.store.db().set_current(name.as_str(), target.number)?;
         self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
+        self.run_commands(name)?;
         Ok(target)
     }
 
@@ -570,6 +625,13 @@ fn generation_derivation(
         "parameters-json".to_owned(),
         serde_json::to_string(parameters).unwrap_or_default(),
     );
+    // only when there are some: the generations of profiles without commands keep their hash
+    if !output.commands.is_empty() {
+        options.insert(
+            "commands-json".to_owned(),
+            serde_json::to_string(&output.commands).unwrap_or_default(),
+        );
+    }
     let part = PartName::new(&format!("{}-instance", name.as_str()))
         .map_err(|e| InstanceError::Usage(e.to_string()))?;
     let inputs = Inputs {

@@ -21,6 +21,8 @@ pub struct InstanceOutput {
     pub state: BTreeMap<String, String>,
     /// Every path of instance state this render uses (generated now or read back).
     pub kept: std::collections::BTreeSet<String>,
+    /// `plone.recipe.command` parts, in install order: run after each switch to the generation.
+    pub commands: Vec<super::cookbook::command::CommandSpec>,
 }
 
 /// One file of a generation.

@@ -47,6 +47,11 @@ fn lookup(egg: &str, entry: &str) -> Option<Init> {
     })
 }
 
+/// `plone.recipe.command`'s initialisation (the cookbook's instance-time version reuses it).
+pub(crate) fn command_init(part: &mut Part) -> Result<()> {
+    command::init(part)
+}
+
 /// A recipe's initialisation of the part at index `idx`.
 type Init = fn(&mut Part) -> Result<()>;
 

@@ -3,6 +3,7 @@
 //! recipe reads and sets and the files it writes in the partition. Hooked into the instance
 //! recipes' lookup (`recipes/instance.rs`).
 
+pub mod command;
 mod cron;
 mod links;
 mod logger;
@@ -29,17 +30,20 @@ pub enum Kind {
     UserInfo,
     CheckPortListening,
     PromisePlugin,
+    Command,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
-    `check_port_listening`, `promise.plugin`, and `cns.recipe.symlink`";
+    `check_port_listening`, `promise.plugin`, `cns.recipe.symlink` and `plone.recipe.command`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
-    if (egg, entry) == ("cns-recipe-symlink", "default") {
-        return Some(Kind::Symlinks);
+    match (egg, entry) {
+        ("cns-recipe-symlink", "default") => return Some(Kind::Symlinks),
+        ("plone-recipe-command", "default") => return Some(Kind::Command),
+        _ => {}
     }
     if egg != "slapos-cookbook" {
         return None;
@@ -75,5 +79,6 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::UserInfo => userinfo::userinfo(part),
         Kind::CheckPortListening => promise::check_port_listening(part),
         Kind::PromisePlugin => promise::promise_plugin(part),
+        Kind::Command => command::command(part),
     }
 }

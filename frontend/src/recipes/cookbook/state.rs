@@ -188,6 +188,33 @@ fn write_once(
     Ok(Some((OwnedFd::from(f), dir)))
 }
 
+/// Makes the file at `rel` hold `value` (written beside, then renamed over it, flushed), its
+/// missing directories made 0700 (only [`DIR`] is written this way after a generation is
+/// current).
+pub fn replace(partition: &Path, rel: &Path, value: &str) -> io::Result<()> {
+    let parts = components(rel)?;
+    let (file, parents) = parts.split_last().expect("components is never empty");
+    let mut dir = make_dir(rfs::CWD, partition, 0o755)?;
+    for p in parents {
+        dir = make_dir(dir.as_fd(), p, DIR_MODE)?;
+    }
+    let tmp = format!(".{}.new", file.display());
+    let _ = rfs::unlinkat(&dir, tmp.as_str(), rfs::AtFlags::empty());
+    let flags = rfs::OFlags::WRONLY
+        | rfs::OFlags::CREATE
+        | rfs::OFlags::EXCL
+        | rfs::OFlags::NOFOLLOW
+        | rfs::OFlags::CLOEXEC;
+    let fd =
+        rfs::openat(&dir, tmp.as_str(), flags, rfs::Mode::from_raw_mode(0o600)).map_err(refused)?;
+    let mut f = std::fs::File::from(fd);
+    io::Write::write_all(&mut f, value.as_bytes())?;
+    f.sync_all()?;
+    rfs::renameat(&dir, tmp.as_str(), &dir, *file)?;
+    rfs::fsync(&dir)?;
+    Ok(())
+}
+
 /// Opens directory `name` in `at` without following a link, making it with `mode` (whatever the
 /// umask) when missing.
 fn make_dir(at: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<OwnedFd> {
