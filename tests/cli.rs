@@ -659,15 +659,22 @@ fn every_documented_json_output_has_its_documented_keys() {
         .write(
             "svc/software.cfg",
             "[buildout]\nparts = i\n[i]\nrecipe = slapos.recipe.template\n\
-             output = ${buildout:directory}/instance.cfg\ninline =\n  [buildout]\n  parts = s\n\
+             output = ${buildout:directory}/instance.cfg\ninline =\n  [buildout]\n  parts = s p\n\
              \x20 [s]\n  recipe = slapos.cookbook:wrapper\n  command-line = sleep 1\n\
-             \x20 wrapper-path = $${buildout:directory}/etc/service/s\n",
+             \x20 wrapper-path = $${buildout:directory}/etc/service/s\n\
+             \x20 [p]\n  recipe = slapos.cookbook:wrapper\n  command-line = true\n\
+             \x20 wrapper-path = $${buildout:directory}/etc/promise/p\n",
         )
         .to_string_lossy()
         .into_owned();
     r.ok(&["instance", "create", "svc", "--software", &services]);
     let status = json(&["instance", "status", "svc", "--json"]);
-    assert_eq!(status.as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(
+        status["services"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert_eq!(status["promises"][0]["state"], "ok", "{status}");
     let mut runs: Vec<(&str, Vec<Value>)> = vec![
         ("instance status", vec![status]),
         ("eval", vec![json(&["eval", "--json", &profile])]),

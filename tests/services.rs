@@ -84,7 +84,7 @@ fn status(r: &Root, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["instance", "status", "--json"];
     all.extend(args);
     let v: Value = serde_json::from_str(&r.ok(&all)).expect("json");
-    v.as_array().expect("list").clone()
+    v["services"].as_array().expect("list").clone()
 }
 
 /// (state, pid) of `program`, waiting up to 15 s for it to be `want`.

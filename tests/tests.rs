@@ -6,6 +6,7 @@ mod build;
 mod cache;
 mod cases;
 mod cli;
+mod cookbook;
 mod eggs;
 mod eval;
 mod examples;

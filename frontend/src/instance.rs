@@ -27,6 +27,7 @@ use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath
 use crate::error::Error;
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::load::Assignment;
+use crate::recipes::cookbook::{command, state};
 use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::recipes::slap::{Request, Slap};
 use crate::source::Sources;
@@ -110,8 +111,8 @@ struct Placement {
 /// One render of an instance.
 struct Rendered {
     drv: Derivation,
-    connection: Parameters,
-    requests: Vec<Request>,
+    /// What the render puts in the partition, publishes (`connection`) and requests.
+    output: InstanceOutput,
 }
 
 /// The name of a new instance `parent` requests as `title`: the title itself when it is a
@@ -302,11 +303,7 @@ impl Context<'_> {
             })?;
         let output = evaluation.instance;
         let drv = generation_derivation(name, release, parameters, &output)?;
-        Ok(Rendered {
-            drv,
-            connection: output.connection,
-            requests: output.requests,
-        })
+        Ok(Rendered { drv, output })
     }
 
     /// Creates instances (`names`) of one release, in one batch: rendered in parallel, their
@@ -462,7 +459,7 @@ impl Context<'_> {
                             deleted: false,
                             software_type: software_type.to_owned(),
                             software_url: software_url.clone(),
-                            connection: serde_json::to_string(&r.connection).unwrap_or_default(),
+                            connection: serde_json::to_string(&r.output.connection).unwrap_or_default(),
                         },
                         expect_new: true,
                         requested_by: requested_by
@@ -492,6 +489,10 @@ impl Context<'_> {
             .map(|n| self.sync_partition(n))
             .collect::<Result<Vec<_>>>()?;
         self.flush(names)?;
+        names
+            .par_iter()
+            .map(|n| self.run_commands(n))
+            .collect::<Result<Vec<_>>>()?;
         Ok(drvs.into_iter().map(|d| d.path).collect())
     }
 
@@ -517,11 +518,84 @@ impl Context<'_> {
         }
         let drvs: Vec<Derivation> = final_renders.iter().map(|r| r.drv.clone()).collect();
         self.realise(&drvs)?;
+        let partitions: Vec<PathBuf> = names.iter().map(|n| self.partition(n)).collect();
+        self.keep_state(partitions.iter().zip(final_renders.iter().map(|r| &r.output)))?;
         let new = rows(&final_renders);
         self.store
             .db()
             .add_generations(&new, self.computer.partition_count)?;
         Ok(drvs)
+    }
+
+    /// Writes the state that renders generated (passwords, ports, ...) into their partitions
+    /// and flushes it: before the generations that use it are recorded.
+    fn keep_state<'o>(
+        &self,
+        rendered: impl IntoIterator<Item = (&'o PathBuf, &'o InstanceOutput)>,
+    ) -> Result<()> {
+        let pending: Vec<state::Pending> = rendered
+            .into_iter()
+            .filter(|(_, o)| !o.state.is_empty())
+            .map(|(partition, o)| state::Pending {
+                partition,
+                dirs: &o.dirs,
+                values: &o.state,
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        state::persist(&pending)
+            .map(|_| ())
+            .map_err(|e| InstanceError::Usage(format!("cannot keep the instance's state: {e}")))
+    }
+
+    /// Runs the `plone.recipe.command` parts of `name`'s current generation in its partition
+    /// (`recipes/cookbook/command.rs`); failures of parts without `stop-on-error` are appended
+    /// to `.slapstore/commands.log`.
+    fn run_commands(&self, name: &InstanceName) -> Result<()> {
+        let current = self.current_generation(name)?;
+        let Some(json) = self.store.db().derivation(&current.path)? else {
+            return Ok(());
+        };
+        let specs: Vec<command::CommandSpec> = serde_json::from_str::<Derivation>(&json)
+            .ok()
+            .and_then(|d| d.option("commands-json").map(str::to_owned))
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let partition = self.partition(name);
+        let io = |message: String| {
+            InstanceError::Store(StoreError::Io {
+                path: partition.clone(),
+                source: std::io::Error::other(message),
+            })
+        };
+        let reported = command::run_all(&partition, &specs).map_err(&io)?;
+        if !reported.is_empty() {
+            use std::io::Write;
+            let dir = partition.join(state::DIR);
+            let log = dir.join("commands.log");
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            let _ = std::fs::DirBuilder::new()
+                .mode(state::DIR_MODE)
+                .create(&dir);
+            // never through a link planted in the partition
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                return Err(io(format!("`{}` is not a directory", dir.display())));
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&log)
+                .and_then(|mut f| f.write_all((reported.join("\n") + "\n").as_bytes()))
+                .map_err(|e| io(format!("cannot write `{}`: {e}", log.display())))?;
+        }
+        Ok(())
     }
 
     /// Builds generation outputs in one batch.
@@ -586,18 +660,21 @@ impl Context<'_> {
         reserved.push(placement.partition);
         let rendered =
             self.with_requests(name, &release, &merged, placement, rendered, &reserved)?;
-        let connection = serde_json::to_string(&rendered.connection).unwrap_or_default();
+        let connection = serde_json::to_string(&rendered.output.connection).unwrap_or_default();
         if rendered.drv.path.to_string() == current.path
             && software_type == current.software_type
             && software_url == current.software_url
         {
-            self.drop_unrequested(name, &rendered.requests)?;
+            self.keep_state([(&self.partition(name), &rendered.output)])?;
+            self.run_commands(name)?;
+            self.drop_unrequested(name, &rendered.output.requests)?;
             return Ok(Upgrade {
                 generation: current,
                 changed: false,
             });
         }
         self.realise(std::slice::from_ref(&rendered.drv))?;
+        self.keep_state([(&self.partition(name), &rendered.output)])?;
         let row = GenerationRow {
             instance: name.as_str().to_owned(),
             number: generations.iter().map(|g| g.number).max().unwrap_or(0) + 1,
@@ -623,7 +700,8 @@ impl Context<'_> {
         )?;
         self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
-        self.drop_unrequested(name, &rendered.requests)?;
+        self.run_commands(name)?;
+        self.drop_unrequested(name, &rendered.output.requests)?;
         Ok(Upgrade {
             generation: row,
             changed: true,
@@ -694,7 +772,7 @@ impl Context<'_> {
     ) -> Result<Rendered> {
         let depth = reserved.len();
         for _ in 0..MAX_REQUEST_DEPTH {
-            if rendered.requests.is_empty() {
+            if rendered.output.requests.is_empty() {
                 return Ok(rendered);
             }
             if depth >= MAX_REQUEST_DEPTH {
@@ -704,7 +782,7 @@ impl Context<'_> {
                     name.as_str()
                 )));
             }
-            let children = self.deploy_requests(name, &rendered.requests, reserved)?;
+            let children = self.deploy_requests(name, &rendered.output.requests, reserved)?;
             if children == placement.children {
                 return Ok(rendered);
             }
@@ -923,6 +1001,7 @@ impl Context<'_> {
         self.store.db().set_current(name.as_str(), target.number)?;
         self.sync_partition(name)?;
         self.flush(std::slice::from_ref(name))?;
+        self.run_commands(name)?;
         Ok(target)
     }
 
@@ -1067,6 +1146,13 @@ fn generation_derivation(
         options.insert(
             "connection-json".to_owned(),
             serde_json::to_string(&output.connection).unwrap_or_default(),
+        );
+    }
+    // only when there are some: the generations of profiles without commands keep their hash
+    if !output.commands.is_empty() {
+        options.insert(
+            "commands-json".to_owned(),
+            serde_json::to_string(&output.commands).unwrap_or_default(),
         );
     }
     let part = PartName::new(&format!("{}-instance", name.as_str()))

@@ -19,6 +19,7 @@ pub mod merge;
 pub mod node;
 pub mod parameters;
 pub mod parser;
+pub mod promises;
 pub mod pystr;
 pub mod python;
 pub mod recipes;

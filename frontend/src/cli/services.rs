@@ -1,5 +1,5 @@
 //! `slapstore instance start|stop|restart|status NAME|--all`: the services of instances under
-//! the root's supervisord (`crate::services`); the hooks that keep running services in step
+//! the root's supervisord (`crate::services`), their promises (`crate::promises`); the hooks that keep running services in step
 //! with `upgrade`, `rollback` and `destroy`.
 
 use clap::Args;
@@ -105,10 +105,14 @@ pub fn restart(ctx: &Context, which: &Which) -> Result<String, i32> {
     Ok(out)
 }
 
+/// Each service's state and each promise's check (`crate::promises`), per instance.
 pub fn status(ctx: &Context, which: &Which, json: bool) -> Result<String, i32> {
     let mut all = Vec::new();
+    let mut promises = Vec::new();
     for (instance, partition) in instances(ctx, which)? {
         all.extend(locked(ctx.store, |s| s.status(&instance, &partition))?);
+        let checked = crate::promises::check(&partition).map_err(|m| report::failure(&m))?;
+        promises.extend(checked.into_iter().map(|p| (instance.clone(), p)));
     }
     let kind = |restart: bool| if restart { "service" } else { "run" };
     if json {
@@ -125,7 +129,20 @@ pub fn status(ctx: &Context, which: &Which, json: bool) -> Result<String, i32> {
                 })
             })
             .collect();
-        return Ok(format!("{:#}\n", serde_json::Value::Array(list)));
+        let checks: Vec<_> = promises
+            .iter()
+            .map(|(instance, p)| {
+                serde_json::json!({
+                    "instance": instance,
+                    "promise": p.name,
+                    "kind": p.kind.as_str(),
+                    "state": p.state.as_str(),
+                    "output": p.output,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({"services": list, "promises": checks});
+        return Ok(format!("{out:#}\n"));
     }
     let mut table = super::table::new(&["instance", "service", "kind", "state", "pid"]);
     super::table::right(&mut table, 4);
@@ -138,7 +155,22 @@ pub fn status(ctx: &Context, which: &Which, json: bool) -> Result<String, i32> {
             s.pid.map_or("-".to_owned(), |p| p.to_string()),
         ]);
     }
-    Ok(super::table::render(&table))
+    let mut out = super::table::render(&table);
+    if !promises.is_empty() {
+        let mut table = super::table::new(&["instance", "promise", "kind", "state", "output"]);
+        for (instance, p) in &promises {
+            table.add_row(vec![
+                instance.clone(),
+                p.name.clone(),
+                p.kind.as_str().to_owned(),
+                p.state.as_str().to_owned(),
+                p.output.lines().next().unwrap_or("").to_owned(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&super::table::render(&table));
+    }
+    Ok(out)
 }
 
 /// After `upgrade` or `rollback`: a started instance's changed services are restarted.

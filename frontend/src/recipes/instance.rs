@@ -20,6 +20,13 @@ pub struct InstanceOutput {
     pub connection: BTreeMap<String, String>,
     /// Instances requested (`request` recipes, `slap.rs`).
     pub requests: Vec<super::slap::Request>,
+    /// Instance state to keep in the partition (`cookbook/state.rs`), by path: the values this
+    /// render generated, written before its generation is recorded.
+    pub state: BTreeMap<String, String>,
+    /// Every path of instance state this render uses (generated now or read back).
+    pub kept: std::collections::BTreeSet<String>,
+    /// `plone.recipe.command` parts, in install order: run after each switch to the generation.
+    pub commands: Vec<super::cookbook::command::CommandSpec>,
 }
 
 /// One file of a generation.
@@ -39,6 +46,7 @@ pub enum Kind {
     Symlink,
     /// What talks to the master (`slap.rs`).
     Slap(super::slap::Kind),
+    Cookbook(super::cookbook::Kind),
 }
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
@@ -62,7 +70,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         ("slapos-cookbook", "symbolic-link" | "symbolic.link") | ("symlink", "default") => {
             Kind::Symlink
         }
-        _ => return None,
+        _ => return super::cookbook::lookup(egg, entry).map(Kind::Cookbook),
     })
 }
 
@@ -96,6 +104,7 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::MkDirectory => mkdirectory(part),
         Kind::Symlink => symlink(part),
         Kind::Slap(kind) => super::slap::init(part, kind),
+        Kind::Cookbook(kind) => super::cookbook::init(part, kind),
     }
 }
 
@@ -109,7 +118,7 @@ fn mode(part: &mut Part, default: u32) -> Result<u32> {
 }
 
 /// The path of `path` relative to the partition, or an error blamed on `option`.
-fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
+pub(crate) fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     let partition = part.buildout("directory")?;
     let p = crate::pystr::normpath(path.trim());
     let rel = Path::new(&p)
@@ -127,10 +136,10 @@ fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     })
 }
 
-pub(super) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
+pub(crate) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
     let rel = relative(part, option, path)?;
     let out = &mut part.r.instance_output;
-    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) {
+    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
         return Err(part.option_error(option, format!("`{path}` is written by another part too")));
     }
     part.r.instance_output.files.insert(rel, spec);

@@ -10,6 +10,7 @@
 mod build;
 mod cmmi;
 mod command;
+pub mod cookbook;
 mod download;
 pub(crate) mod egg;
 pub mod instance;
@@ -46,6 +47,11 @@ fn lookup(egg: &str, entry: &str) -> Option<Init> {
         ("zc-recipe-egg", "develop") => egg::develop,
         _ => return None,
     })
+}
+
+/// `plone.recipe.command`'s initialisation (the cookbook's instance-time version reuses it).
+pub(crate) fn command_init(part: &mut Part) -> Result<()> {
+    command::init(part)
 }
 
 /// A recipe's initialisation of the part at index `idx`.
@@ -166,8 +172,9 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
             return Err(part.option_error(
                 "recipe",
                 format!(
-                    "recipe `{recipe}` cannot run in an instance; instances use {}",
-                    instance::SUPPORTED
+                    "recipe `{recipe}` cannot run in an instance; instances use {}; and {}",
+                    instance::SUPPORTED,
+                    cookbook::SUPPORTED
                 ),
             ));
         };

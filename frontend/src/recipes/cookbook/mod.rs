@@ -1,0 +1,84 @@
+//! The slapos.cookbook recipes that instance profiles use most, done natively (no Python is
+//! started per recipe): one file per recipe or family, each reproducing the options the real
+//! recipe reads and sets and the files it writes in the partition. Hooked into the instance
+//! recipes' lookup (`recipes/instance.rs`).
+
+pub mod command;
+mod cron;
+mod links;
+mod logger;
+pub mod promise;
+mod random;
+pub mod state;
+mod userinfo;
+
+use super::Part;
+use crate::error::Result;
+
+/// The cookbook recipes slapstore runs natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Password,
+    Mac,
+    RandomInteger,
+    RandomTime,
+    FreePort,
+    Cron,
+    CronD,
+    SimpleLogger,
+    Symlinks,
+    UserInfo,
+    CheckPortListening,
+    PromisePlugin,
+    Command,
+}
+
+/// The names under which [`lookup`] finds them, for error messages.
+pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
+    `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
+    `check_port_listening`, `promise.plugin`, `cns.recipe.symlink` and `plone.recipe.command`";
+
+/// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
+pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
+    match (egg, entry) {
+        ("cns-recipe-symlink", "default") => return Some(Kind::Symlinks),
+        ("plone-recipe-command", "default") => return Some(Kind::Command),
+        _ => {}
+    }
+    if egg != "slapos-cookbook" {
+        return None;
+    }
+    Some(match entry {
+        "cron" => Kind::Cron,
+        "cron.d" => Kind::CronD,
+        "simplelogger" => Kind::SimpleLogger,
+        "userinfo" => Kind::UserInfo,
+        "check_port_listening" => Kind::CheckPortListening,
+        "promise.plugin" => Kind::PromisePlugin,
+        "generate.password" => Kind::Password,
+        "generate.mac" => Kind::Mac,
+        "random.integer" => Kind::RandomInteger,
+        "random.time" => Kind::RandomTime,
+        "free_port" => Kind::FreePort,
+        _ => return None,
+    })
+}
+
+/// Initialises a part of a cookbook recipe.
+pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
+    match kind {
+        Kind::Password => random::password(part),
+        Kind::Mac => random::mac(part),
+        Kind::RandomInteger => random::random_integer(part),
+        Kind::RandomTime => random::random_time(part),
+        Kind::FreePort => random::free_port(part),
+        Kind::Cron => cron::cron(part),
+        Kind::CronD => cron::cron_d(part),
+        Kind::SimpleLogger => logger::simplelogger(part),
+        Kind::Symlinks => links::symlinks(part),
+        Kind::UserInfo => userinfo::userinfo(part),
+        Kind::CheckPortListening => promise::check_port_listening(part),
+        Kind::PromisePlugin => promise::promise_plugin(part),
+        Kind::Command => command::command(part),
+    }
+}

@@ -1,0 +1,257 @@
+//! The cookbook's generators (`slapos.recipe.random`, `slapos.recipe.free_port`):
+//! `generate.password`, `generate.mac`, `random.integer`, `random.time` and `free_port`. Each
+//! value is generated once and kept in the partition (`state.rs`): in the file the profile
+//! names (`storage-path`), else in `.slapstore/<section>.<option>`; later renders read it back,
+//! so upgrades and rollbacks keep it. Where the cookbook regenerates a value at every run (an
+//! empty `storage-path`, `random.*`), slapstore keeps it too: a render is a pure function of
+//! the profile, the parameters and the partition's state.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, TcpListener};
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::state;
+use crate::error::Result;
+use crate::pystr::path_join;
+use crate::recipes::instance::relative;
+use crate::recipes::Part;
+
+/// `n` random bytes from the system's generator.
+fn random_bytes(part: &Part, n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    getrandom::getrandom(&mut buf)
+        .map_err(|e| part.error(format!("the system's random generator failed: {e}")))?;
+    Ok(buf)
+}
+
+/// A uniform integer in `low..=high` (rejection sampling, no bias).
+pub(super) fn uniform(part: &Part, low: i128, high: i128) -> Result<i128> {
+    let span = (high - low + 1) as u128;
+    if span > u64::MAX as u128 {
+        return Err(part.error("the range is too wide"));
+    }
+    let span = span as u64;
+    let zone = u64::MAX - u64::MAX % span;
+    loop {
+        let b = random_bytes(part, 8)?;
+        let x = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        if x < zone {
+            return Ok(low + (x % span) as i128);
+        }
+    }
+}
+
+/// The value kept at `rel` in the partition, or `generate()`'s, recorded to be kept.
+pub(super) fn keep(
+    part: &mut Part,
+    option: &str,
+    rel: &str,
+    generate: impl FnOnce(&Part) -> Result<String>,
+) -> Result<String> {
+    let partition = part.buildout("directory")?;
+    let found = state::read(Path::new(&partition), Path::new(rel))
+        .map_err(|e| part.option_error(option, format!("cannot read `{partition}/{rel}`: {e}")))?;
+    match found {
+        Some(v) => {
+            claim(part, option, rel, None)?;
+            Ok(v)
+        }
+        None => {
+            let v = generate(part)?;
+            claim(part, option, rel, Some(v.clone()))?;
+            Ok(v)
+        }
+    }
+}
+
+/// Reserves `rel` for this part (no other part may write or keep it) and its directory as a
+/// mutable one of the partition; `value` is what must be written there.
+fn claim(part: &mut Part, option: &str, rel: &str, value: Option<String>) -> Result<()> {
+    let out = &part.r.instance_output;
+    if out.files.contains_key(rel) || out.dirs.contains_key(rel) || out.kept.contains(rel) {
+        return Err(part.option_error(option, format!("`{rel}` is written by another part too")));
+    }
+    let out = &mut part.r.instance_output;
+    out.kept.insert(rel.to_owned());
+    if let Some(parent) = Path::new(rel)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let parent = parent.to_string_lossy().into_owned();
+        let mode = if parent == state::DIR {
+            state::DIR_MODE
+        } else {
+            0o755
+        };
+        out.dirs.entry(parent).or_insert(mode);
+    }
+    if let Some(v) = value {
+        out.state.insert(rel.to_owned(), v);
+    }
+    Ok(())
+}
+
+/// Where a value with a `storage-path` option is kept: that file (relative to the partition),
+/// or, when it is empty, the section's own slot.
+fn storage(part: &mut Part, option: &str) -> Result<String> {
+    let path = part.require("storage-path")?;
+    if path.trim().is_empty() {
+        Ok(state::slot(&part.name, option))
+    } else {
+        relative(part, "storage-path", &path)
+    }
+}
+
+fn integer(part: &mut Part, option: &str, default: Option<&str>) -> Result<i128> {
+    let text = match default {
+        Some(d) => part.get(option)?.unwrap_or_else(|| d.to_owned()),
+        None => part.require(option)?,
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| part.option_error(option, format!("`{text}` is not an integer")))
+}
+
+/// `generate.password`: `passwd`, lowercase letters (`bytes` of them, at most 26, each once,
+/// as the cookbook's `random.sample`), kept in `storage-path` (default
+/// `${buildout:parts-directory}/<section>`) or given as `passwd`.
+pub fn password(part: &mut Part) -> Result<()> {
+    if part.get("storage-path")?.is_none() {
+        let parts = part.buildout("parts-directory")?;
+        let path = path_join(&parts, &part.name);
+        part.set("storage-path", path);
+    }
+    let rel = storage(part, "passwd")?;
+    let given = part.get("passwd")?.filter(|p| !p.is_empty());
+    let value = match given {
+        Some(p) => {
+            // written to `storage-path` when none is there, as the cookbook's install does
+            let empty_path = part.require("storage-path")?.trim().is_empty();
+            if !empty_path {
+                let value = p.clone();
+                keep(part, "storage-path", &rel, |_| Ok(value))?;
+            }
+            p
+        }
+        None => {
+            let bytes = integer(part, "bytes", Some("8"))?;
+            if !(0..=26).contains(&bytes) {
+                return Err(part.option_error(
+                    "bytes",
+                    format!("a password is at most 26 distinct lowercase letters, not {bytes}"),
+                ));
+            }
+            keep(part, "storage-path", &rel, |part| {
+                let mut letters: Vec<u8> = (b'a'..=b'z').collect();
+                for i in 0..bytes as usize {
+                    let j = uniform(part, i as i128, 25)? as usize;
+                    letters.swap(i, j);
+                }
+                Ok(String::from_utf8_lossy(&letters[..bytes as usize]).into_owned())
+            })?
+        }
+    };
+    part.set("passwd", value);
+    Ok(())
+}
+
+/// `generate.mac`: `mac-address`, a locally administered address (`fe:..`), kept in
+/// `storage-path` unless given.
+pub fn mac(part: &mut Part) -> Result<()> {
+    if part.get("mac-address")?.is_some_and(|m| !m.is_empty()) {
+        return Ok(());
+    }
+    let rel = storage(part, "mac-address")?;
+    let mac = keep(part, "storage-path", &rel, |part| {
+        let b = random_bytes(part, 5)?;
+        let mut octets = vec![0xfe];
+        octets.extend(b);
+        Ok(octets
+            .iter()
+            .map(|o| format!("{o:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"))
+    })?;
+    part.set("mac-address", mac);
+    Ok(())
+}
+
+/// `random.integer`: `value`, between `minimum` and `maximum` (both included), unless given.
+pub fn random_integer(part: &mut Part) -> Result<()> {
+    if part.get("value")?.is_some() {
+        return Ok(());
+    }
+    let low = integer(part, "minimum", None)?;
+    let high = integer(part, "maximum", None)?;
+    if low > high {
+        return Err(part.option_error("maximum", format!("{high} is below the minimum {low}")));
+    }
+    let rel = state::slot(&part.name, "value");
+    let value = keep(part, "value", &rel, |part| {
+        Ok(uniform(part, low, high)?.to_string())
+    })?;
+    part.set("value", value);
+    Ok(())
+}
+
+/// `random.time`: `time`, a random `H:MM` of the day, unless given.
+pub fn random_time(part: &mut Part) -> Result<()> {
+    if part.get("time")?.is_some() {
+        return Ok(());
+    }
+    let rel = state::slot(&part.name, "time");
+    let time = keep(part, "time", &rel, |part| {
+        Ok(format!(
+            "{}:{:02}",
+            uniform(part, 0, 23)?,
+            uniform(part, 0, 59)?
+        ))
+    })?;
+    part.set("time", time);
+    Ok(())
+}
+
+/// Ports handed out by this process, so that instances rendered together get different ones
+/// before any of their services listens.
+static HANDED_OUT: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
+
+/// `free_port`: `port`, the lowest port of `minimum..maximum` (`maximum` excluded, as the
+/// cookbook's `range`) that `ip` can bind now; kept afterwards (the cookbook reads it back from
+/// `.installed.cfg`). `0` when `ip` is no address or no port is free, and then not kept.
+pub fn free_port(part: &mut Part) -> Result<()> {
+    let low = integer(part, "minimum", Some("1024"))?;
+    let high = integer(part, "maximum", Some("49151"))?;
+    if low == high {
+        part.set("port", low.to_string());
+        return Ok(());
+    }
+    let ip = part.get("ip")?.unwrap_or_default();
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+        part.set("port", "0");
+        return Ok(());
+    };
+    let rel = state::slot(&part.name, "port");
+    let partition = part.buildout("directory")?;
+    let found = state::read(Path::new(&partition), Path::new(&rel))
+        .map_err(|e| part.option_error("ip", format!("cannot read `{partition}/{rel}`: {e}")))?;
+    if let Some(port) = found {
+        claim(part, "port", &rel, None)?;
+        part.set("port", port);
+        return Ok(());
+    }
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let port = (low.max(0)..high.min(65536))
+        .map(|p| p as u16)
+        .find(|p| !handed.contains(&(ip, *p)) && TcpListener::bind((ip, *p)).is_ok());
+    match port {
+        Some(p) => {
+            handed.insert((ip, p));
+            drop(handed);
+            claim(part, "port", &rel, Some(p.to_string()))?;
+            part.set("port", p.to_string());
+        }
+        None => part.set("port", "0"),
+    }
+    Ok(())
+}
