@@ -108,6 +108,7 @@ impl Context<'_> {
     }
 
     fn start_python(&mut self, dir: &Path, env: &BTreeMap<String, String>) -> Result<Host> {
+        self.note("starting the Python host")?;
         let program = self.scratch.join("slapstore-pyhost.py");
         std::fs::write(&program, HOST).map_err(|e| io_error(&program, e))?;
         let mut command = Command::new("python3");
