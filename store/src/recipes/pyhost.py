@@ -12,25 +12,17 @@
 #   {"op": "install", ...}  slapos.recipe.build's `install` code, as its `Script` runs it
 #
 # Reply: {"ok": true} or {"ok": false, "error": "<the traceback>"}.
+# Only what every step needs is imported at start-up (the host's start is part of every build
+# that runs Python); the rest when a step uses it.
 import json
-import linecache
-import logging
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
-import traceback
-import zipfile
 
 REQUESTS = os.fdopen(os.dup(0), "r")
 PROTOCOL = os.fdopen(os.dup(1), "w")
 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
 os.dup2(2, 1)
 sys.stdout = os.fdopen(1, "w", buffering=1)
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
 
 
 class UserError(Exception):
@@ -69,6 +61,8 @@ class Buildout(dict):
 
 def call(*args, **kwargs):
     """Subprocess call with closed file descriptors and stdin"""
+    import subprocess
+
     kwargs.update(stdin=subprocess.PIPE, close_fds=True)
     popen = subprocess.Popen(*args, **kwargs)
     popen.stdin.close()
@@ -88,6 +82,8 @@ def is_true(value, default=False):
 
 
 def rmtree(path):
+    import shutil
+
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
@@ -97,6 +93,9 @@ def rmtree(path):
 def unpack_archive(path, extract_dir):
     """setuptools' `unpack_archive` as slapos.recipe.build uses it: tar (any compression) or
     zip, never writing outside `extract_dir`."""
+    import tarfile
+    import zipfile
+
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
             if hasattr(tarfile, "data_filter"):
@@ -137,11 +136,20 @@ class Script:
         self.buildout[self.name] = self.options
         self.downloads = request["downloads"]
         self.files = set(request["files"])
-        self.logger = logging.getLogger(self.name)
         self.cleanup_list = []
         self.keep_on_error = False
 
     cleanup_dir_list = cleanup_file_list = property(lambda self: self.cleanup_list)
+
+    @property
+    def logger(self):
+        import logging
+
+        if not logging.root.handlers:
+            logging.basicConfig(
+                level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s"
+            )
+        return logging.getLogger(self.name)
 
     @property
     def environ(self):
@@ -188,6 +196,8 @@ class Script:
         )
 
     def extract(self, path):
+        import tempfile
+
         extract_dir = tempfile.mkdtemp(self.name)
         self.cleanup_list.append(extract_dir)
         unpack_archive(path, extract_dir)
@@ -195,6 +205,8 @@ class Script:
 
     def pipeCommand(self, command_list_list, *args, **kwargs):
         """Allows to do shell like pipes (|)"""
+        import subprocess
+
         subprocess_list = []
         previous = None
         kwargs["stdout"] = subprocess.PIPE
@@ -215,6 +227,8 @@ class Script:
             raise UserError("Failed while running:\n  " + "\n  ".join(failed))
 
     def copyTree(self, origin, destination, ignore_dir_list=()):
+        import shutil
+
         if os.path.exists(destination):
             raise shutil.Error("Destination already exists: %s" % destination)
         self.logger.info("Copying %r to %r", origin, destination)
@@ -229,6 +243,9 @@ class Script:
     def applyPatchList(self, patch_string, patch_options=None, patch_binary=None, cwd=None):
         if patch_string is None:
             return
+        import shlex
+        import subprocess
+
         patch_options = [] if patch_options is None else shlex.split(patch_options)
         patch_binary = "patch" if patch_binary is None else patch_binary.strip()
         kwargs = {} if cwd is None else {"cwd": cwd}
@@ -250,6 +267,8 @@ class Script:
                 subprocess.check_call([patch_binary] + patch_options, stdin=stdin, **kwargs)
 
     def _exec(self, script):
+        import linecache
+
         g = dict(GLOBALS, self=self, options=self.options)
         if "location" in self.options:
             g["location"] = self.options["location"]
@@ -306,6 +325,8 @@ def serve():
             if isinstance(e, UserError):
                 text = "%s: %s\n" % (request["part"], e)
             else:
+                import traceback
+
                 text = traceback.format_exc()
             reply = {"ok": False, "error": text}
         sys.stdout.flush()
