@@ -117,8 +117,11 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let placeholder = mode.placeholder(&part.name);
     match part.get("location")? {
         Some(l) if l == placeholder => {}
-        // `install` code makes its `location` (a file or a directory) inside the output
-        Some(l) if recipe == Recipe::Script && l.starts_with(&format!("{placeholder}/")) => {}
+        // `install` code makes its `location` (a file or a directory) inside the output, and a
+        // command may make it below its own directory
+        Some(l)
+            if matches!(recipe, Recipe::Script | Recipe::Shell)
+                && l.starts_with(&format!("{placeholder}/")) => {}
         None => part.set("location", placeholder.clone()),
         Some(other) => {
             // `download-unpacked` takes its location from `destination`
@@ -310,7 +313,9 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
 /// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
 /// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
 /// becomes the placeholder of the part's store path; for `gitclone`, any directory directly in
-/// the parts directory is. Called before the recipe's initialisation.
+/// the parts directory is; for `plone.recipe.command`, a location below the default
+/// (`<parts>/<name>/src`) is that path in the store path (`<store path>/src`). Called before the
+/// recipe's initialisation.
 pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
     let Some(mode) = part.r.settings.store.clone() else {
         return Ok(());
@@ -337,9 +342,13 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
         }
     }
     let mut explicit = false;
+    let below = format!("{default}/");
     for &key in keys {
         if let Some(value) = part.get(key)? {
-            if crate::pystr::normpath(value.trim()) == default {
+            let value = crate::pystr::normpath(value.trim());
+            // a command may make its location below its own directory (`[chromium-source]`
+            // clones into `parts/chromium-source/src`, beside its `.gclient`)
+            if value == default || (recipe == Recipe::Shell && value.starts_with(&below)) {
                 explicit = true;
             }
         }

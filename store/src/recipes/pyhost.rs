@@ -28,14 +28,20 @@ pub struct Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // end of requests: the host exits; if it does not at once (a step left running after
-        // an error), its process group goes
+        // end of requests: the host exits (and is reaped, so that its resources count as the
+        // build's); if it has not within a few seconds (a child of the code holding on), its
+        // process group goes
         self.requests.take();
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            // SAFETY: kill(2) with a negative pid signals that process group only.
-            unsafe {
-                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                // SAFETY: kill(2) with a negative pid signals that process group only.
+                unsafe {
+                    libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+                }
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let _ = self.child.wait();
     }
