@@ -862,3 +862,49 @@ fn progress_on_a_terminal_shows_elapsed_time_and_the_last_log_line() {
     assert!(screen.contains("): second line"), "{screen}");
     assert!(screen.contains("built slow in"), "{screen}");
 }
+
+#[test]
+fn a_command_may_make_its_location_below_its_own_parts_directory() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    // as the corpus' `[chromium-source]`: the checkout in `src`, beside a file in its parent
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = checkout user\n\n\
+         [checkout]\nrecipe = plone.recipe.command\n\
+         location = ${:parent}/${:name}\n\
+         parent = ${buildout:parts-directory}/${:_buildout_section_name_}\nname = src\n\
+         command =\n  mkdir -p ${:location}\n  echo hi > ${:location}/file\n  \
+         echo ${:parent} > ${:parent}/parent\n\n\
+         [user]\nrecipe = slapos.recipe.template\noutput = ${buildout:directory}/user\n\
+         inline = ${checkout:location}/file\n",
+    );
+    let built = build_json(&store, "software.cfg");
+    let out = PathBuf::from(built["parts"]["checkout"].as_str().expect("checkout"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("src/file")).expect("file"),
+        "hi\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("parent")).expect("parent"),
+        format!("{}\n", out.display())
+    );
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert_eq!(
+        std::fs::read_to_string(format!("{user}/user")).expect("user"),
+        format!("{}/src/file", out.display())
+    );
+    // elsewhere than below its own directory is still refused
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = checkout\n[checkout]\nrecipe = plone.recipe.command\n\
+         location = ${buildout:parts-directory}/other/src\ncommand = true\n",
+    );
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a part's location is its store path"),
+        "{}",
+        out.stderr
+    );
+}

@@ -16,6 +16,7 @@ mod gitclone;
 mod instance;
 mod master;
 mod node;
+mod pyhost;
 mod releases;
 mod safety;
 mod sandbox;

@@ -285,7 +285,7 @@ impl Graph {
 
 /// Whether a recipe runs commands, which see the output at its store path (module docs).
 fn runs_commands(recipe: Recipe) -> bool {
-    matches!(recipe, Recipe::Cmmi | Recipe::Shell)
+    matches!(recipe, Recipe::Cmmi | Recipe::Shell | Recipe::Script)
 }
 
 /// Builds one derivation unless it is valid; `Ok(true)` if this call built it.
@@ -485,9 +485,12 @@ fn prepare<'a>(
             fetcher,
             store,
             added: Vec::new(),
+            python: None,
         };
         fs::create_dir_all(&ctx.scratch).map_err(|e| io_error(&ctx.scratch, e))?;
         recipes::run(&mut ctx)?;
+        // the Python host, if one ran, ends before the output is read
+        ctx.python.take();
         let added = std::mem::take(&mut ctx.added);
         if !out.exists() {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;

@@ -41,11 +41,13 @@ pub enum Recipe {
     Generation,
     /// A checkout of one commit of a git repository (`slapos.recipe.build:gitclone`).
     Gitclone,
+    /// `slapos.recipe.build`'s Python `install` code, run in the build's Python host.
+    Script,
 }
 
 impl Recipe {
     /// Every recipe, for error messages.
-    pub const ALL: [Recipe; 10] = [
+    pub const ALL: [Recipe; 11] = [
         Recipe::Download,
         Recipe::DownloadUnpacked,
         Recipe::Cmmi,
@@ -56,6 +58,7 @@ impl Recipe {
         Recipe::Release,
         Recipe::Generation,
         Recipe::Gitclone,
+        Recipe::Script,
     ];
 
     /// The canonical name (what `plan` prints and the hash covers).
@@ -71,6 +74,7 @@ impl Recipe {
             Recipe::Release => "release",
             Recipe::Generation => "generation",
             Recipe::Gitclone => "gitclone",
+            Recipe::Script => "script",
         }
     }
 

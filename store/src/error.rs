@@ -52,6 +52,15 @@ pub enum StoreError {
         status: String,
         log: PathBuf,
     },
+    #[error(
+        "part `{part}` failed: its {what} raised an exception; its log is `{log}`\n{traceback}"
+    )]
+    PythonFailed {
+        part: String,
+        what: String,
+        traceback: String,
+        log: PathBuf,
+    },
     #[error("part `{part}` was not built: part `{dependency}` failed")]
     DependencyFailed { part: String, dependency: String },
     #[error(

@@ -197,7 +197,7 @@ pub(super) fn hooks(
     if any {
         let b = part.r.section("buildout")?;
         let mut directories = serde_json::Map::new();
-        for key in HOOK_BUILDOUT {
+        for key in super::script::BUILDOUT_KEYS {
             if let Some(v) = part.r.get(b, key, None)? {
                 directories.insert(key.to_owned(), v.into());
             }
@@ -212,16 +212,6 @@ pub(super) fn hooks(
 
 /// cmmi's Python hook options, in the order the build calls them.
 const HOOKS: [&str; 3] = ["pre-configure-hook", "pre-make-hook", "post-make-hook"];
-
-/// The `[buildout]` options a hook sees in `buildout['buildout']`.
-const HOOK_BUILDOUT: [&str; 6] = [
-    "directory",
-    "parts-directory",
-    "bin-directory",
-    "eggs-directory",
-    "develop-eggs-directory",
-    "executable",
-];
 
 /// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
 /// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.

@@ -21,6 +21,7 @@ use crate::recipes::Part;
 
 mod inputs;
 mod release;
+mod script;
 
 use inputs::{hooks, patches, source};
 pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PROFILE_FROM};
@@ -29,8 +30,8 @@ pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PRO
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
-    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`) and `gitclone` \
-    (slapos.recipe.build:gitclone)";
+    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`), `gitclone` \
+    (slapos.recipe.build:gitclone) and `script` (slapos.recipe.build with Python `install` code)";
 
 /// The marker that replaces a profile directory in hashed option values.
 const PROFILE_DIR_MARKER: &str = "@@PROFILE_DIR@@";
@@ -116,6 +117,11 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let placeholder = mode.placeholder(&part.name);
     match part.get("location")? {
         Some(l) if l == placeholder => {}
+        // `install` code makes its `location` (a file or a directory) inside the output, and a
+        // command may make it below its own directory
+        Some(l)
+            if matches!(recipe, Recipe::Script | Recipe::Shell)
+                && l.starts_with(&format!("{placeholder}/")) => {}
         None => part.set("location", placeholder.clone()),
         Some(other) => {
             // `download-unpacked` takes its location from `destination`
@@ -242,6 +248,15 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 build.files.insert(role, path);
             }
         }
+        Recipe::Script => {
+            if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
+                source(part, &mode, &mut inputs, &mut build)?;
+            }
+            script::local_files(part, &mode, &mut inputs, &mut build)?;
+            let code = part.require("install")?;
+            let sections = script::captured_sections(part, &code)?;
+            extra.push(("buildout-sections".into(), sections));
+        }
         Recipe::Shell | Recipe::Release | Recipe::Generation | Recipe::Gitclone => {}
     }
     if let Some(env) = part
@@ -298,7 +313,9 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
 /// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
 /// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
 /// becomes the placeholder of the part's store path; for `gitclone`, any directory directly in
-/// the parts directory is. Called before the recipe's initialisation.
+/// the parts directory is; for `plone.recipe.command`, a location below the default
+/// (`<parts>/<name>/src`) is that path in the store path (`<store path>/src`). Called before the
+/// recipe's initialisation.
 pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
     let Some(mode) = part.r.settings.store.clone() else {
         return Ok(());
@@ -325,9 +342,13 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
         }
     }
     let mut explicit = false;
+    let below = format!("{default}/");
     for &key in keys {
         if let Some(value) = part.get(key)? {
-            if crate::pystr::normpath(value.trim()) == default {
+            let value = crate::pystr::normpath(value.trim());
+            // a command may make its location below its own directory (`[chromium-source]`
+            // clones into `parts/chromium-source/src`, beside its `.gclient`)
+            if value == default || (recipe == Recipe::Shell && value.starts_with(&below)) {
                 explicit = true;
             }
         }
@@ -353,7 +374,7 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
 
 /// `text` with every mention of the path `from` (not a longer name: `parts/x` is not in
 /// `parts/x-dev`) replaced by `to`.
-fn replace_path(text: &str, from: &str, to: &str) -> String {
+pub(crate) fn replace_path(text: &str, from: &str, to: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find(from) {

@@ -6,6 +6,7 @@
 use super::{environment, Part, Shared};
 use crate::error::Result;
 use crate::pystr::split_whitespace;
+use slapstore_store::Recipe;
 
 /// The generic recipe (`Script`): needs one of `init`, `install`, `update`; runs `init`.
 pub fn script(part: &mut Part) -> Result<()> {
@@ -46,16 +47,45 @@ pub fn script(part: &mut Part) -> Result<()> {
 
 /// The generic recipe in a build: with only `init` (and `update`, which a first install does not
 /// run), installing does nothing, so the part runs its `init` and has no output (no
-/// derivation); Python `install` code is refused until builds can run it.
+/// derivation). With `install` code it is a `script` derivation: the code runs at build time in
+/// the build's Python host (`init` ran when the profile was read, and the options it set are
+/// what `install` sees). Its `location`, which the code makes (a file or a directory), lies in
+/// the part's store path: `<store path>/<name>`, or the last component of an explicit
+/// `location` (`${buildout:bin-directory}/randomsleep` → `<store path>/randomsleep`), every
+/// mention of the old value in the part's options following.
 pub fn script_in_build(part: &mut Part) -> Result<()> {
-    if part.get("install")?.is_some_and(|s| !s.is_empty()) {
-        return Err(part.option_error(
-            "install",
-            "slapstore does not run `slapos.recipe.build`'s Python `install` code in builds \
-             yet: build it with `slapos.recipe.cmmi` or `plone.recipe.command`",
-        ));
+    if part.get("install")?.is_none_or(|s| s.is_empty()) {
+        return script(part);
     }
-    script(part)
+    crate::derive::default_location(part, Recipe::Script)?;
+    script(part)?;
+    let Some(mode) = part.r.settings.store.clone() else {
+        return Ok(());
+    };
+    let placeholder = mode.placeholder(&part.name);
+    let location = part.require("location")?;
+    let file = if location == placeholder {
+        crate::derive::store_name(&part.name)
+    } else {
+        let normal = crate::pystr::normpath(location.trim());
+        match normal.rsplit('/').next() {
+            Some(name) if !name.is_empty() && name != ".." && name != "." => name.to_owned(),
+            _ => {
+                return Err(part.option_error(
+                    "location",
+                    format!("`{location}` names no file or directory for the code to make"),
+                ))
+            }
+        }
+    };
+    let inside = format!("{placeholder}/{file}");
+    for (key, value) in part.r.items(part.idx)? {
+        let replaced = crate::derive::replace_path(&value, &location, &inside);
+        if replaced != value {
+            part.set(&key, replaced);
+        }
+    }
+    crate::derive::derive(part, Recipe::Script)
 }
 
 fn run(part: &mut Part, code: &str) -> Result<()> {

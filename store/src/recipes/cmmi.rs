@@ -2,7 +2,8 @@
 //! files, or remote ones fetched by checksum like the source), run `pre-configure-hook`,
 //! `pre-configure`, configure, `pre-make-hook`, `pre-build`, make, `pre-install`, make install,
 //! `post-make-hook` and `post-install`, as slapos.recipe.cmmi does, into the output. The
-//! `*-hook` options are Python functions (`FILE#MD5:FUNCTION`), run by `cmmi_hook.py`.
+//! `*-hook` options are Python functions (`FILE#MD5:FUNCTION`), run in the build's Python host
+//! (`pyhost.rs`: one process serves every hook of the build).
 //!
 //! As in slapos.recipe.cmmi: without `configure-command`, `./configure --prefix=<prefix>` is run
 //! (unless the options already give `--prefix`); with one, `make install` gets `prefix=<prefix>`;
@@ -154,11 +155,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     Ok(())
 }
 
-/// The Python program that calls a hook (`cmmi_hook.py`).
-const HOOK_DRIVER: &str = include_str!("cmmi_hook.py");
-
 /// Runs the Python hook `key` (`FILE#MD5:FUNCTION`, its file checked when the profile was read)
-/// with `python3`, in `dir`, with the build's environment: only builds with hooks start Python.
+/// in the build's Python host, in `dir`, with the build's environment: the first hook starts
+/// the host, the others reuse it; only builds with hooks start Python.
 fn python_hook(
     ctx: &mut Context,
     key: &str,
@@ -191,23 +190,15 @@ fn python_hook(
         .filter(|(k, _)| k.as_str() != "hook-buildout")
         .map(|(k, v)| (k.clone(), v.clone().into()))
         .collect();
-    let spec = serde_json::json!({
+    let request = serde_json::json!({
+        "op": "hook",
         "file": file,
         "function": function,
         "part": ctx.drv.name(),
         "options": options,
         "buildout": buildout,
     });
-    let driver = ctx.scratch.join("cmmi-hook.py");
-    fs::write(&driver, HOOK_DRIVER).map_err(|e| io_error(&driver, e))?;
-    let spec_file = ctx.scratch.join(format!("{key}.json"));
-    fs::write(&spec_file, spec.to_string()).map_err(|e| io_error(&spec_file, e))?;
-    let script = format!(
-        "python3 {} {}",
-        shell_quote(&driver.display().to_string()),
-        shell_quote(&spec_file.display().to_string())
-    );
-    ctx.shell(key, &script, dir, env)
+    ctx.python(key, request, dir, env)
 }
 
 /// The words of an option, joined by single spaces (as `' '.join(value.split())`).

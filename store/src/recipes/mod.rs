@@ -12,7 +12,9 @@ mod egg;
 mod egg_split;
 mod generation;
 mod gitclone;
+mod pyhost;
 mod release;
+mod script;
 mod shell;
 mod template;
 
@@ -71,6 +73,8 @@ pub struct Context<'a> {
     /// Paths the builder added to the store (rooted by the adding): candidates of the output's
     /// reference scan besides the derivation's closure.
     pub added: Vec<crate::StorePath>,
+    /// The build's Python host, once a step needed Python (`pyhost.rs`).
+    pub(crate) python: Option<pyhost::Host>,
 }
 
 /// Builds `ctx.drv` into `ctx.out`.
@@ -86,6 +90,7 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Release => release::build(ctx),
         Recipe::Generation => generation::build(ctx),
         Recipe::Gitclone => gitclone::build(ctx),
+        Recipe::Script => script::build(ctx),
     }
 }
 
@@ -151,45 +156,9 @@ impl Context<'_> {
         env: &BTreeMap<String, String>,
     ) -> Result<()> {
         self.note(&format!("{what}: {script}"))?;
-        let log = self
-            .log
-            .try_clone()
-            .map_err(|e| io_error(&self.log_path, e))?;
-        let log2 = self
-            .log
-            .try_clone()
-            .map_err(|e| io_error(&self.log_path, e))?;
         let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                // its own process group, which a later build can kill whole if this one dies;
-                // and killed with the thread that started it
-                libc::setpgid(0, 0);
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if let Some(sandbox) = &self.sandbox {
-            sandbox.apply(&mut command, dir)?;
-        }
-        let mut child = command.spawn().map_err(|e| match &self.sandbox {
-            Some(_) => StoreError::Sandbox(format!(
-                "part `{}`: {}: {e}",
-                self.part(),
-                crate::sandbox::failed_step(&self.log_path)
-            )),
-            None => io_error(Path::new("/bin/sh"), e),
-        })?;
+        command.arg("-c").arg(script).stdin(Stdio::null());
+        let mut child = self.spawn(command, dir, env, false)?;
         // its process group is its pid (`setpgid(0, 0)` ran before exec, which `spawn` awaited)
         let pgid = child.id() as i32;
         let group = crate::interrupt::Group::register(pgid);
@@ -225,6 +194,59 @@ impl Context<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Starts `command` in `dir` with exactly `env`, its standard error appended to the log,
+    /// and its standard output too unless `piped` (then its standard input and output are
+    /// pipes), in its own process group (killed with the thread that started it), in the
+    /// sandbox when the build has one.
+    fn spawn(
+        &mut self,
+        mut command: Command,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        piped: bool,
+    ) -> Result<std::process::Child> {
+        let log = self
+            .log
+            .try_clone()
+            .map_err(|e| io_error(&self.log_path, e))?;
+        let log2 = self
+            .log
+            .try_clone()
+            .map_err(|e| io_error(&self.log_path, e))?;
+        command
+            .current_dir(dir)
+            .env_clear()
+            .envs(env)
+            .stderr(Stdio::from(log2));
+        if piped {
+            command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        } else {
+            command.stdout(Stdio::from(log));
+        }
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // its own process group, which a later build can kill whole if this one dies;
+                // and killed with the thread that started it
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.apply(&mut command, dir)?;
+        }
+        let program = PathBuf::from(command.get_program());
+        command.spawn().map_err(|e| match &self.sandbox {
+            Some(_) => StoreError::Sandbox(format!(
+                "part `{}`: {}: {e}",
+                self.part(),
+                crate::sandbox::failed_step(&self.log_path)
+            )),
+            None => io_error(&program, e),
+        })
     }
 
     /// Fetches `source` into `dest`.
