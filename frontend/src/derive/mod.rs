@@ -22,7 +22,7 @@ use crate::recipes::Part;
 mod inputs;
 mod release;
 
-use inputs::{hooks, patches, source};
+use inputs::{git, hooks, patches, source};
 pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PROFILE_FROM};
 
 /// The recipes a build supports, for error messages.
@@ -46,6 +46,8 @@ pub struct StoreMode {
     pub profile_dirs: Vec<String>,
     /// Accept remote sources without a checksum (their URL is then hashed).
     pub allow_unpinned: bool,
+    /// The profile's lock file, which pins unpinned inputs (`crate::lock`).
+    pub lock: Option<std::sync::Arc<crate::lock::LockState>>,
 }
 
 impl Derivations {
@@ -242,7 +244,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 build.files.insert(role, path);
             }
         }
-        Recipe::Shell | Recipe::Release | Recipe::Generation | Recipe::Gitclone => {}
+        Recipe::Gitclone => git(part, &mode, &mut extra)?,
+        Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }
     if let Some(env) = part
         .get("environment")?
