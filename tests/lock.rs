@@ -395,3 +395,79 @@ fn frozen_refuses_a_lock_that_is_missing_out_of_date_or_stale() {
         out.stderr
     );
 }
+
+/// A profile with one egg part, `app` (pycodestyle), and the `[versions]` given.
+fn egg_profile(env: &TestEnv, versions: &str) {
+    let links = crate::common::repo_root().join("tests/fixtures/eggs");
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = app\nversions = versions\nfind-links = {}\n\n[versions]\n\
+             {versions}\n\n[app]\nrecipe = zc.recipe.egg\neggs = pycodestyle\n",
+            links.display()
+        ),
+    );
+}
+
+#[test]
+fn an_egg_part_is_locked_to_its_closure_and_only_its_pins_matter() {
+    if !have("lock", &["python3", "sha256sum"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let wheel = crate::common::repo_root()
+        .join("tests/fixtures/eggs/pycodestyle-2.11.1-py2.py3-none-any.whl");
+    let sha = sha256_hex(&std::fs::read(&wheel).expect("the wheel"));
+    egg_profile(&env, "pycodestyle = 2.11.1\nsix = 1.16.0");
+    // without a lock, the whole versions section is the identity: an unrelated pin counts
+    let unlocked = planned(&store, &[], "app");
+    egg_profile(&env, "pycodestyle = 2.11.1\nsix = 1.15.0");
+    assert_ne!(planned(&store, &[], "app"), unlocked);
+
+    // locked offline from the local find-links: the closure, by file and SHA-256
+    let out = store.run(&["lock", "--offline", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = lock_text(&env);
+    assert!(
+        text.contains("[parts.app.eggs]")
+            && text.contains("requirements = \"pycodestyle\"")
+            && text.contains("[[parts.app.eggs.dists]]")
+            && text.contains("name = \"pycodestyle\"")
+            && text.contains("version = \"2.11.1\"")
+            && text.contains("file = \"pycodestyle-2.11.1-py2.py3-none-any.whl\"")
+            && text.contains(&format!("sha256 = \"{sha}\""))
+            && !text.contains("six"),
+        "{text}"
+    );
+    // with the lock, the closure is the identity: an unrelated pin changes nothing
+    let locked = planned(&store, &["--frozen"], "app");
+    assert_ne!(locked, unlocked);
+    egg_profile(
+        &env,
+        "pycodestyle = 2.11.1\nsix = 1.14.0\nzope.interface = 6.0",
+    );
+    assert_eq!(planned(&store, &["--frozen"], "app"), locked);
+    // a pin that applies makes the entry out of date, naming the part and the distribution
+    egg_profile(&env, "pycodestyle = 2.11.0\nsix = 1.16.0");
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[app]")
+            && out
+                .stderr
+                .contains("`pycodestyle 2.11.1`, where `[versions]` now pins 2.11.0")
+            && out.stderr.contains("slapstore lock --update app"),
+        "{}",
+        out.stderr
+    );
+    // built offline and frozen, the locked distribution installed
+    egg_profile(&env, "pycodestyle = 2.11.1\nsix = 1.16.0");
+    let path = built(&store, &["--offline", "--frozen"], "app");
+    assert_eq!(path, locked);
+    let version = Command::new(Path::new(&path).join("bin/pycodestyle"))
+        .arg("--version")
+        .output()
+        .expect("run pycodestyle");
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), "2.11.1");
+}

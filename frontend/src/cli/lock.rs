@@ -139,8 +139,21 @@ pub fn run(store_args: &StoreArgs, args: LockArgs) -> i32 {
         }
     }
     if !store_args.quiet {
+        // an egg closure as its distributions and versions
+        let show = |key: &str, pin: &str| -> String {
+            if key != "eggs" {
+                return pin.to_owned();
+            }
+            let dists: Vec<String> = pin
+                .lines()
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .collect();
+            dists.join(", ")
+        };
         for c in &changes {
-            let line = match (&c.old, &c.new) {
+            let old = c.old.as_deref().map(|p| show(&c.key, p));
+            let new = c.new.as_deref().map(|p| show(&c.key, p));
+            let line = match (&old, &new) {
                 (None, Some(new)) => format!("locked `{}` {}: {new}", c.part, c.key),
                 (Some(old), Some(new)) => {
                     format!("updated `{}` {}: {old} -> {new}", c.part, c.key)

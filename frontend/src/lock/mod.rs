@@ -2,7 +2,8 @@
 //! beside the profile as `<profile>.lock` (TOML, sorted, with a format `version`).
 //!
 //! An unpinned input is what the profile names without fixing its content: a gitclone part that
-//! follows a branch, a remote `url` or patch without checksum. [`LockFile`] is the file;
+//! follows a branch, a remote `url` or patch without checksum, and an egg part's closure (the
+//! distributions its eggs resolve to under the `[versions]` pins, each by file and SHA-256). [`LockFile`] is the file;
 //! [`LockState`] is what a `plan`/`build` evaluation consults (through
 //! [`crate::derive::StoreMode`]): every unpinned input the translation meets asks it for its pin
 //! ([`LockState::pin`]), and is remembered, so that afterwards the entries no input asked for
@@ -50,6 +51,60 @@ pub struct PartEntry {
     /// Remote files without checksum, by role (`url`, `patch:0`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourceEntry>,
+    /// An egg part's closure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eggs: Option<EggsEntry>,
+}
+
+/// The distributions an egg part's requirements resolved to, for one interpreter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EggsEntry {
+    /// The interpreter resolved for.
+    pub python: String,
+    /// The part's requirements, one a line, as the profile gives them.
+    pub requirements: String,
+    /// Sorted by name.
+    #[serde(default)]
+    pub dists: Vec<DistEntry>,
+}
+
+/// One distribution of a closure: the file to install and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistEntry {
+    pub name: String,
+    pub version: String,
+    /// The file's name (`six-1.16.0-py2.py3-none-any.whl`).
+    pub file: String,
+    pub sha256: String,
+    /// Where it was found (an `https://` URL or a local path); not part of its identity.
+    pub url: String,
+}
+
+impl DistEntry {
+    /// `name version file sha256:HEX location`: a line of the egg builder's `egg-artifacts`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {} sha256:{} {}",
+            self.name, self.version, self.file, self.sha256, self.url
+        )
+    }
+}
+
+/// What an egg part asks to resolve.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EggsInput {
+    pub python: String,
+    /// One requirement a line.
+    pub requirements: String,
+    /// `[versions]`: normalised name → (name, version without `:whl`, whether `:whl`).
+    pub pins: BTreeMap<String, (String, String, bool)>,
+    /// The part's `index`, if any.
+    pub index: Option<String>,
+    pub find_links: Vec<String>,
+    /// `:custom`: the distribution built from its sdist.
+    pub no_binary: Option<String>,
 }
 
 /// A branch (none: the repository's default branch) of a repository, at a commit.
@@ -80,6 +135,8 @@ pub enum Input {
     },
     /// A remote file without checksum; `role` is `url` or `patch:N`.
     Source { role: String, url: String },
+    /// An egg part's requirements.
+    Eggs(Box<EggsInput>),
 }
 
 impl Input {
@@ -88,6 +145,7 @@ impl Input {
         match self {
             Input::Git { .. } => "git",
             Input::Source { role, .. } => role,
+            Input::Eggs(_) => "eggs",
         }
     }
 
@@ -103,6 +161,10 @@ impl Input {
                 branch: None,
             } => format!("the default branch of `{repository}`"),
             Input::Source { url, .. } => format!("`{url}`"),
+            Input::Eggs(e) => format!(
+                "the closure of `{}`",
+                e.requirements.lines().collect::<Vec<_>>().join(" ")
+            ),
         }
     }
 }
@@ -117,7 +179,7 @@ pub struct Wanted {
 /// What the lock says of an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pin {
-    /// Its pin: a commit, or `sha256:HEX`.
+    /// Its pin: a commit, `sha256:HEX`, or an egg closure's `egg-artifacts` lines.
     Locked(String),
     /// No entry.
     Missing,
@@ -192,6 +254,23 @@ impl LockFile {
                     )));
                 }
             }
+            for dist in entry.eggs.iter().flat_map(|e| &e.dists) {
+                if !(dist.sha256.len() == 64 && is_lower_hex(&dist.sha256)) {
+                    return Err(invalid(format!(
+                        "part `{part}`, egg `{}`: sha256 `{}` is not 64 lowercase hex digits",
+                        dist.name, dist.sha256
+                    )));
+                }
+                if [&dist.name, &dist.version, &dist.file, &dist.url]
+                    .iter()
+                    .any(|w| w.is_empty() || w.contains(char::is_whitespace))
+                {
+                    return Err(invalid(format!(
+                        "part `{part}`, egg `{}`: an empty field, or one with a space",
+                        dist.name
+                    )));
+                }
+            }
             for (role, source) in &entry.sources {
                 if !(source.sha256.len() == 64 && is_lower_hex(&source.sha256)) {
                     return Err(invalid(format!(
@@ -250,6 +329,33 @@ impl LockFile {
                 Some(s) if &s.url == url => Pin::Locked(format!("sha256:{}", s.sha256)),
                 Some(s) => Pin::OutOfDate(format!("`{}`", s.url)),
             },
+            Input::Eggs(wanted) => match &entry.eggs {
+                None => Pin::Missing,
+                Some(e) if e.python != wanted.python => {
+                    Pin::OutOfDate(format!("the interpreter `{}`", e.python))
+                }
+                Some(e) if e.requirements != wanted.requirements => Pin::OutOfDate(format!(
+                    "the requirements `{}`",
+                    e.requirements.lines().collect::<Vec<_>>().join(" ")
+                )),
+                Some(e) => {
+                    // a pin that applies to the closure must be the locked version; the
+                    // others do not matter
+                    for d in &e.dists {
+                        if let Some((_, version, _)) = wanted.pins.get(&normalise(&d.name)) {
+                            let exact = !version.starts_with(['<', '>', '=', '!', '~']);
+                            if exact && version != &d.version {
+                                return Pin::OutOfDate(format!(
+                                    "`{} {}`, where `[versions]` now pins {version}",
+                                    d.name, d.version
+                                ));
+                            }
+                        }
+                    }
+                    let lines: Vec<String> = e.dists.iter().map(DistEntry::line).collect();
+                    Pin::Locked(lines.join("\n"))
+                }
+            },
         }
     }
 
@@ -263,9 +369,27 @@ impl LockFile {
             for role in entry.sources.keys() {
                 keys.insert((part.clone(), role.clone()));
             }
+            if entry.eggs.is_some() {
+                keys.insert((part.clone(), "eggs".to_owned()));
+            }
         }
         keys
     }
+}
+
+/// PEP 503's normalised name: lowercase, runs of `-`, `_`, `.` as one `-`.
+pub fn normalise(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -383,6 +507,7 @@ mod tests {
                     commit: "a".repeat(40),
                 }),
                 sources: BTreeMap::new(),
+                eggs: None,
             },
         );
         let mut sources = BTreeMap::new();
@@ -393,8 +518,14 @@ mod tests {
                 sha256: "b".repeat(64),
             },
         );
-        file.parts
-            .insert("a".into(), PartEntry { git: None, sources });
+        file.parts.insert(
+            "a".into(),
+            PartEntry {
+                git: None,
+                sources,
+                eggs: None,
+            },
+        );
         file
     }
 

@@ -3,18 +3,26 @@
 //! SHA-256 of its content, which is then kept in the download cache (`var/cache/sources/`)
 //! under that checksum, so that a build with the lock finds it offline.
 //!
+//! An egg part's closure is resolved by pip (`python -m pip install --dry-run --report`, with
+//! the part's own interpreter, so markers are that interpreter's) under the part's `[versions]`
+//! pins as constraints, from its `index` and `find-links` and the cache's `dists/`; each chosen
+//! file is then fetched into the download cache by its SHA-256 and kept in `dists/`.
+//!
 //! An entry that still pins what the profile names is kept as it is, without any network,
 //! unless its part is to be updated; so an offline `lock` works as far as mirrors and the
 //! existing entries reach (a new remote file needs the network, once).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use slapstore_store::checksum::{Algorithm, Checksum};
 use slapstore_store::fetch::Fetcher;
 
-use super::{GitEntry, Input, LockFile, PartEntry, Pin, SourceEntry, Wanted, VERSION};
+use super::{
+    DistEntry, EggsEntry, EggsInput, GitEntry, Input, LockFile, PartEntry, Pin, SourceEntry,
+    Wanted, VERSION,
+};
 
 /// Which parts' entries `lock` resolves again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +151,138 @@ impl Resolver {
                 fetched.insert(url.clone(), sha.clone());
                 Ok(sha)
             }
+            Input::Eggs(eggs) => {
+                let dists = self.closure(eggs)?;
+                let lines: Vec<String> = dists.iter().map(DistEntry::line).collect();
+                Ok(lines.join("\n"))
+            }
         }
+    }
+
+    /// The distributions `eggs` resolves to, sorted by name, each fetched into the download
+    /// cache by its SHA-256 and kept in its `dists/`.
+    fn closure(&self, eggs: &EggsInput) -> Result<Vec<DistEntry>, String> {
+        let dir = self.scratch.join("eggs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map(|()| path)
+                .map_err(|e| format!("cannot write `{}`: {e}", dir.join(name).display()))
+        };
+        let requirements = write("requirements.txt", eggs.requirements.clone() + "\n")?;
+        let mut constraints = String::new();
+        let mut wheels = Vec::new();
+        for (name, version, whl) in eggs.pins.values() {
+            if version.starts_with(['<', '>', '=', '!', '~']) {
+                constraints.push_str(&format!("{name}{version}\n"));
+            } else {
+                constraints.push_str(&format!("{name}=={version}\n"));
+            }
+            if *whl {
+                wheels.push(name.clone());
+            }
+        }
+        let constraints = write("constraints.txt", constraints)?;
+        let report = dir.join("report.json");
+        let dists_dir = self.cache_dir.join(slapstore_store::recipes::DISTS_DIR);
+        let mut args: Vec<String> = [
+            "-s",
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(report.display().to_string());
+        if self.offline {
+            args.push("--no-index".into());
+        } else if let Some(index) = &eggs.index {
+            args.extend(["--index-url".into(), index.clone()]);
+        }
+        let mut links: Vec<String> = vec![dists_dir.display().to_string()];
+        for link in &eggs.find_links {
+            let local = link.strip_prefix("file://").unwrap_or(link);
+            if local.starts_with('/') {
+                links.push(local.to_owned());
+            } else if !self.offline {
+                links.push(link.clone());
+            }
+        }
+        for link in links
+            .iter()
+            .filter(|l| !l.starts_with('/') || Path::new(l).exists())
+        {
+            args.extend(["--find-links".into(), link.clone()]);
+        }
+        if !wheels.is_empty() {
+            args.extend(["--only-binary".into(), wheels.join(",")]);
+        }
+        if let Some(name) = &eggs.no_binary {
+            args.extend(["--no-binary".into(), name.clone()]);
+        }
+        args.extend(["-c".into(), constraints.display().to_string()]);
+        args.extend(["-r".into(), requirements.display().to_string()]);
+        let out = std::process::Command::new(&eggs.python)
+            .args(&args)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", slapstore_store::recipes::BUILD_PATH)
+            .env("HOME", &dir)
+            .env("LC_ALL", "C.UTF-8")
+            .env("PYTHONNOUSERSITE", "1")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("PIP_NO_INPUT", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", eggs.python))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            return Err(format!(
+                "pip could not resolve them{}: {}",
+                if self.offline { " offline" } else { "" },
+                last[last.len().saturating_sub(3)..].join(" / ")
+            ));
+        }
+        let text = std::fs::read_to_string(&report)
+            .map_err(|e| format!("cannot read pip's report: {e}"))?;
+        let mut dists = from_report(&text)?;
+        let fetcher = Fetcher::new(&self.cache_dir)
+            .offline(self.offline)
+            .deadline(self.deadline);
+        for d in &mut dists {
+            let local = d.url.strip_prefix("file://").map(percent_decode);
+            if d.sha256.is_empty() {
+                let path = local
+                    .clone()
+                    .ok_or_else(|| format!("`{}`: pip gives no SHA-256 for `{}`", d.name, d.url))?;
+                d.sha256 = Checksum::of_file(Algorithm::Sha256, Path::new(&path))
+                    .map_err(|e| format!("cannot read `{path}`: {e}"))?
+                    .hex();
+            }
+            if let Some(path) = local {
+                d.url = path;
+            }
+            let sha = Checksum::parse(Algorithm::Sha256, &d.sha256).map_err(|e| e.to_string())?;
+            let placed = dir.join(&d.file);
+            fetcher
+                .fetch(&[&d.url], Some(&sha), &placed)
+                .map_err(|e| format!("`{}`: {e}", d.file))?;
+            slapstore_store::recipes::keep_distribution(&dists_dir, &placed).map_err(|e| {
+                format!("cannot keep `{}` in `{}`: {e}", d.file, dists_dir.display())
+            })?;
+        }
+        dists.sort_by_key(|d| super::normalise(&d.name));
+        Ok(dists)
     }
 
     /// `sha256:HEX` of the file at `url`, which is then in the download cache under it.
@@ -184,6 +323,73 @@ impl Resolver {
     }
 }
 
+/// The distributions of pip's installation report (`--report`), SHA-256 empty where pip gives
+/// none.
+fn from_report(text: &str) -> Result<Vec<DistEntry>, String> {
+    let report: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("pip's report is not JSON: {e}"))?;
+    let mut dists = Vec::new();
+    for item in report["install"].as_array().into_iter().flatten() {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let name = s(&item["metadata"]["name"]);
+        let version = s(&item["metadata"]["version"]);
+        let info = &item["download_info"];
+        let url = s(&info["url"]);
+        if info.get("archive_info").is_none() {
+            return Err(format!(
+                "`{name}` comes from `{url}`, not from a file (a directory or a repository \
+                 cannot be locked)"
+            ));
+        }
+        let archive = &info["archive_info"];
+        let sha256 = match archive["hashes"]["sha256"].as_str() {
+            Some(h) => h.to_owned(),
+            None => s(&archive["hash"])
+                .strip_prefix("sha256=")
+                .unwrap_or_default()
+                .to_owned(),
+        }
+        .to_lowercase();
+        let file = percent_decode(url.rsplit('/').next().unwrap_or_default());
+        let file = file.split(['#', '?']).next().unwrap_or_default().to_owned();
+        if name.is_empty() || version.is_empty() || file.is_empty() {
+            return Err(format!("pip's report has an incomplete entry for `{url}`"));
+        }
+        dists.push(DistEntry {
+            name,
+            version,
+            file,
+            sha256,
+            url,
+        });
+    }
+    Ok(dists)
+}
+
+/// `%XX` escapes decoded (`+` in versions comes as `%2B`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The pin `entry` records for `input`'s key, whatever it records it for.
 fn recorded(entry: &PartEntry, input: &Input) -> Option<String> {
     recorded_key(entry, input.key())
@@ -192,6 +398,10 @@ fn recorded(entry: &PartEntry, input: &Input) -> Option<String> {
 fn recorded_key(entry: &PartEntry, key: &str) -> Option<String> {
     match key {
         "git" => entry.git.as_ref().map(|g| g.commit.clone()),
+        "eggs" => entry.eggs.as_ref().map(|e| {
+            let lines: Vec<String> = e.dists.iter().map(DistEntry::line).collect();
+            lines.join("\n")
+        }),
         role => entry
             .sources
             .get(role)
@@ -206,6 +416,29 @@ fn insert(entry: &mut PartEntry, input: &Input, pin: String) {
                 repository: repository.clone(),
                 branch: branch.clone(),
                 commit: pin,
+            });
+        }
+        Input::Eggs(eggs) => {
+            let dists = pin
+                .lines()
+                .filter_map(|line| {
+                    let w: Vec<&str> = line.split_whitespace().collect();
+                    let [name, version, file, sha, url] = w[..] else {
+                        return None;
+                    };
+                    Some(DistEntry {
+                        name: name.to_owned(),
+                        version: version.to_owned(),
+                        file: file.to_owned(),
+                        sha256: sha.strip_prefix("sha256:").unwrap_or(sha).to_owned(),
+                        url: url.to_owned(),
+                    })
+                })
+                .collect();
+            entry.eggs = Some(EggsEntry {
+                python: eggs.python.clone(),
+                requirements: eggs.requirements.clone(),
+                dists,
             });
         }
         Input::Source { role, url } => {
