@@ -471,3 +471,53 @@ fn an_egg_part_is_locked_to_its_closure_and_only_its_pins_matter() {
         .expect("run pycodestyle");
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), "2.11.1");
 }
+
+#[test]
+fn an_instance_of_a_locked_profile_is_created_and_frozen_insists_on_the_lock() {
+    if !have("lock", &["git"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let (repo, first) = repository(&env);
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = src instance-profile\n\n[src]\n\
+             recipe = slapos.recipe.build:gitclone\nrepository = {}\nbranch = main\n\n\
+             [instance-profile]\nrecipe = slapos.recipe.template\n\
+             output = ${{buildout:directory}}/instance.cfg\ninline =\n  [buildout]\n  parts =\n\
+             \x20 # ${{src:location}}\n",
+            repo.display()
+        ),
+    );
+    let create = |name: &str, frozen: bool| {
+        let mut args = vec!["instance", "create", name, "--software", "software.cfg"];
+        if frozen {
+            args.push("--frozen");
+        }
+        store.run(&args)
+    };
+    let out = create("a", false);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("branch `main` is an unpinned input"),
+        "{}",
+        out.stderr
+    );
+    let out = create("a", true);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--frozen: the profile has no lock file"),
+        "{}",
+        out.stderr
+    );
+    store.ok(&["lock", "software.cfg"]);
+    let out = create("a", true);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let src = planned(&store, &["--frozen"], "src");
+    assert!(store
+        .ok(&["log", &src])
+        .contains(&format!("at commit {first}")));
+}
