@@ -27,7 +27,8 @@ pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PRO
 
 /// The recipes a build supports, for error messages.
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
-    `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
+    `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command; also \
+    slapos.recipe.build:mkdirectory's directories), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
     `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`) and `gitclone` \
     (slapos.recipe.build:gitclone)";
