@@ -2,7 +2,7 @@
 //! release carries (`instance.cfg`, then `template.cfg`, slapgrid's order), remote patches,
 //! references into other parts' outputs, and the options real profiles write.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -482,16 +482,39 @@ fn slashes_in_part_names_collective_templates_and_software_time_directories() {
         script
     );
 
-    // software-time mkdirectory is refused, saying what to do instead
+    // software-time mkdirectory makes its directories in its own output, where downloads put
+    // their files by name (as SlapOS releases give their JSON schemas a place)
+    env.write("dirs/schema.json", "{}\n");
+    env.write(
+        "dirs/software.cfg",
+        "[buildout]\nparts = directory schema\n[directory]\n\
+         recipe = slapos.recipe.build:mkdirectory\njson-schema = ${buildout:directory}/json\n\
+         deep = ${buildout:parts-directory}/a b/c\n\
+         [schema]\nrecipe = slapos.recipe.build:download\n\
+         url = ${:_profile_base_location_}/schema.json\n\
+         destination = ${directory:json-schema}/schema.json\n",
+    );
+    let out = r.run(&["build", "--json", "dirs/software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let directory = built["parts"]["directory"].as_str().expect("directory");
+    assert!(Path::new(directory).join("json").is_dir(), "{directory}");
+    assert!(Path::new(directory).join("a b/c").is_dir(), "{directory}");
+    let schema = built["parts"]["schema"].as_str().expect("schema");
+    assert_eq!(
+        std::fs::read_to_string(format!("{schema}/schema.json")).expect("schema.json"),
+        "{}\n"
+    );
+    // a directory outside the buildout directory is refused, naming its line
     env.write(
         "dirs/software.cfg",
         "[buildout]\nparts = directory\n[directory]\n\
-         recipe = slapos.recipe.build:mkdirectory\njson-schema = ${buildout:directory}/json\n",
+         recipe = slapos.recipe.build:mkdirectory\nelsewhere = /var/tmp/x\n",
     );
     let out = r.run(&["plan", "dirs/software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("software.cfg:4") && out.stderr.contains("at instance time"),
+        out.stderr.contains("software.cfg:5") && out.stderr.contains("`/var/tmp/x` does not"),
         "{}",
         out.stderr
     );

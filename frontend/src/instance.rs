@@ -74,6 +74,9 @@ pub struct Context<'a> {
     /// How a profile given as software is evaluated (python, target, assignments).
     pub eval: EvalOptions,
     pub build: BuildOptions,
+    /// `--frozen`: a profile given as software must have a lock file that pins all its
+    /// unpinned inputs, and nothing else.
+    pub frozen: bool,
     pub observer: &'a dyn Observer,
     /// The computer this root is, as the local master knows it (`master.rs`).
     pub computer: Computer,
@@ -200,6 +203,15 @@ impl Context<'_> {
     /// The derivations of a software profile (its release last), evaluated, nothing built.
     fn derivations(&self, software: &str) -> Result<Vec<Derivation>> {
         let store_dir = self.store.store_dir();
+        let lock = crate::lock::LockState::for_profile(software, self.frozen)
+            .map_err(|e| InstanceError::Usage(e.to_string()))?;
+        if self.frozen && !lock.exists {
+            return Err(InstanceError::Usage(format!(
+                "--frozen: the profile has no lock file `{}`: run `slapstore lock {software}`",
+                lock.path.display()
+            )));
+        }
+        let lock = std::sync::Arc::new(lock);
         let mut sources = Sources::default();
         let mut options = self.eval.clone();
         options.store = Some((
@@ -208,15 +220,30 @@ impl Context<'_> {
                 system: crate::derive::system(),
                 profile_dirs: Vec::new(),
                 allow_unpinned: self.build.allow_unpinned,
+                lock: Some(lock.clone()),
             },
             crate::derive::release_name(software),
         ));
-        evaluate(&mut sources, software, &options)
+        let drvs = evaluate(&mut sources, software, &options)
             .map(|e| e.derivations)
             .map_err(|error| InstanceError::Profile {
                 sources: Box::new(sources),
                 error,
-            })
+            })?;
+        let stale = lock.stale();
+        if self.frozen && !stale.is_empty() {
+            let entries: Vec<String> = stale
+                .iter()
+                .map(|(part, key)| format!("`{key}` of part `{part}`"))
+                .collect();
+            return Err(InstanceError::Usage(format!(
+                "--frozen: the lock file `{}` has stale entries, which no unpinned input of the \
+                 profile uses: {} (`slapstore lock` drops them)",
+                lock.path.display(),
+                entries.join(", ")
+            )));
+        }
+        Ok(drvs)
     }
 
     /// Renders the release's instance profile for an instance placed as `placement` says:

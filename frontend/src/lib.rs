@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod extends;
 pub mod instance;
 pub mod load;
+pub mod lock;
 pub mod merge;
 pub mod node;
 pub mod parameters;

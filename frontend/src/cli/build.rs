@@ -24,6 +24,9 @@ pub struct PlanArgs {
     /// Accept remote sources without a checksum.
     #[arg(long)]
     allow_unpinned: bool,
+    /// Refuse unless the profile's lock file pins every unpinned input, and nothing else.
+    #[arg(long, conflicts_with = "allow_unpinned")]
+    frozen: bool,
 }
 
 #[derive(Args, Debug)]
@@ -39,6 +42,9 @@ pub struct BuildArgs {
     /// Accept remote sources without a checksum.
     #[arg(long)]
     allow_unpinned: bool,
+    /// Refuse unless the profile's lock file pins every unpinned input, and nothing else.
+    #[arg(long, conflicts_with = "allow_unpinned")]
+    frozen: bool,
     /// Never download: sources come from the download cache or local files.
     #[arg(long)]
     offline: bool,
@@ -50,11 +56,36 @@ pub struct BuildArgs {
 /// How many lines of a failed build's log are shown.
 const LOG_TAIL_LINES: usize = 20;
 
-/// Evaluates the profile into derivations for `store` (the release last), or reports why not.
+/// Evaluates the profile into derivations for `store` (the release last), with its lock file
+/// if it has one, or reports why not.
 pub fn derivations(
     store_dir: &str,
     profile: &ProfileArgs,
     allow_unpinned: bool,
+) -> Result<Vec<Derivation>, i32> {
+    locked_derivations(store_dir, profile, allow_unpinned, false)
+}
+
+/// [`derivations`], `frozen`: the lock file must pin every unpinned input and hold nothing
+/// else (else stale entries are only reported).
+pub fn locked_derivations(
+    store_dir: &str,
+    profile: &ProfileArgs,
+    allow_unpinned: bool,
+    frozen: bool,
+) -> Result<Vec<Derivation>, i32> {
+    let lock = super::lock::attach(&profile.profile, frozen)?;
+    let drvs = evaluate_with(store_dir, profile, allow_unpinned, Some(lock.clone()))?;
+    super::lock::check_stale(&lock)?;
+    Ok(drvs)
+}
+
+/// Evaluates the profile into derivations with `lock` as its lock.
+pub fn evaluate_with(
+    store_dir: &str,
+    profile: &ProfileArgs,
+    allow_unpinned: bool,
+    lock: Option<std::sync::Arc<crate::lock::LockState>>,
 ) -> Result<Vec<Derivation>, i32> {
     let mut sources = Sources::default();
     let mut options = profile.eval_options(&sources)?;
@@ -65,6 +96,7 @@ pub fn derivations(
             system: crate::derive::system(),
             profile_dirs: Vec::new(),
             allow_unpinned,
+            lock,
         },
         release,
     ));
@@ -83,10 +115,11 @@ fn deps(drv: &Derivation, drvs: &[Derivation]) -> Vec<String> {
 
 pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
     let store_dir = store_args.root().join("store");
-    let drvs = match derivations(
+    let drvs = match locked_derivations(
         &store_dir.to_string_lossy(),
         &args.profile,
         args.allow_unpinned,
+        args.frozen,
     ) {
         Ok(d) => d,
         Err(code) => return code,
@@ -156,10 +189,11 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         Err(e) => return report::failure(&e.to_string()),
     };
     let store_dir = store.store_dir();
-    let drvs = match derivations(
+    let drvs = match locked_derivations(
         &store_dir.to_string_lossy(),
         &args.profile,
         args.allow_unpinned,
+        args.frozen,
     ) {
         Ok(d) => d,
         Err(code) => return code,

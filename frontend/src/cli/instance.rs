@@ -37,6 +37,9 @@ struct SoftwareArgs {
     /// Print the new generations as JSON (`docs/cli.md`).
     #[arg(long)]
     json: bool,
+    /// Refuse a profile whose lock file does not pin every unpinned input, or is missing.
+    #[arg(long)]
+    frozen: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +247,11 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
             ..EvalOptions::default()
         },
         build: super::build_options(store_args, &store)?,
+        frozen: match &args.command {
+            InstanceCommand::Create { software, .. }
+            | InstanceCommand::Upgrade { software, .. } => software.frozen,
+            _ => false,
+        },
         observer: &observer,
         computer: super::computer(&store)?,
     };

@@ -12,6 +12,7 @@ mod help;
 mod inspect;
 mod instance;
 mod interrupts;
+mod lock;
 mod node;
 mod plumbing;
 mod progress;
@@ -117,6 +118,8 @@ enum Command {
     Plan(build::PlanArgs),
     /// Build every part of a profile not yet in the store, then its release (printed last).
     Build(build::BuildArgs),
+    /// Pin the profile's unpinned inputs (branches, files without checksum) in `<profile>.lock`.
+    Lock(lock::LockArgs),
     /// Show the hash, size, references and deriver of store paths (`--tree`: the closure tree).
     PathInfo(inspect::PathInfoArgs),
     /// Print a DOT graph of a profile's derivations or of store paths' closures.
@@ -181,6 +184,7 @@ pub fn main() -> i32 {
         Command::Eval(args) => eval::run(args),
         Command::Plan(args) => build::plan(&cli.store, args),
         Command::Build(args) => build::build(&cli.store, args),
+        Command::Lock(args) => lock::run(&cli.store, args),
         Command::PathInfo(args) => inspect::path_info(&cli.store, args),
         Command::Graph(args) => query::graph(&cli.store, args),
         Command::WhyDepends(args) => query::why_depends(&cli.store, args),

@@ -121,6 +121,8 @@ fn run_inner(
         build: super::build_options(store_args, &store)?,
         observer: &observer,
         computer: computer_model,
+        // a release the master supplies uses its lock file when it has one, without requiring it
+        frozen: false,
     };
     let node = Node {
         master: &master,

@@ -1,5 +1,8 @@
 //! The inputs of a part that enter by checksum or content: its `url` source, cmmi's `patches`
-//! (local files, or remote ones by their MD5) and cmmi's Python hooks.
+//! (local files, or remote ones by their MD5), cmmi's Python hooks, and a gitclone part's
+//! commit. An unpinned input (a remote file without checksum, a branch) takes its pin from the
+//! profile's lock file ([`crate::lock`]); without one it is refused, unless `--allow-unpinned`
+//! (and always with `--frozen`).
 
 use std::path::PathBuf;
 
@@ -9,6 +12,7 @@ use slapstore_store::derivation::{Build, Inputs, Source};
 use super::StoreMode;
 use crate::error::Result;
 use crate::extends::is_url;
+use crate::lock::{Input, Pin};
 use crate::recipes::Part;
 
 /// The part's `url` (and `alternate-url`): a source identified by its declared checksum, or a
@@ -44,16 +48,23 @@ pub(super) fn source(
             inputs.sources.insert("url".into(), c.clone());
         }
         None if is_url(&url) && !url.starts_with("file://") => {
-            if !mode.allow_unpinned {
-                return Err(part.option_error(
-                    "url",
-                    format!(
-                        "`{url}` has no checksum: add `md5sum` (or `sha256`, `blake3`), or build \
-                         with `--allow-unpinned`"
-                    ),
-                ));
+            let input = Input::Source {
+                role: "url".into(),
+                url: url.clone(),
+            };
+            let refusal = format!(
+                "`{url}` has no checksum: add `md5sum` (or `sha256`, `blake3`), or build with \
+                 `--allow-unpinned`"
+            );
+            match locked(part, mode, "url", &input, refusal)? {
+                Some(pin) => {
+                    inputs.sources.insert("url".into(), pin.clone());
+                    checksum = Some(pin);
+                }
+                None => {
+                    inputs.options.insert("url".into(), url.clone());
+                }
             }
-            inputs.options.insert("url".into(), url.clone());
         }
         None => {
             let path = url.strip_prefix("file://").unwrap_or(&url);
@@ -214,7 +225,7 @@ pub(super) fn hooks(
 const HOOKS: [&str; 3] = ["pre-configure-hook", "pre-make-hook", "post-make-hook"];
 
 /// A patch at a remote URL: its `#md5` is its identity (a mirror with the same content gives
-/// the same hash); without one it is an unpinned input, refused unless `--allow-unpinned`.
+/// the same hash); without one it is an unpinned input, pinned by the lock or refused.
 fn remote_patch(
     part: &Part,
     mode: &StoreMode,
@@ -232,18 +243,25 @@ fn remote_patch(
             inputs.sources.insert(role.clone(), text.clone());
             Some(text)
         }
-        None if mode.allow_unpinned => {
-            inputs.options.insert(role.clone(), url.to_owned());
-            None
-        }
         None => {
-            return Err(part.option_error(
-                "patches",
-                format!(
-                    "patch `{url}` has no checksum: write it `{url}#MD5`, or build with \
-                     `--allow-unpinned`"
-                ),
-            ))
+            let input = Input::Source {
+                role: role.clone(),
+                url: url.to_owned(),
+            };
+            let refusal = format!(
+                "patch `{url}` has no checksum: write it `{url}#MD5`, or build with \
+                 `--allow-unpinned`"
+            );
+            match locked(part, mode, "patches", &input, refusal)? {
+                Some(pin) => {
+                    inputs.sources.insert(role.clone(), pin.clone());
+                    Some(pin)
+                }
+                None => {
+                    inputs.options.insert(role.clone(), url.to_owned());
+                    None
+                }
+            }
         }
     };
     build.sources.push(Source {
@@ -252,4 +270,77 @@ fn remote_patch(
         checksum,
     });
     Ok(())
+}
+
+/// A gitclone part without `revision` follows a branch (its `branch`, or the repository's
+/// default one): the lock's commit becomes its `revision`, which the build checks out and the
+/// hash covers.
+pub(super) fn git(
+    part: &mut Part,
+    mode: &StoreMode,
+    extra: &mut Vec<(String, String)>,
+) -> Result<()> {
+    if part.get("revision")?.is_some_and(|r| !r.trim().is_empty()) {
+        return Ok(());
+    }
+    let repository = part.require("repository")?.trim().to_owned();
+    let branch = part
+        .get("branch")?
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty());
+    let option = if branch.is_some() {
+        "branch"
+    } else {
+        "repository"
+    };
+    let input = Input::Git { repository, branch };
+    let refusal = format!(
+        "{} is an unpinned input (its commit changes without the profile changing): give the \
+         commit as `revision`, or pass --allow-unpinned (the build log records the commit it \
+         got)",
+        match &input {
+            Input::Git {
+                branch: Some(b), ..
+            } => format!("branch `{b}`"),
+            _ => "the repository's default branch".to_owned(),
+        }
+    );
+    if let Some(commit) = locked(part, mode, option, &input, refusal)? {
+        extra.push(("revision".into(), commit));
+    }
+    Ok(())
+}
+
+/// The pin of the part's unpinned `input` from the lock; `None` when it has none and
+/// `--allow-unpinned` accepts it as it is; else an error on `option`: `refusal`, and what the
+/// lock says (with `--frozen`, that alone).
+fn locked(
+    part: &Part,
+    mode: &StoreMode,
+    option: &str,
+    input: &Input,
+    refusal: String,
+) -> Result<Option<String>> {
+    let Some(lock) = &mode.lock else {
+        return if mode.allow_unpinned {
+            Ok(None)
+        } else {
+            Err(part.option_error(option, refusal))
+        };
+    };
+    let pin = lock.pin(&part.name, input);
+    if let Pin::Locked(p) = pin {
+        return Ok(Some(p));
+    }
+    let why = lock.explain(&part.name, input, &pin);
+    if lock.frozen {
+        return Err(part.option_error(
+            option,
+            format!("--frozen: {} is not pinned: {why}", input.describe()),
+        ));
+    }
+    if mode.allow_unpinned {
+        return Ok(None);
+    }
+    Err(part.option_error(option, format!("{refusal}; {why}")))
 }

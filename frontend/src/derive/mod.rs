@@ -23,12 +23,13 @@ mod inputs;
 mod release;
 mod script;
 
-use inputs::{hooks, patches, source};
+use inputs::{git, hooks, patches, source};
 pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PROFILE_FROM};
 
 /// The recipes a build supports, for error messages.
 pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `download-unpacked`, \
-    `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command), `template` \
+    `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command; also \
+    slapos.recipe.build:mkdirectory's directories), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
     `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`), `gitclone` \
     (slapos.recipe.build:gitclone) and `script` (slapos.recipe.build with Python `install` code)";
@@ -47,6 +48,8 @@ pub struct StoreMode {
     pub profile_dirs: Vec<String>,
     /// Accept remote sources without a checksum (their URL is then hashed).
     pub allow_unpinned: bool,
+    /// The profile's lock file, which pins unpinned inputs (`crate::lock`).
+    pub lock: Option<std::sync::Arc<crate::lock::LockState>>,
 }
 
 impl Derivations {
@@ -257,7 +260,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             let sections = script::captured_sections(part, &code)?;
             extra.push(("buildout-sections".into(), sections));
         }
-        Recipe::Shell | Recipe::Release | Recipe::Generation | Recipe::Gitclone => {}
+        Recipe::Gitclone => git(part, &mode, &mut extra)?,
+        Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }
     if let Some(env) = part
         .get("environment")?

@@ -136,9 +136,9 @@ pub fn gitclone(part: &mut Part) -> Result<()> {
 }
 
 /// `gitclone` in a build: its `revision` is the pin that makes the derivation's identity (with
-/// the other options, `repository` included); a part with no `revision` follows a branch (its
-/// `branch`, or the repository's default one), an unpinned input refused unless
-/// `--allow-unpinned`. Neither may start with `-` (git would read an option).
+/// the other options, `repository` included); a part with no `revision` follows a branch, an
+/// unpinned input that the translation pins from the lock or refuses (`derive::inputs::git`).
+/// Neither may start with `-` (git would read an option).
 pub fn gitclone_in_build(part: &mut Part) -> Result<()> {
     gitclone(part)?;
     for key in ["repository", "revision", "branch"] {
@@ -149,27 +149,6 @@ pub fn gitclone_in_build(part: &mut Part) -> Result<()> {
                 );
             }
         }
-    }
-    let pinned = part.get("revision")?.is_some_and(|r| !r.trim().is_empty());
-    let allow = part
-        .r
-        .settings
-        .store
-        .as_ref()
-        .is_some_and(|s| s.allow_unpinned);
-    if !pinned && !allow {
-        let (key, what) = match part.get("branch")?.filter(|b| !b.trim().is_empty()) {
-            Some(b) => ("branch", format!("branch `{}`", b.trim())),
-            None => ("repository", "the repository's default branch".to_owned()),
-        };
-        return Err(part.option_error(
-            key,
-            format!(
-                "{what} is an unpinned input (its commit changes without the profile changing): \
-                 give the commit as `revision`, or pass --allow-unpinned (the build log records \
-                 the commit it got)"
-            ),
-        ));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use super::Part;
 use crate::error::{Error, Result};
+use crate::lock::{EggsInput, Input, Pin};
 use crate::pystr::{path_join, split_whitespace, strip};
 
 /// `Eggs.__init__`.
@@ -191,9 +192,13 @@ fn host_python() -> std::result::Result<(String, String), String> {
 
 /// What an egg part adds to its derivation (`derive.rs`), computed from the profile alone: the
 /// entry point, the interpreter (the `python` section's `executable`, or the host's with its
-/// version), the whole versions section (sorted; pin suffixes like `:whl` kept), `[buildout]`'s
-/// `allow-picked-versions` and, for `:develop`, the content of the `setup` tree.
-/// `hashed` entries enter the hash; `build_only` ones only the builder's options.
+/// version), the pins, `[buildout]`'s `allow-picked-versions` and, for `:develop`, the content
+/// of the `setup` tree. The pins: with the profile's lock file pinning the part's closure
+/// (`docs/lock.md`), that closure (`egg-closure`: name, version, file and SHA-256 of each
+/// distribution), so that only the pins that apply matter, and the builder's `egg-artifacts`
+/// (the same with where each file is); without, the whole versions section (sorted; pin
+/// suffixes like `:whl` kept). `hashed` entries enter the hash; `build_only` ones only the
+/// builder's options.
 pub fn derive_inputs(
     part: &mut Part,
     store_dir: &str,
@@ -231,17 +236,38 @@ pub fn derive_inputs(
     }
 
     let versions = part.buildout("versions")?;
+    let mut pins: Vec<(String, String)> = Vec::new();
     if !versions.trim().is_empty() {
         let idx = part.r.section(versions.trim())?;
-        let mut pins: Vec<(String, String)> = part
+        pins = part
             .r
             .items(idx)?
             .into_iter()
             .filter(|(k, _)| !k.starts_with('_'))
             .collect();
         pins.sort();
-        let text: Vec<String> = pins.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-        hashed.push(("versions".into(), text.join("\n")));
+    }
+    let text: Vec<String> = pins.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    let text = text.join("\n");
+    let python_exe = hashed
+        .iter()
+        .find(|(k, _)| k == "python-executable")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    match locked_closure(part, &entry, &python_exe, &pins)? {
+        Some(artifacts) => {
+            let closure: Vec<String> = artifacts
+                .lines()
+                .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+                .collect();
+            hashed.push(("egg-closure".into(), closure.join("\n")));
+            build_only.push(("egg-artifacts".into(), artifacts));
+            if !text.is_empty() {
+                build_only.push(("versions".into(), text));
+            }
+        }
+        None if !text.is_empty() => hashed.push(("versions".into(), text)),
+        None => {}
     }
     for key in ["allow-picked-versions", "show-picked-versions"] {
         if let Some(v) = part.buildout_get(key)? {
@@ -268,4 +294,100 @@ pub fn derive_inputs(
         }
     }
     Ok(())
+}
+
+/// The closure the profile's lock file gives the part (its `egg-artifacts` lines), if it has
+/// one that applies; `--frozen` insists on one. A `:develop` part (a local tree, identified by
+/// content) has none.
+fn locked_closure(
+    part: &mut Part,
+    entry: &str,
+    python: &str,
+    pins: &[(String, String)],
+) -> Result<Option<String>> {
+    let Some(lock) = part.r.settings.store.as_ref().and_then(|s| s.lock.clone()) else {
+        return Ok(None);
+    };
+    if entry == "develop" {
+        return Ok(None);
+    }
+    let requirements: Vec<String> = if entry == "custom" {
+        let egg = match part.get("egg")?.filter(|e| !e.trim().is_empty()) {
+            Some(e) => e,
+            None => part.get("eggs")?.unwrap_or_else(|| part.name.clone()),
+        };
+        vec![egg.trim().to_owned()]
+    } else {
+        match part.get("eggs")? {
+            Some(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => vec![part.name.clone()],
+        }
+    };
+    let pins = pins
+        .iter()
+        .map(|(name, version)| {
+            let version = version.trim();
+            let (version, whl) = match version.strip_suffix(":whl") {
+                Some(v) => (v.trim(), true),
+                None => (version, false),
+            };
+            (
+                crate::lock::normalise(name),
+                (name.clone(), version.to_owned(), whl),
+            )
+        })
+        .collect();
+    let input = Input::Eggs(Box::new(EggsInput {
+        python: python.to_owned(),
+        no_binary: (entry == "custom").then(|| {
+            let first = requirements.first().map(String::as_str).unwrap_or_default();
+            first
+                .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }),
+        requirements: requirements.join("\n"),
+        pins,
+        index: part
+            .get("index")?
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty()),
+        find_links: split_whitespace(&part.get("find-links")?.unwrap_or_default())
+            .map(str::to_owned)
+            .collect(),
+    }));
+    let pin = lock.pin(&part.name, &input);
+    let option = if part.get("eggs")?.is_some() {
+        "eggs"
+    } else {
+        "recipe"
+    };
+    match pin {
+        Pin::Locked(lines) => Ok(Some(lines)),
+        Pin::OutOfDate(_)
+            if !part
+                .r
+                .settings
+                .store
+                .as_ref()
+                .is_some_and(|s| s.allow_unpinned) =>
+        {
+            Err(part.option_error(option, lock.explain(&part.name, &input, &pin)))
+        }
+        _ if lock.frozen => Err(part.option_error(
+            option,
+            format!(
+                "--frozen: {} is not locked: {}",
+                input.describe(),
+                lock.explain(&part.name, &input, &pin)
+            ),
+        )),
+        _ => Ok(None),
+    }
 }

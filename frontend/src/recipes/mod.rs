@@ -14,6 +14,7 @@ pub mod cookbook;
 mod download;
 pub(crate) mod egg;
 pub mod instance;
+mod mkdirectory;
 pub mod slap;
 mod slap_schema;
 pub mod template;
@@ -184,9 +185,6 @@ pub fn initialize(r: &mut Resolver, idx: usize, recipe: &str) -> Result<()> {
         if egg.as_deref() == Some("slapos-recipe-build") && entry == "default" {
             return build::script_in_build(&mut part);
         }
-        if let Some(reason) = egg.as_deref().and_then(|egg| refused(egg, entry)) {
-            return Err(part.option_error("recipe", reason));
-        }
         let Some((init, kind)) = egg.as_deref().and_then(|egg| buildable(egg, entry)) else {
             return Err(part.option_error(
                 "recipe",
@@ -233,21 +231,12 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("zc-recipe-egg", "custom") => (egg::custom, Recipe::Egg),
         ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
         ("slapos-recipe-build", "gitclone") => (build::gitclone_in_build, Recipe::Gitclone),
+        // directories in the part's own output
+        ("slapos-recipe-build" | "slapos-cookbook", "mkdirectory") => {
+            (mkdirectory::in_build, Recipe::Shell)
+        }
         _ => return None,
     })
-}
-
-/// Why a recipe that slapstore knows cannot be part of a build, when it cannot.
-fn refused(egg: &str, entry: &str) -> Option<&'static str> {
-    match (egg, entry) {
-        ("slapos-recipe-build" | "slapos-cookbook", "mkdirectory") => Some(
-            "at software time it makes mutable directories beside the software, which a \
-             release does not have (its parts are read-only store paths): make them at instance \
-             time (`slapos.cookbook:mkdirectory` in the instance profile), or write into a \
-             part's own `${:location}`",
-        ),
-        _ => None,
-    }
 }
 
 /// A recipe slapstore does not emulate: like a placeholder, set `location` if unset.

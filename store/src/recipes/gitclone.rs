@@ -105,6 +105,92 @@ pub fn mirror_path(cache_dir: &Path, url: &str) -> PathBuf {
     caches.join("git").join(format!("{hash}.git"))
 }
 
+/// For `slapstore lock`: the commit that `branch` (`None`: the default branch) of the
+/// repository `url` is at, as its mirror in the download cache (`cache_dir` being the sources'
+/// cache) has it. Online, the mirror is made (`git clone --mirror`) or brought up to date
+/// (`git fetch`) first; offline, an existing mirror alone answers. Git runs with a cleared
+/// environment, `home` as its `HOME`. Errors are messages naming the repository and branch.
+pub fn branch_commit(
+    cache_dir: &Path,
+    url: &str,
+    branch: Option<&str>,
+    offline: bool,
+    home: &Path,
+) -> std::result::Result<String, String> {
+    let mirror = mirror_path(cache_dir, url);
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .env_clear()
+            .env("PATH", super::BUILD_PATH)
+            .env("HOME", home)
+            .env("LC_ALL", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `git`: {e}"))
+    };
+    let failed = |what: &str, out: &std::process::Output| {
+        format!(
+            "{what} `{url}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    };
+    let dir = mirror.display().to_string();
+    if !mirror.exists() {
+        if offline {
+            return Err(format!(
+                "`{url}` has no mirror in the download cache ({dir}) and `lock` is offline"
+            ));
+        }
+        let parent = mirror.parent().unwrap_or(&mirror);
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".clone-")
+            .tempdir_in(parent)
+            .map_err(|e| format!("cannot create a directory in `{}`: {e}", parent.display()))?;
+        let target = tmp.path().join("mirror.git");
+        let target_s = target.display().to_string();
+        let out = git(&["clone", "--mirror", "--quiet", "--", url, &target_s])?;
+        if !out.status.success() {
+            return Err(failed("cloning", &out));
+        }
+        if let Err(e) = fs::rename(&target, &mirror) {
+            if !mirror.exists() {
+                return Err(format!("cannot rename into `{dir}`: {e}"));
+            }
+        }
+    } else if !offline {
+        let out = git(&["--git-dir", &dir, "fetch", "--prune", "--quiet", "origin"])?;
+        if !out.status.success() {
+            return Err(failed("fetching", &out));
+        }
+    }
+    let spec = match branch {
+        Some(b) => format!("refs/heads/{b}^{{commit}}"),
+        None => "HEAD^{commit}".to_owned(),
+    };
+    let out = git(&[
+        "--git-dir",
+        &dir,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        &spec,
+    ])?;
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !is_full_hash(&commit) {
+        return Err(match branch {
+            Some(b) => format!("`{url}` has no branch `{b}`"),
+            None => format!("`{url}` has no default branch"),
+        });
+    }
+    Ok(commit.to_lowercase())
+}
+
 fn is_full_hash(r: &str) -> bool {
     (r.len() == 40 || r.len() == 64) && r.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -19,6 +19,7 @@ mod shell;
 mod template;
 
 pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
+pub use gitclone::branch_commit;
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;
