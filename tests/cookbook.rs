@@ -213,6 +213,15 @@ fn generated_values_are_kept_in_the_partition_across_upgrades_and_rollbacks() {
         two["port"], three["port"],
         "two instances rendered on one address"
     );
+    // and so do those rendered by other commands: a port kept by a partition is not free
+    assert_ne!(
+        two["port"], first["port"],
+        "a port kept by another partition"
+    );
+    assert_ne!(
+        three["port"], first["port"],
+        "a port kept by another partition"
+    );
     // a destroyed instance takes its state with it
     r.ok(&["instance", "destroy", "db"]);
     assert!(!p.exists());

@@ -216,8 +216,43 @@ pub fn random_time(part: &mut Part) -> Result<()> {
 /// before any of their services listens.
 static HANDED_OUT: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
 
+/// Ports that the partitions beside `partition` keep (`.slapstore/*.port`), read once per
+/// process: another instance's port is not free, even before its service listens.
+fn kept_elsewhere(partition: &Path) -> &'static BTreeSet<u16> {
+    static KEPT: std::sync::OnceLock<BTreeSet<u16>> = std::sync::OnceLock::new();
+    KEPT.get_or_init(|| {
+        let mut out = BTreeSet::new();
+        let Some(partitions) = partition.parent() else {
+            return out;
+        };
+        let Ok(entries) = std::fs::read_dir(partitions) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let dir = e.path().join(state::DIR);
+            if dir == partition.join(state::DIR) {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let rel = Path::new(state::DIR).join(f.file_name());
+                if !rel.to_string_lossy().ends_with(".port") {
+                    continue;
+                }
+                if let Ok(Some(port)) = state::read(&e.path(), &rel) {
+                    out.extend(port.trim().parse::<u16>().ok());
+                }
+            }
+        }
+        out
+    })
+}
+
 /// `free_port`: `port`, the lowest port of `minimum..maximum` (`maximum` excluded, as the
-/// cookbook's `range`) that `ip` can bind now; kept afterwards (the cookbook reads it back from
+/// cookbook's `range`) that `ip` can bind now and that no other partition of the root keeps
+/// (instances share addresses here, where SlapOS gives each partition its own); kept afterwards (the cookbook reads it back from
 /// `.installed.cfg`). `0` when `ip` is no address or no port is free, and then not kept.
 pub fn free_port(part: &mut Part) -> Result<()> {
     let low = integer(part, "minimum", Some("1024"))?;
@@ -240,10 +275,11 @@ pub fn free_port(part: &mut Part) -> Result<()> {
         part.set("port", port);
         return Ok(());
     }
+    let elsewhere = kept_elsewhere(Path::new(&partition));
     let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let port = (low.max(0)..high.min(65536))
-        .map(|p| p as u16)
-        .find(|p| !handed.contains(&(ip, *p)) && TcpListener::bind((ip, *p)).is_ok());
+    let port = (low.max(0)..high.min(65536)).map(|p| p as u16).find(|p| {
+        !handed.contains(&(ip, *p)) && !elsewhere.contains(p) && TcpListener::bind((ip, *p)).is_ok()
+    });
     match port {
         Some(p) => {
             handed.insert((ip, p));
