@@ -558,6 +558,47 @@ mod tests {
     }
 
     #[test]
+    fn an_egg_closure_applies_while_its_own_pins_agree() {
+        let mut file = sample();
+        file.parts.get_mut("a").expect("a").eggs = Some(EggsEntry {
+            python: "/usr/bin/python3".into(),
+            requirements: "Flask".into(),
+            dists: vec![DistEntry {
+                name: "Jinja2".into(),
+                version: "3.1.6".into(),
+                file: "jinja2-3.1.6-py3-none-any.whl".into(),
+                sha256: "c".repeat(64),
+                url: "https://example.org/jinja2-3.1.6-py3-none-any.whl".into(),
+            }],
+        });
+        let input = |pins: &[(&str, &str)]| {
+            Input::Eggs(Box::new(EggsInput {
+                python: "/usr/bin/python3".into(),
+                requirements: "Flask".into(),
+                pins: pins
+                    .iter()
+                    .map(|(n, v)| (normalise(n), (n.to_string(), v.to_string(), false)))
+                    .collect(),
+                index: None,
+                find_links: Vec::new(),
+                no_binary: None,
+            }))
+        };
+        let locked = file.pin("a", &input(&[("jinja2", "3.1.6"), ("six", "1.0")]));
+        assert!(matches!(&locked, Pin::Locked(l) if l.starts_with("Jinja2 3.1.6 jinja2-3.1.6")));
+        assert_eq!(file.pin("a", &input(&[("six", "2.0")])), locked);
+        assert!(matches!(
+            file.pin("a", &input(&[("Jinja2", "3.1.5")])),
+            Pin::OutOfDate(_)
+        ));
+        assert!(matches!(
+            file.pin("a", &input(&[("jinja2", ">=3")])),
+            Pin::Locked(_)
+        ));
+        assert_eq!(normalise("Zope.Interface__x"), "zope-interface-x");
+    }
+
+    #[test]
     fn bad_files_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.lock");

@@ -453,3 +453,56 @@ fn insert(entry: &mut PartEntry, input: &Input, pin: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pips_report_gives_each_file_and_its_sha256() {
+        let report = r#"{"install": [
+            {"metadata": {"name": "six", "version": "1.16.0"},
+             "download_info": {"url": "https://files.example/six-1.16.0-py2.py3-none-any.whl",
+                               "archive_info": {"hashes": {"sha256": "AB12"}}}},
+            {"metadata": {"name": "slapos.core", "version": "1.0+SlapOSPatched001"},
+             "download_info": {"url": "file:///links/slapos.core-1.0%2BSlapOSPatched001.tar.gz",
+                               "archive_info": {"hash": "sha256=cd34"}}},
+            {"metadata": {"name": "local", "version": "1"},
+             "download_info": {"url": "file:///links/local-1.tar.gz", "archive_info": {}}}
+        ]}"#;
+        let dists = from_report(report).expect("report");
+        assert_eq!(dists.len(), 3);
+        assert_eq!(dists[0].file, "six-1.16.0-py2.py3-none-any.whl");
+        assert_eq!(dists[0].sha256, "ab12");
+        assert_eq!(dists[1].file, "slapos.core-1.0+SlapOSPatched001.tar.gz");
+        assert_eq!(dists[1].sha256, "cd34");
+        assert_eq!(dists[2].sha256, "", "computed from the local file later");
+    }
+
+    #[test]
+    fn a_directory_or_repository_cannot_be_locked() {
+        let report = r#"{"install": [{"metadata": {"name": "x", "version": "1"},
+            "download_info": {"url": "git+https://example.org/x.git", "vcs_info": {"vcs": "git"}}}]}"#;
+        let e = from_report(report).expect_err("a repository");
+        assert!(
+            e.contains("`x` comes from `git+https://example.org/x.git`"),
+            "{e}"
+        );
+        assert!(from_report("not json").is_err());
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_stray_percents_kept() {
+        assert_eq!(percent_decode("a%2Bb%20c"), "a+b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn only_the_named_parts_are_updated() {
+        let parts = Update::Parts(["a".to_owned()].into_iter().collect());
+        assert!(parts.covers("a") && !parts.covers("b"));
+        assert!(Update::All.covers("b"));
+        assert!(!Update::Nothing.covers("a"));
+    }
+}
