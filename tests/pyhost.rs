@@ -157,7 +157,10 @@ fn tool_project(env: &TestEnv, install_extra: &str) -> String {
 fn install_code_downloads_by_checksum_and_reads_captured_sections() {
     let env = TestEnv::new();
     let r = Root::new(&env);
-    env.write("software.cfg", &tool_project(&env, ""));
+    // a section the profile does not have, named literally: absent, as in buildout
+    let absent = "\x20 assert self.buildout.get('no-such-section', 7) == 7\n\
+                  \x20 assert 'no-such-section' not in self.buildout\n";
+    env.write("software.cfg", &tool_project(&env, absent));
     let out = built(&r, "software.cfg");
     let tool = PathBuf::from(out["parts"]["tool-bin"].as_str().expect("tool-bin"));
     let ran = std::process::Command::new(tool.join("tool-bin/bin/tool"))

@@ -1,6 +1,7 @@
 //! What `slapos.recipe.build`'s Python `install` code can read at build time, made inputs of
 //! its derivation: the `[buildout]` sections the code names literally (`self.buildout['name']`,
-//! or `self.buildout[options['key']]` for the section an option names), resolved now, and the
+//! `self.buildout.get('name')`, or `self.buildout[options['key']]` for the section an option
+//! names), resolved now, and the
 //! profile's local files that an option names (their content). A read of anything else at
 //! build time is an error of the Python host, never a silent read of something unhashed.
 
@@ -25,8 +26,9 @@ pub(super) const BUILDOUT_KEYS: [&str; 6] = [
 ];
 
 /// The sections `code` names in `self.buildout[...]`, resolved, as a JSON object
-/// `{section: {option: value}}` (the part's own section is `options`, not repeated). Names of
-/// sections that do not exist are left out: reading them at build time fails as in buildout.
+/// `{section: {option: value}}` (the part's own section is `options`, not repeated). A named
+/// section that does not exist is `null`: at build time reading it fails as in buildout, and
+/// `self.buildout.get(name)` gives the default.
 pub(super) fn captured_sections(part: &mut Part, code: &str) -> Result<String> {
     let mut names = Vec::new();
     for reference in section_references(code) {
@@ -44,6 +46,7 @@ pub(super) fn captured_sections(part: &mut Part, code: &str) -> Result<String> {
     let mut sections = serde_json::Map::new();
     for name in names {
         if !part.r.raw.contains_key(&name) {
+            sections.insert(name, serde_json::Value::Null);
             continue;
         }
         let idx = part.r.section(&name)?;
@@ -110,24 +113,28 @@ enum SectionRef {
     Option(String),
 }
 
-/// Every `self.buildout[...]` of `code` whose subscript is a string literal or an option.
+/// Every `self.buildout[...]` (and `self.buildout.get(...)`) of `code` whose subscript (first
+/// argument) is a string literal or an option.
 fn section_references(code: &str) -> Vec<SectionRef> {
-    const START: &str = "self.buildout[";
     let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find(START) {
-        rest = &rest[i + START.len()..];
-        let inner = rest.trim_start();
-        if let Some(name) = string_literal(inner).filter(|(_, after)| closes(after)) {
-            found.push(SectionRef::Literal(name.0));
-            continue;
-        }
-        let inner = inner.strip_prefix("self.").unwrap_or(inner);
-        if let Some(after) = inner.strip_prefix("options[") {
-            if let Some((key, after)) = string_literal(after.trim_start()) {
-                if let Some(after) = after.trim_start().strip_prefix(']') {
-                    if closes(after) {
-                        found.push(SectionRef::Option(key));
+    for (start, closing) in [("self.buildout[", "]"), ("self.buildout.get(", ",)")] {
+        let mut rest = code;
+        while let Some(i) = rest.find(start) {
+            rest = &rest[i + start.len()..];
+            let inner = rest.trim_start();
+            if let Some((name, _)) =
+                string_literal(inner).filter(|(_, after)| closes(after, closing))
+            {
+                found.push(SectionRef::Literal(name));
+                continue;
+            }
+            let inner = inner.strip_prefix("self.").unwrap_or(inner);
+            if let Some(after) = inner.strip_prefix("options[") {
+                if let Some((key, after)) = string_literal(after.trim_start()) {
+                    if let Some(after) = after.trim_start().strip_prefix(']') {
+                        if closes(after, closing) {
+                            found.push(SectionRef::Option(key));
+                        }
                     }
                 }
             }
@@ -146,9 +153,12 @@ fn string_literal(text: &str) -> Option<(String, &str)> {
     (!value.contains('\\') && !value.contains('\n')).then(|| (value.to_owned(), &body[end + 1..]))
 }
 
-/// Whether `text` starts with the `]` that closes the subscript.
-fn closes(text: &str) -> bool {
-    text.trim_start().starts_with(']')
+/// Whether `text` starts with one of `closing` (what ends the subscript or first argument).
+fn closes(text: &str, closing: &str) -> bool {
+    text.trim_start()
+        .chars()
+        .next()
+        .is_some_and(|c| closing.contains(c))
 }
 
 #[cfg(test)]
@@ -162,7 +172,8 @@ mod tests {
                     part = self.buildout[options['part']]\n\
                     c = self.buildout[self.options[\"other\"] ]\n\
                     d = self.buildout['gcc-' + version]\n\
-                    e = self.buildout[name]";
+                    e = self.buildout[name]\n\
+                    f = self.buildout.get('maybe', {})";
         assert_eq!(
             section_references(code),
             vec![
@@ -170,6 +181,7 @@ mod tests {
                 SectionRef::Literal("buildout".into()),
                 SectionRef::Option("part".into()),
                 SectionRef::Option("other".into()),
+                SectionRef::Literal("maybe".into()),
             ]
         );
         assert!(section_references("self.buildout['unterminated").is_empty());

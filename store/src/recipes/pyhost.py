@@ -48,15 +48,32 @@ class Captured(dict):
 
 class Buildout(dict):
     """`self.buildout`: the sections the code names literally, resolved when the profile was
-    read (they are inputs of the derivation's hash); any other is an error."""
+    read (they are inputs of the derivation's hash); any other is an error, never a silent
+    answer. `absent` are the sections it names that the profile does not have."""
+
+    def __init__(self, sections, absent):
+        super().__init__(sections)
+        self.absent = absent
 
     def __missing__(self, name):
+        if name in self.absent:
+            raise KeyError(name)
         raise KeyError(
             "section [%s] is not one the build-time code can read: slapstore captures, when "
             "the profile is read, the sections the code names literally "
             "(`self.buildout['name']` or `self.buildout[options['key']]`), and [%s] is not "
             "among them (captured: %s)" % (name, name, ", ".join(sorted(self)))
         )
+
+    def __contains__(self, name):
+        if dict.__contains__(self, name):
+            return True
+        if name in self.absent:
+            return False
+        self.__missing__(name)
+
+    def get(self, name, default=None):
+        return self[name] if name not in self.absent else default
 
 
 def call(*args, **kwargs):
@@ -129,9 +146,14 @@ class Script:
     def __init__(self, request):
         self.name = request["part"]
         self.options = request["options"]
+        captured = request["buildout"]
         self.buildout = Buildout(
-            (name, Captured(name, items, name == "buildout"))
-            for name, items in request["buildout"].items()
+            (
+                (name, Captured(name, items, name == "buildout"))
+                for name, items in captured.items()
+                if items is not None
+            ),
+            {name for name, items in captured.items() if items is None},
         )
         self.buildout[self.name] = self.options
         self.downloads = request["downloads"]
