@@ -187,8 +187,10 @@ fn the_computer_configuration_is_checked() {
     assert!(!r.partition("c").exists());
 }
 
-/// `.serialised` with JSON-in-XML parameters, read by Jinja2 through a `section` context as
-/// values (a list stays a list), and `publish.serialised`.
+/// `.serialised` with JSON-in-XML parameters, read by Jinja2 through `key` and `section`
+/// contexts as values (a list stays a list; `key slapparameter_dict
+/// slap-configuration:configuration` is how 48 profiles of the corpus read them), and
+/// `publish.serialised`.
 const SERIALISED: &str = r#"[buildout]
 parts = page publish
 
@@ -203,9 +205,11 @@ cert = $${slap-connection:cert-file}
 [page]
 recipe = slapos.recipe.template:jinja2
 output = $${buildout:directory}/etc/page.txt
-context = section slap slap-configuration
+context =
+  section slap slap-configuration
+  key slapparameter_dict slap-configuration:configuration
 inline =
-  {% set p = slap['configuration'] -%}
+  {% set p = slapparameter_dict -%}
   name={{ p['name'] }}
   {% for port in p['ports'] %}port={{ port }}
   {% endfor %}ipv6={{ slap['ipv6'] | join(',') }}
@@ -313,11 +317,12 @@ fn jsonschema_sets_defaults_and_validates() {
         "[buildout]\nparts = conf\n\n[slap-configuration]\n<= slap-connection\n\
          recipe = slapos.cookbook:slapconfiguration.jsonschema\n\
          jsonschema = {}/js/software.cfg.json\nset-default = main\n\
-         validate-parameters = main\nunstringify = main\n\n[conf]\n\
+         validate-parameters = all\nunstringify = main\n\n[conf]\n\
          recipe = slapos.recipe.template:jinja2\noutput = $${{buildout:directory}}/etc/conf\n\
          context = section s slap-configuration\ninline =\n  \
          {{{{ s['configuration.repo-url'] }}}} {{{{ s['configuration.branch'] }}}} \
-         {{{{ s['configuration']['port'] + 1 }}}}\n",
+         {{{{ s['configuration']['port'] + 1 }}}} \
+         {{{{ s['valid-shared-instance-list'] | length }}}}\n",
         env.path().display()
     );
     let software = release(&env, "js", &instance, "");
@@ -330,7 +335,7 @@ fn jsonschema_sets_defaults_and_validates() {
         "-p",
         r#"_={"repo-url": "https://x/r.git", "port": "8000"}"#,
     ]);
-    assert_eq!(read(&r, "ok", "etc/conf"), "https://x/r.git master 8001");
+    assert_eq!(read(&r, "ok", "etc/conf"), "https://x/r.git master 8001 0");
     let out = r.run(&[
         "instance",
         "create",
@@ -610,6 +615,9 @@ return = missing
         out.stderr
     );
     assert_eq!(r.run(&["instance", "show", "parent"]).code, 3);
+    // what its requests made for it went with it
+    assert_eq!(r.run(&["instance", "show", "child"]).code, 3);
+    assert!(!r.partition("child").exists());
 }
 
 /// `publish-early` (as stack/monitor uses it for generated secrets): a value published once

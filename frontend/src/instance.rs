@@ -434,50 +434,94 @@ impl Context<'_> {
             .map(|(n, p)| self.render(n, &release, parameters, p))
             .collect::<Result<_>>()?;
         // what they request is deployed first, so that they are rendered with its connection
-        // parameters
-        let mut final_renders = Vec::with_capacity(rendered.len());
-        for ((n, p), r) in names.iter().zip(placements).zip(rendered) {
-            let mut reserved = reserved.to_vec();
-            reserved.push(p.partition);
-            final_renders.push(self.with_requests(n, &release, parameters, p, r, &reserved)?);
-        }
-        let drvs: Vec<Derivation> = final_renders.iter().map(|r| r.drv.clone()).collect();
-        self.realise(&drvs)?;
-        let now = slapstore_store::build::unix_now();
-        let params = serde_json::to_string(parameters).unwrap_or_default();
-        let new: Vec<NewGeneration> = names
-            .iter()
-            .zip(&final_renders)
-            .zip(&numbers)
-            .map(|((n, r), number)| NewGeneration {
-                partition: self.partition(n).to_string_lossy().into_owned(),
-                row: GenerationRow {
-                    instance: n.as_str().to_owned(),
-                    number: 1,
-                    path: r.drv.path.to_string(),
-                    release: release.to_string(),
-                    parameters: params.clone(),
-                    parent: None,
-                    created: now,
-                    deleted: false,
-                    software_type: software_type.to_owned(),
-                    software_url: software_url.clone(),
-                    connection: serde_json::to_string(&r.connection).unwrap_or_default(),
-                },
-                expect_new: true,
-                requested_by: requested_by.map(|(p, t)| (p.as_str().to_owned(), t.to_owned())),
-                partition_number: Some(*number),
-            })
-            .collect();
-        self.store
-            .db()
-            .add_generations(&new, self.computer.partition_count)?;
+        // parameters; if they are not recorded in the end, what was deployed for them goes
+        let recorded = self.render_requests_and_record(
+            names,
+            &release,
+            parameters,
+            placements,
+            rendered,
+            reserved,
+            |final_renders| {
+                let now = slapstore_store::build::unix_now();
+                let params = serde_json::to_string(parameters).unwrap_or_default();
+                names
+                    .iter()
+                    .zip(final_renders)
+                    .zip(&numbers)
+                    .map(|((n, r), number)| NewGeneration {
+                        partition: self.partition(n).to_string_lossy().into_owned(),
+                        row: GenerationRow {
+                            instance: n.as_str().to_owned(),
+                            number: 1,
+                            path: r.drv.path.to_string(),
+                            release: release.to_string(),
+                            parameters: params.clone(),
+                            parent: None,
+                            created: now,
+                            deleted: false,
+                            software_type: software_type.to_owned(),
+                            software_url: software_url.clone(),
+                            connection: serde_json::to_string(&r.connection).unwrap_or_default(),
+                        },
+                        expect_new: true,
+                        requested_by: requested_by
+                            .map(|(p, t)| (p.as_str().to_owned(), t.to_owned())),
+                        partition_number: Some(*number),
+                    })
+                    .collect()
+            },
+        );
+        let drvs = match recorded {
+            Ok(drvs) => drvs,
+            Err(e) => {
+                for n in names {
+                    let orphans = self.store.db().children(n.as_str()).unwrap_or_default();
+                    for child in orphans {
+                        if let Ok(child) = InstanceName::new(&child.name) {
+                            // best effort: the error that stopped the creation is the one told
+                            let _ = self.destroy(&child, false);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
         names
             .par_iter()
             .map(|n| self.sync_partition(n))
             .collect::<Result<Vec<_>>>()?;
         self.flush(names)?;
         Ok(drvs.into_iter().map(|d| d.path).collect())
+    }
+
+    /// The part of a creation that may deploy requested instances: each render completed with
+    /// its requests ([`Context::with_requests`]), the outputs built, and the generations that
+    /// `rows` makes of them recorded; the derivations.
+    #[allow(clippy::too_many_arguments)]
+    fn render_requests_and_record(
+        &self,
+        names: &[InstanceName],
+        release: &StorePath,
+        parameters: &Parameters,
+        placements: Vec<Placement>,
+        rendered: Vec<Rendered>,
+        reserved: &[i64],
+        rows: impl FnOnce(&[Rendered]) -> Vec<NewGeneration>,
+    ) -> Result<Vec<Derivation>> {
+        let mut final_renders = Vec::with_capacity(rendered.len());
+        for ((n, p), r) in names.iter().zip(placements).zip(rendered) {
+            let mut reserved = reserved.to_vec();
+            reserved.push(p.partition);
+            final_renders.push(self.with_requests(n, release, parameters, p, r, &reserved)?);
+        }
+        let drvs: Vec<Derivation> = final_renders.iter().map(|r| r.drv.clone()).collect();
+        self.realise(&drvs)?;
+        let new = rows(&final_renders);
+        self.store
+            .db()
+            .add_generations(&new, self.computer.partition_count)?;
+        Ok(drvs)
     }
 
     /// Builds generation outputs in one batch.

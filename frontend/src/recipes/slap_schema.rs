@@ -12,12 +12,15 @@ use super::slap::Slap;
 use super::Part;
 use crate::error::Result;
 
-/// `none`, `main`, `shared` or `all`: whether it applies to the main instance.
-fn applies_to_main(part: &mut Part, key: &str, default: &str) -> Result<bool> {
+/// `none`, `main`, `shared` or `all`: whether it applies to the main instance, and to shared
+/// ones.
+fn applies_to(part: &mut Part, key: &str, default: &str) -> Result<(bool, bool)> {
     let value = part.get(key)?.unwrap_or_else(|| default.to_owned());
     match value.trim() {
-        "none" | "shared" => Ok(false),
-        "main" | "all" => Ok(true),
+        "none" => Ok((false, false)),
+        "shared" => Ok((false, true)),
+        "main" => Ok((true, false)),
+        "all" => Ok((true, true)),
         other => Err(part.option_error(
             key,
             format!(
@@ -46,9 +49,17 @@ fn read_json(part: &Part, option: &str, path: &Path) -> Result<serde_json::Value
 
 /// The instance's parameters as the schema makes them.
 pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
-    let validate = applies_to_main(part, "validate-parameters", "all")?;
-    let set_default = applies_to_main(part, "set-default", "none")?;
-    let unstringify = applies_to_main(part, "unstringify", "none")?;
+    let (validate, validate_shared) = applies_to(part, "validate-parameters", "all")?;
+    let set_default = applies_to(part, "set-default", "none")?.0;
+    let unstringify = applies_to(part, "unstringify", "none")?.0;
+    if validate_shared {
+        // the local master has no shared instances: none valid, none invalid
+        let recipe = crate::config::Origin::Recipe(part.recipe.clone());
+        for key in ["valid-shared-instance-list", "invalid-shared-instance-list"] {
+            part.r
+                .set_typed(part.idx, key, serde_json::json!([]), recipe.clone());
+        }
+    }
     let location = part.require("jsonschema")?;
     let location = location.trim();
     let file = Path::new(location.strip_prefix("file://").unwrap_or(location)).to_owned();

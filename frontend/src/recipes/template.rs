@@ -171,7 +171,10 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
     for (kind, name, expression) in entries(part, "context", taken)? {
         let value = match kind.as_str() {
             "raw" => serde_json::Value::String(expression),
-            "key" => serde_json::Value::String(key(part, "context", &expression)?),
+            "key" => {
+                let text = key(part, "context", &expression)?;
+                typed(part, &expression).unwrap_or(serde_json::Value::String(text))
+            }
             "jsonkey" => {
                 let text = key(part, "context", &expression)?;
                 parse_json(part, &text)?
@@ -301,6 +304,21 @@ fn key(part: &mut Part, option: &str, expression: &str) -> Result<String> {
     }
     let idx = part.r.section(section).map_err(|e| e.or_at(span))?;
     part.r.require(idx, entry).map_err(|e| e.or_at(span))
+}
+
+/// The value of `section:option` when it is not text (`Resolver::typed`): what SlapOS's
+/// buildout hands a Jinja2 `key` context.
+fn typed(part: &Part, expression: &str) -> Option<serde_json::Value> {
+    let (section, option) = expression.split_once(':')?;
+    let section = if section.is_empty() {
+        part.name.as_str()
+    } else {
+        section
+    };
+    part.r
+        .typed
+        .get(&(section.to_owned(), option.to_owned()))
+        .cloned()
 }
 
 fn json(part: &Part, text: &str) -> Result<()> {
