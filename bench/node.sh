@@ -32,7 +32,7 @@ fi
 # the recipe the release uses, importable by slapgrid's buildouts: an instance buildout runs
 # offline and, with the setuptools of today, does not see the software's `eggs/` in that mode
 "$V/bin/python" -c 'import slapos.recipe.template' 2>/dev/null ||
-    "$V/bin/pip" install -q --disable-pip-version-check slapos.recipe.template==5.1
+    "$V/bin/pip" install -q --disable-pip-version-check slapos.recipe.template
 # slapgrid runs its `buildout` with `python -S`: a script that names its own path, as the
 # buildout-made one of a SlapOS node does
 site=$("$V/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -133,7 +133,12 @@ g_noop=()
 for _ in $(seq "$REPS"); do
     a=$(now); grid instance || true; b=$(now); g_noop+=("$(echo "$b - $a" | bc)")
 done
-"$V/bin/slapos" node supervisorctl --cfg "$G/slapos.cfg" shutdown > /dev/null 2>&1 || true
+# slapgrid's supervisord and services stop: the same ports serve slapstore's instances next
+kill "$(cat "$G/inst/var/run/supervisord.pid")" 2>/dev/null || true
+for i in $(seq 0 $((N - 1))); do
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$((23000 + i))/" > /dev/null 2>&1 || continue 2; sleep 0.1; done
+    echo "slapgrid's service on port $((23000 + i)) did not stop" >&2; exit 1
+done
 
 # ---- slapstore node
 D="$BENCH_DIR/s"; rm -rf "$D"; mkdir -p "$D"
@@ -143,9 +148,9 @@ node  # format
 "$V/bin/slapos" supply "$release" COMP-S --cfg "$D/slapos.cfg" > /dev/null 2>&1
 echo "slapstore: install, deploy, no-op" >&2
 a=$(now); node; b=$(now); s_install=$(echo "$b - $a" | bc)
-request 23991 COMP-S 23100
+request 23991 COMP-S 23000
 a=$(now); node; b=$(now); s_deploy=$(echo "$b - $a" | bc)
-served 23100
+served 23000
 s_noop=()
 for _ in $(seq "$REPS"); do
     a=$(now); node; b=$(now); s_noop+=("$(echo "$b - $a" | bc)")
