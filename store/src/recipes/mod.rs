@@ -9,7 +9,9 @@
 mod cmmi;
 mod download;
 mod egg;
+mod egg_artifacts;
 mod egg_split;
+mod egg_uv;
 mod generation;
 mod gitclone;
 mod release;
@@ -17,6 +19,8 @@ mod shell;
 mod template;
 
 pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
+pub use egg_artifacts::Artifact as EggArtifact;
+pub use egg_uv::UV_VERSION;
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;
