@@ -122,7 +122,13 @@ pub fn build(ctx: &mut Context) -> Result<()> {
             install_with_pip(ctx, &request, &target)
         }
     }
-    .map_err(|e| missing_pin(ctx, &request).unwrap_or(e))?;
+    .map_err(|e| match e {
+        // offline, a failed resolution or install may be a pin no file in the cache offers
+        StoreError::BuildFailed { .. } if ctx.fetcher.is_offline() => {
+            missing_pin(ctx, &request).unwrap_or(e)
+        }
+        e => e,
+    })?;
     // the installer's own scripts (`bin`) know nothing of the part's paths: the part's are
     // made below
     let pip_bin = target.join("bin");

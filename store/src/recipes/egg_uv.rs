@@ -340,7 +340,7 @@ fn compile(
     fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     let lock = dir.join("pylock.toml");
     let mut script = format!(
-        "{} pip compile --quiet --no-header --format pylock.toml --python {} -o {} {}",
+        "{} pip compile --quiet --system-certs --no-header --format pylock.toml --python {} -o {} {}",
         shell_quote(&uv.display().to_string()),
         shell_quote(&req.python),
         shell_quote(&lock.display().to_string()),
