@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, what slapstore's examples and test suite need and the machine lacks
 # (on a Debian machine that has the Rust toolchain); says what it installs, and nothing when all
-# is there. Run as root, or as a user who may `sudo`. README.md's setup and .ci/run use it.
+# is there; and the pinned uv (egg builds' installer) from the package index. Run as root, or
+# as a user who may `sudo`. README.md's setup and .ci/run use it.
 set -euo pipefail
 
 missing=()
@@ -15,17 +16,37 @@ have tar || missing+=(tar)           # the tests make archives with GNU tar's ev
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
 have git || missing+=(git)           # gitclone parts; tests/gitclone.rs makes repositories
 have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
-fi
-echo "installing: ${missing[*]}" >&2
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || {
-        echo "error: not root and no sudo: install ${missing[*]} (apt-get install -y ${missing[*]})" >&2
-        exit 1
-    }
     sudo=(sudo)
 fi
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    if [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null 2>&1; then
+        echo "error: not root and no sudo: install ${missing[*]} (apt-get install -y ${missing[*]})" >&2
+        exit 1
+    fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# uv, the installer of egg builds, at the version store/src/recipes/egg_uv.rs pins (egg builds
+# find it on their PATH; without it they install with pip): its wheel from the package index,
+# the program taken out of it into /usr/local/bin
+uv_version=$(sed -n 's/^pub const UV_VERSION: &str = "\(.*\)";/\1/p' \
+    "$(dirname "$0")/../store/src/recipes/egg_uv.rs")
+if [ "$(/usr/local/bin/uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ]; then
+    echo "installing: uv $uv_version into /usr/local/bin" >&2
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+        --dest "$tmp" "uv==$uv_version"
+    python3 - "$tmp" "$uv_version" <<'PY'
+import glob, sys, zipfile
+tmp, version = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(f"{tmp}/uv-{version}-*.whl")[0]) as z:
+    with open(f"{tmp}/uv", "wb") as out:
+        out.write(z.read(f"uv-{version}.data/scripts/uv"))
+PY
+    "${sudo[@]}" install -m 0755 "$tmp/uv" /usr/local/bin/uv
+fi

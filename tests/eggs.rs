@@ -3,7 +3,9 @@
 //! download cache into a store path whose console scripts and interpreter work.
 //!
 //! The distributions are real ones from the package index, kept in `tests/fixtures/eggs`
-//! (pycodestyle 2.11.1 and six 1.16.0, both MIT-licensed wheels, 42 KiB in all).
+//! (pycodestyle 2.11.1, six 1.16.0, tomli 2.0.1 as wheel and sdist, flit_core 3.9.0; 130 KiB
+//! in all, its README says where from). The tests that need uv skip without it (and fail in
+//! CI), `.ci/deps.sh` installs it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -491,4 +493,290 @@ fn a_custom_part_compiles_its_c_extension_from_the_sdist_with_its_build_options(
     assert!(out.stderr.contains("part `ext`"), "{}", out.stderr);
     let log = store.run(&["log", "ext"]).stdout;
     assert!(log.contains("LOUD not defined"), "{log}");
+}
+
+/// Runs `slapstore --root ROOT ARGS` with `SLAPSTORE_UV` set to `uv`.
+fn run_with_uv(store: &Root, uv: &str, args: &[&str]) -> crate::common::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .arg("--root")
+        .arg(&store.root)
+        .args(args)
+        .current_dir(&store.dir)
+        .env("SLAPSTORE_UV", uv)
+        .output()
+        .expect("run slapstore");
+    crate::common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Adds fixtures to the download cache.
+fn add_fixtures(store: &Root, names: &[&str]) {
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| fixtures().join(n).display().to_string())
+        .collect();
+    let mut args = vec!["add-source"];
+    args.extend(files.iter().map(String::as_str));
+    store.ok(&args);
+}
+
+#[test]
+fn uv_resolves_outside_and_installs_in_the_sandbox_and_pip_is_the_fallback() {
+    if !crate::common::have("uv_installs", &["uv"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("software.cfg", BUILD_PROFILE);
+    let store = Root::new(&env);
+    add_fixtures(
+        &store,
+        &[
+            "pycodestyle-2.11.1-py2.py3-none-any.whl",
+            "six-1.16.0-py2.py3-none-any.whl",
+        ],
+    );
+    let out = build_offline(&store, "software.cfg");
+    let log = store.ok(&["log", "tools"]);
+    // resolved by uv (from the cache, offline), installed by uv with no index and no network
+    assert!(
+        log.contains("resolve: ") && log.contains(" pip compile "),
+        "{log}"
+    );
+    assert!(
+        log.contains(" pip install --offline --no-index --no-deps"),
+        "{log}"
+    );
+    assert!(!log.contains("installing with pip"), "{log}");
+    let uv_out = out.clone();
+    let text = run(
+        &format!("{out}/bin/py"),
+        &["-c", "import six; print(six.__version__)"],
+    );
+    assert_eq!(text.trim(), "1.16.0");
+
+    // pip, when uv is not to be had, says so, and makes a working part too
+    let env2 = TestEnv::new();
+    env2.write("software.cfg", BUILD_PROFILE);
+    let store2 = Root::new(&env2);
+    add_fixtures(
+        &store2,
+        &[
+            "pycodestyle-2.11.1-py2.py3-none-any.whl",
+            "six-1.16.0-py2.py3-none-any.whl",
+        ],
+    );
+    let built = run_with_uv(
+        &store2,
+        "pip",
+        &["build", "--offline", "--json", "software.cfg"],
+    );
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let json: Value = serde_json::from_str(&built.stdout).expect("json");
+    let out = json["parts"]["tools"].as_str().expect("tools").to_owned();
+    let log = store2.ok(&["log", "tools"]);
+    assert!(
+        log.contains("installing with pip: `SLAPSTORE_UV=pip`"),
+        "{log}"
+    );
+    let version = run(&format!("{out}/bin/check-style"), &["--version"]);
+    assert_eq!(version.trim(), "2.11.1");
+    // same derivation, whichever installer
+    assert_eq!(
+        out.rsplit('/').next().map(|n| &n[..32]),
+        uv_out.rsplit('/').next().map(|n| &n[..32])
+    );
+}
+
+const TOMLI_PROFILE: &str = "[buildout]
+parts = tools
+[versions]
+tomli = 2.0.1
+[tools]
+recipe = zc.recipe.egg
+eggs = tomli
+interpreter = py
+";
+
+#[test]
+fn a_pin_without_whl_builds_from_the_sdist_with_its_build_dependencies_from_the_cache() {
+    if !crate::common::have("sdist_builds", &["uv"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("software.cfg", TOMLI_PROFILE);
+    let store = Root::new(&env);
+    add_fixtures(
+        &store,
+        &[
+            "tomli-2.0.1.tar.gz",
+            "tomli-2.0.1-py3-none-any.whl",
+            "flit_core-3.9.0-py3-none-any.whl",
+        ],
+    );
+    let out = build_offline(&store, "software.cfg");
+    let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
+    // buildout's choice: the sdist, built (in the sandbox, offline) with flit_core from the cache
+    assert!(
+        manifest.contains("tomli 2.0.1 tomli-2.0.1.tar.gz sha256:"),
+        "{manifest}"
+    );
+    let flit = manifest
+        .lines()
+        .find(|l| l.starts_with("flit-core 3.9.0 flit_core-3.9.0-py3-none-any.whl sha256:"))
+        .unwrap_or_else(|| panic!("{manifest}"));
+    assert!(flit.ends_with(" build"), "{flit}");
+    let log = store.ok(&["log", "tools"]);
+    assert!(
+        log.contains("build dependencies of the sdists: flit_core"),
+        "{log}"
+    );
+    let text = run(
+        &format!("{out}/bin/py"),
+        &[
+            "-c",
+            "import tomli; print(tomli.loads('a = 1')['a']); print(tomli.__file__)",
+        ],
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1");
+    assert!(lines[1].contains("-tomli-2.0.1/tomli/"), "{text}");
+    // the build dependency is not installed
+    let code = "import importlib.util as u; print(u.find_spec('flit_core'))";
+    assert_eq!(run(&format!("{out}/bin/py"), &["-c", code]).trim(), "None");
+
+    // `:whl`: from the wheel, no build
+    env.write("software.cfg", &TOMLI_PROFILE.replace("2.0.1", "2.0.1:whl"));
+    let out = build_offline(&store, "software.cfg");
+    let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
+    assert!(
+        manifest.contains("tomli 2.0.1 tomli-2.0.1-py3-none-any.whl sha256:"),
+        "{manifest}"
+    );
+    assert!(!manifest.contains("flit"), "{manifest}");
+}
+
+#[test]
+fn a_locked_artifact_list_is_installed_as_given_and_a_wrong_sha256_is_refused() {
+    if !crate::common::have("locked_artifacts", &["uv"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    add_fixtures(&store, &["six-1.16.0-py2.py3-none-any.whl"]);
+    let six = store
+        .root
+        .join("var/cache/sources/dists/six-1.16.0-py2.py3-none-any.whl");
+    let profile = |sha: &str| {
+        format!(
+            "[buildout]\nparts = tools\n[versions]\nsix = 1.16.0\n[tools]\nrecipe = zc.recipe.egg\n\
+             eggs = six\ninterpreter = py\negg-artifacts = six 1.16.0 \
+             six-1.16.0-py2.py3-none-any.whl sha256:{sha} {}\n",
+            six.display()
+        )
+    };
+    env.write("software.cfg", &profile(SIX_SHA256));
+    let out = build_offline(&store, "software.cfg");
+    let log = store.ok(&["log", "tools"]);
+    assert!(
+        !log.contains("resolve:"),
+        "a locked list is not resolved: {log}"
+    );
+    let text = run(
+        &format!("{out}/bin/py"),
+        &["-c", "import six; print(six.__version__)"],
+    );
+    assert_eq!(text.trim(), "1.16.0");
+
+    let wrong = "0".repeat(64);
+    env.write("software.cfg", &profile(&wrong));
+    let out = store.run(&["build", "--offline", "software.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("part `tools`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("has SHA-256 {SIX_SHA256}, not the {wrong}")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_custom_egg_built_against_a_store_library_refers_to_it_and_gc_keeps_it() {
+    if !crate::common::have("custom_store_library", &["uv", "cc"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write(
+        "greet-store-1.0/setup.py",
+        "from setuptools import setup, Extension\nsetup(name='greet-store', version='1.0', \
+         ext_modules=[Extension('greet_store', ['g.c'], libraries=['greet'])])\n",
+    );
+    env.write(
+        "greet-store-1.0/g.c",
+        "#include <Python.h>\n#include \"greeting.h\"\n\
+         static PyObject *hello(PyObject *s, PyObject *a) { return PyUnicode_FromString(greeting()); }\n\
+         static PyMethodDef m[] = {{\"hello\", hello, METH_NOARGS, 0}, {0}};\n\
+         static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"greet_store\", 0, -1, m};\n\
+         PyMODINIT_FUNC PyInit_greet_store(void) { return PyModule_Create(&d); }\n",
+    );
+    std::fs::create_dir(env.path().join("links")).expect("links");
+    let tar = Command::new("tar")
+        .args(["czf", "links/greet-store-1.0.tar.gz", "greet-store-1.0"])
+        .current_dir(env.path())
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    // the library, built into the store by another part
+    let profile = "[buildout]\nparts = greetlib ext\nfind-links = ${buildout:directory}/links\n\
+        [versions]\ngreet-store = 1.0\n\
+        [greetlib]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/include $out/lib\n  \
+        echo 'const char *greeting(void);' > $out/include/greeting.h\n  \
+        echo 'const char *greeting(void) { return \"hello from a store library\"; }' > l.c\n  \
+        cc -shared -fPIC -o $out/lib/libgreet.so l.c\n\
+        [ext]\nrecipe = zc.recipe.egg:custom\negg = greet-store\n\
+        include-dirs = ${greetlib:location}/include\nlibrary-dirs = ${greetlib:location}/lib\n\
+        rpath = ${greetlib:location}/lib\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    let out = store.run(&["build", "--offline", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: Value = serde_json::from_str(&out.stdout).expect("json");
+    let ext = json["parts"]["ext"].as_str().expect("ext");
+    let lib = json["parts"]["greetlib"]
+        .as_str()
+        .expect("greetlib")
+        .to_owned();
+    let manifest = std::fs::read_to_string(format!("{ext}/.slapstore-eggs")).expect("manifest");
+    let path = manifest
+        .lines()
+        .find(|l| l.starts_with("greet-store 1.0 "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{manifest}"))
+        .to_owned();
+    // its own store path, which refers to the library's
+    assert!(path.ends_with("-greet-store-1.0"), "{manifest}");
+    let info = store.ok(&["path-info", "--json", &path]);
+    assert!(info.contains(&lib), "{info}");
+    // gc keeps the library while the distribution is reached (here: pinned), and the
+    // extension finds it through its rpath
+    store.ok(&["pin", &path, "--name", "greet"]);
+    store.ok(&["software", "remove", "software.cfg"]);
+    store.ok(&["gc"]);
+    assert!(std::path::Path::new(&lib).exists(), "{:?}", store.entries());
+    assert!(!std::path::Path::new(ext).exists(), "{:?}", store.entries());
+    let code = format!(
+        "import sys; sys.path.insert(0, '{path}'); import greet_store; print(greet_store.hello())"
+    );
+    let text = run("/usr/bin/python3", &["-S", "-c", &code]);
+    assert_eq!(text.trim(), "hello from a store library");
+    store.ok(&["unpin", "greet"]);
+    store.ok(&["gc"]);
+    assert!(
+        !std::path::Path::new(&lib).exists(),
+        "{:?}",
+        store.entries()
+    );
 }

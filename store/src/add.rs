@@ -30,6 +30,17 @@ const SHARDS: usize = 64;
 /// Adds each of `sources` (files or directories) as a content-addressed store path; returns the
 /// store paths, in the order of `sources`.
 pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
+    add_with_references(store, sources, &Candidates::default())
+}
+
+/// [`add`], registering the paths among `candidates` that each source mentions as its
+/// references (an egg compiled against a store-built library refers to it). The name still
+/// covers the content only: the references are read off that content.
+pub fn add_with_references(
+    store: &Store,
+    sources: &[PathBuf],
+    candidates: &Candidates,
+) -> Result<Vec<StorePath>> {
     let batch = tempfile::Builder::new()
         .prefix("add-")
         .tempdir_in(store.root().join("var/tmp"))
@@ -79,7 +90,10 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
                     return Ok((path, None, info));
                 }
             }
-            let info = output::import(source, &copy)?;
+            let mut info = output::import(source, &copy)?;
+            if !candidates.is_empty() {
+                info.references = output::finish(&copy, candidates)?.references;
+            }
             Ok((store_path(&info), Some(copy), info))
         })
         .collect::<Result<_>>()?;
@@ -102,7 +116,9 @@ pub fn add(store: &Store, sources: &[PathBuf]) -> Result<Vec<StorePath>> {
             Err(_) if dest.exists() => {}
             Err(e) => return Err(e),
         }
-        registrations.push(registration(path, info, Vec::new()));
+        let mut references: Vec<String> = info.references.iter().map(|r| r.to_string()).collect();
+        references.sort();
+        registrations.push(registration(path, info, references));
     }
     fsync_dir(&store.store_dir())?;
     store.db().register(&registrations)?;

@@ -457,7 +457,9 @@ fn prepare<'a>(
         scratch.join("out")
     };
     let result = (|| {
-        let sandbox = if runs_commands(drv.recipe()) && sandbox {
+        // an egg build installs in the sandbox too, but fetches outside it (`recipes/egg.rs`)
+        let sandboxed = runs_commands(drv.recipe()) || drv.recipe() == Recipe::Egg;
+        let sandbox = if sandboxed && sandbox {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
             Some(crate::sandbox::Sandbox::new(
                 &scratch,
@@ -645,7 +647,7 @@ fn registration(p: &Prepared) -> Registration {
 }
 
 /// The paths an output may refer to: its own, and the closure of what its derivation refers to.
-fn candidates(store: &Store, drv: &Derivation) -> Result<Vec<StorePath>> {
+pub(crate) fn candidates(store: &Store, drv: &Derivation) -> Result<Vec<StorePath>> {
     let db = store.db();
     let mut seen: HashSet<String> = HashSet::new();
     let mut stack: Vec<String> = drv.inputs.references.iter().cloned().collect();

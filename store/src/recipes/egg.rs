@@ -1,17 +1,17 @@
-//! `egg` (`zc.recipe.egg`, `:scripts`, `:eggs`, `:custom`, `:develop`): installs the part's distributions at the pins of
-//! its versions section with the interpreter's own `pip` into a scratch directory, makes each
+//! `egg` (`zc.recipe.egg`, `:scripts`, `:eggs`, `:custom`, `:develop`): installs the part's
+//! distributions at the pins of its versions section into a scratch directory, makes each
 //! distribution a store path of its own, shared by every part that installs the same one
 //! (`egg_split.rs`), then writes the console scripts (and `interpreter`) into `<out>/bin`, their
 //! `sys.path` naming those paths so that reference scanning finds what they use. `:develop`
 //! installs a copy of its `setup` tree; `:custom` builds its egg from the sdist with the part's
 //! `build_ext` options as compiler flags.
 //!
-//! Downloads happen here only, never at plan time: online, `pip download` fetches the closure
-//! into a scratch directory whose files are then moved, under their own names, into the
-//! download cache's `dists/` directory (atomically: a temporary name, then a rename); the install
-//! itself is always `pip install --no-index --find-links <cache>/dists`, so a build with
-//! `--offline` works from what the cache holds. Nothing of the host's site-packages enters:
-//! `--target` installs the whole closure, and the scripts run with `python -S`.
+//! The installer is uv (`egg_uv.rs`: it resolves and fetches outside the sandbox, installs
+//! inside it); without uv, pip, here: online, `pip download` fetches the closure outside the
+//! sandbox into the download cache's `dists/` (atomically: a temporary name, then a rename),
+//! then `pip install --no-index --find-links <cache>/dists` installs in the sandbox, so a build
+//! with `--offline` works from what the cache holds. Nothing of the host's site-packages
+//! enters: `--target` installs the whole closure, and the scripts run with `python -S`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -84,16 +84,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     fs::create_dir_all(&dists).map_err(|e| io_error(&dists, e))?;
     let mut env = environment(ctx)?;
     env.insert("PYTHONNOUSERSITE".into(), "1".into());
-    env.insert("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into());
-    env.insert("PIP_NO_INPUT".into(), "1".into());
-    env.insert(
-        "PIP_CACHE_DIR".into(),
-        ctx.scratch.join("pip-cache").display().to_string(),
-    );
     if custom {
         build_ext_flags(ctx, &mut env);
     }
-
     let mut links = vec![dists.display().to_string()];
     let mut remote_links = Vec::new();
     for link in ctx.option("find-links").unwrap_or("").split_whitespace() {
@@ -104,21 +97,149 @@ pub fn build(ctx: &mut Context) -> Result<()> {
             remote_links.push(link.to_owned());
         }
     }
-    let binary = if pins.wheels.is_empty() {
+    let work = ctx.scratch.join("work");
+    fs::create_dir_all(&work).map_err(|e| io_error(&work, e))?;
+    let request = Request {
+        python: python.clone(),
+        eggs: eggs.clone(),
+        pins,
+        develop,
+        custom,
+        req_file,
+        con_file,
+        links,
+        remote_links,
+        index: ctx.option("index").map(|i| i.trim().to_owned()),
+        env,
+        work,
+    };
+    let target = ctx.scratch.join("target");
+    let installer = super::egg_uv::find(ctx, &python)?;
+    let mut installed = match installer {
+        super::egg_uv::Installer::Uv(uv) => super::egg_uv::install(ctx, &uv, &request, &target),
+        super::egg_uv::Installer::Pip(why) => {
+            ctx.note(&format!("installing with pip: {why}"))?;
+            install_with_pip(ctx, &request, &target)
+        }
+    }
+    .map_err(|e| match e {
+        // offline, a failed resolution or install may be a pin no file in the cache offers
+        StoreError::BuildFailed { .. } if ctx.fetcher.is_offline() => {
+            missing_pin(ctx, &request).unwrap_or(e)
+        }
+        e => e,
+    })?;
+    // the installer's own scripts (`bin`) know nothing of the part's paths: the part's are
+    // made below
+    let pip_bin = target.join("bin");
+    if pip_bin.is_dir() {
+        fs::remove_dir_all(&pip_bin).map_err(|e| io_error(&pip_bin, e))?;
+    }
+    check_picked(ctx, &request.pins, &installed, allow_picked, show_picked)?;
+    let paths = super::egg_split::share(ctx, &target, &mut installed)?;
+    fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
+    write_manifest(ctx, &installed)?;
+    if entry == "scripts" {
+        scripts(ctx, &python, &paths, &eggs, &installed)?;
+    }
+    Ok(())
+}
+
+/// What an egg build installs, and how, for either installer.
+pub(super) struct Request {
+    pub python: String,
+    /// The requirements (`eggs` lines; a `:develop` tree's path).
+    pub eggs: Vec<String>,
+    pub pins: Pins,
+    pub develop: bool,
+    pub custom: bool,
+    /// `eggs` as a requirements file, the pins as a constraints file.
+    pub req_file: PathBuf,
+    pub con_file: PathBuf,
+    /// The cache's `dists/`, then the local `find-links` directories.
+    pub links: Vec<String>,
+    pub remote_links: Vec<String>,
+    pub index: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// The commands' working directory.
+    pub work: PathBuf,
+}
+
+/// Runs `script` outside the build's sandbox (a fetch: the sandbox has no network).
+pub(super) fn outside(
+    ctx: &mut Context,
+    what: &str,
+    script: &str,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<()> {
+    let sandbox = ctx.sandbox.take();
+    let result = ctx.shell(what, script, dir, env);
+    ctx.sandbox = sandbox;
+    result
+}
+
+/// Sets up the sandbox the install runs in, showing it `inputs` read-only (nothing when builds
+/// are not sandboxed).
+pub(super) fn sandbox_with(ctx: &mut Context, inputs: &[PathBuf]) -> Result<()> {
+    if ctx.sandbox.is_none() {
+        return Ok(());
+    }
+    let Some(scratch) = ctx.scratch.parent() else {
+        return Ok(());
+    };
+    // `:custom`'s directories: in SlapOS store paths, which the sandbox shows, but not always
+    let mut inputs = inputs.to_vec();
+    for key in ["include-dirs", "library-dirs"] {
+        for dir in ctx.option(key).unwrap_or("").split(':').map(str::trim) {
+            if dir.starts_with('/') {
+                inputs.push(PathBuf::from(dir));
+            }
+        }
+    }
+    // what is under the host's system directories the sandbox shows already
+    let system = ["/usr/", "/bin/", "/sbin/", "/lib", "/etc/"];
+    let mut all: Vec<&Path> = inputs
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|p| !system.iter().any(|s| p.to_string_lossy().starts_with(s)))
+        .collect();
+    all.extend(ctx.drv.build.files.values().map(PathBuf::as_path));
+    ctx.sandbox = Some(crate::sandbox::Sandbox::new(
+        scratch,
+        &ctx.store.store_dir(),
+        &ctx.store_out,
+        &ctx.out,
+        all,
+    )?);
+    Ok(())
+}
+
+/// The fallback: `pip download` (online, outside the sandbox) into `dists/`, then
+/// `pip install --no-index --target` from there, in the sandbox.
+fn install_with_pip(ctx: &mut Context, req: &Request, target: &Path) -> Result<Vec<Installed>> {
+    let mut env = req.env.clone();
+    env.insert("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into());
+    env.insert("PIP_NO_INPUT".into(), "1".into());
+    env.insert(
+        "PIP_CACHE_DIR".into(),
+        ctx.scratch.join("pip-cache").display().to_string(),
+    );
+    let binary = if req.pins.wheels.is_empty() {
         String::new()
     } else {
-        let names: Vec<&str> = pins.wheels.iter().map(String::as_str).collect();
+        let names: Vec<&str> = req.pins.wheels.iter().map(String::as_str).collect();
         format!(" --only-binary {}", shell_quote(&names.join(",")))
     };
-    let py = shell_quote(&python);
+    let py = shell_quote(&req.python);
     // a local tree is built with the interpreter's own setuptools: offline, no build
     // dependency can be fetched into an isolated build environment
-    let binary = match (develop, custom) {
+    let binary = match (req.develop, req.custom) {
         (true, _) => format!("{binary} --no-build-isolation --use-pep517"),
         // from the sdist, compiled here with the part's build options
         (_, true) => format!(
             "{binary} --no-build-isolation --use-pep517 --no-binary {}",
-            shell_quote(project_name(&eggs[0]))
+            shell_quote(project_name(&req.eggs[0]))
         ),
         _ => binary,
     };
@@ -127,53 +248,36 @@ pub fn build(ctx: &mut Context) -> Result<()> {
             .map(|l| format!(" --find-links {}", shell_quote(l)))
             .collect::<String>()
     };
-    let work = ctx.scratch.join("work");
-    fs::create_dir_all(&work).map_err(|e| io_error(&work, e))?;
+    let con = shell_quote(&req.con_file.display().to_string());
+    let reqs = shell_quote(&req.req_file.display().to_string());
     if !ctx.fetcher.is_offline() {
         let download = ctx.scratch.join("download");
-        let index = match ctx.option("index") {
-            Some(i) => format!(" --index-url {}", shell_quote(i.trim())),
+        let index = match &req.index {
+            Some(i) => format!(" --index-url {}", shell_quote(i)),
             None => String::new(),
         };
         let script = format!(
-            "{py} -s -m pip download --isolated --dest {}{index}{}{}{binary} -c {} -r {}",
+            "{py} -s -m pip download --isolated --dest {}{index}{}{}{binary} -c {con} -r {reqs}",
             shell_quote(&download.display().to_string()),
-            quoted(&links),
-            quoted(&remote_links),
-            shell_quote(&con_file.display().to_string()),
-            shell_quote(&req_file.display().to_string()),
+            quoted(&req.links),
+            quoted(&req.remote_links),
         );
-        ctx.shell("download", &script, &work, &env)?;
+        outside(ctx, "download", &script, &req.work, &env)?;
+        let dists = PathBuf::from(&req.links[0]);
         keep_downloads(ctx, &download, &dists)?;
     }
-    let target = ctx.scratch.join("target");
     let report = ctx.scratch.join("report.json");
     let script = format!(
         "{py} -s -m pip install --isolated --no-index --no-compile --target {} --report {}{}{binary} \
-         -c {} -r {}",
+         -c {con} -r {reqs}",
         shell_quote(&target.display().to_string()),
         shell_quote(&report.display().to_string()),
-        quoted(&links),
-        shell_quote(&con_file.display().to_string()),
-        shell_quote(&req_file.display().to_string()),
+        quoted(&req.links),
     );
-    if let Err(e) = ctx.shell("install", &script, &work, &env) {
-        return Err(missing_pin(ctx, &eggs, &pins, &links).unwrap_or(e));
-    }
-    // pip's own scripts (`bin`) know nothing of the part's paths: the part's are made below
-    let pip_bin = target.join("bin");
-    if pip_bin.is_dir() {
-        fs::remove_dir_all(&pip_bin).map_err(|e| io_error(&pip_bin, e))?;
-    }
-    let mut installed = read_report(ctx, &report)?;
-    check_picked(ctx, &pins, &installed, allow_picked, show_picked)?;
-    let paths = super::egg_split::share(ctx, &target, &mut installed)?;
-    fs::create_dir_all(&ctx.out).map_err(|e| io_error(&ctx.out, e))?;
-    write_manifest(ctx, &installed)?;
-    if entry == "scripts" {
-        scripts(ctx, &python, &paths, &eggs, &installed)?;
-    }
-    Ok(())
+    let inputs: Vec<PathBuf> = req.links.iter().map(PathBuf::from).collect();
+    sandbox_with(ctx, &inputs)?;
+    ctx.shell("install", &script, &req.work, &env)?;
+    read_report(ctx, &report)
 }
 
 /// `:custom`'s build options as the compiler's flags, which setuptools' `build_ext` adds to its
@@ -233,9 +337,9 @@ fn develop_tree(ctx: &mut Context) -> Result<PathBuf> {
 
 /// The `[versions]` pins, by normalised name: the version (a `:whl` suffix removed) and which
 /// ones must be installed from a wheel.
-struct Pins {
-    pins: BTreeMap<String, (String, String)>,
-    wheels: BTreeSet<String>,
+pub(super) struct Pins {
+    pub pins: BTreeMap<String, (String, String)>,
+    pub wheels: BTreeSet<String>,
 }
 
 impl Pins {
@@ -294,7 +398,7 @@ pub(super) fn normalise(name: &str) -> String {
 }
 
 /// The project name of a requirement (`Foo[bar] >= 1` → `Foo`).
-fn project_name(req: &str) -> &str {
+pub(super) fn project_name(req: &str) -> &str {
     let end = req
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .unwrap_or(req.len());
@@ -349,12 +453,8 @@ pub fn keep_distribution(dists: &Path, file: &Path) -> std::io::Result<bool> {
 /// After a failed install, the first requested egg whose pin no file of `links` (the cache's
 /// `dists/` and the local `find-links`) offers, as an error naming the egg and its pin: pip's
 /// own message is only in the log.
-fn missing_pin(
-    ctx: &Context,
-    eggs: &[String],
-    pins: &Pins,
-    links: &[String],
-) -> Option<StoreError> {
+fn missing_pin(ctx: &Context, req: &Request) -> Option<StoreError> {
+    let (eggs, pins, links) = (&req.eggs, &req.pins, &req.links);
     let mut files = Vec::new();
     for dir in links {
         if let Ok(entries) = fs::read_dir(dir) {
@@ -417,10 +517,12 @@ fn split_file_name(file: &str) -> (&str, &str) {
 pub(super) struct Installed {
     pub name: String,
     pub version: String,
-    url: String,
-    sha256: Option<String>,
+    pub url: String,
+    pub sha256: Option<String>,
     /// Its store path, once shared; `None` while in the part's own `lib`.
     pub path: Option<PathBuf>,
+    /// A build dependency of an sdist, not installed.
+    pub build_only: bool,
 }
 
 fn read_report(ctx: &Context, report: &Path) -> Result<Vec<Installed>> {
@@ -458,6 +560,7 @@ fn read_report(ctx: &Context, report: &Path) -> Result<Vec<Installed>> {
             url,
             sha256,
             path: None,
+            build_only: false,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -475,7 +578,7 @@ fn check_picked(
 ) -> Result<()> {
     let picked: Vec<&Installed> = installed
         .iter()
-        .filter(|i| !pins.pins.contains_key(&normalise(&i.name)))
+        .filter(|i| !i.build_only && !pins.pins.contains_key(&normalise(&i.name)))
         .collect();
     if let (false, Some(first)) = (allow, picked.first()) {
         return Err(StoreError::Recipe {
@@ -503,10 +606,11 @@ fn write_manifest(ctx: &Context, installed: &[Installed]) -> Result<()> {
     for i in installed {
         let file = i.url.rsplit('/').next().unwrap_or_default();
         let sha = i.sha256.as_deref().unwrap_or("-");
-        let path = i
-            .path
-            .as_deref()
-            .map_or("lib".into(), |p| p.display().to_string());
+        let path = match (&i.path, i.build_only) {
+            (_, true) => "build".into(),
+            (Some(p), _) => p.display().to_string(),
+            (None, _) => "lib".into(),
+        };
         writeln!(
             text,
             "{} {} {} sha256:{sha} {path}",
@@ -529,12 +633,22 @@ fn scripts(
 ) -> Result<()> {
     let dependent = ctx.option("dependent-scripts").map(str::trim) == Some("true");
     let wanted: BTreeSet<String> = if dependent {
-        installed.iter().map(|i| normalise(&i.name)).collect()
+        installed
+            .iter()
+            .filter(|i| !i.build_only)
+            .map(|i| normalise(&i.name))
+            .collect()
     } else {
         eggs.iter().map(|e| normalise(project_name(e))).collect()
     };
     let mut entry_points: BTreeMap<String, String> = BTreeMap::new();
     for dir in paths {
+        // the part's own `lib` is still where the builder writes it
+        let dir = match dir.strip_prefix(&ctx.store_out) {
+            Ok(rest) => ctx.out.join(rest),
+            Err(_) => dir.clone(),
+        };
+        let dir = &dir;
         for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
             let entry = entry.map_err(|e| io_error(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();

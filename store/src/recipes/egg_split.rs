@@ -6,13 +6,15 @@
 //! refers to it.
 //!
 //! Invariants:
-//! - a shared tree holds only what pip wrote for that distribution, minus `REQUESTED` and
-//!   `direct_url.json` (which say who asked for it and from where, not what it is): the same
-//!   wheel gives the same content, hence the same path;
+//! - a shared tree holds only what the installer wrote for that distribution, minus
+//!   `REQUESTED`, `direct_url.json` and uv's `uv_cache.json` (which say who asked for it, from
+//!   where and when, not what it is): the same wheel installed by the same installer gives the
+//!   same content, hence the same path;
 //! - a distribution whose files mention the store directory (compiled against a store-built
-//!   library, say) is not shared: its references would be lost by a content-addressed add, so
-//!   it stays in the part's own `<out>/lib`, scanned with the part's output; so does any file
-//!   no `RECORD` claims;
+//!   library, say) is a path of its own too, added with the references found by scanning it
+//!   for the part's inputs' closure ([`crate::add::add_with_references`]): gc keeps the library
+//!   while the distribution lives; any file no `RECORD` claims stays in the part's own
+//!   `<out>/lib`, scanned with the part's output;
 //! - the added paths are temporary roots of this process from before they are checked until it
 //!   exits (`add`), and candidates of the part's reference scan ([`Context::added`]): the part's
 //!   scripts and `.slapstore-eggs` name them, so it refers to them once registered.
@@ -36,7 +38,7 @@ pub(super) fn share(
     let store_dir = ctx.store.store_dir().display().to_string();
     let mut trees = Vec::new();
     let mut owners = Vec::new();
-    for (i, dist) in installed.iter().enumerate() {
+    for (i, dist) in installed.iter().enumerate().filter(|(_, d)| !d.build_only) {
         let Some(info) = dist_info(target, &dist.name, &dist.version)? else {
             continue;
         };
@@ -49,9 +51,11 @@ pub(super) fn share(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // who asked for it, and from where (a `:develop` tree's scratch copy): not what it is
+        // (uv's `uv_cache.json` holds the time it was cached)
         let dropped = [
             format!("{info_name}/REQUESTED"),
             format!("{info_name}/direct_url.json"),
+            format!("{info_name}/uv_cache.json"),
         ];
         let files: Vec<String> = record
             .lines()
@@ -59,15 +63,14 @@ pub(super) fn share(
             .filter(|p| !p.starts_with('/') && !p.split('/').any(|c| c == ".."))
             .filter(|p| target.join(p).is_file())
             .collect();
-        if files
+        let referring = files
             .iter()
-            .any(|f| mentions(&target.join(f), store_dir.as_bytes()))
-        {
+            .any(|f| mentions(&target.join(f), store_dir.as_bytes()));
+        if referring {
             ctx.note(&format!(
-                "`{}` mentions the store: kept in the part's own `lib`",
+                "`{}` mentions the store: its references are registered",
                 dist.name
             ))?;
-            continue;
         }
         let tree = split.join(format!("{}-{}", dist.name, dist.version));
         for file in &files {
@@ -89,10 +92,40 @@ pub(super) fn share(
             .collect();
         let record_to = tree.join(&info_name).join("RECORD");
         fs::write(&record_to, kept).map_err(|e| io_error(&record_to, e))?;
-        trees.push(tree);
+        trees.push((tree, referring));
         owners.push(i);
     }
-    let added = crate::add::add(ctx.store, &trees)?;
+    // uv's lock of the target directory
+    let lock = target.join(".lock");
+    if lock.is_file() {
+        fs::remove_file(&lock).map_err(|e| io_error(&lock, e))?;
+    }
+    // two batches: the plain ones, and those scanned for the part's inputs (its closure but
+    // the part itself, which a distribution cannot refer to)
+    let (referring, plain): (Vec<_>, Vec<_>) =
+        trees.into_iter().zip(owners).partition(|((_, r), _)| *r);
+    let mut added = crate::add::add(
+        ctx.store,
+        &plain
+            .iter()
+            .map(|((t, _), _)| t.clone())
+            .collect::<Vec<_>>(),
+    )?;
+    let mut owners: Vec<usize> = plain.iter().map(|(_, i)| *i).collect();
+    if !referring.is_empty() {
+        let candidates = crate::build::candidates(ctx.store, ctx.drv)?
+            .into_iter()
+            .filter(|p| *p != ctx.drv.path);
+        added.extend(crate::add::add_with_references(
+            ctx.store,
+            &referring
+                .iter()
+                .map(|((t, _), _)| t.clone())
+                .collect::<Vec<_>>(),
+            &crate::references::Candidates::new(candidates),
+        )?);
+        owners.extend(referring.iter().map(|(_, i)| *i));
+    }
     let mut paths = Vec::new();
     for (path, &i) in added.iter().zip(&owners) {
         let full = ctx.store.path_of(path);

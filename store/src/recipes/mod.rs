@@ -9,7 +9,9 @@
 mod cmmi;
 mod download;
 mod egg;
+mod egg_artifacts;
 mod egg_split;
+mod egg_uv;
 mod generation;
 mod gitclone;
 mod pyhost;
@@ -19,6 +21,8 @@ mod shell;
 mod template;
 
 pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
+pub use egg_artifacts::Artifact as EggArtifact;
+pub use egg_uv::UV_VERSION;
 pub use gitclone::branch_commit;
 pub use template::render_jinja2;
 

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# eggs.sh — side-by-side benchmark of egg installs: zc.buildout 3.0.1 (the oracle's venv,
+# ../shared/oracle/setup.sh) against slapstore, on one set of distributions pinned as
+# software/helloworld's `[versions]` (stack/slapos.cfg) pins them, `:whl` suffixes included.
+# Not part of the test suite; needs the package index (PyPI).
+#
+#   bash bench/eggs.sh                  # a few minutes on a 2-vCPU VM
+#   REPS=3 bash bench/eggs.sh
+#
+# Each tool installs the set into a fresh directory (buildout: its own eggs-directory and
+# download-cache; slapstore: a fresh --root), three ways, alternated tool by tool:
+#   cold   nothing cached: everything resolved and fetched from the index
+#   cache  a fresh install with the download cache of a cold run kept (buildout's
+#          download-cache; slapstore's <root>/var/cache, copied), eggs/store empty
+#   noop   the same command again in the same directory
+# Medians over REPS, and the ratios buildout/slapstore.
+#
+# Knobs (env): BENCH_DIR=/tmp/slapstore-bench-eggs REPS=1 KEEP=0
+#   ORACLE=/tmp/slapstore-oracle/venv-3.0.1 (made by ../shared/oracle/setup.sh if missing)
+#   SLAPSTORE=<binary> (default: `cargo build --release`, then target/release/slapstore)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/slapstore-bench-eggs}
+REPS=${REPS:-1}
+ORACLE=${ORACLE:-/tmp/slapstore-oracle/venv-3.0.1}
+if [ -z "${SLAPSTORE:-}" ]; then
+    (cd "$here" && cargo build --release -q)
+    SLAPSTORE=$here/target/release/slapstore
+fi
+if [ ! -x "$ORACLE/bin/buildout" ]; then
+    ONLY=3.0.1 bash "$here/../shared/oracle/setup.sh" >/dev/null
+fi
+rm -rf "$BENCH_DIR"
+mkdir -p "$BENCH_DIR"
+
+# the set: helloworld's pins of these distributions (`name = version[:whl]`)
+PINS='Jinja2 = 3.1.6:whl
+MarkupSafe = 2.1.3
+requests = 2.32.5
+certifi = 2025.11.12
+idna = 3.11:whl
+urllib3 = 2.6.3:whl
+charset-normalizer = 3.4.4
+Flask = 3.0.0:whl
+Werkzeug = 3.1.3:whl
+itsdangerous = 2.1.2
+click = 8.1.3
+blinker = 1.6.3:whl
+psutil = 7.1.3
+PyYAML = 6.0.3
+zope.interface = 7.2
+supervisor = 4.3.0
+six = 1.17.0
+python-dateutil = 2.9.0.post0:whl
+meld3 = 1.0.2
+netaddr = 1.3.0
+attrs = 25.4.0:whl
+distro = 1.7.0
+uritemplate = 4.1.1
+pycparser = 2.23
+setuptools = 67.8.0'
+EGGS=$(printf '%s\n' "$PINS" | sed -n 's/ = .*//p' | grep -v '^setuptools$' | sed 's/^/  /')
+
+# zc.buildout 3.0.1 knows no `:whl`: the same pins without it
+buildout_cfg() {  # DIR
+    mkdir -p "$1"
+    cat >"$1/buildout.cfg" <<EOF
+[buildout]
+parts = eggs
+newest = false
+eggs-directory = $1/eggs
+download-cache = $1/download-cache
+develop-eggs-directory = $1/develop-eggs
+bin-directory = $1/bin
+parts-directory = $1/parts
+versions = versions
+[versions]
+$(printf '%s\n' "$PINS" | sed 's/:whl$//')
+zc.buildout = 3.0.1
+zc.recipe.egg = 2.0.7
+[eggs]
+recipe = zc.recipe.egg
+eggs =
+$EGGS
+EOF
+}
+
+slapstore_cfg() {  # DIR
+    mkdir -p "$1"
+    cat >"$1/software.cfg" <<EOF
+[buildout]
+parts = eggs
+[versions]
+$PINS
+[eggs]
+recipe = zc.recipe.egg
+eggs =
+$EGGS
+EOF
+}
+
+now() { date +%s.%N; }
+declare -A times
+run_timed() {  # KEY COMMAND...: appends the seconds it took to times[KEY]
+    local key=$1; shift
+    sync
+    local t0 t1
+    t0=$(now)
+    if ! "$@" >"$BENCH_DIR/last.log" 2>&1; then
+        echo "FAILED: $*" >&2
+        tail -30 "$BENCH_DIR/last.log" >&2
+        exit 1
+    fi
+    t1=$(now)
+    times[$key]="${times[$key]:-} $(echo "$t1 - $t0" | bc)"
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+for rep in $(seq "$REPS"); do
+    b=$BENCH_DIR/buildout-$rep
+    s=$BENCH_DIR/slapstore-$rep
+    buildout_cfg "$b/cold"
+    run_timed buildout-cold "$ORACLE/bin/buildout" -c "$b/cold/buildout.cfg"
+    slapstore_cfg "$s/cold"
+    run_timed slapstore-cold "$SLAPSTORE" --root "$s/cold/root" build "$s/cold/software.cfg"
+    # a fresh install, the download cache of the cold run kept
+    buildout_cfg "$b/cache"
+    cp -a "$b/cold/download-cache" "$b/cache/download-cache"
+    run_timed buildout-cache "$ORACLE/bin/buildout" -c "$b/cache/buildout.cfg"
+    slapstore_cfg "$s/cache"
+    mkdir -p "$s/cache/root/var"
+    cp -a "$s/cold/root/var/cache" "$s/cache/root/var/cache"
+    run_timed slapstore-cache "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+    run_timed buildout-noop "$ORACLE/bin/buildout" -c "$b/cache/buildout.cfg"
+    run_timed slapstore-noop "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+done
+
+n=$(printf '%s\n' "$EGGS" | wc -l)
+installed=$(find "$BENCH_DIR"/slapstore-1/cold/root/store -maxdepth 1 -name '*-*' | wc -l)
+echo "egg installs: $n requested distributions (their closure: $installed store paths), REPS=$REPS"
+printf '%-8s %12s %12s %8s\n' case buildout slapstore ratio
+for case in cold cache noop; do
+    bt=$(echo "${times[buildout-$case]}" | median)
+    st=$(echo "${times[slapstore-$case]}" | median)
+    printf '%-8s %11.3fs %11.3fs %7.1fx\n' "$case" "$bt" "$st" "$(echo "$bt / $st" | bc -l)"
+done
+[ "${KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"
