@@ -13,6 +13,7 @@ mod faults;
 mod gc;
 mod gitclone;
 mod instance;
+mod isolation;
 mod releases;
 mod safety;
 mod sandbox;
