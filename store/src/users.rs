@@ -86,7 +86,11 @@ impl UserPool {
     /// User `i`, created (with its group) if missing; the caller holds the `users` lock.
     fn ensure(&self, i: u32) -> Result<User> {
         let name = self.name(i);
+        if let Some(user) = known(&name) {
+            return Ok(user);
+        }
         if let Some(user) = lookup(&name)? {
+            remember(&user);
             return Ok(user);
         }
         let id = (self.first_uid + i).to_string();
@@ -120,12 +124,30 @@ impl UserPool {
             Ok(Some(_)) => Ok(()),
             _ => Err(e),
         })?;
-        lookup(&name)?.ok_or_else(|| {
+        let user = lookup(&name)?.ok_or_else(|| {
             StoreError::Users(format!(
                 "`useradd {name}` succeeded but no user `{name}` can be found"
             ))
-        })
+        })?;
+        remember(&user);
+        Ok(user)
     }
+}
+
+/// The pool users this process has found or made: a build looks its user up once per run, not
+/// once per build (a lookup reads `/etc/passwd` through NSS).
+static KNOWN: std::sync::Mutex<Vec<User>> = std::sync::Mutex::new(Vec::new());
+
+fn known(name: &str) -> Option<User> {
+    let list = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    list.iter().find(|u| u.name == name).cloned()
+}
+
+fn remember(user: &User) {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(user.clone());
 }
 
 /// The user `name` of the system, if there is one.
@@ -282,9 +304,12 @@ pub fn build_user(store: &Store, pool: &UserPool) -> Result<BuildUser> {
             let Some(lock) = store.try_lock(&format!("build-user-{}", pool.name(i)))? else {
                 continue;
             };
-            let user = {
-                let _users = store.lock("users")?;
-                pool.ensure(i)?
+            let user = match known(&pool.name(i)) {
+                Some(user) => user,
+                None => {
+                    let _users = store.lock("users")?;
+                    pool.ensure(i)?
+                }
             };
             return Ok(BuildUser { user, _lock: lock });
         }
