@@ -699,7 +699,7 @@ fn an_interrupted_build_kills_its_commands_and_leaves_nothing() {
             .collect();
         assert_eq!(scratch.len(), 1, "{scratch:?}");
         let pgid =
-            std::fs::read_to_string(scratch[0].join("build/process-group")).expect("process-group");
+            std::fs::read_to_string(scratch[0].join("process-group")).expect("process-group");
         let pgid = pgid.trim();
         // `echo` has run; the shell may not have started `sleep` yet
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -210,7 +210,7 @@ fn an_output_is_in_the_store_only_once_complete_even_after_sigkill() {
         .to_string_lossy()
         .into_owned();
     assert!(!store.root.join("store").join(&name).exists());
-    let pgid = std::fs::read_to_string(scratch.join("build/process-group")).expect("pgid");
+    let pgid = std::fs::read_to_string(scratch.join("process-group")).expect("pgid");
     let pgid = pgid.trim().to_owned();
     assert!(live_in_group(&pgid) > 0);
     child.kill().expect("SIGKILL");

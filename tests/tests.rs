@@ -14,6 +14,7 @@ mod faults;
 mod gc;
 mod gitclone;
 mod instance;
+mod isolation;
 mod lock;
 mod master;
 mod node;

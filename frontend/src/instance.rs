@@ -77,6 +77,8 @@ pub struct Context<'a> {
     /// `--frozen`: a profile given as software must have a lock file that pins all its
     /// unpinned inputs, and nothing else.
     pub frozen: bool,
+    /// The pool instances take their users from (`[instance-users]`), if any.
+    pub users: Option<slapstore_store::users::UserPool>,
     pub observer: &'a dyn Observer,
     /// The computer this root is, as the local master knows it (`master.rs`).
     pub computer: Computer,
@@ -1090,10 +1092,12 @@ impl Context<'_> {
         let output = self.store.path_of(&path);
         let partition = self.partition(name);
         let layout = self.layout(&current.path)?;
-        if partition::mismatches(&partition, &output, &layout).is_empty() {
+        let owner =
+            slapstore_store::users::instance_user(self.store, name.as_str(), self.users.as_ref())?;
+        if partition::mismatches(&partition, &output, &layout, owner.as_ref()).is_empty() {
             return Ok(false);
         }
-        partition::switch(&partition, &output, &layout)?;
+        partition::switch(&partition, &output, &layout, owner.as_ref())?;
         Ok(true)
     }
 

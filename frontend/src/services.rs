@@ -5,7 +5,8 @@
 //! only the programs whose entry changed. An instance is started when its program file
 //! `programs/<instance>.conf` exists; stopping it removes the file. Each entry carries a hash of
 //! its wrapper's content, so that after an upgrade or a rollback exactly the services whose
-//! wrapper changed are restarted. supervisord and supervisorctl are run with arguments, never
+//! wrapper changed are restarted. An instance with its own user (`slapstore_store::users`) has
+//! its programs run as that user (`user=`; supervisord runs as root). supervisord and supervisorctl are run with arguments, never
 //! through a shell; a path in an entry is limited to characters that need no quoting there.
 
 use std::path::{Path, PathBuf};
@@ -64,11 +65,16 @@ impl Supervisor {
         self.program_file(instance).is_file()
     }
 
-    /// Configures the instance's services and starts supervisord if needed; programs added or
-    /// changed are (re)started, the others left running.
-    pub fn start(&self, instance: &str, partition: &Path) -> Result<Vec<Service>> {
+    /// Configures the instance's services (run as `user`, when it has one) and starts
+    /// supervisord if needed; programs added or changed are (re)started, the others left running.
+    pub fn start(
+        &self,
+        instance: &str,
+        partition: &Path,
+        user: Option<&str>,
+    ) -> Result<Vec<Service>> {
         let services = services(instance, partition)?;
-        self.write_programs(instance, &services)?;
+        self.write_programs(instance, &services, user)?;
         self.ensure_running()?;
         self.ctl(&["update"])?;
         Ok(services)
@@ -76,11 +82,11 @@ impl Supervisor {
 
     /// Rewrites the entries of a started instance after its partition switched generation:
     /// supervisord restarts the services whose wrapper changed and stops the removed ones.
-    pub fn refresh(&self, instance: &str, partition: &Path) -> Result<()> {
+    pub fn refresh(&self, instance: &str, partition: &Path, user: Option<&str>) -> Result<()> {
         if !self.is_started(instance) {
             return Ok(());
         }
-        self.start(instance, partition).map(|_| ())
+        self.start(instance, partition, user).map(|_| ())
     }
 
     /// Stops the instance's services and forgets them; supervisord shuts down when it runs no
@@ -107,8 +113,13 @@ impl Supervisor {
     }
 
     /// Restarts the instance's services (starting the instance if it was stopped).
-    pub fn restart(&self, instance: &str, partition: &Path) -> Result<Vec<Service>> {
-        let services = self.start(instance, partition)?;
+    pub fn restart(
+        &self,
+        instance: &str,
+        partition: &Path,
+        user: Option<&str>,
+    ) -> Result<Vec<Service>> {
+        let services = self.start(instance, partition, user)?;
         if !services.is_empty() {
             let mut args = vec!["restart".to_owned()];
             args.extend(services.iter().map(|s| s.program.clone()));
@@ -157,9 +168,23 @@ impl Supervisor {
             .collect())
     }
 
-    fn write_programs(&self, instance: &str, services: &[Service]) -> Result<()> {
+    fn write_programs(
+        &self,
+        instance: &str,
+        services: &[Service],
+        user: Option<&str>,
+    ) -> Result<()> {
         self.write_config()?;
         let mut text = format!("; services of instance {instance}, written by slapstore\n");
+        let user = match user {
+            Some(u) if is_plain(u) => format!("user={u}\n"),
+            Some(u) => {
+                return Err(format!(
+                    "instance `{instance}`: the user `{u}` needs quoting"
+                ))
+            }
+            None => String::new(),
+        };
         for s in services {
             let content = std::fs::read(&s.wrapper)
                 .map_err(|e| format!("cannot read `{}`: {e}", s.wrapper.display()))?;
@@ -173,7 +198,7 @@ impl Supervisor {
                 "\n[program:{program}]\ncommand={command}\ndirectory={directory}\n\
                  autostart=true\nautorestart={restart}\nstartsecs={startsecs}\n\
                  stopasgroup=true\nkillasgroup=true\nredirect_stderr=true\n\
-                 stdout_logfile={log}\nenvironment=SLAPSTORE_WRAPPER_HASH=\"{hash}\"\n",
+                 stdout_logfile={log}\nenvironment=SLAPSTORE_WRAPPER_HASH=\"{hash}\"\n{user}",
                 program = s.program,
                 command = plain(&s.wrapper)?,
                 directory = plain(directory)?,

@@ -139,7 +139,7 @@ pub fn collect(
         let path = if let Some(scratch) = name.strip_prefix("var/tmp/") {
             let dir = store.root().join("var/tmp").join(scratch);
             // the commands a killed build left running
-            slapstore_store::recipes::kill_leftover(&dir.join("build"));
+            slapstore_store::recipes::kill_leftover(&dir);
             dir
         } else {
             store.store_dir().join(name)

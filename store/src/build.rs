@@ -49,6 +49,8 @@ pub struct BuildOptions {
     pub download_deadline: std::time::Duration,
     /// Run build commands in the build sandbox (`crate::sandbox`).
     pub sandbox: bool,
+    /// Run sandboxed build commands as users of this pool (`crate::users`); root only.
+    pub build_users: Option<crate::users::UserPool>,
 }
 
 /// Whether builds are sandboxed unless told otherwise: yes, but for `SLAPSTORE_SANDBOX=0`
@@ -70,6 +72,7 @@ impl Default for BuildOptions {
             substituter: None,
             download_deadline: crate::fetch::DOWNLOAD_DEADLINE,
             sandbox: sandbox_by_default(),
+            build_users: None,
         }
     }
 }
@@ -161,19 +164,12 @@ pub fn build(
                         s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                let result = match prepare(
-                    store,
-                    &drvs[i],
-                    &fetcher,
-                    observer,
-                    false,
-                    options.substituter.as_ref(),
-                    options.sandbox,
-                ) {
-                    Ok(Some(p)) => publish(store, vec![p], observer).map(|()| true),
-                    Ok(None) => Ok(false),
-                    Err(e) => Err(e),
-                };
+                let result =
+                    match prepare(store, &drvs[i], &fetcher, observer, false, How::of(options)) {
+                        Ok(Some(p)) => publish(store, vec![p], observer).map(|()| true),
+                        Ok(None) => Ok(false),
+                        Err(e) => Err(e),
+                    };
                 let mut s = lock(&state);
                 s.running -= 1;
                 s.finished += 1;
@@ -295,15 +291,7 @@ pub fn realise(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<bool> {
-    match prepare(
-        store,
-        drv,
-        fetcher,
-        observer,
-        false,
-        None,
-        sandbox_by_default(),
-    )? {
+    match prepare(store, drv, fetcher, observer, false, How::default())? {
         None => Ok(false),
         Some(prepared) => {
             publish(store, vec![prepared], observer)?;
@@ -325,17 +313,7 @@ pub fn realise_batch(
     use rayon::prelude::*;
     let prepared: Vec<Option<Prepared>> = drvs
         .par_iter()
-        .map(|d| {
-            prepare(
-                store,
-                d,
-                fetcher,
-                observer,
-                false,
-                None,
-                sandbox_by_default(),
-            )
-        })
+        .map(|d| prepare(store, d, fetcher, observer, false, How::default()))
         .collect::<Result<_>>()?;
     let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let built = prepared.iter().map(|p| p.drv.path.clone()).collect();
@@ -352,16 +330,7 @@ pub fn repair(
     fetcher: &Fetcher,
     observer: &dyn Observer,
 ) -> Result<()> {
-    let Some(p) = prepare(
-        store,
-        drv,
-        fetcher,
-        observer,
-        true,
-        None,
-        sandbox_by_default(),
-    )?
-    else {
+    let Some(p) = prepare(store, drv, fetcher, observer, true, How::default())? else {
         return Ok(());
     };
     sync_filesystem(&store.store_dir())?;
@@ -379,6 +348,35 @@ pub fn repair(
         millis: p.start.elapsed().as_millis() as u64,
     });
     Ok(())
+}
+
+/// How [`prepare`] builds: as [`BuildOptions`] say, or by default (no binary cache, the sandbox
+/// unless `SLAPSTORE_SANDBOX=0`, no build users).
+#[derive(Clone, Copy)]
+struct How<'o> {
+    substituter: Option<&'o crate::cache::Substituter>,
+    sandbox: bool,
+    build_users: Option<&'o crate::users::UserPool>,
+}
+
+impl<'o> How<'o> {
+    fn of(options: &'o BuildOptions) -> How<'o> {
+        How {
+            substituter: options.substituter.as_ref(),
+            sandbox: options.sandbox,
+            build_users: options.build_users.as_ref(),
+        }
+    }
+}
+
+impl Default for How<'_> {
+    fn default() -> Self {
+        How {
+            substituter: None,
+            sandbox: sandbox_by_default(),
+            build_users: None,
+        }
+    }
 }
 
 /// A derivation built and finished, not yet published: it holds its lock.
@@ -401,9 +399,13 @@ fn prepare<'a>(
     fetcher: &Fetcher,
     observer: &dyn Observer,
     repair: bool,
-    substituter: Option<&crate::cache::Substituter>,
-    sandbox: bool,
+    how: How,
 ) -> Result<Option<Prepared<'a>>> {
+    let How {
+        substituter,
+        sandbox,
+        build_users,
+    } = how;
     // rooted before it is looked at: a collection running now cannot take it (or its inputs,
     // rooted when they were looked at) away
     store.add_temp_roots([&drv.path])?;
@@ -420,7 +422,7 @@ fn prepare<'a>(
     let final_path = store.path_of(&drv.path);
     let scratch = store.scratch_dir(&drv.path);
     // what a build killed earlier left behind: its commands, its output, its scratch
-    recipes::kill_leftover(&scratch.join("build"));
+    recipes::kill_leftover(&scratch);
     remove_tree(&final_path)?;
     remove_tree(&scratch)?;
     fs::create_dir_all(&scratch).map_err(|e| io_error(&scratch, e))?;
@@ -459,15 +461,23 @@ fn prepare<'a>(
     let result = (|| {
         // an egg build installs in the sandbox too, but fetches outside it (`recipes/egg.rs`)
         let sandboxed = runs_commands(drv.recipe()) || drv.recipe() == Recipe::Egg;
+        // held for the build's life: no other build runs as this user meanwhile
+        let mut build_user = None;
         let sandbox = if sandboxed && sandbox {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
-            Some(crate::sandbox::Sandbox::new(
+            let mut sandbox = crate::sandbox::Sandbox::new(
                 &scratch,
                 &store.store_dir(),
                 &final_path,
                 &out,
                 drv.build.files.values().map(|p| p.as_path()),
-            )?)
+            )?;
+            if let Some(pool) = build_users {
+                let user = crate::users::build_user(store, pool)?;
+                sandbox.run_as(user.user.uid, user.user.gid);
+                build_user = Some(user);
+            }
+            Some(sandbox)
         } else {
             None
         };
@@ -493,6 +503,10 @@ fn prepare<'a>(
         recipes::run(&mut ctx)?;
         // the Python host, if one ran, ends before the output is read
         ctx.python.take();
+        if build_user.take().is_some() {
+            // the build user's files become root's before they are made read-only
+            crate::users::give_tree_to_root(&out)?;
+        }
         let added = std::mem::take(&mut ctx.added);
         if !out.exists() {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;

@@ -93,6 +93,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX instances_by_partition ON instances(partition_number);
     CREATE INDEX instances_by_parent ON instances(parent);
 ",
+    // the user each instance runs as (`users.rs`), gone with the instance
+    "
+    CREATE TABLE instance_users (
+        instance TEXT PRIMARY KEY REFERENCES instances(name) ON DELETE CASCADE,
+        user TEXT NOT NULL UNIQUE,
+        uid INTEGER NOT NULL UNIQUE,
+        gid INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.
@@ -593,6 +602,51 @@ impl Db {
     pub fn delete_instance(&mut self, instance: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM instances WHERE name = ?1", [instance])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The user instance `instance` runs as, if it has one (`users.rs`).
+    pub fn instance_user(&self, instance: &str) -> Result<Option<crate::users::User>> {
+        self.conn
+            .prepare_cached("SELECT user, uid, gid FROM instance_users WHERE instance = ?1")
+            .and_then(|mut s| {
+                s.query_row([instance], |r| {
+                    Ok(crate::users::User {
+                        name: r.get(0)?,
+                        uid: r.get(1)?,
+                        gid: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether an instance runs as the user `user`.
+    pub fn user_taken(&self, user: &str) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM instance_users WHERE user = ?1")
+            .and_then(|mut s| s.exists([user]))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The uids instances run as.
+    pub fn instance_uids(&self) -> Result<Vec<u32>> {
+        self.rows("SELECT uid FROM instance_users", [], |r| r.get(0))
+    }
+
+    /// Records that instance `instance` (which exists) runs as `user`.
+    pub fn record_instance_user(
+        &mut self,
+        instance: &str,
+        user: &crate::users::User,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO instance_users (instance, user, uid, gid) VALUES (?1, ?2, ?3, ?4)",
+                params![instance, user.name, user.uid, user.gid],
+            )
             .map(|_| ())
             .map_err(|e| self.err(e))
     }

@@ -77,6 +77,9 @@ pub enum StoreError {
     NotInStore(String, PathBuf),
     #[error("`{}` is not a slapstore root (it has no `var/db.sqlite`); check `--root` or `SLAPSTORE_ROOT`", .0.display())]
     NoStore(PathBuf),
+    /// A pool of users (`users.rs`) cannot serve.
+    #[error("{0}")]
+    Users(String),
     #[error("instance `{0}` exists already")]
     InstanceExists(String),
     #[error("no free partition for instance `{instance}`: the computer's {count} partitions (`partition-count` in `etc/slapstore.toml`) each host an instance")]

@@ -7,7 +7,8 @@
 //! disk, locks), [`db`] (SQLite metadata; [`master`], the local master's model), [`build`] (scheduling and realising), [`interrupt`] (stopping builds),
 //! [`recipes`] (the builders), [`fetch`]/[`checksum`] (sources and the download cache),
 //! [`unpack`] (archives), [`output`] (canonical form, content hash), [`references`] (scanning),
-//! [`verify`] (checking the store against the database).
+//! [`verify`] (checking the store against the database), [`users`] (pools of unprivileged
+//! users for instances and builds).
 
 pub mod add;
 pub mod build;
@@ -28,6 +29,7 @@ pub mod sandbox;
 pub mod store;
 mod store_path;
 pub mod unpack;
+pub mod users;
 pub mod verify;
 
 pub use derivation::{Derivation, Recipe};

@@ -3,6 +3,13 @@
 //! places (`etc -> current/etc`), and the instance's mutable directories (`srv/`, `var/`), which
 //! belong to no generation and survive upgrades and rollbacks.
 //!
+//! With an instance user (`users.rs`), the partition directory is root's with the user's
+//! group, mode 0750 (no other instance enters it), its mutable directories (and the
+//! directories on their way) the user's, their modes cut to 0750 or stricter, and the
+//! generation's output (0500, root's: it holds the parameters) is given the user's group and
+//! mode 0550, so that the instance's services read their configuration and nothing else writes
+//! it. [`mismatches`] checks all of that, so a partition whose owners drifted is switched again.
+//!
 //! Switching generations is one `rename(2)` of a new symlink over `current`: every link goes
 //! through `current`, so the whole partition changes at once. Links are made at the highest
 //! level that holds no mutable directory, so a generation whose files all live under `etc/` and
@@ -21,6 +28,7 @@ use rustix::fs as rfs;
 use crate::derivation::Derivation;
 use crate::error::{io_error, Result};
 use crate::store::Store;
+use crate::users::User;
 
 /// A valid instance name: one path component made of ASCII letters, digits and `-_.+@`, not
 /// starting with `.` or `-`, without `..`, at most 200 bytes. It reaches paths, lock names and
@@ -178,6 +186,55 @@ fn open_path_at(root: &OwnedFd, rel: &Path, create: bool, mode: u32) -> io::Resu
     Ok(fd)
 }
 
+/// The mode of a directory of an instance user's partition: at most 0750.
+fn owned_mode(mode: u32) -> u32 {
+    mode & 0o750
+}
+
+/// Gives the directory `fd` to `owner` (uid and gid) with `mode`, unless it has them.
+fn give(fd: &OwnedFd, owner: &User, mode: u32) -> io::Result<()> {
+    let st = rfs::fstat(fd)?;
+    if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
+        rfs::fchown(fd, Some(uid(owner.uid)), Some(gid(owner.gid)))?;
+    }
+    if st.st_mode & 0o7777 != mode {
+        rfs::fchmod(fd, rfs::Mode::from_raw_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Root's, with `group` and `mode` (the partition directory, the generation's output).
+fn give_group(fd: &OwnedFd, group: u32, mode: u32) -> io::Result<()> {
+    let st = rfs::fstat(fd)?;
+    if (st.st_uid, st.st_gid) != (0, group) {
+        rfs::fchown(fd, Some(uid(0)), Some(gid(group)))?;
+    }
+    if st.st_mode & 0o7777 != mode {
+        rfs::fchmod(fd, rfs::Mode::from_raw_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn uid(raw: u32) -> rfs::Uid {
+    rfs::Uid::from_raw(raw)
+}
+
+fn gid(raw: u32) -> rfs::Gid {
+    rfs::Gid::from_raw(raw)
+}
+
+/// The directory `rel` under `root`, made (`mode`) where missing, every component given to
+/// `owner` with the mode cut to 0750; nothing followed through a symlink.
+fn open_owned_path_at(root: &OwnedFd, rel: &Path, mode: u32, owner: &User) -> io::Result<OwnedFd> {
+    let mode = owned_mode(mode);
+    let mut fd = open_dir_at(root.as_fd(), Path::new("."), false, 0)?;
+    for c in rel.components() {
+        fd = open_dir_at(fd.as_fd(), Path::new(c.as_os_str()), true, mode)?;
+        give(&fd, owner, mode)?;
+    }
+    Ok(fd)
+}
+
 /// A path's parent and final name; `rel` is relative and inside (see [`is_inside`]).
 fn split(rel: &Path) -> (&Path, &Path) {
     let parent = rel.parent().unwrap_or(Path::new(""));
@@ -188,17 +245,37 @@ fn split(rel: &Path) -> (&Path, &Path) {
 /// Makes the partition show a generation: mutable directories created with their modes (kept
 /// if they exist), `links` made, `current` switched to `output` with one rename, then links
 /// into `current` that `links` does not hold (a previous generation's) removed. Nothing is
-/// followed through a symlink inside the partition. The caller flushes (one `syncfs` for a
-/// batch of partitions, see `output::sync_filesystem`).
-pub fn switch(partition: &Path, output: &Path, layout: &Layout) -> Result<()> {
+/// followed through a symlink inside the partition. With an `owner` (the instance's user), the
+/// partition, its mutable directories and the output are given to it (module docs). The caller
+/// flushes (one `syncfs` for a batch of partitions, see `output::sync_filesystem`).
+pub fn switch(
+    partition: &Path,
+    output: &Path,
+    layout: &Layout,
+    owner: Option<&User>,
+) -> Result<()> {
     let at = |rel: &Path| partition.join(rel);
     if let Some(parent) = partition.parent() {
         // 0755 whatever the umask
         crate::store::create_dirs(parent)?;
     }
     let root = open_dir_at(rfs::CWD, partition, true, 0o755).map_err(|e| io_error(partition, e))?;
+    if let Some(owner) = owner {
+        give_group(&root, owner.gid, 0o750).map_err(|e| io_error(partition, e))?;
+        let out = rfs::open(
+            output,
+            rfs::OFlags::DIRECTORY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC,
+            rfs::Mode::empty(),
+        )
+        .map_err(|e| io_error(output, e.into()))?;
+        give_group(&out, owner.gid, 0o550).map_err(|e| io_error(output, e))?;
+    }
     for (dir, mode) in &layout.dirs {
-        open_path_at(&root, dir, true, *mode).map_err(|e| io_error(&at(dir), e))?;
+        match owner {
+            Some(owner) => open_owned_path_at(&root, dir, *mode, owner).map(drop),
+            None => open_path_at(&root, dir, true, *mode).map(drop),
+        }
+        .map_err(|e| io_error(&at(dir), e))?;
     }
     let links = layout.links();
     for link in &links {
@@ -257,9 +334,18 @@ pub fn existing_links(partition: &Path, mutable: &BTreeSet<PathBuf>) -> BTreeSet
     out
 }
 
-/// How a partition differs from showing `output` with `layout`: nothing when it shows it.
-pub fn mismatches(partition: &Path, output: &Path, layout: &Layout) -> Vec<String> {
+/// How a partition differs from showing `output` with `layout` (as `owner`'s, when it has
+/// one): nothing when it shows it.
+pub fn mismatches(
+    partition: &Path,
+    output: &Path,
+    layout: &Layout,
+    owner: Option<&User>,
+) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(owner) = owner {
+        out.extend(ownership_mismatches(partition, output, layout, owner));
+    }
     match current(partition) {
         None => out.push("it has no `current`".to_owned()),
         Some(c) if c != output => out.push(format!(
@@ -289,6 +375,41 @@ pub fn mismatches(partition: &Path, output: &Path, layout: &Layout) -> Vec<Strin
             "`{}` is a link of another generation",
             stale.display()
         ));
+    }
+    out
+}
+
+/// How the owners and modes of a partition and its output differ from an instance user's.
+fn ownership_mismatches(
+    partition: &Path,
+    output: &Path,
+    layout: &Layout,
+    owner: &User,
+) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let name = &owner.name;
+    let group_only = |path: &Path, what: &str, mode: u32, out: &mut Vec<String>| {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if (m.uid(), m.gid(), m.mode() & 0o7777) != (0, owner.gid, mode) {
+                out.push(format!(
+                    "{what} is not root's with group `{name}` and mode {mode:o}"
+                ));
+            }
+        }
+    };
+    group_only(partition, "the partition", 0o750, &mut out);
+    group_only(output, "the generation's output", 0o550, &mut out);
+    for (dir, mode) in &layout.dirs {
+        if let Ok(m) = fs::symlink_metadata(partition.join(dir)) {
+            let want = owned_mode(*mode);
+            if (m.uid(), m.gid(), m.mode() & 0o7777) != (owner.uid, owner.gid, want) {
+                out.push(format!(
+                    "`{}` does not belong to `{name}` with mode {want:o}",
+                    dir.display()
+                ));
+            }
+        }
     }
     out
 }
@@ -347,7 +468,13 @@ pub fn check(store: &Store) -> Result<Vec<Mismatch>> {
             continue;
         };
         let output = store.store_dir().join(&generation.path);
-        let problems = mismatches(Path::new(&instance.partition), &output, &layout);
+        let owner = db.instance_user(&instance.name)?;
+        let problems = mismatches(
+            Path::new(&instance.partition),
+            &output,
+            &layout,
+            owner.as_ref(),
+        );
         if !problems.is_empty() {
             out.push(mismatch(problems));
         }
@@ -406,15 +533,15 @@ mod tests {
         let p = dir.path().join("partition");
         let l1 = layout(&["etc/app.conf"], &["srv"]);
         let l2 = layout(&["etc/app.conf", "bin/run"], &["srv"]);
-        assert!(!mismatches(&p, &g1, &l1).is_empty());
-        switch(&p, &g1, &l1).expect("switch");
-        assert_eq!(mismatches(&p, &g1, &l1), Vec::<String>::new());
+        assert!(!mismatches(&p, &g1, &l1, None).is_empty());
+        switch(&p, &g1, &l1, None).expect("switch");
+        assert_eq!(mismatches(&p, &g1, &l1, None), Vec::<String>::new());
         fs::write(p.join("srv/data"), "kept").expect("write");
         assert_eq!(
             fs::read_to_string(p.join("etc/app.conf")).expect("read"),
             "one"
         );
-        switch(&p, &g2, &l2).expect("switch");
+        switch(&p, &g2, &l2, None).expect("switch");
         assert_eq!(
             fs::read_to_string(p.join("etc/app.conf")).expect("read"),
             "two"
@@ -422,12 +549,12 @@ mod tests {
         assert!(p.join("bin/run").exists());
         // back to g1: the link g1 does not have is found and removed, whatever came before
         assert_eq!(
-            mismatches(&p, &g1, &l1).len(),
+            mismatches(&p, &g1, &l1, None).len(),
             2,
             "{:?}",
-            mismatches(&p, &g1, &l1)
+            mismatches(&p, &g1, &l1, None)
         );
-        switch(&p, &g1, &l1).expect("switch");
+        switch(&p, &g1, &l1, None).expect("switch");
         assert_eq!(
             fs::read_to_string(p.join("etc/app.conf")).expect("read"),
             "one"
@@ -441,7 +568,7 @@ mod tests {
             "kept"
         );
         assert_eq!(current(&p), Some(g1.clone()));
-        assert!(mismatches(&p, &g1, &l1).is_empty());
+        assert!(mismatches(&p, &g1, &l1, None).is_empty());
     }
 
     #[test]
@@ -454,7 +581,7 @@ mod tests {
         fs::create_dir_all(&p).expect("mkdir");
         std::os::unix::fs::symlink(&outside, p.join("var")).expect("symlink");
         let l = layout(&["etc/app.conf"], &["srv", "var/log"]);
-        let e = switch(&p, &g1, &l).expect_err("through a symlink");
+        let e = switch(&p, &g1, &l, None).expect_err("through a symlink");
         assert!(e.to_string().contains("var/log"), "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
         assert_eq!(fs::read_dir(&outside).expect("dir").count(), 0);
@@ -462,7 +589,7 @@ mod tests {
         fs::remove_file(p.join("var")).expect("rm");
         std::os::unix::fs::symlink(&outside, p.join("etc")).expect("symlink");
         let l = layout(&["etc/nginx/site.conf"], &["etc/run"]);
-        assert!(switch(&p, &g1, &l).is_err());
+        assert!(switch(&p, &g1, &l, None).is_err());
         assert_eq!(fs::read_dir(&outside).expect("dir").count(), 0);
     }
 

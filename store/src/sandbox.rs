@@ -10,6 +10,10 @@
 //! writable at its own path; the derivation's input files read-only at theirs; a network of
 //! loopback only. Nothing else of the host: not `/root`, `/home`, other partitions, sockets.
 //!
+//! With a build user ([`Sandbox::run_as`], when slapstore runs as root), the command runs as
+//! that unprivileged user once the mounts are made: no supplementary groups, its uid and gid,
+//! the parent-death signal set again (a change of credentials clears it).
+//!
 //! The command is pid 1 of its PID namespace (the step before `exec` forks once more and waits,
 //! forwarding the exit status), so when it ends, or is killed with its process group, every
 //! process it left is killed by the kernel. Only async-signal-safe system calls run after `fork`:
@@ -42,6 +46,8 @@ pub struct Sandbox {
     /// The steps, each with what it does in words for the log when it fails.
     ops: Arc<Vec<(CString, Op)>>,
     root: CString,
+    /// The build user's uid and gid, when the command runs as one.
+    user: Option<(u32, u32)>,
 }
 
 /// One step of the setup.
@@ -203,7 +209,18 @@ impl Sandbox {
         Ok(Sandbox {
             ops: Arc::new(b.ops.iter().map(|op| (describe(op), op.clone())).collect()),
             root: c_path(&root)?,
+            user: None,
         })
+    }
+
+    /// Makes the commands run as the user `uid`, group `gid` (a build user).
+    pub fn run_as(&mut self, uid: u32, gid: u32) {
+        self.user = Some((uid, gid));
+    }
+
+    /// The uid and gid the commands run as, when not slapstore's.
+    pub fn user(&self) -> Option<(u32, u32)> {
+        self.user
     }
 
     /// Makes `command` (whose working directory is `cwd`, inside the sandbox) run in the
@@ -213,6 +230,7 @@ impl Sandbox {
             ops: Arc::clone(&self.ops),
             root: self.root.clone(),
             cwd: c_path(cwd)?,
+            user: self.user,
         };
         // SAFETY: `Plan::enter` makes only async-signal-safe system calls and allocates nothing.
         unsafe {
@@ -343,6 +361,7 @@ struct Plan {
     ops: Arc<Vec<(CString, Op)>>,
     root: CString,
     cwd: CString,
+    user: Option<(u32, u32)>,
 }
 
 impl Plan {
@@ -390,6 +409,11 @@ impl Plan {
         rustix::process::pivot_root(c".", c".")
             .inspect_err(|_| say(c"slapstore: build sandbox: pivot_root failed\n"))?;
         rustix::mount::unmount(c".", UnmountFlags::DETACH)?;
+        if let Some((uid, gid)) = self.user {
+            become_user(uid, gid).inspect_err(|_| {
+                say(c"slapstore: build sandbox: becoming the build user failed\n")
+            })?;
+        }
         rustix::process::chdir(self.cwd.as_c_str()).inspect_err(|_| {
             say(c"slapstore: build sandbox: entering the build directory failed\n")
         })
@@ -433,6 +457,24 @@ fn run(op: &Op) -> std::result::Result<(), rustix::io::Errno> {
         .map(drop),
         Op::Symlink { target, link } => rustix::fs::symlink(target.as_c_str(), link.as_c_str()),
     }
+}
+
+/// Drops root for the build user: no supplementary groups, then the gid, then the uid (real,
+/// effective and saved: no way back), and the parent-death signal again.
+fn become_user(uid: u32, gid: u32) -> std::result::Result<(), rustix::io::Errno> {
+    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+    let (uid, gid) = (
+        rustix::fs::Uid::from_raw(uid),
+        rustix::fs::Gid::from_raw(gid),
+    );
+    set_thread_groups(&[])?;
+    set_thread_res_gid(gid, gid, gid)?;
+    set_thread_res_uid(uid, uid, uid)?;
+    // SAFETY: prctl with these arguments has no memory effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    Ok(())
 }
 
 /// Writes `text` to standard error (the build log); async-signal-safe.

@@ -238,6 +238,7 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
     // the number of derivations is known only once the software is evaluated: the bar counts
     // what it sees
     let observer = super::progress::Progress::new(0, store_args.quiet);
+    let (build, users) = super::settings(store_args, &store)?;
     let ctx = Context {
         store: &store,
         partitions,
@@ -246,7 +247,8 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 .unwrap_or_else(|_| super::eval::default_python()),
             ..EvalOptions::default()
         },
-        build: super::build_options(store_args, &store)?,
+        build,
+        users,
         frozen: match &args.command {
             InstanceCommand::Create { software, .. }
             | InstanceCommand::Upgrade { software, .. } => software.frozen,

@@ -273,13 +273,30 @@ struct Config {
     key_file: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     master_ca_file: Option<PathBuf>,
+    /// The pool each instance takes its own user from (`slapstore_store::users`).
+    instance_users: Option<slapstore_store::users::UserPool>,
+    /// The pool builds take their users from, when slapstore runs as root.
+    build_users: Option<slapstore_store::users::UserPool>,
 }
 
 fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
     let path = store.root().join(CONFIG);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            toml::from_str(&text).map_err(|e| report::usage(&format!("`{}`: {e}", path.display())))
+            let config: Config = toml::from_str(&text)
+                .map_err(|e| report::usage(&format!("`{}`: {e}", path.display())))?;
+            for (section, pool) in [
+                ("instance-users", &config.instance_users),
+                ("build-users", &config.build_users),
+            ] {
+                if let Some(Err(m)) = pool.as_ref().map(|p| p.check()) {
+                    return Err(report::usage(&format!(
+                        "`{}`: `[{section}]`: {m}",
+                        path.display()
+                    )));
+                }
+            }
+            Ok(config)
         }
         Err(_) => Ok(Config::default()),
     }
@@ -331,18 +348,41 @@ fn build_options(
     args: &StoreArgs,
     store: &slapstore_store::Store,
 ) -> Result<slapstore_store::build::BuildOptions, i32> {
+    settings(args, store).map(|(options, _)| options)
+}
+
+/// [`build_options`] and the pool of instance users (`[instance-users]`), from one read of the
+/// configuration file.
+fn settings(
+    args: &StoreArgs,
+    store: &slapstore_store::Store,
+) -> Result<
+    (
+        slapstore_store::build::BuildOptions,
+        Option<slapstore_store::users::UserPool>,
+    ),
+    i32,
+> {
     let config = config(store)?;
+    let instance_users = config.instance_users.clone();
+    // build users only as root: another user cannot switch to them, and builds as it
+    let build_users = config
+        .build_users
+        .clone()
+        .filter(|_| slapstore_store::users::is_root());
     let sandbox = !args.no_sandbox
         && slapstore_store::build::sandbox_by_default()
         && config.sandbox.unwrap_or(true);
     let defaults = slapstore_store::build::BuildOptions::default();
-    Ok(slapstore_store::build::BuildOptions {
+    let options = slapstore_store::build::BuildOptions {
         jobs: args.jobs.unwrap_or(defaults.jobs),
         substituter: substituter(args, store, config)?,
         download_deadline: args.download_deadline(),
         sandbox,
+        build_users,
         ..defaults
-    })
+    };
+    Ok((options, instance_users))
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.

@@ -110,6 +110,7 @@ fn run_inner(
             .unwrap_or(DEFAULT_PARTITIONS),
     );
     let observer = super::progress::Progress::new(0, store_args.quiet);
+    let (build, users) = super::settings(store_args, &store)?;
     let ctx = Context {
         store: &store,
         partitions,
@@ -118,7 +119,8 @@ fn run_inner(
                 .unwrap_or_else(|_| super::eval::default_python()),
             ..EvalOptions::default()
         },
-        build: super::build_options(store_args, &store)?,
+        build,
+        users,
         observer: &observer,
         computer: computer_model,
         // a release the master supplies uses its lock file when it has one, without requiring it

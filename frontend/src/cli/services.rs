@@ -22,8 +22,11 @@ pub struct Which {
     all: bool,
 }
 
+/// An instance to act on: its name, partition and user (if it has its own).
+type Target = (String, std::path::PathBuf, Option<String>);
+
 /// The instances named (each checked and settled) with their partitions, or all of them.
-fn instances(ctx: &Context, which: &Which) -> Result<Vec<(String, std::path::PathBuf)>, i32> {
+fn instances(ctx: &Context, which: &Which) -> Result<Vec<Target>, i32> {
     let names: Vec<InstanceName> = if which.all {
         ctx.settle_all().map_err(fail)?;
         let rows = ctx
@@ -55,7 +58,8 @@ fn instances(ctx: &Context, which: &Which) -> Result<Vec<(String, std::path::Pat
                     Some("`slapstore instance list` lists the instances"),
                 )
             })?;
-        out.push((row.name, row.partition.into()));
+        let user = user(ctx.store, &row.name)?;
+        out.push((row.name, row.partition.into(), user));
     }
     Ok(out)
 }
@@ -71,6 +75,15 @@ fn locked<T>(
     f(&Supervisor::new(store.root())).map_err(|m| report::failure(&m))
 }
 
+/// The name of the user `instance` runs as, if it has its own.
+fn user(store: &Store, instance: &str) -> Result<Option<String>, i32> {
+    let row = store
+        .db()
+        .instance_user(instance)
+        .map_err(|e| report::store_error(&e))?;
+    Ok(row.map(|u| u.name))
+}
+
 fn count(n: usize) -> String {
     match n {
         1 => "1 service".to_owned(),
@@ -80,8 +93,10 @@ fn count(n: usize) -> String {
 
 pub fn start(ctx: &Context, which: &Which) -> Result<String, i32> {
     let mut out = String::new();
-    for (instance, partition) in instances(ctx, which)? {
-        let started = locked(ctx.store, |s| s.start(&instance, &partition))?;
+    for (instance, partition, user) in instances(ctx, which)? {
+        let started = locked(ctx.store, |s| {
+            s.start(&instance, &partition, user.as_deref())
+        })?;
         out.push_str(&format!("started {instance} ({})\n", count(started.len())));
     }
     Ok(out)
@@ -89,7 +104,7 @@ pub fn start(ctx: &Context, which: &Which) -> Result<String, i32> {
 
 pub fn stop(ctx: &Context, which: &Which) -> Result<String, i32> {
     let mut out = String::new();
-    for (instance, _) in instances(ctx, which)? {
+    for (instance, _, _) in instances(ctx, which)? {
         locked(ctx.store, |s| s.stop(&instance))?;
         out.push_str(&format!("stopped {instance}\n"));
     }
@@ -98,8 +113,10 @@ pub fn stop(ctx: &Context, which: &Which) -> Result<String, i32> {
 
 pub fn restart(ctx: &Context, which: &Which) -> Result<String, i32> {
     let mut out = String::new();
-    for (instance, partition) in instances(ctx, which)? {
-        let done = locked(ctx.store, |s| s.restart(&instance, &partition))?;
+    for (instance, partition, user) in instances(ctx, which)? {
+        let done = locked(ctx.store, |s| {
+            s.restart(&instance, &partition, user.as_deref())
+        })?;
         out.push_str(&format!("restarted {instance} ({})\n", count(done.len())));
     }
     Ok(out)
@@ -109,7 +126,7 @@ pub fn restart(ctx: &Context, which: &Which) -> Result<String, i32> {
 pub fn status(ctx: &Context, which: &Which, json: bool) -> Result<String, i32> {
     let mut all = Vec::new();
     let mut promises = Vec::new();
-    for (instance, partition) in instances(ctx, which)? {
+    for (instance, partition, _) in instances(ctx, which)? {
         all.extend(locked(ctx.store, |s| s.status(&instance, &partition))?);
         let checked = crate::promises::check(&partition).map_err(|m| report::failure(&m))?;
         promises.extend(checked.into_iter().map(|p| (instance.clone(), p)));
@@ -187,5 +204,6 @@ pub fn refresh(store: &Store, n: &InstanceName) -> Result<(), i32> {
         return Ok(());
     }
     let partition = std::path::PathBuf::from(&row.partition);
-    locked(store, |s| s.refresh(&row.name, &partition))
+    let user = user(store, &row.name)?;
+    locked(store, |s| s.refresh(&row.name, &partition, user.as_deref()))
 }

@@ -364,7 +364,14 @@ impl Node<'_> {
                 .map_err(|e| e.to_string())?;
             if state == State::Started {
                 let was = supervisor.is_started(id);
-                let services = supervisor.start(id, &partition)?;
+                let user = self
+                    .ctx
+                    .store
+                    .db()
+                    .instance_user(id)
+                    .map_err(|e| e.to_string())?
+                    .map(|u| u.name);
+                let services = supervisor.start(id, &partition, user.as_deref())?;
                 if !was {
                     summary.did(id, format!("started ({} services)", services.len()));
                 }

@@ -39,8 +39,9 @@ use crate::error::{io_error, Result, StoreError};
 use crate::fetch::Fetcher;
 use crate::sandbox::Sandbox;
 
-/// The file, in a build's scratch directory, that names the process group of the command
-/// running: a build that finds it left by a killed one kills that group before starting.
+/// The file, in a build's scratch directory (`var/tmp/<path>`, root's: not the `build/` a build
+/// user may write), that names the process group of the command running: a build that finds it
+/// left by a killed one kills that group before starting.
 pub const PROCESS_GROUP_FILE: &str = "process-group";
 
 /// Kills the process group a killed build left running in `scratch`, if any.
@@ -167,7 +168,11 @@ impl Context<'_> {
         // its process group is its pid (`setpgid(0, 0)` ran before exec, which `spawn` awaited)
         let pgid = child.id() as i32;
         let group = crate::interrupt::Group::register(pgid);
-        let pgid_file = self.scratch.join(PROCESS_GROUP_FILE);
+        let pgid_file = self
+            .scratch
+            .parent()
+            .unwrap_or(&self.scratch)
+            .join(PROCESS_GROUP_FILE);
         let status = fs::write(&pgid_file, pgid.to_string())
             .map_err(|e| io_error(&pgid_file, e))
             .and_then(|()| child.wait().map_err(|e| io_error(Path::new("/bin/sh"), e)));
@@ -241,6 +246,12 @@ impl Context<'_> {
             });
         }
         if let Some(sandbox) = &self.sandbox {
+            if let Some((uid, gid)) = sandbox.user() {
+                // what slapstore put there since the last command (sources, hooks) becomes the
+                // build user's to change
+                crate::users::give_tree(&self.scratch, uid, gid)?;
+                crate::users::give_tree(&self.out, uid, gid)?;
+            }
             sandbox.apply(&mut command, dir)?;
         }
         let program = PathBuf::from(command.get_program());

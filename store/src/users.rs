@@ -1,0 +1,369 @@
+//! Pools of unprivileged users (issue 16): one user per instance, as SlapOS gives each partition
+//! its own `slapuserN`, and one per concurrent build, as Nix's `nixbld` users.
+//!
+//! A pool is configured by the root (`[instance-users]`, `[build-users]` in
+//! `<root>/etc/slapstore.toml`): a name prefix, a count and a first uid; user `i` is
+//! `<prefix><i>` with uid and gid `first-uid + i`. A user that is missing is created, with its
+//! own group, by `groupadd` and `useradd` (arguments, never a shell; names checked first), under
+//! the root's `users` lock; a user of that name that exists already is used as it is.
+//!
+//! An instance's user is recorded in the database with the instance (`instance_users`, gone with
+//! it), so it stays the instance's even if the pool changes; a free one is the lowest index no
+//! instance holds. A build user is held by a lock (`var/lock/build-user-<i>.lock`) for the
+//! build's life, so two builds at once never share one.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::{Result, StoreError};
+use crate::store::{Lock, Store};
+
+/// A pool of users, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UserPool {
+    /// Users are `<prefix>0`, `<prefix>1`, ...
+    pub prefix: String,
+    /// How many users the pool has.
+    pub count: u32,
+    /// The uid (and gid) of `<prefix>0`.
+    pub first_uid: u32,
+}
+
+/// A system user of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Whether this process runs as root (only root can switch to other users).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl UserPool {
+    /// Why this pool cannot be used, if it cannot: a prefix that `useradd` would refuse or a
+    /// shell would treat specially, no users, uids below 1000 (system users) or past 2^31.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let p = &self.prefix;
+        let first_ok = p
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let rest_ok = p
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
+        if !first_ok || !rest_ok || p.len() > 20 {
+            return Err(format!(
+                "`prefix = {p:?}`: a prefix is up to 20 lowercase letters, digits, `_` and `-`, \
+                 starting with a letter or `_`"
+            ));
+        }
+        if self.count == 0 || self.count > 100_000 {
+            return Err(format!(
+                "`count = {}`: a pool has 1 to 100000 users",
+                self.count
+            ));
+        }
+        let last = u64::from(self.first_uid) + u64::from(self.count);
+        if self.first_uid < 1000 || last > 1 << 31 {
+            return Err(format!(
+                "`first-uid = {}`: uids start at 1000 or more (below are system users) and stay \
+                 below 2^31",
+                self.first_uid
+            ));
+        }
+        Ok(())
+    }
+
+    /// The name of user `i`.
+    pub fn name(&self, i: u32) -> String {
+        format!("{}{i}", self.prefix)
+    }
+
+    /// User `i`, created (with its group) if missing; the caller holds the `users` lock.
+    fn ensure(&self, i: u32) -> Result<User> {
+        let name = self.name(i);
+        if let Some(user) = known(&name) {
+            return Ok(user);
+        }
+        if let Some(user) = lookup(&name)? {
+            remember(&user);
+            return Ok(user);
+        }
+        let id = (self.first_uid + i).to_string();
+        if group_gid(&name)?.is_none() {
+            if let Err(e) = run("groupadd", &["--gid", &id, &name]) {
+                // another root's slapstore may have made it meanwhile
+                if group_gid(&name)?.is_none() {
+                    return Err(e);
+                }
+            }
+        }
+        let home = "/nonexistent";
+        run(
+            "useradd",
+            &[
+                "--uid",
+                &id,
+                "--gid",
+                &name,
+                "--no-create-home",
+                "--home-dir",
+                home,
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "slapstore",
+                &name,
+            ],
+        )
+        .or_else(|e| match lookup(&name) {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(e),
+        })?;
+        let user = lookup(&name)?.ok_or_else(|| {
+            StoreError::Users(format!(
+                "`useradd {name}` succeeded but no user `{name}` can be found"
+            ))
+        })?;
+        remember(&user);
+        Ok(user)
+    }
+}
+
+/// The pool users this process has found or made: a build looks its user up once per run, not
+/// once per build (a lookup reads `/etc/passwd` through NSS).
+static KNOWN: std::sync::Mutex<Vec<User>> = std::sync::Mutex::new(Vec::new());
+
+fn known(name: &str) -> Option<User> {
+    let list = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    list.iter().find(|u| u.name == name).cloned()
+}
+
+fn remember(user: &User) {
+    KNOWN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(user.clone());
+}
+
+/// The user `name` of the system, if there is one.
+fn lookup(name: &str) -> Result<Option<User>> {
+    let found = nix::unistd::User::from_name(name)
+        .map_err(|e| StoreError::Users(format!("cannot look up the user `{name}`: {e}")))?;
+    Ok(found.map(|u| User {
+        name: name.to_owned(),
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+    }))
+}
+
+fn group_gid(name: &str) -> Result<Option<u32>> {
+    let found = nix::unistd::Group::from_name(name)
+        .map_err(|e| StoreError::Users(format!("cannot look up the group `{name}`: {e}")))?;
+    Ok(found.map(|g| g.gid.as_raw()))
+}
+
+/// Runs `program args` (from `/usr/sbin` or `PATH`), failing with what it said.
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let sbin = Path::new("/usr/sbin").join(program);
+    let exe = if sbin.exists() {
+        sbin.into_os_string()
+    } else {
+        program.into()
+    };
+    let out = Command::new(&exe)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .map_err(|e| {
+            StoreError::Users(format!(
+                "cannot run `{program}` ({e}): it creates the pool's users (Debian: `passwd`)"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(StoreError::Users(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The user of instance `instance`: the one recorded, else (with a `pool`) the pool's first
+/// user no instance holds, created if missing and recorded. `None` without a recorded user and
+/// without a pool: the instance runs as slapstore does. A pool needs root.
+pub fn instance_user(
+    store: &Store,
+    instance: &str,
+    pool: Option<&UserPool>,
+) -> Result<Option<User>> {
+    if let Some(user) = store.db().instance_user(instance)? {
+        return Ok(Some(user));
+    }
+    let Some(pool) = pool else {
+        return Ok(None);
+    };
+    pool.check()
+        .map_err(|m| StoreError::Users(format!("`[instance-users]`: {m}")))?;
+    if !is_root() {
+        return Err(StoreError::Users(
+            "instances get their own users (`[instance-users]` in `<root>/etc/slapstore.toml`) \
+             only when slapstore runs as root: run it as root, or remove that section"
+                .to_owned(),
+        ));
+    }
+    let _lock = store.lock("users")?;
+    let mut db = store.db();
+    if let Some(user) = db.instance_user(instance)? {
+        return Ok(Some(user));
+    }
+    let taken: std::collections::HashSet<u32> = db.instance_uids()?.into_iter().collect();
+    for i in 0..pool.count {
+        let name = pool.name(i);
+        if db.user_taken(&name)? {
+            continue;
+        }
+        let user = pool.ensure(i)?;
+        if taken.contains(&user.uid) {
+            continue;
+        }
+        db.record_instance_user(instance, &user)?;
+        return Ok(Some(user));
+    }
+    Err(StoreError::Users(format!(
+        "every user of `[instance-users]` (`{}0` to `{}`) belongs to an instance: raise `count`",
+        pool.prefix,
+        pool.name(pool.count - 1)
+    )))
+}
+
+/// Gives every entry of the tree at `dir` (symlinks themselves, never followed) to `uid`:`gid`
+/// where it is not theirs already: a build's scratch directory and output, to its build user
+/// before each command. Nothing else runs in that tree meanwhile.
+pub fn give_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    chown_tree(dir, uid, gid, false)
+}
+
+/// Gives a build user's output back to root, before it is made read-only; a file with other
+/// hard links is left alone (`output::finish` replaces it with a copy, root's): its other names
+/// may be outside.
+pub fn give_tree_to_root(dir: &Path) -> Result<()> {
+    chown_tree(dir, 0, 0, true)
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32, skip_linked: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(dir).to_owned();
+            crate::error::io_error(&path, e.into())
+        })?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| crate::error::io_error(entry.path(), e.into()))?;
+        if (meta.uid(), meta.gid()) == (uid, gid)
+            || (skip_linked && !meta.is_dir() && meta.nlink() > 1)
+        {
+            continue;
+        }
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            entry.path(),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| crate::error::io_error(entry.path(), e.into()))?;
+    }
+    Ok(())
+}
+
+/// A build user held for one build: free for another build once dropped.
+pub struct BuildUser {
+    pub user: User,
+    _lock: Lock,
+}
+
+/// A build user of `pool` that no other build holds, created if missing; waits while every
+/// user is busy (at most `count` builds run as pool users at once).
+pub fn build_user(store: &Store, pool: &UserPool) -> Result<BuildUser> {
+    pool.check()
+        .map_err(|m| StoreError::Users(format!("`[build-users]`: {m}")))?;
+    loop {
+        for i in 0..pool.count {
+            let Some(lock) = store.try_lock(&format!("build-user-{}", pool.name(i)))? else {
+                continue;
+            };
+            let user = match known(&pool.name(i)) {
+                Some(user) => user,
+                None => {
+                    let _users = store.lock("users")?;
+                    pool.ensure(i)?
+                }
+            };
+            return Ok(BuildUser { user, _lock: lock });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(prefix: &str, count: u32, first_uid: u32) -> UserPool {
+        UserPool {
+            prefix: prefix.to_owned(),
+            count,
+            first_uid,
+        }
+    }
+
+    #[test]
+    fn pools_that_cannot_work_are_refused() {
+        assert!(pool("slapuser", 10, 20000).check().is_ok());
+        assert_eq!(pool("slapuser", 10, 20000).name(3), "slapuser3");
+        for bad in [
+            "",
+            "Slap",
+            "1slap",
+            "a b",
+            "a;b",
+            "a$(x)",
+            "-x",
+            "averyveryverylongprefix",
+        ] {
+            let e = pool(bad, 10, 20000).check().expect_err(bad);
+            assert!(e.contains("prefix"), "{e}");
+        }
+        assert!(pool("s", 0, 20000)
+            .check()
+            .expect_err("0")
+            .contains("count"));
+        assert!(pool("s", 10, 0)
+            .check()
+            .expect_err("0")
+            .contains("first-uid"));
+        assert!(pool("s", 10, u32::MAX - 5)
+            .check()
+            .expect_err("past")
+            .contains("first-uid"));
+    }
+
+    #[test]
+    fn root_exists() {
+        let root = lookup("root").expect("lookup").expect("root");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(lookup("no-such-user-slapstore").expect("lookup"), None);
+    }
+}

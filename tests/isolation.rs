@@ -1,0 +1,378 @@
+//! Users (issue 16, `store/src/users.rs`): each instance runs as its own user from the pool of
+//! `[instance-users]`, owns its partition's mutable directories, and cannot read another's;
+//! each sandboxed build runs as a build user of `[build-users]`, two at once as two users. The
+//! tests need root, as CI runs them; they create system users `slapisoN` (uids 61000–61003) and
+//! `slapisobN` (61100–61103), and use them as they are on later runs.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{have, Root, TestEnv};
+
+const INSTANCE_USERS: &str =
+    "[instance-users]\nprefix = \"slapiso\"\ncount = 4\nfirst-uid = 61000\n";
+
+/// A release whose instance's one service writes `srv/data` (a secret) and `srv/uid`, then
+/// sleeps.
+const SOFTWARE: &str = r#"[buildout]
+parts = instance-profile
+
+[instance-profile]
+recipe = slapos.recipe.template
+output = ${buildout:directory}/instance.cfg
+inline =
+  [buildout]
+  parts = directories script daemon
+  [directories]
+  recipe = slapos.cookbook:mkdirectory
+  srv = $${buildout:directory}/srv
+  log = $${buildout:directory}/var/log
+  [script]
+  recipe = slapos.recipe.template
+  output = $${buildout:directory}/etc/daemon.sh
+  inline =
+    echo secret-of-$${slap-partition:name} > $${buildout:directory}/srv/data
+    id -u > $${buildout:directory}/srv/uid
+    exec sleep 1000
+  [daemon]
+  recipe = slapos.cookbook:wrapper
+  command-line = /bin/sh $${buildout:directory}/etc/daemon.sh
+  wrapper-path = $${buildout:directory}/etc/service/daemon
+"#;
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Kills the root's supervisord (and so its programs) when the test ends, however it ends.
+struct Supervisord(PathBuf);
+
+impl Drop for Supervisord {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.0.join("var/supervisor/supervisord.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// Runs `args` as `uid`:`gid` without supplementary groups; whether it succeeded, and stderr.
+fn as_user(uid: u32, gid: u32, args: &[&str]) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "--"])
+        .args(args)
+        .output()
+        .expect("run setpriv");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits up to 20 s for `path` to exist.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "`{}` never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The real, effective, saved and filesystem uids of process `pid`.
+fn uids(pid: u64) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .expect("Uid line")
+        .split_whitespace()
+        .map(|n| n.parse().expect("uid"))
+        .collect()
+}
+
+fn service_pid(r: &Root, name: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let json = r.ok(&["instance", "status", "--json", name]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        if let Some(pid) = v[0]["pid"].as_u64().filter(|_| v[0]["state"] == "RUNNING") {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "{name}'s service never ran: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn each_instance_runs_as_its_own_user_and_cannot_read_another() {
+    if !is_root() {
+        eprintln!("skipped: instance users need root");
+        return;
+    }
+    if !have(
+        "each_instance_runs_as_its_own_user_and_cannot_read_another",
+        &["supervisord", "setpriv", "useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    // the instances' users reach their partitions through the test's directory
+    std::fs::set_permissions(env.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    env.write("root/etc/slapstore.toml", INSTANCE_USERS);
+    let software = env
+        .write("p/software.cfg", SOFTWARE)
+        .to_string_lossy()
+        .into_owned();
+    r.ok(&["instance", "create", "a", "b", "--software", &software]);
+    r.ok(&["instance", "start", "a", "b"]);
+    let (pa, pb) = (r.partition("a"), r.partition("b"));
+    wait_for(&pa.join("srv/uid"));
+    wait_for(&pb.join("srv/uid"));
+    let owner = |p: &Path| {
+        let m = std::fs::metadata(p).expect("srv");
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    let (ua, ga, mode_a) = owner(&pa.join("srv"));
+    let (ub, gb, mode_b) = owner(&pb.join("srv"));
+    assert!(ua >= 61000 && ub >= 61000, "{ua} {ub}");
+    assert_ne!(ua, ub, "two instances, two users");
+    assert_eq!(mode_a & 0o027, 0, "srv is 0750 or stricter: {mode_a:o}");
+    assert_eq!(mode_b & 0o027, 0, "{mode_b:o}");
+    assert_eq!(owner(&pa.join("var/log")).0, ua);
+    // the partition: root's, the instance's group, closed to others
+    let top = std::fs::metadata(&pa).expect("partition");
+    assert_eq!((top.uid(), top.gid(), top.mode() & 0o777), (0, ga, 0o750));
+    // their services run as them: the process, and what it wrote
+    for (name, uid) in [("a", ua), ("b", ub)] {
+        let pid = service_pid(&r, name);
+        assert_eq!(uids(pid), vec![uid; 4], "{name}'s service");
+        let wrote = std::fs::read_to_string(r.partition(name).join("srv/uid")).expect("uid");
+        assert_eq!(wrote.trim(), uid.to_string());
+        assert_eq!(
+            std::fs::metadata(r.partition(name).join("srv/data"))
+                .expect("data")
+                .uid(),
+            uid
+        );
+    }
+    // one cannot read the other's data, nor even enter its partition; its own it reads (so
+    // the check can fail)
+    let data_a = pa.join("srv/data").to_string_lossy().into_owned();
+    let data_b = pb.join("srv/data").to_string_lossy().into_owned();
+    let (ok, err) = as_user(ub, gb, &["cat", &data_a]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let (ok, _) = as_user(ub, gb, &["ls", &pa.to_string_lossy()]);
+    assert!(!ok, "b lists a's partition");
+    assert!(as_user(ub, gb, &["cat", &data_b]).0, "b reads its own data");
+    assert!(as_user(ua, ga, &["cat", &data_a]).0, "a reads its own data");
+    // a reads its own configuration (the generation, root's with a's group) but not b's
+    let conf_a = pa.join("etc/daemon.sh").to_string_lossy().into_owned();
+    let conf_b = pb.join("etc/daemon.sh").to_string_lossy().into_owned();
+    assert!(as_user(ua, ga, &["cat", &conf_a]).0);
+    assert!(
+        !as_user(ua, ga, &["cat", &conf_b]).0,
+        "a reads b's configuration"
+    );
+    // the store: readable by all, writable by none, the generations' included
+    let current = std::fs::read_link(pa.join("current")).expect("current");
+    let (ok, _) = as_user(ua, ga, &["touch", &current.join("x").to_string_lossy()]);
+    assert!(!ok, "a writes into its generation");
+    let gen = std::fs::metadata(&current).expect("generation");
+    assert_eq!((gen.uid(), gen.gid(), gen.mode() & 0o777), (0, ga, 0o550));
+    for entry in std::fs::read_dir(r.root.join("store")).expect("store") {
+        let path = entry.expect("entry").path();
+        let (ok, _) = as_user(ua, ga, &["touch", &path.join("x").to_string_lossy()]);
+        assert!(!ok, "a writes into `{}`", path.display());
+    }
+    // the users are the instances' for good: recorded, kept across an upgrade, verified
+    r.ok(&["instance", "stop", "a", "b"]);
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "a",
+        "--software",
+        &software,
+        "-p",
+        "x=1",
+    ]);
+    assert_eq!(owner(&pa.join("srv")).0, ua);
+    assert_eq!(
+        std::fs::metadata(std::fs::read_link(pa.join("current")).expect("current"))
+            .expect("generation 2")
+            .gid(),
+        ga
+    );
+    r.ok(&["verify"]);
+    // ownership drifted (a root-owned srv): verify says so, the next command repairs it
+    std::os::unix::fs::chown(pb.join("srv"), Some(0), Some(0)).expect("chown");
+    let out = r.run(&["verify"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("srv"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    r.ok(&["instance", "show", "b"]);
+    assert_eq!(owner(&pb.join("srv")).0, ub);
+    r.ok(&["verify"]);
+}
+
+#[test]
+fn instance_users_without_root_or_with_a_bad_pool_are_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the binary as another user");
+        return;
+    }
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let r = Root::new(&env);
+    let software = env
+        .write("p/software.cfg", SOFTWARE)
+        .to_string_lossy()
+        .into_owned();
+    // a bad pool: refused naming the file and the section, nothing made
+    env.write(
+        "root/etc/slapstore.toml",
+        "[instance-users]\nprefix = \"Bad User\"\ncount = 4\nfirst-uid = 61000\n",
+    );
+    let out = r.run(&["instance", "create", "a", "--software", &software]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("slapstore.toml") && out.stderr.contains("[instance-users]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.partition("a").exists());
+    // as an unprivileged user, a pool is refused with what to do; without one, it works
+    env.write("root/etc/slapstore.toml", INSTANCE_USERS);
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_slapstore"))
+            .arg("--root")
+            .arg(&r.root)
+            .args(args)
+            .current_dir(env.path())
+            .env("HOME", env.path())
+            .output()
+            .expect("setpriv");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = nobody(&[
+        "--no-sandbox",
+        "instance",
+        "create",
+        "a",
+        "--software",
+        &software,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("only when slapstore runs as root"), "{err}");
+    assert!(r
+        .partition("a")
+        .read_dir()
+        .map_or(true, |mut d| d.next().is_none()));
+    std::fs::remove_file(r.root.join("etc/slapstore.toml")).expect("rm");
+    let (code, err) = nobody(&["--no-sandbox", "instance", "show", "a"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the instance, recorded, is finished without a pool: {err}"
+    );
+    assert_eq!(
+        std::fs::metadata(r.partition("a").join("srv"))
+            .expect("srv")
+            .uid(),
+        65534
+    );
+}
+
+/// `dir` and everything under it.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    if dir.is_dir() && !dir.is_symlink() {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            out.extend(tree(&entry.expect("entry").path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn builds_run_as_build_users_two_at_once_as_two() {
+    if !is_root() {
+        eprintln!("skipped: build users need root");
+        return;
+    }
+    if !have(
+        "builds_run_as_build_users_two_at_once_as_two",
+        &["useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "root/etc/slapstore.toml",
+        "[build-users]\nprefix = \"slapisob\"\ncount = 4\nfirst-uid = 61100\n",
+    );
+    let part = |name: &str| {
+        format!(
+            "[{name}]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out\n  \
+             date +%s.%N > $out/start\n  id -u > $out/uid\n  id -G > $out/groups\n  \
+             echo x > $HOME/h\n  sleep 2\n  date +%s.%N > $out/end\n"
+        )
+    };
+    let profile = env.write(
+        "software.cfg",
+        &format!("[buildout]\nparts = a b\n{}{}", part("a"), part("b")),
+    );
+    let json = r.ok(&["-j", "2", "build", "--json", &profile.to_string_lossy()]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let out = |part: &str| PathBuf::from(v["parts"][part].as_str().expect("path"));
+    let number = |part: &str, file: &str| -> f64 {
+        std::fs::read_to_string(out(part).join(file))
+            .expect(file)
+            .trim()
+            .parse()
+            .expect("number")
+    };
+    let (ua, ub) = (number("a", "uid") as u32, number("b", "uid") as u32);
+    assert!((61100..61104).contains(&ua), "{ua}");
+    assert!((61100..61104).contains(&ub), "{ub}");
+    // both ran at once (each sleeps 2 s; -j 2), as two users
+    let overlap =
+        number("a", "start") < number("b", "end") && number("b", "start") < number("a", "end");
+    assert!(overlap, "the two builds did not run at once");
+    assert_ne!(ua, ub, "two builds at once shared a build user");
+    for part in ["a", "b"] {
+        let groups = std::fs::read_to_string(out(part).join("groups")).expect("groups");
+        assert!(!groups.split_whitespace().any(|g| g == "0"), "{groups}");
+        // the output is root's and read-only
+        for path in tree(&out(part)) {
+            let m = path.symlink_metadata().expect("meta");
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{}", path.display());
+            assert_eq!(m.mode() & 0o222, 0, "{}", path.display());
+        }
+    }
+    r.ok(&["verify", "--check-contents"]);
+}
