@@ -580,9 +580,10 @@ fn var_stays_bounded_over_many_commands() {
     // logs only of paths that exist (the release and its parts; generations log nothing)
     let valid = r.entries().len();
     assert!(count("var/log") <= valid, "{} logs", count("var/log"));
-    // locks: gc, db-open, the instances' (one per name) and those of valid paths
+    // locks: gc, db-open, partitions (`instance create`), the instances' (one per name) and
+    // those of valid paths
     assert!(
-        count("var/lock") <= 2 + 60 + valid,
+        count("var/lock") <= 3 + 60 + valid,
         "{} locks",
         count("var/lock")
     );

@@ -95,6 +95,37 @@ pub struct Upgrade {
 /// Parameters of an instance: `key = value`.
 pub type Parameters = BTreeMap<String, String>;
 
+/// Held by this process while it allocates partitions (`PartitionsHeld`): how many hold it,
+/// and the store's `partitions` lock while any does.
+static PARTITIONS: std::sync::Mutex<(usize, Option<slapstore_store::store::Lock>)> =
+    std::sync::Mutex::new((0, None));
+
+/// The store's `partitions` lock, held from the choice of a new instance's partition to its
+/// record, so that two processes never choose the same; taken again by the creations a
+/// creation's requests make (counted, the file locked once per process).
+struct PartitionsHeld;
+
+impl PartitionsHeld {
+    fn take(store: &Store) -> Result<PartitionsHeld> {
+        let mut held = PARTITIONS.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            held.1 = Some(store.lock("partitions")?);
+        }
+        held.0 += 1;
+        Ok(PartitionsHeld)
+    }
+}
+
+impl Drop for PartitionsHeld {
+    fn drop(&mut self) {
+        let mut held = PARTITIONS.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 = held.0.saturating_sub(1);
+        if held.0 == 0 {
+            held.1 = None;
+        }
+    }
+}
+
 /// How many requests down from an instance the user made a request may be.
 const MAX_REQUEST_DEPTH: usize = 8;
 
@@ -415,6 +446,8 @@ impl Context<'_> {
         }
         let release = self.release(software)?;
         let software_url = self.software_url(software);
+        // from the choice of the partitions to their record, no other process chooses
+        let _partitions = PartitionsHeld::take(self.store)?;
         let numbers = self
             .store
             .db()
@@ -913,14 +946,13 @@ impl Context<'_> {
             .db()
             .instance(name.as_str())?
             .ok_or_else(|| InstanceError::Usage(format!("no instance `{}`", name.as_str())))?;
-        {
+        let supervisor = crate::services::Supervisor::new(self.store.root());
+        // an instance never started costs no supervisor lock
+        if supervisor.is_started(name.as_str()) {
             let _lock = self.store.lock("supervisor")?;
-            let supervisor = crate::services::Supervisor::new(self.store.root());
-            if supervisor.is_started(name.as_str()) {
-                supervisor
-                    .stop(name.as_str())
-                    .map_err(InstanceError::Usage)?;
-            }
+            supervisor
+                .stop(name.as_str())
+                .map_err(InstanceError::Usage)?;
         }
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         // the commit first: if it fails (a full disk), the partition and its data are as
