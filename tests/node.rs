@@ -385,3 +385,41 @@ fn node_needs_a_master_it_can_reach() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("give both"), "{}", out.stderr);
 }
+
+#[test]
+fn node_loop_passes_again_until_sigterm() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_slapstore"))
+        .arg("--root")
+        .arg(&r.root)
+        .args([
+            "node",
+            "--master",
+            &url,
+            "--computer",
+            "COMP-1",
+            "--loop",
+            "--interval",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start slapstore node --loop");
+    // a pass that fails (nobody listens) does not end the loop
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.matches("cannot reach the master").count() >= 2,
+        "two passes at least: {stderr}"
+    );
+}
