@@ -521,7 +521,8 @@ impl Context<'_> {
                             deleted: false,
                             software_type: software_type.to_owned(),
                             software_url: software_url.clone(),
-                            connection: serde_json::to_string(&r.output.connection).unwrap_or_default(),
+                            connection: serde_json::to_string(&r.output.connection)
+                                .unwrap_or_default(),
                         },
                         expect_new: true,
                         requested_by: requested_by
@@ -581,7 +582,11 @@ impl Context<'_> {
         let drvs: Vec<Derivation> = final_renders.iter().map(|r| r.drv.clone()).collect();
         self.realise(&drvs)?;
         let partitions: Vec<PathBuf> = names.iter().map(|n| self.partition(n)).collect();
-        self.keep_state(partitions.iter().zip(final_renders.iter().map(|r| &r.output)))?;
+        self.keep_state(
+            partitions
+                .iter()
+                .zip(final_renders.iter().map(|r| &r.output)),
+        )?;
         let new = rows(&final_renders);
         self.store
             .db()
