@@ -102,7 +102,11 @@ fn service_pid(r: &Root, name: &str) -> u64 {
     loop {
         let json = r.ok(&["instance", "status", "--json", name]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
-        if let Some(pid) = v[0]["pid"].as_u64().filter(|_| v[0]["state"] == "RUNNING") {
+        let service = &v["services"][0];
+        if let Some(pid) = service["pid"]
+            .as_u64()
+            .filter(|_| service["state"] == "RUNNING")
+        {
             return pid;
         }
         assert!(Instant::now() < deadline, "{name}'s service never ran: {v}");
