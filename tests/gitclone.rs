@@ -8,28 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{have, Root, TestEnv};
-
-/// Runs git in `dir` with a fixed identity, insisting that it succeeds; its stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use crate::common::{git, have, Root, TestEnv};
 
 /// A repository `repo` with two commits on `main`; the commits' hashes, oldest first.
 fn repository(env: &TestEnv) -> (String, String, String) {

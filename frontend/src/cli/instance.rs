@@ -7,8 +7,7 @@ use slapstore_store::partition::InstanceName;
 use slapstore_store::Store;
 
 use super::{report, StoreArgs};
-use crate::evaluate::EvalOptions;
-use crate::instance::{Context, InstanceError, Parameters};
+use crate::instance::{InstanceError, Parameters};
 
 #[derive(Args, Debug)]
 pub struct InstanceArgs {
@@ -230,33 +229,22 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         Store::open(&store_args.root())
     }
     .map_err(|e| report::store_error(&e))?;
-    let partitions = store_args
-        .partitions
-        .clone()
-        .map(|p| std::path::absolute(&p).unwrap_or(p))
-        .unwrap_or_else(|| store.root().join("partitions"));
     // the number of derivations is known only once the software is evaluated: the bar counts
     // what it sees
     let observer = super::progress::Progress::new(0, store_args.quiet);
-    let (build, users) = super::settings(store_args, &store)?;
-    let ctx = Context {
-        store: &store,
-        partitions,
-        eval: EvalOptions {
-            python: std::env::var("SLAPSTORE_PYTHON")
-                .unwrap_or_else(|_| super::eval::default_python()),
-            ..EvalOptions::default()
-        },
-        build,
-        users,
-        frozen: match &args.command {
-            InstanceCommand::Create { software, .. }
-            | InstanceCommand::Upgrade { software, .. } => software.frozen,
-            _ => false,
-        },
-        observer: &observer,
-        computer: super::computer(&store)?,
+    let frozen = match &args.command {
+        InstanceCommand::Create { software, .. } | InstanceCommand::Upgrade { software, .. } => {
+            software.frozen
+        }
+        _ => false,
     };
+    let ctx = super::instance_context(
+        store_args,
+        &store,
+        &observer,
+        super::computer(&store)?,
+        frozen,
+    )?;
     let store_dir = store.store_dir();
     let full = |p: &str| store_dir.join(p).display().to_string();
     let out = match args.command {

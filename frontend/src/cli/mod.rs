@@ -302,6 +302,37 @@ fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
     }
 }
 
+/// What every command that deploys instances (`instance`, `node`) works with: the partitions'
+/// directory (`--partitions`, else `<root>/partitions`), how a profile given as software is
+/// evaluated, the build options and the instance users' pool from the configuration.
+fn instance_context<'a>(
+    store_args: &StoreArgs,
+    store: &'a slapstore_store::Store,
+    observer: &'a dyn slapstore_store::build::Observer,
+    computer: slapstore_store::master::Computer,
+    frozen: bool,
+) -> Result<crate::instance::Context<'a>, i32> {
+    let partitions = store_args
+        .partitions
+        .clone()
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .unwrap_or_else(|| store.root().join("partitions"));
+    let (build, users) = settings(store_args, store)?;
+    Ok(crate::instance::Context {
+        store,
+        partitions,
+        eval: crate::evaluate::EvalOptions {
+            python: std::env::var("SLAPSTORE_PYTHON").unwrap_or_else(|_| eval::default_python()),
+            ..crate::evaluate::EvalOptions::default()
+        },
+        build,
+        users,
+        frozen,
+        observer,
+        computer,
+    })
+}
+
 /// The computer this root is (`computer-id`, `ipv4`, `ipv6`, `partition-count` in
 /// `<root>/etc/slapstore.toml`; by default `slapstore` on 127.0.0.1 and ::1); each address is
 /// checked.

@@ -11,8 +11,6 @@ use clap::Args;
 use slapstore_store::Store;
 
 use super::{report, StoreArgs};
-use crate::evaluate::EvalOptions;
-use crate::instance::Context;
 use crate::node::pass::{Node, Summary, DEFAULT_PARTITIONS};
 use crate::node::slap::{Credentials, Master};
 
@@ -94,11 +92,6 @@ fn run_inner(
     };
     let master =
         Master::new(&url, &computer, &credentials).map_err(|e| report::usage(&e.to_string()))?;
-    let partitions = store_args
-        .partitions
-        .clone()
-        .map(|p| std::path::absolute(&p).unwrap_or(p))
-        .unwrap_or_else(|| store.root().join("partitions"));
     // the computer as the local master knows it (`computer-id`, `ipv4`, `ipv6`), with the
     // master's id for it, its URL and the partitions it offers
     let mut computer_model = super::computer(&store)?;
@@ -110,22 +103,8 @@ fn run_inner(
             .unwrap_or(DEFAULT_PARTITIONS),
     );
     let observer = super::progress::Progress::new(0, store_args.quiet);
-    let (build, users) = super::settings(store_args, &store)?;
-    let ctx = Context {
-        store: &store,
-        partitions,
-        eval: EvalOptions {
-            python: std::env::var("SLAPSTORE_PYTHON")
-                .unwrap_or_else(|_| super::eval::default_python()),
-            ..EvalOptions::default()
-        },
-        build,
-        users,
-        observer: &observer,
-        computer: computer_model,
-        // a release the master supplies uses its lock file when it has one, without requiring it
-        frozen: false,
-    };
+    // a release the master supplies uses its lock file when it has one, without requiring it
+    let ctx = super::instance_context(store_args, &store, &observer, computer_model, false)?;
     let node = Node {
         master: &master,
         ctx: &ctx,
