@@ -44,7 +44,7 @@ inline =
 "#;
 
 /// Kills the root's supervisord (and so its programs) when the test ends, however it ends.
-struct Supervisord(PathBuf);
+pub struct Supervisord(pub PathBuf);
 
 impl Drop for Supervisord {
     fn drop(&mut self) {
@@ -54,7 +54,7 @@ impl Drop for Supervisord {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -63,7 +63,7 @@ fn free_port() -> u16 {
 }
 
 /// The page served on `port`, waiting up to 15 s for the server to answer `want`.
-fn page(port: u16, want: &str) -> String {
+pub fn page(port: u16, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -88,7 +88,7 @@ fn status(r: &Root, args: &[&str]) -> Vec<Value> {
 }
 
 /// (state, pid) of `program`, waiting up to 15 s for it to be `want`.
-fn state(r: &Root, name: &str, program: &str, want: &str) -> Option<u64> {
+pub fn state(r: &Root, name: &str, program: &str, want: &str) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let list = status(r, &[name]);

@@ -7,6 +7,7 @@ mod cache;
 mod cases;
 mod cli;
 mod cookbook;
+mod deploy;
 mod eggs;
 mod eval;
 mod examples;

@@ -56,11 +56,14 @@ fn built_template(ctx: &Context, file: &str) -> Result<String> {
 }
 
 /// Renders a Jinja2 template with minijinja (undefined names are errors, trailing newlines
-/// kept), as slapos.recipe.template:jinja2 renders with Jinja2.
+/// kept), as slapos.recipe.template:jinja2 renders with Jinja2. Python's methods on values
+/// (`parameters.get('k', default)`, `.items()`, `.keys()`, `.split()`, ...), which SlapOS's
+/// templates call everywhere, come from minijinja-contrib's pycompat.
 pub fn render_jinja2(source: &str, context: &serde_json::Value) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.render_str(source, context)
         .map_err(|e| format!("the jinja2 template does not render: {e:#}"))
 }
@@ -90,4 +93,23 @@ fn write_output(ctx: &mut Context, text: &str) -> Result<()> {
             .map_err(|e| io_error(&dest, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_jinja2;
+
+    #[test]
+    fn python_methods_on_values_render_as_jinja2_renders_them() {
+        // as SlapOS's templates read their parameters: dict.get with a default, items, split
+        let context = serde_json::json!({"p": {"port": 8080, "names": "a b"}});
+        let source = "{{ p.get('port', 1) }} {{ p.get('missing', 'dflt') }} \
+            {% for k, v in p.items() %}{{ k }}{% endfor %} {{ p['names'].split() | length }}";
+        assert_eq!(
+            render_jinja2(source, &context).expect("renders"),
+            "8080 dflt namesport 2"
+        );
+        // an unknown name is still an error (Strict, as the recipe's StrictUndefined)
+        assert!(render_jinja2("{{ nothing }}", &context).is_err());
+    }
 }
