@@ -55,8 +55,9 @@ fn open_dir(at: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, Errno> {
     rfs::openat(at, name, flags, rfs::Mode::empty())
 }
 
-/// The components of `rel`, if it stays inside the partition.
-fn components(rel: &Path) -> io::Result<Vec<&Path>> {
+/// The components of `rel`, if it stays inside the partition: (the file, the directories
+/// leading to it).
+fn components(rel: &Path) -> io::Result<(&Path, Vec<&Path>)> {
     let mut out = Vec::new();
     for c in rel.components() {
         match c {
@@ -69,22 +70,21 @@ fn components(rel: &Path) -> io::Result<Vec<&Path>> {
             }
         }
     }
-    if out.is_empty() {
-        return Err(io::Error::other("an empty path"));
+    match out.pop() {
+        Some(file) => Ok((file, out)),
+        None => Err(io::Error::other("an empty path")),
     }
-    Ok(out)
 }
 
 /// The value kept at `rel` in `partition`, `None` when there is none (or the partition does
 /// not exist yet). A trailing newline is not part of the value (the cookbook strips it).
 pub fn read(partition: &Path, rel: &Path) -> io::Result<Option<String>> {
-    let parts = components(rel)?;
+    let (file, parents) = components(rel)?;
     let mut dir = match open_dir(rfs::CWD, partition) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(refused(e)),
     };
-    let (file, parents) = parts.split_last().expect("components is never empty");
     for p in parents {
         dir = match open_dir(dir.as_fd(), p) {
             Ok(fd) => fd,
@@ -93,7 +93,7 @@ pub fn read(partition: &Path, rel: &Path) -> io::Result<Option<String>> {
         };
     }
     let flags = rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC;
-    let fd = match rfs::openat(&dir, *file, flags, rfs::Mode::empty()) {
+    let fd = match rfs::openat(&dir, file, flags, rfs::Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(refused(e)),
@@ -151,11 +151,10 @@ fn write_once(
     rel: &Path,
     value: &str,
 ) -> io::Result<Option<(OwnedFd, OwnedFd)>> {
-    let parts = components(rel)?;
+    let (file, parents) = components(rel)?;
     if let Some(parent) = partition.parent() {
         slapstore_store::store::create_dirs(parent).map_err(|e| io::Error::other(e.to_string()))?;
     }
-    let (file, parents) = parts.split_last().expect("components is never empty");
     let mut dir = make_dir(rfs::CWD, partition, 0o755)?;
     let mut prefix = PathBuf::new();
     for p in parents {
@@ -171,15 +170,15 @@ fn write_once(
         | rfs::OFlags::EXCL
         | rfs::OFlags::NOFOLLOW
         | rfs::OFlags::CLOEXEC;
-    let fd = match rfs::openat(&dir, *file, flags, rfs::Mode::from_raw_mode(0o600)) {
+    let fd = match rfs::openat(&dir, file, flags, rfs::Mode::from_raw_mode(0o600)) {
         Ok(fd) => fd,
         Err(Errno::EXIST) => {
             if read(partition, rel)?.is_some() {
                 return Ok(None);
             }
             // an empty file holds no value: it is replaced, as the cookbook does
-            rfs::unlinkat(&dir, *file, rfs::AtFlags::empty())?;
-            rfs::openat(&dir, *file, flags, rfs::Mode::from_raw_mode(0o600)).map_err(refused)?
+            rfs::unlinkat(&dir, file, rfs::AtFlags::empty())?;
+            rfs::openat(&dir, file, flags, rfs::Mode::from_raw_mode(0o600)).map_err(refused)?
         }
         Err(e) => return Err(refused(e)),
     };
@@ -192,8 +191,7 @@ fn write_once(
 /// missing directories made 0700 (only [`DIR`] is written this way after a generation is
 /// current).
 pub fn replace(partition: &Path, rel: &Path, value: &str) -> io::Result<()> {
-    let parts = components(rel)?;
-    let (file, parents) = parts.split_last().expect("components is never empty");
+    let (file, parents) = components(rel)?;
     let mut dir = make_dir(rfs::CWD, partition, 0o755)?;
     for p in parents {
         dir = make_dir(dir.as_fd(), p, DIR_MODE)?;
@@ -210,7 +208,7 @@ pub fn replace(partition: &Path, rel: &Path, value: &str) -> io::Result<()> {
     let mut f = std::fs::File::from(fd);
     io::Write::write_all(&mut f, value.as_bytes())?;
     f.sync_all()?;
-    rfs::renameat(&dir, tmp.as_str(), &dir, *file)?;
+    rfs::renameat(&dir, tmp.as_str(), &dir, file)?;
     rfs::fsync(&dir)?;
     Ok(())
 }
