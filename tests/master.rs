@@ -673,3 +673,82 @@ shown = $${publish-early:secret}
     assert_eq!(published(&r)["secret"], "made-from-1");
     assert_eq!(published(&r)["shown"], "made-from-1");
 }
+
+/// A requester that generates a password and gives it to its child: rendered again with the
+/// child's connection, it keeps the password it generated first (not a new one each render).
+#[test]
+fn a_password_the_requester_generates_is_the_one_its_child_gets() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "pw/instance-backend.cfg.in",
+        r#"[buildout]
+parts = publish
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+[publish]
+recipe = slapos.cookbook:publish
+password-echo = $${slap-configuration:configuration.password}
+"#,
+    );
+    env.write(
+        "pw/instance-default.cfg.in",
+        r#"[buildout]
+parts = backend publish
+[password]
+recipe = slapos.cookbook:generate.password
+bytes = 10
+[backend]
+recipe = slapos.cookbook:request
+name = backend
+software-url = $${slap-connection:software-release-url}
+software-type = backend
+config-password = $${password:passwd}
+return = password-echo
+[publish]
+recipe = slapos.cookbook:publish
+mine = $${password:passwd}
+theirs = $${backend:connection-password-echo}
+"#,
+    );
+    let instance = r#"[buildout]
+parts = switch
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+[dynamic-default]
+output = ${instance-default:output}
+[dynamic-backend]
+output = ${instance-backend:output}
+[switch]
+recipe = slapos.cookbook:switch-softwaretype
+default = dynamic-default:output
+backend = dynamic-backend:output
+"#;
+    let software = release(
+        &env,
+        "pw",
+        instance,
+        "\n[instance-default]\nrecipe = slapos.recipe.template\n\
+         url = ${:_profile_base_location_}/instance-default.cfg.in\n\
+         output = ${buildout:directory}/instance-default.cfg\n\n[instance-backend]\n\
+         recipe = slapos.recipe.template\n\
+         url = ${:_profile_base_location_}/instance-backend.cfg.in\n\
+         output = ${buildout:directory}/instance-backend.cfg\n\n[buildout]\n\
+         parts += instance-default instance-backend\n",
+    );
+    r.ok(&["instance", "create", "app", "--software", &software]);
+    let connection = show(&r, "app")["connection"].clone();
+    let mine = connection["mine"].as_str().expect("mine").to_owned();
+    assert_eq!(mine.len(), 10, "{connection}");
+    assert_eq!(connection["theirs"], mine.as_str(), "{connection}");
+    // kept where the cookbook keeps it: `storage-path`, by default `parts/<section>`
+    assert_eq!(read(&r, "app", "parts/password").trim_end(), mine);
+    // and it stays the same afterwards
+    let out = r.ok(&["instance", "upgrade", "app", "--software", &software]);
+    assert!(out.starts_with("unchanged"), "{out}");
+    assert_eq!(show(&r, "app")["connection"]["mine"], mine.as_str());
+}

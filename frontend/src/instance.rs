@@ -142,6 +142,9 @@ struct Placement {
     published: Parameters,
     /// What each instance it requested published, by title.
     children: BTreeMap<String, Parameters>,
+    /// Values an earlier render of this operation generated (passwords, ports, ...), not kept
+    /// yet: a render again with its children's connections uses them, not new ones.
+    generated: BTreeMap<String, String>,
 }
 
 /// One render of an instance.
@@ -349,6 +352,7 @@ impl Context<'_> {
             parameters: parameters.clone(),
             published: placement.published.clone(),
             children: placement.children.clone(),
+            generated: placement.generated.clone(),
             eval: options.clone(),
         };
         options.slap = Some(std::sync::Arc::new(slap));
@@ -485,6 +489,7 @@ impl Context<'_> {
                 state: State::Started.as_str().to_owned(),
                 published: Parameters::new(),
                 children: BTreeMap::new(),
+                generated: BTreeMap::new(),
             })
             .collect();
         let rendered: Vec<Rendered> = names
@@ -805,6 +810,7 @@ impl Context<'_> {
             state: instance.requested_state.as_str().to_owned(),
             published: instance.connection,
             children,
+            generated: BTreeMap::new(),
         })
     }
 
@@ -854,6 +860,10 @@ impl Context<'_> {
                 return Ok(rendered);
             }
             placement.children = children;
+            // what the children were given stays what this render will keep
+            placement
+                .generated
+                .extend(std::mem::take(&mut rendered.output.state));
             rendered = self.render(name, release, parameters, &placement)?;
         }
         Ok(rendered)

@@ -37,6 +37,9 @@ pub struct Slap {
     pub published: Parameters,
     /// The connection parameters each instance it requested published, by requested title.
     pub children: BTreeMap<String, Parameters>,
+    /// Values an earlier render of the same operation generated, by path in the partition
+    /// (`cookbook/random.rs` uses them rather than generating again).
+    pub generated: BTreeMap<String, String>,
     /// How a profile of this render is evaluated (`switch-softwaretype`'s sub-profile).
     pub eval: EvalOptions,
 }
@@ -311,7 +314,7 @@ fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
         .map_err(|e| e.or_at(span))?;
     let out = &mut part.r.instance_output;
     for (rel, spec) in sub.instance.files {
-        if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) {
+        if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
             return Err(part.option_error(
                 &chosen,
                 format!("`{rel}` is written by this profile and by the one it switches to"),
@@ -322,6 +325,11 @@ fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
     out.dirs.extend(sub.instance.dirs);
     out.connection.extend(sub.instance.connection);
     out.requests.extend(sub.instance.requests);
+    // what the switched-to profile keeps in the partition (generated passwords, ports) and the
+    // commands it runs are this render's too
+    out.state.extend(sub.instance.state);
+    out.kept.extend(sub.instance.kept);
+    out.commands.extend(sub.instance.commands);
     Ok(())
 }
 

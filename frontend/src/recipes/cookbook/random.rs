@@ -58,7 +58,14 @@ pub(super) fn keep(
             Ok(v)
         }
         None => {
-            let v = generate(part)?;
+            // generated already by an earlier render of this operation (a requester rendered
+            // again with its children's connections): the same value, still to be kept
+            let earlier =
+                (part.r.settings.slap.as_ref()).and_then(|s| s.generated.get(rel).cloned());
+            let v = match earlier {
+                Some(v) => v,
+                None => generate(part)?,
+            };
             claim(part, option, rel, Some(v.clone()))?;
             Ok(v)
         }
