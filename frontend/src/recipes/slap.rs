@@ -392,16 +392,7 @@ fn publish(part: &mut Part, serialised: bool) -> Result<()> {
 fn publish_early(part: &mut Part, slap: &Slap) -> Result<()> {
     let init = part.require("-init")?;
     let published = match slap.published.get("_") {
-        Some(text) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text)
-            .map(|m| {
-                m.into_iter()
-                    .map(|(k, v)| match v {
-                        serde_json::Value::String(s) => (k, s),
-                        other => (k, other.to_string()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Some(text) => text_values(text),
         None => slap.published.clone(),
     };
     let mut keys: Vec<String> = part
@@ -509,16 +500,7 @@ fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Re
     let published = slap.children.get(&title).cloned().unwrap_or_default();
     let published = if serialised {
         match published.get("_") {
-            Some(text) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text)
-                .map(|m| {
-                    m.into_iter()
-                        .map(|(k, v)| match v {
-                            serde_json::Value::String(s) => (k, s),
-                            other => (k, other.to_string()),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Some(text) => text_values(text),
             None => published,
         }
     } else {
@@ -562,4 +544,19 @@ fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Re
         ));
     }
     Ok(())
+}
+
+/// A JSON object's values as text (strings as they are, the rest as their JSON); empty when
+/// `text` is not a JSON object.
+fn text_values(text: &str) -> BTreeMap<String, String> {
+    serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text)
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
