@@ -5,14 +5,16 @@
 #   install  the release supplied, one software pass (slapgrid: buildout, the recipe egg fetched
 #            from the package index; slapstore: a build)
 #   deploy   N instances requested, one instance pass (each one's service started)
-#   no-op    the next pass, nothing changed (median of REPS)
+#   no-op    the next pass, nothing changed (median of REPS; slapgrid's and slapstore's passes
+#            alternate, so that the load of the machine weighs on both alike)
 #
 #   bash bench/node.sh                 # N=10 REPS=5
 #   N=3 REPS=3 bash bench/node.sh
 #
 # Runs as root (slapgrid drops privileges to the partitions' owner, here `nobody`, so its venv
 # is made from /usr/bin/python3 into $BENCH_DIR/venv, a place `nobody` may read; made when
-# missing, from the package index). Ports 23000+ are used for the instances' services.
+# missing, from the package index). Ports 23000+ serve slapgrid's instances, 23100+ slapstore's
+# (its copy of the release differs from slapgrid's in that number only): both run at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
@@ -43,6 +45,11 @@ release="$BENCH_DIR/release/software.cfg"
 rm -rf "$BENCH_DIR/release"; cp -r bench/node-release "$BENCH_DIR/release"
 # the zc.buildout of the package index has no `_profile_base_location_` (SlapOS's fork has)
 sed -i "s|\${:_profile_base_location_}|$BENCH_DIR/release|" "$release"
+# slapstore's copy: its services on 23100 + N
+s_release="$BENCH_DIR/release-s/software.cfg"
+rm -rf "$BENCH_DIR/release-s"; cp -r bench/node-release "$BENCH_DIR/release-s"
+sed -i 's/23000 + n/23100 + n/' "$BENCH_DIR/release-s/instance.cfg.in"
+grep -q '23100 + n' "$BENCH_DIR/release-s/instance.cfg.in" || { echo "no port base in the release" >&2; exit 1; }
 now() { date +%s.%N; }
 median() { sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.3f", m}'; }
 pids=()
@@ -79,9 +86,9 @@ EOF
     echo "slapproxy on $port did not start" >&2; exit 1
 }
 
-# request PROXY_PORT COMPUTER FIRST_SERVICE_PORT: N instances web0.. of the release
+# request PROXY_PORT COMPUTER FIRST_SERVICE_PORT RELEASE: N instances web0.. of the release
 request() {
-    "$V/bin/python" - "$1" "$2" "$release" "$N" "$3" <<'EOF'
+    "$V/bin/python" - "$1" "$2" "$4" "$N" "$3" <<'EOF'
 import sys, slapos.slap
 url, computer, release, n, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 slap = slapos.slap.slap()
@@ -125,34 +132,27 @@ grid() { "$V/bin/slapos" node "$1" --cfg "$G/slapos.cfg" --now --pidfile "$G/$1.
 "$V/bin/slapos" supply "$release" COMP-G --cfg "$G/slapos.cfg" > /dev/null 2>&1
 echo "slapgrid: install" >&2
 a=$(now); grid software; b=$(now); g_install=$(echo "$b - $a" | bc)
-request 23990 COMP-G 23000
+request 23990 COMP-G 23000 "$release"
 echo "slapgrid: deploy" >&2
 a=$(now); grid instance || true; b=$(now); g_deploy=$(echo "$b - $a" | bc)
 served 23000
-g_noop=()
-for _ in $(seq "$REPS"); do
-    a=$(now); grid instance || true; b=$(now); g_noop+=("$(echo "$b - $a" | bc)")
-done
-# slapgrid's supervisord and services stop: the same ports serve slapstore's instances next
-kill "$(cat "$G/inst/var/run/supervisord.pid")" 2>/dev/null || true
-for i in $(seq 0 $((N - 1))); do
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$((23000 + i))/" > /dev/null 2>&1 || continue 2; sleep 0.1; done
-    echo "slapgrid's service on port $((23000 + i)) did not stop" >&2; exit 1
-done
 
 # ---- slapstore node
 D="$BENCH_DIR/s"; rm -rf "$D"; mkdir -p "$D"
 start_proxy "$D" 23991 COMP-S
 node() { "$S" --root "$D/root" -q node --master http://127.0.0.1:23991 --computer COMP-S --partition-count "$N" > "$D/node.log" 2>&1; }
 node  # format
-"$V/bin/slapos" supply "$release" COMP-S --cfg "$D/slapos.cfg" > /dev/null 2>&1
-echo "slapstore: install, deploy, no-op" >&2
+"$V/bin/slapos" supply "$s_release" COMP-S --cfg "$D/slapos.cfg" > /dev/null 2>&1
+echo "slapstore: install, deploy" >&2
 a=$(now); node; b=$(now); s_install=$(echo "$b - $a" | bc)
-request 23991 COMP-S 23000
+request 23991 COMP-S 23100 "$s_release"
 a=$(now); node; b=$(now); s_deploy=$(echo "$b - $a" | bc)
-served 23000
-s_noop=()
+served 23100
+
+echo "no-op passes, alternated" >&2
+g_noop=(); s_noop=()
 for _ in $(seq "$REPS"); do
+    a=$(now); grid instance || true; b=$(now); g_noop+=("$(echo "$b - $a" | bc)")
     a=$(now); node; b=$(now); s_noop+=("$(echo "$b - $a" | bc)")
 done
 

@@ -73,11 +73,54 @@ impl Supervisor {
         partition: &Path,
         user: Option<&str>,
     ) -> Result<Vec<Service>> {
-        let services = services(instance, partition)?;
-        self.write_programs(instance, &services, user)?;
+        let services = self.configure(instance, partition, user)?;
         self.ensure_running()?;
         self.ctl(&["update"])?;
         Ok(services)
+    }
+
+    /// Writes the entries of the instance's services (run as `user`, when it has one) without
+    /// telling supervisord: [`Supervisor::update`] does, once for many instances.
+    pub fn configure(
+        &self,
+        instance: &str,
+        partition: &Path,
+        user: Option<&str>,
+    ) -> Result<Vec<Service>> {
+        let services = services(instance, partition)?;
+        self.write_programs(instance, &services, user)?;
+        Ok(services)
+    }
+
+    /// Removes the entries of the instance's services without telling supervisord
+    /// ([`Supervisor::update`] does).
+    pub fn unconfigure(&self, instance: &str) -> Result<()> {
+        let file = self.program_file(instance);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("cannot remove `{}`: {e}", file.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes supervisord run what the entries say, in one `supervisorctl update`: started
+    /// when some instance is configured, programs added, changed or removed restarted or
+    /// stopped, shut down when no entry is left.
+    pub fn update(&self) -> Result<()> {
+        let programs = self.dir.join("programs");
+        let empty = std::fs::read_dir(&programs)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if !empty {
+            self.ensure_running()?;
+            return self.ctl(&["update"]);
+        }
+        if self.is_up() {
+            self.ctl(&["update"])?;
+            self.ctl(&["shutdown"])?;
+        }
+        Ok(())
     }
 
     /// Rewrites the entries of a started instance after its partition switched generation:
@@ -245,22 +288,11 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Whether supervisord answers on the socket.
+    /// Whether supervisord listens on the socket (a connection, not a `supervisorctl` run: a
+    /// Python start saved each time; a socket file left by a supervisord that died refuses it).
     fn is_up(&self) -> bool {
         self.config().is_file()
-            && Command::new("supervisorctl")
-                .arg("-c")
-                .arg(self.config())
-                .arg("pid")
-                .stdin(Stdio::null())
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success()
-                        && String::from_utf8_lossy(&o.stdout)
-                            .trim()
-                            .parse::<u32>()
-                            .is_ok()
-                })
+            && std::os::unix::net::UnixStream::connect(self.dir.join("supervisor.sock")).is_ok()
     }
 
     fn ensure_running(&self) -> Result<()> {

@@ -60,6 +60,19 @@ impl Summary {
     }
 }
 
+/// A partition deployed in this pass whose services are still to start or stop and whose
+/// state is still to report.
+struct Pending {
+    id: String,
+    state: State,
+    /// What the instance published.
+    connection: BTreeMap<String, String>,
+    /// What the master holds of it.
+    master_connection: BTreeMap<String, String>,
+    /// What to record once it is all done.
+    deployed: Deployed,
+}
+
 /// A node: a store root serving one computer of one master.
 pub struct Node<'a> {
     pub master: &'a Master,
@@ -95,13 +108,123 @@ impl Node<'_> {
         self.format(&mut state, &mut summary)?;
         let info = self.master.computer_information()?;
         let releases = self.software(&info.software, &mut summary);
+        let before = state.clone();
+        let mut deployed = Vec::new();
         for hosted in &info.partitions {
-            self.partition(hosted, &releases, &mut state, &mut summary);
+            if let Some(d) = self.partition(hosted, &releases, &mut state, &mut summary) {
+                deployed.push(d);
+            }
         }
-        if let Err(e) = state.save(&file) {
-            summary.failed_with("node", format!("cannot write `{}`: {e}", file.display()));
+        self.services(deployed, &mut state, &mut summary);
+        // a no-op pass writes nothing
+        if state != before {
+            if let Err(e) = state.save(&file) {
+                summary.failed_with("node", format!("cannot write `{}`: {e}", file.display()));
+            }
         }
         Ok(summary)
+    }
+
+    /// Starts or stops the services of the partitions deployed in this pass, in one
+    /// `supervisorctl update`, then posts each one's connection parameters and reports it
+    /// started or stopped; each partition that got there is recorded in `state`.
+    fn services(&self, deployed: Vec<Pending>, state: &mut NodeState, summary: &mut Summary) {
+        if deployed.is_empty() {
+            return;
+        }
+        let supervisor = Supervisor::new(self.root());
+        let mut ready = Vec::new();
+        {
+            let _lock = match self.ctx.store.lock("supervisor") {
+                Ok(l) => l,
+                Err(e) => {
+                    for d in &deployed {
+                        self.deploy_failed(&d.id, &e.to_string(), state, summary);
+                    }
+                    return;
+                }
+            };
+            let mut changed = Vec::new();
+            for d in deployed {
+                let id = d.id.as_str();
+                let was = supervisor.is_started(id);
+                let configured = if d.state == State::Started {
+                    self.ctx
+                        .store
+                        .db()
+                        .instance_user(id)
+                        .map_err(|e| e.to_string())
+                        .and_then(|user| {
+                            let user = user.map(|u| u.name);
+                            supervisor.configure(id, &self.partition_dir(id), user.as_deref())
+                        })
+                        .map(|services| {
+                            (!was).then(|| format!("started ({} services)", services.len()))
+                        })
+                } else if was {
+                    supervisor
+                        .unconfigure(id)
+                        .map(|()| Some("stopped".to_owned()))
+                } else {
+                    Ok(None)
+                };
+                match configured {
+                    Ok(message) => {
+                        if d.state == State::Started || was {
+                            changed.push(ready.len());
+                        }
+                        ready.push((d, message));
+                    }
+                    Err(message) => self.deploy_failed(id, &message, state, summary),
+                }
+            }
+            if !changed.is_empty() {
+                if let Err(message) = supervisor.update() {
+                    for (d, _) in ready.drain(..) {
+                        self.deploy_failed(&d.id, &message, state, summary);
+                    }
+                }
+            }
+        }
+        for (d, message) in ready {
+            let id = d.id.as_str();
+            if let Some(message) = message {
+                summary.did(id, message);
+            }
+            if let Err(message) = self.report(&d, summary) {
+                self.deploy_failed(id, &message, state, summary);
+                continue;
+            }
+            state.partitions.insert(d.id, d.deployed);
+        }
+    }
+
+    /// Posts what a deployed partition published, when the master does not hold it, and its
+    /// state.
+    fn report(&self, d: &Pending, summary: &mut Summary) -> Result<(), String> {
+        if d.connection != d.master_connection {
+            self.master
+                .set_connection(&d.id, &d.connection)
+                .map_err(|e| e.to_string())?;
+            summary.did(
+                &d.id,
+                format!("published {} connection parameters", d.connection.len()),
+            );
+        }
+        match d.state {
+            State::Started => self.master.started(&d.id),
+            _ => self.master.stopped(&d.id),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// A partition that failed: told to the caller and the master, tried again next pass.
+    fn deploy_failed(&self, id: &str, message: &str, state: &mut NodeState, summary: &mut Summary) {
+        state.partitions.remove(id);
+        summary.failed_with(id, message);
+        if let Err(e) = self.master.instance_error(id, &tail(message)) {
+            summary.failed_with(id, e.to_string());
+        }
     }
 
     /// Registers the partitions with the master, when they changed since the last time.
@@ -229,20 +352,21 @@ impl Node<'_> {
         self.ctx.store.path_of(path).display().to_string()
     }
 
-    /// Makes one partition host what the master requests, unless that did not change.
+    /// Makes one partition host what the master requests, unless that did not change; a
+    /// partition deployed, its services and reports still to do ([`Node::services`]).
     fn partition(
         &self,
         hosted: &Hosted,
         releases: &BTreeMap<String, StorePath>,
         state: &mut NodeState,
         summary: &mut Summary,
-    ) {
+    ) -> Option<Pending> {
         let id = &hosted.partition;
         let name = match InstanceName::new(id) {
             Ok(n) => n,
             Err(e) => {
                 summary.failed_with(id, e.to_string());
-                return;
+                return None;
             }
         };
         let release = hosted.software.as_ref().and_then(|url| releases.get(url));
@@ -259,7 +383,7 @@ impl Node<'_> {
             Ok(row) => row.is_some(),
             Err(e) => {
                 summary.failed_with(id, e.to_string());
-                return;
+                return None;
             }
         };
         let free = hosted.software.is_none();
@@ -271,34 +395,44 @@ impl Node<'_> {
         };
         if left_alone {
             summary.unchanged += 1;
-            return;
+            return None;
         }
         let outcome = match (hosted.state, &hosted.software) {
-            (State::Destroyed, _) => self.destroy(&name, !free, summary),
+            (State::Destroyed, _) => self.destroy(&name, !free, summary).map(|()| None),
             (_, None) => Err(format!(
                 "requested {:?} without a software release",
                 hosted.state
             )),
             (state, Some(url)) => match (release, profile_of(url)) {
-                (Some(_), Ok(profile)) => {
-                    self.deploy(&name, exists, &profile, hosted, state, summary)
-                }
+                (Some(_), Ok(profile)) => self
+                    .deploy(&name, exists, &profile, hosted, state, summary)
+                    .map(|connection| {
+                        Some(Pending {
+                            id: id.clone(),
+                            state,
+                            connection,
+                            master_connection: hosted.connection.clone(),
+                            deployed: deployed.clone(),
+                        })
+                    }),
                 _ => Err(format!("software `{url}` is not installed")),
             },
         };
         match outcome {
-            Ok(()) => {
+            Ok(Some(pending)) => Some(pending),
+            Ok(None) => {
                 state.partitions.insert(id.clone(), deployed);
+                None
             }
             Err(message) => {
                 // tried again at the next pass
-                state.partitions.remove(id);
-                summary.failed_with(id, message.clone());
-                if !free {
-                    if let Err(e) = self.master.instance_error(id, &tail(&message)) {
-                        summary.failed_with(id, e.to_string());
-                    }
+                if free {
+                    state.partitions.remove(id);
+                    summary.failed_with(id, message);
+                } else {
+                    self.deploy_failed(id, &message, state, summary);
                 }
+                None
             }
         }
     }
@@ -307,8 +441,8 @@ impl Node<'_> {
         self.ctx.partitions.join(id)
     }
 
-    /// Creates or upgrades the instance (of `profile`, its release installed), starts or stops
-    /// its services, posts the connection parameters it published, reports its state.
+    /// Creates or upgrades the instance (of `profile`, its release installed) and records its
+    /// requested state; what it published.
     fn deploy(
         &self,
         name: &InstanceName,
@@ -317,7 +451,7 @@ impl Node<'_> {
         hosted: &Hosted,
         state: State,
         summary: &mut Summary,
-    ) -> Result<(), String> {
+    ) -> Result<BTreeMap<String, String>, String> {
         let id = name.as_str();
         let parameters = &hosted.parameters;
         let software_type = Some(hosted.software_type.as_str());
@@ -354,46 +488,7 @@ impl Node<'_> {
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default()
         };
-        let partition = self.partition_dir(id);
-        let supervisor = Supervisor::new(self.root());
-        {
-            let _lock = self
-                .ctx
-                .store
-                .lock("supervisor")
-                .map_err(|e| e.to_string())?;
-            if state == State::Started {
-                let was = supervisor.is_started(id);
-                let user = self
-                    .ctx
-                    .store
-                    .db()
-                    .instance_user(id)
-                    .map_err(|e| e.to_string())?
-                    .map(|u| u.name);
-                let services = supervisor.start(id, &partition, user.as_deref())?;
-                if !was {
-                    summary.did(id, format!("started ({} services)", services.len()));
-                }
-            } else if supervisor.is_started(id) {
-                supervisor.stop(id)?;
-                summary.did(id, "stopped");
-            }
-        }
-        if connection != hosted.connection {
-            self.master
-                .set_connection(id, &connection)
-                .map_err(|e| e.to_string())?;
-            summary.did(
-                id,
-                format!("published {} connection parameters", connection.len()),
-            );
-        }
-        match state {
-            State::Started => self.master.started(id),
-            _ => self.master.stopped(id),
-        }
-        .map_err(|e| e.to_string())
+        Ok(connection)
     }
 
     /// Stops and removes the instance of a partition (its data too) and, if the master still
