@@ -267,14 +267,15 @@ fn node_deploys_what_slapproxy_requests_and_reports_back() {
     assert!(out.contains("slappart0: started (1 services)"), "{out}");
     assert!(served(port, "Bonjour from slappart0"), "the service runs");
     assert!(
-        out.contains("slappart0: published 2 connection parameters"),
+        out.contains("slappart0: published 3 connection parameters"),
         "{out}"
     );
     // the next request prints the connection parameters the instance published
     let again = request(&[]);
     assert!(
         again.contains(&format!("'url': 'http://127.0.0.1:{port}/'"))
-            && again.contains("'greeting': 'Bonjour'"),
+            && again.contains("'greeting': 'Bonjour'")
+            && again.contains("'title': 'web'"),
         "{again}"
     );
     let installed = r.ok(&["software", "list"]);
@@ -337,7 +338,9 @@ fn node_reports_what_it_cannot_install() {
     );
     let broken = broken.display().to_string();
     proxy.slapos(&["supply", &broken, computer]);
-    proxy.slapos(&["supply", "https://lab.example/software.cfg", computer]);
+    // nobody serves there
+    let unserved = format!("http://127.0.0.1:{}/software.cfg", free_port());
+    proxy.slapos(&["supply", &unserved, computer]);
     let out = pass(&r, &proxy, computer);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     // the error names the file, line and option; the pass went on with the other release
@@ -348,7 +351,8 @@ fn node_reports_what_it_cannot_install() {
     );
     assert!(out.stderr.contains("`missing`"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("local paths and `file://`"),
+        out.stderr
+            .contains(&format!("cannot read remote profile `{unserved}`")),
         "{}",
         out.stderr
     );
@@ -421,5 +425,139 @@ fn node_loop_passes_again_until_sigterm() {
     assert!(
         stderr.matches("cannot reach the master").count() >= 2,
         "two passes at least: {stderr}"
+    );
+}
+
+/// A static HTTP server (`python3 -m http.server`) on 127.0.0.1 serving `dir`, killed when
+/// dropped.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Served {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let served = Served { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(port, "/").is_none() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        served
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn node_installs_a_release_served_over_http() {
+    let test = "node_installs_a_release_served_over_http";
+    if !have(test, &["supervisord", "python3", "md5sum"]) {
+        return;
+    }
+    let Some(venv) = slapos_venv(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    let computer = "COMP-9";
+    let proxy = Proxy::start(&venv, env.path(), computer);
+    // the release on a web server: its profile extends a file beside it and one a level up,
+    // and renders an instance profile fetched from beside it (with its checksum, as SlapOS's
+    // releases give it)
+    let fixture = repo_root().join("tests/fixtures/node-release");
+    let instance = std::fs::read_to_string(fixture.join("instance.cfg.in")).expect("fixture");
+    let web = env.path().join("web");
+    env.write("web/sr/web/instance.cfg.in", &instance);
+    let md5 = Command::new("md5sum")
+        .arg(web.join("sr/web/instance.cfg.in"))
+        .output()
+        .expect("md5sum");
+    let md5 = String::from_utf8_lossy(&md5.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a checksum")
+        .to_owned();
+    env.write(
+        "web/sr/web/software.cfg",
+        "[buildout]\nextends = instance.cfg ../stack/base.cfg\n",
+    );
+    env.write(
+        "web/sr/web/instance.cfg",
+        &format!(
+            "[instance-profile]\nrecipe = slapos.recipe.template\n\
+             url = ${{:_profile_base_location_}}/instance.cfg.in\nmd5sum = {md5}\n\
+             output = ${{buildout:directory}}/instance.cfg\n"
+        ),
+    );
+    env.write(
+        "web/sr/stack/base.cfg",
+        "[buildout]\nparts = instance-profile\n",
+    );
+    let server = Served::start(&web);
+    let release = format!("http://127.0.0.1:{}/sr/web/software.cfg", server.port);
+    pass_ok(&r, &proxy, computer);
+    proxy.slapos(&["supply", &release, computer]);
+    let port = free_port();
+    let p = format!("port={port}");
+    proxy.slapos(&[
+        "request",
+        "web",
+        &release,
+        "--node",
+        "computer_guid=COMP-9",
+        "--parameters",
+        &p,
+        "greeting=Servus",
+    ]);
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains(&format!("{release}: installed ")), "{out}");
+    assert!(out.contains("slappart0: started (1 services)"), "{out}");
+    assert!(served(port, "Servus from slappart0"), "the service runs");
+    // the release is installed under its URL, its `[slap-connection]` names the URL
+    let installed = r.ok(&["software", "list"]);
+    assert!(installed.contains(&release), "{installed}");
+    let again = pass_ok(&r, &proxy, computer);
+    assert!(
+        again.contains("0 changes, 3 partitions unchanged"),
+        "{again}"
+    );
+
+    // `eval` of the same URL reads local profiles only, and says so
+    let out = r.run(&["eval", &release]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("read local profiles only"),
+        "{}",
+        out.stderr
+    );
+
+    // a release whose profile is missing on the server: the master gets the error, naming
+    // the URL and the answer
+    let missing = format!("http://127.0.0.1:{}/sr/gone/software.cfg", server.port);
+    proxy.slapos(&["supply", &missing, computer]);
+    let out = pass(&r, &proxy, computer);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read remote profile `{missing}`"))
+            && out.stderr.contains("404"),
+        "{}",
+        out.stderr
     );
 }

@@ -25,8 +25,8 @@ pub enum ErrorKind {
     CannotOpen { path: String, reason: String },
     #[error("`{path}` is not valid UTF-8")]
     NotUtf8 { path: String },
-    #[error("cannot read remote profile `{url}`: slapstore reads local profiles only")]
-    RemoteProfile { url: String },
+    #[error("cannot read remote profile `{url}`: {reason}")]
+    RemoteProfile { url: String, reason: String },
     #[error("line is neither a section header, an option nor a continuation")]
     BadLine,
     #[error("option found before any section header")]

@@ -32,6 +32,9 @@ pub struct EvalOptions {
     pub instance: bool,
     /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
     pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
+    /// The download cache remote profiles (`http(s)://`) are fetched through; without it they
+    /// are an error (`load::LoadOptions::remote_cache`).
+    pub remote_cache: Option<std::path::PathBuf>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -61,6 +64,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             verbatim: options.verbatim.clone(),
             executable: options.python.clone(),
             text: options.text.clone(),
+            remote_cache: options.remote_cache.clone(),
         },
     )?;
     let versions_name = loaded
@@ -89,6 +93,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         store,
         instance: options.instance,
         slap: options.slap.clone(),
+        remote_cache: options.remote_cache.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

@@ -44,6 +44,8 @@ pub struct Loader<'a> {
     /// A text to use instead of reading the file of that path (the root profile given in
     /// memory, as the fuzzer does).
     pub text: Option<(&'a str, &'a str)>,
+    /// The download cache `http(s)://` files are fetched through; `None`: they are an error.
+    pub remote_cache: Option<&'a std::path::Path>,
     /// The first header read of each section, to point at when a section is to blame.
     pub headers: HashMap<String, Span>,
 }
@@ -128,10 +130,10 @@ impl Loader<'_> {
         let mut wave = vec![root.to_owned()];
         while !wave.is_empty() {
             let first = self.sources.len();
-            let (text, target) = (self.text, self.target);
+            let (text, target, remote) = (self.text, self.target, self.remote_cache);
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
-                read_text(path, text).map(|text| {
+                read_text(path, text, remote).map(|text| {
                     let parsed =
                         parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
                             Parsed {
@@ -237,23 +239,83 @@ fn extends_of(config: &RawConfig, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of a profile file (or the text given for it), newlines normalised.
-fn read_text(path: &str, given: Option<(&str, &str)>) -> Result<String> {
+/// The text of a profile file (or the text given for it), newlines normalised: a local file,
+/// a `file://` URL's, or an `http(s)://` one fetched through `remote` (the download cache).
+fn read_text(
+    path: &str,
+    given: Option<(&str, &str)>,
+    remote: Option<&std::path::Path>,
+) -> Result<String> {
     if let Some((_, text)) = given.filter(|(p, _)| *p == path) {
         return Ok(normalise_newlines(text));
     }
-    if is_url(path) {
-        return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = if let Some(local) = path.strip_prefix("file://") {
+        read_local(local)?
+    } else if is_url(path) {
+        fetch_remote(path, remote)?
+    } else {
+        read_local(path)?
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.into() }))?;
+    Ok(normalise_newlines(&text))
+}
+
+fn read_local(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
         Error::new(ErrorKind::CannotOpen {
             path: path.into(),
             reason: io_reason(&e),
         })
-    })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::new(ErrorKind::NotUtf8 { path: path.into() }))?;
-    Ok(normalise_newlines(&text))
+    })
+}
+
+/// A remote profile file, downloaded through the download cache `cache` (unpinned: a profile
+/// has no checksum; kept there under its BLAKE3, fetched again each time, as buildout does
+/// when it is not offline).
+fn fetch_remote(url: &str, cache: Option<&std::path::Path>) -> Result<Vec<u8>> {
+    let remote = |reason: String| {
+        Error::new(ErrorKind::RemoteProfile {
+            url: url.into(),
+            reason,
+        })
+    };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(remote(
+            "only `http://`, `https://` and `file://` URLs are read".into(),
+        ));
+    }
+    let Some(cache) = cache else {
+        return Err(remote(
+            "`slapstore eval` and `build` read local profiles only (`slapstore node` fetches \
+             its releases' profiles)"
+                .into(),
+        ));
+    };
+    fetch_url(url, cache, None).map_err(remote)
+}
+
+/// The content of an `http(s)://` URL, fetched through the download cache `cache`: checked
+/// against and cached under `md5` when given (a later fetch is a cache hit), else fetched
+/// unpinned (and kept under its BLAKE3).
+pub fn fetch_url(
+    url: &str,
+    cache: &std::path::Path,
+    md5: Option<&str>,
+) -> std::result::Result<Vec<u8>, String> {
+    let checksum = md5
+        .map(|hex| format!("md5:{}", hex.trim().to_lowercase()).parse())
+        .transpose()
+        .map_err(|e: slapstore_store::checksum::ChecksumError| e.to_string())?;
+    std::fs::create_dir_all(cache)
+        .map_err(|e| format!("cannot make `{}`: {e}", cache.display()))?;
+    let dest = tempfile::NamedTempFile::new_in(cache)
+        .map_err(|e| format!("cannot write in `{}`: {e}", cache.display()))?;
+    slapstore_store::fetch::Fetcher::new(cache)
+        .allow_unpinned(true)
+        .fetch(&[url], checksum.as_ref(), dest.path())
+        .map_err(|e| e.to_string())?;
+    std::fs::read(dest.path()).map_err(|e| format!("cannot read what was fetched: {e}"))
 }
 
 /// Parses one file's text (registered as `file`), evaluating conditional headers for `target`

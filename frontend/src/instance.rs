@@ -95,6 +95,15 @@ pub struct Upgrade {
 /// Parameters of an instance: `key = value`.
 pub type Parameters = BTreeMap<String, String>;
 
+/// The titles a SlapOS master gives an instance it placed on this node (`slapstore node`):
+/// what `slapconfiguration` gives as `instance-title` and `root-instance-title`, in place of
+/// the local names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Titles {
+    pub title: String,
+    pub root_title: String,
+}
+
 /// Held by this process while it allocates partitions (`PartitionsHeld`): how many hold it,
 /// and the store's `partitions` lock while any does.
 static PARTITIONS: std::sync::Mutex<(usize, Option<slapstore_store::store::Lock>)> =
@@ -379,11 +388,12 @@ impl Context<'_> {
         parameters: &Parameters,
         software_type: Option<&str>,
     ) -> Result<Vec<StorePath>> {
-        self.create_requested(names, software, parameters, software_type, None, &[])
+        self.create_requested(names, software, parameters, software_type, None, &[], None)
     }
 
-    /// [`Context::create`] of one instance on partition `number`, as a node hosts what its
-    /// SlapOS master placed there (`slapstore node`); an error when that partition is taken.
+    /// [`Context::create`] of one instance on partition `number`, under the master's
+    /// `titles`, as a node hosts what its SlapOS master placed there (`slapstore node`); an
+    /// error when that partition is taken.
     pub fn create_on(
         &self,
         name: &InstanceName,
@@ -391,6 +401,7 @@ impl Context<'_> {
         software: &str,
         parameters: &Parameters,
         software_type: Option<&str>,
+        titles: &Titles,
     ) -> Result<StorePath> {
         // the partitions below it reserved: the lowest free one left is it, if it is free
         let below: Vec<i64> = (0..number).collect();
@@ -408,6 +419,7 @@ impl Context<'_> {
             software_type,
             None,
             &below,
+            Some(titles),
         )?;
         paths
             .into_iter()
@@ -417,7 +429,9 @@ impl Context<'_> {
 
     /// [`Context::create`], for instances `requested_by` another one (then one name, under
     /// that parent's title for it); `reserved` are the partitions of the requesters being
-    /// made (one per request down from the instance the user made).
+    /// made (one per request down from the instance the user made); `titles`, a master's for
+    /// them.
+    #[allow(clippy::too_many_arguments)]
     fn create_requested(
         &self,
         names: &[InstanceName],
@@ -426,6 +440,7 @@ impl Context<'_> {
         software_type: Option<&str>,
         requested_by: Option<(&InstanceName, &str)>,
         reserved: &[i64],
+        titles: Option<&Titles>,
     ) -> Result<Vec<StorePath>> {
         let software_type = software_type.unwrap_or(DEFAULT_SOFTWARE_TYPE);
         let _locks = names
@@ -478,13 +493,16 @@ impl Context<'_> {
                 partition: *number,
                 software_type: software_type.to_owned(),
                 software_url: software_url.clone(),
-                title: requested_by
-                    .map_or(n.as_str(), |(_, title)| title)
-                    .to_owned(),
-                root_title: if requested_by.is_some() {
-                    root_title.clone()
-                } else {
-                    n.as_str().to_owned()
+                title: match titles {
+                    Some(t) => t.title.clone(),
+                    None => requested_by
+                        .map_or(n.as_str(), |(_, title)| title)
+                        .to_owned(),
+                },
+                root_title: match titles {
+                    Some(t) => t.root_title.clone(),
+                    None if requested_by.is_some() => root_title.clone(),
+                    None => n.as_str().to_owned(),
                 },
                 state: State::Started.as_str().to_owned(),
                 published: Parameters::new(),
@@ -689,23 +707,34 @@ impl Context<'_> {
         parameters: &Parameters,
         software_type: Option<&str>,
     ) -> Result<Upgrade> {
-        self.upgrade_with(name, software, parameters, software_type, true, &[])
+        self.upgrade_with(name, software, parameters, software_type, true, &[], None)
     }
 
-    /// [`Context::upgrade`] with `parameters` replacing the current ones, as a SlapOS master
-    /// gives them all (`slapstore node`).
+    /// [`Context::upgrade`] with `parameters` replacing the current ones and under the
+    /// master's `titles`, as a SlapOS master gives them all (`slapstore node`).
     pub fn upgrade_replacing(
         &self,
         name: &InstanceName,
         software: &str,
         parameters: &Parameters,
         software_type: Option<&str>,
+        titles: &Titles,
     ) -> Result<Upgrade> {
-        self.upgrade_with(name, software, parameters, software_type, false, &[])
+        self.upgrade_with(
+            name,
+            software,
+            parameters,
+            software_type,
+            false,
+            &[],
+            Some(titles),
+        )
     }
 
     /// [`Context::upgrade`]; the parameters replace the current ones unless `merge` (a
-    /// request gives them all, as SlapOS's does); `reserved` as for `create_requested`.
+    /// request gives them all, as SlapOS's does); `reserved` and `titles` as for
+    /// `create_requested`.
+    #[allow(clippy::too_many_arguments)]
     fn upgrade_with(
         &self,
         name: &InstanceName,
@@ -714,6 +743,7 @@ impl Context<'_> {
         software_type: Option<&str>,
         merge: bool,
         reserved: &[i64],
+        titles: Option<&Titles>,
     ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
@@ -726,7 +756,11 @@ impl Context<'_> {
         let software_type = software_type.unwrap_or(&current.software_type).to_owned();
         let release = self.release(software)?;
         let software_url = self.software_url(software);
-        let placement = self.placement(name, &software_type, &software_url)?;
+        let mut placement = self.placement(name, &software_type, &software_url)?;
+        if let Some(t) = titles {
+            placement.title = t.title.clone();
+            placement.root_title = t.root_title.clone();
+        }
         let rendered = self.render(name, &release, &merged, &placement)?;
         let mut reserved = reserved.to_vec();
         reserved.push(placement.partition);
@@ -910,6 +944,7 @@ impl Context<'_> {
                     Some(&request.software_type),
                     false,
                     reserved,
+                    None,
                 )?;
             } else {
                 self.create_requested(
@@ -919,6 +954,7 @@ impl Context<'_> {
                     Some(&request.software_type),
                     Some((parent, &request.title)),
                     reserved,
+                    None,
                 )?;
             }
             let state = State::parse(&request.state).unwrap_or(State::Started);

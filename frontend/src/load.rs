@@ -104,6 +104,10 @@ pub struct LoadOptions {
     pub executable: String,
     /// The root profile's text, when it is given in memory rather than read from its path.
     pub text: Option<String>,
+    /// The download cache through which a profile and the files it extends are fetched when
+    /// they are `http(s)://` URLs (`slapstore node`'s releases); `None`: such a file is an
+    /// error.
+    pub remote_cache: Option<std::path::PathBuf>,
 }
 
 /// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
@@ -131,14 +135,20 @@ pub fn load(
         python: Some(&options.executable),
         bridge: None,
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
+        remote_cache: options.remote_cache.as_deref(),
         headers: HashMap::default(),
     };
     let mut data = RawConfig::default();
     let mut buildout = default_options(&options.executable);
-    buildout.insert(
-        "directory".into(),
-        Value::new(dirname(&root), Origin::Computed),
-    );
+    // buildout's `_buildout_dir`: the profile's directory, or for a URL the current one
+    let directory = if is_url(&root) {
+        std::env::current_dir()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "/".into())
+    } else {
+        dirname(&root).to_owned()
+    };
+    buildout.insert("directory".into(), Value::new(directory, Origin::Computed));
     data.insert("buildout".into(), buildout);
 
     let loaded = loader.linearise(&root, &options.executable)?;

@@ -73,6 +73,9 @@ pub struct Settings {
     pub python: String,
     /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
     pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
+    /// The download cache remote templates are fetched through (`slapstore node`'s remote
+    /// releases); `None`: they are an error.
+    pub remote_cache: Option<std::path::PathBuf>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -564,6 +567,7 @@ impl<'s> Resolver<'s> {
             python: None,
             bridge: None,
             text: None,
+            remote_cache: None,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;

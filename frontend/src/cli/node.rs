@@ -104,7 +104,10 @@ fn run_inner(
     );
     let observer = super::progress::Progress::new(0, store_args.quiet);
     // a release the master supplies uses its lock file when it has one, without requiring it
-    let ctx = super::instance_context(store_args, &store, &observer, computer_model, false)?;
+    let mut ctx = super::instance_context(store_args, &store, &observer, computer_model, false)?;
+    // a release's profile may be `http(s)://`: it and what it extends come through the
+    // download cache
+    ctx.eval.remote_cache = Some(store.cache_dir());
     let node = Node {
         master: &master,
         ctx: &ctx,

@@ -17,7 +17,7 @@ use slapstore_store::{StoreError, StorePath};
 
 use super::slap::{FormatPartition, Hosted, Master, SlapError, State, Supplied};
 use super::state::{self, Deployed, NodeState};
-use crate::instance::{Context, InstanceError};
+use crate::instance::{Context, InstanceError, Titles};
 use crate::services::Supervisor;
 use slapstore_store::master::{partition_id, State as LocalState};
 
@@ -318,7 +318,7 @@ impl Node<'_> {
                     if let Err(e) = self.master.building(&sr.url) {
                         summary.failed_with(&sr.url, e.to_string());
                     }
-                    match self.ctx.release(&profile) {
+                    match self.context_for(&profile).release(&profile) {
                         Ok(release) => {
                             summary.did(&sr.url, format!("installed {}", self.full(&release)));
                             if let Err(e) = self.master.available(&sr.url) {
@@ -441,6 +441,34 @@ impl Node<'_> {
         self.ctx.partitions.join(id)
     }
 
+    /// The instance operations for a release's `profile`: for a remote one, its
+    /// `${buildout:directory}` is the node's directory of that URL,
+    /// `var/node/software/<md5 of the URL>` (as slapgrid's software directory), so that its
+    /// release does not depend on where the node runs.
+    fn context_for(&self, profile: &str) -> Context<'_> {
+        let mut eval = self.ctx.eval.clone();
+        if crate::extends::is_url(profile) {
+            use md5::Digest;
+            let digest = format!("{:x}", md5::Md5::digest(profile.as_bytes()));
+            let directory = self.root().join("var/node/software").join(digest);
+            eval.assignments.push(crate::load::Assignment {
+                section: "buildout".into(),
+                option: "directory".into(),
+                value: directory.display().to_string(),
+            });
+        }
+        Context {
+            store: self.ctx.store,
+            partitions: self.ctx.partitions.clone(),
+            eval,
+            build: self.ctx.build.clone(),
+            frozen: self.ctx.frozen,
+            users: self.ctx.users.clone(),
+            observer: self.ctx.observer,
+            computer: self.ctx.computer.clone(),
+        }
+    }
+
     /// Creates or upgrades the instance (of `profile`, its release installed) and records its
     /// requested state; what it published.
     fn deploy(
@@ -455,10 +483,16 @@ impl Node<'_> {
         let id = name.as_str();
         let parameters = &hosted.parameters;
         let software_type = Some(hosted.software_type.as_str());
+        // what slapconfiguration gives as `instance-title` and `root-instance-title`: the
+        // master's, as slapgrid's instances see them
+        let titles = Titles {
+            title: hosted.instance_title.clone(),
+            root_title: hosted.root_instance_title.clone(),
+        };
+        let ctx = self.context_for(profile);
         if exists {
-            let upgrade = self
-                .ctx
-                .upgrade_replacing(name, profile, parameters, software_type)
+            let upgrade = ctx
+                .upgrade_replacing(name, profile, parameters, software_type, &titles)
                 .map_err(|e| describe(&e))?;
             if upgrade.changed {
                 summary.did(
@@ -471,8 +505,7 @@ impl Node<'_> {
                 .strip_prefix("slappart")
                 .and_then(|n| n.parse::<i64>().ok())
                 .ok_or_else(|| format!("`{id}` is not a partition of this node (`slappartN`)"))?;
-            self.ctx
-                .create_on(name, number, profile, parameters, software_type)
+            ctx.create_on(name, number, profile, parameters, software_type, &titles)
                 .map_err(|e| describe(&e))?;
             summary.did(id, format!("created {}", hosted.instance_title));
         }
@@ -527,15 +560,19 @@ impl Node<'_> {
     }
 }
 
-/// The profile a release URL names: a local path, or a `file://` URL's path.
+/// The profile a release URL names: a local path, a `file://` URL's path, or an `http(s)://`
+/// URL (fetched, with what it extends, through the download cache).
 fn profile_of(url: &str) -> Result<String, String> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(path.to_owned());
     }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(url.to_owned());
+    }
     if crate::extends::is_url(url) {
         return Err(format!(
-            "cannot install `{url}`: slapstore installs releases from local paths and `file://` \
-             URLs only"
+            "cannot install `{url}`: a release URL is `http://`, `https://`, `file://` or an \
+             absolute path"
         ));
     }
     if !url.starts_with('/') {
@@ -598,9 +635,13 @@ mod tests {
             profile_of("file:///srv/software.cfg").unwrap(),
             "/srv/software.cfg"
         );
-        assert!(profile_of("https://lab.nexedi.com/software.cfg")
+        assert_eq!(
+            profile_of("https://lab.nexedi.com/software.cfg").unwrap(),
+            "https://lab.nexedi.com/software.cfg"
+        );
+        assert!(profile_of("ftp://lab.nexedi.com/software.cfg")
             .unwrap_err()
-            .contains("local paths"));
+            .contains("a release URL is"));
         assert!(profile_of("software.cfg").unwrap_err().contains("absolute"));
     }
 

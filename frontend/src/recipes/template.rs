@@ -348,26 +348,39 @@ enum Read {
 /// into the output of a part already translated is not read from disk: a `template` part's file
 /// is its rendered text, known now; any other is read by the builder.
 fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Read> {
-    let path = match url.strip_prefix("file://") {
-        Some(p) => p.to_owned(),
-        None if is_url(url) => {
-            return Err(part.option_error(
-                "url",
-                format!("cannot download `{url}`: slapstore reads local templates only"),
-            ))
-        }
+    let (path, fetched) = match url.strip_prefix("file://") {
+        Some(p) => (p.to_owned(), None),
+        // a remote release's templates (`slapstore node`), through the download cache
+        None if is_url(url) => match part.r.settings.remote_cache.clone() {
+            Some(cache) => {
+                let bytes = crate::extends::fetch_url(url, &cache, md5sum).map_err(|reason| {
+                    part.option_error("url", format!("cannot download `{url}`: {reason}"))
+                })?;
+                (url.to_owned(), Some(bytes))
+            }
+            None => {
+                return Err(part.option_error(
+                    "url",
+                    format!("cannot download `{url}`: slapstore reads local templates only"),
+                ))
+            }
+        },
         None => {
             let directory = part.buildout("directory")?;
-            crate::pystr::path_join(&directory, url)
+            (crate::pystr::path_join(&directory, url), None)
         }
     };
-    let bytes = match built_file(part, &path) {
-        Some(Built::Text(text)) => text.into_bytes(),
-        Some(Built::Later(owner)) => {
-            return Ok(Read::Built { path, part: owner });
-        }
-        None => std::fs::read(&path)
-            .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?,
+    let bytes = match fetched {
+        Some(bytes) => bytes,
+        None => match built_file(part, &path) {
+            Some(Built::Text(text)) => text.into_bytes(),
+            Some(Built::Later(owner)) => {
+                return Ok(Read::Built { path, part: owner });
+            }
+            None => std::fs::read(&path).map_err(|e| {
+                part.option_error("url", format!("cannot read template `{path}`: {e}"))
+            })?,
+        },
     };
     if let Some(expected) = md5sum {
         use md5::Digest;
