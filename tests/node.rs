@@ -561,3 +561,61 @@ fn node_installs_a_release_served_over_http() {
         out.stderr
     );
 }
+
+#[test]
+fn node_registers_the_users_its_partitions_take_from_the_pool() {
+    let test = "node_registers_the_users_its_partitions_take_from_the_pool";
+    // users are made by `useradd`: root only, as tests/isolation.rs (the same pool)
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !root {
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs root");
+        return;
+    }
+    if !have(test, &["supervisord", "python3", "useradd"]) {
+        return;
+    }
+    let Some(venv) = slapos_venv(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    env.write(
+        "root/etc/slapstore.toml",
+        "[instance-users]\nprefix = \"slapiso\"\ncount = 4\nfirst-uid = 61000\n",
+    );
+    let computer = "COMP-11";
+    let proxy = Proxy::start(&venv, env.path(), computer);
+    let release = release();
+    let first = pass_ok(&r, &proxy, computer);
+    assert!(first.contains("registered 3 partitions"), "{first}");
+    proxy.slapos(&["supply", &release, computer]);
+    let port = free_port();
+    let p = format!("port={port}");
+    proxy.slapos(&[
+        "request",
+        "web",
+        &release,
+        "--node",
+        "computer_guid=COMP-11",
+        "--parameters",
+        &p,
+    ]);
+    // the instance created took a user of the pool: the partitions are registered again
+    // with it, and its service runs as that user
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains("slappart0: created web"), "{out}");
+    assert!(out.contains("format: registered 3 partitions"), "{out}");
+    assert!(served(port, "Hello from slappart0"), "the service runs");
+    let owner = std::fs::metadata(r.partition("slappart0").join("var/log"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .expect("the partition's log directory");
+    assert!((61000..61004).contains(&owner), "owned by {owner}");
+    // nothing changed: nothing registered again
+    let again = pass_ok(&r, &proxy, computer);
+    assert!(
+        again.contains("0 changes, 3 partitions unchanged"),
+        "{again}"
+    );
+}

@@ -116,6 +116,10 @@ impl Node<'_> {
             }
         }
         self.services(deployed, &mut state, &mut summary);
+        // the instances created took users from the root's pool: the master is told
+        if let Err(e) = self.format(&mut state, &mut summary) {
+            summary.failed_with("format", e.to_string());
+        }
         // a no-op pass writes nothing
         if state != before {
             if let Err(e) = state.save(&file) {
@@ -227,6 +231,21 @@ impl Node<'_> {
         }
     }
 
+    /// Who each partition runs as, as the master is told: its instance's user from the root's
+    /// pool (`[instance-users]`) when it has one, else the node's own user.
+    fn partition_users(&self, count: u32) -> Vec<String> {
+        let db = self.ctx.store.db();
+        (0..count)
+            .map(|i| {
+                // a database that cannot say: the node's user, as for a free partition
+                db.instance_user(&partition_id(i64::from(i)))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| self.user.clone(), |u| u.name)
+            })
+            .collect()
+    }
+
     /// Registers the partitions with the master, when they changed since the last time.
     fn format(&self, state: &mut NodeState, summary: &mut Summary) -> Result<(), SlapError> {
         let c = &self.ctx.computer;
@@ -238,12 +257,13 @@ impl Node<'_> {
             .chain(c.ipv6.iter().map(|a| (a.clone(), IPV6_NETMASK.to_owned())))
             .collect();
         let partitions: Vec<FormatPartition> = (0..count)
-            .map(|i| {
+            .zip(self.partition_users(count))
+            .map(|(i, user)| {
                 let reference = partition_id(i64::from(i));
                 FormatPartition {
                     path: self.ctx.partitions.join(&reference).display().to_string(),
                     reference,
-                    user: self.user.clone(),
+                    user,
                     addresses: addresses.clone(),
                 }
             })
