@@ -369,12 +369,17 @@ fn develop_tree(ctx: &mut Context) -> Result<PathBuf> {
 pub(super) const DEVELOP_DIST_DIR: &str = "dist";
 
 /// The develop eggs the derivation sees (`develop-eggs`: the outputs of the `:develop` parts
-/// before it): name, version and directory of each one's wheel.
+/// before it): name, version and directory of each one's wheel. A part that pip installed
+/// (uv missing) kept no wheel, and offers none.
 fn develop_eggs(ctx: &Context) -> Result<Vec<(String, String, PathBuf)>> {
     let mut out = Vec::new();
     for path in ctx.option("develop-eggs").unwrap_or("").split_whitespace() {
         let dir = Path::new(path).join(DEVELOP_DIST_DIR);
-        let entries = fs::read_dir(&dir).map_err(|e| io_error(&dir, e))?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&dir, e)),
+        };
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
             let Some(stem) = file.strip_suffix(".whl") else {
