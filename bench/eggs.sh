@@ -7,6 +7,12 @@
 #   bash bench/eggs.sh                  # a few minutes on a 2-vCPU VM
 #   REPS=3 bash bench/eggs.sh
 #
+# zc.buildout 3.0.1 installs a pinned version from its wheel when the index has one (all of
+# this set); the SlapOS fork, and slapstore, build a pin without `:whl` from its sdist. So
+# slapstore runs twice: `whl`, every pin given `:whl` (the same files as buildout: the
+# installers compared), and `sdist`, the pins as helloworld writes them (17 of the 27 built
+# from their sdists; the cache of built wheels serves the `cache` case).
+#
 # Each tool installs the set into a fresh directory (buildout: its own eggs-directory and
 # download-cache; slapstore: a fresh --root), three ways, alternated tool by tool:
 #   cold   nothing cached: everything resolved and fetched from the index
@@ -85,13 +91,17 @@ $EGGS
 EOF
 }
 
-slapstore_cfg() {  # DIR
+slapstore_cfg() {  # DIR whl|sdist
     mkdir -p "$1"
+    local pins=$PINS
+    if [ "$2" = whl ]; then
+        pins=$(printf '%s\n' "$PINS" | sed 's/:whl$//; s/$/:whl/')
+    fi
     cat >"$1/software.cfg" <<EOF
 [buildout]
 parts = eggs
 [versions]
-$PINS
+$pins
 [eggs]
 recipe = zc.recipe.egg
 eggs =
@@ -118,30 +128,40 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 
 for rep in $(seq "$REPS"); do
     b=$BENCH_DIR/buildout-$rep
-    s=$BENCH_DIR/slapstore-$rep
     buildout_cfg "$b/cold"
     run_timed buildout-cold "$ORACLE/bin/buildout" -c "$b/cold/buildout.cfg"
-    slapstore_cfg "$s/cold"
-    run_timed slapstore-cold "$SLAPSTORE" --root "$s/cold/root" build "$s/cold/software.cfg"
+    for mode in whl sdist; do
+        s=$BENCH_DIR/slapstore-$mode-$rep
+        slapstore_cfg "$s/cold" $mode
+        run_timed $mode-cold "$SLAPSTORE" --root "$s/cold/root" build "$s/cold/software.cfg"
+    done
     # a fresh install, the download cache of the cold run kept
     buildout_cfg "$b/cache"
     cp -a "$b/cold/download-cache" "$b/cache/download-cache"
     run_timed buildout-cache "$ORACLE/bin/buildout" -c "$b/cache/buildout.cfg"
-    slapstore_cfg "$s/cache"
-    mkdir -p "$s/cache/root/var"
-    cp -a "$s/cold/root/var/cache" "$s/cache/root/var/cache"
-    run_timed slapstore-cache "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+    for mode in whl sdist; do
+        s=$BENCH_DIR/slapstore-$mode-$rep
+        slapstore_cfg "$s/cache" $mode
+        mkdir -p "$s/cache/root/var"
+        cp -a "$s/cold/root/var/cache" "$s/cache/root/var/cache"
+        run_timed $mode-cache "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+    done
     run_timed buildout-noop "$ORACLE/bin/buildout" -c "$b/cache/buildout.cfg"
-    run_timed slapstore-noop "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+    for mode in whl sdist; do
+        s=$BENCH_DIR/slapstore-$mode-$rep
+        run_timed $mode-noop "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
+    done
 done
 
 n=$(printf '%s\n' "$EGGS" | wc -l)
-installed=$(find "$BENCH_DIR"/slapstore-1/cold/root/store -maxdepth 1 -name '*-*' | wc -l)
-echo "egg installs: $n requested distributions (their closure: $installed store paths), REPS=$REPS"
-printf '%-8s %12s %12s %8s\n' case buildout slapstore ratio
+installed=$(find "$BENCH_DIR"/slapstore-whl-1/cold/root/store -maxdepth 1 -name '*-*' | wc -l)
+echo "egg installs: $n requested distributions (their closure: $installed store paths), REPS=$REPS, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %10s %14s %7s %16s %7s\n' case buildout 'slapstore whl' ratio 'slapstore sdist' ratio
 for case in cold cache noop; do
     bt=$(echo "${times[buildout-$case]}" | median)
-    st=$(echo "${times[slapstore-$case]}" | median)
-    printf '%-8s %11.3fs %11.3fs %7.1fx\n' "$case" "$bt" "$st" "$(echo "$bt / $st" | bc -l)"
+    wt=$(echo "${times[whl-$case]}" | median)
+    st=$(echo "${times[sdist-$case]}" | median)
+    printf '%-8s %9.3fs %13.3fs %6.1fx %15.3fs %6.1fx\n' "$case" "$bt" "$wt" \
+        "$(echo "$bt / $wt" | bc -l)" "$st" "$(echo "$bt / $st" | bc -l)"
 done
 [ "${KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"

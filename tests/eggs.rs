@@ -439,6 +439,89 @@ fn a_develop_part_installs_its_local_tree_as_a_store_path_leaving_the_tree_alone
 }
 
 #[test]
+fn a_develop_egg_of_a_tree_another_part_makes_is_installed_by_the_egg_parts_after_it() {
+    if !crate::common::have("develop_from_a_part", &["uv", "tar"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write(
+        "tree/hello-tree/setup.py",
+        "from setuptools import setup\nsetup(name='hello-tree', version='0.2', \
+         py_modules=['hello_tree'], \
+         entry_points={'console_scripts': ['hello-tree = hello_tree:main']})\n",
+    );
+    env.write(
+        "tree/hello-tree/hello_tree.py",
+        "def main():\n    print('hello from a tree')\n",
+    );
+    let status = Command::new("tar")
+        .args(["czf", "hello-tree.tar.gz", "-C", "tree", "hello-tree"])
+        .current_dir(env.path())
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    // the tree is made by a download part; the egg part names the develop egg, unpinned,
+    // with picked versions refused: a develop egg needs no pin
+    let profile = "[buildout]\nparts = src dev tools\nallow-picked-versions = false\n\
+         [versions]\nhello-tree = 9.9\n\
+         [src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/hello-tree.tar.gz\n\
+         [dev]\nrecipe = zc.recipe.egg:develop\nsetup = ${src:location}\n\
+         [tools]\nrecipe = zc.recipe.egg\neggs = hello-tree\n";
+    env.write("software.cfg", profile);
+    let store = Root::new(&env);
+    // the tree does not exist at plan time: plan reads nothing of it
+    let planned = plan(&store, "software.cfg");
+    assert!(planned.contains_key("dev") && planned.contains_key("tools"));
+    let tools = build_offline(&store, "software.cfg");
+    let text = run(&format!("{tools}/bin/hello-tree"), &[]);
+    assert_eq!(text.trim(), "hello from a tree");
+    // one store path for the distribution, the develop part's and the egg part's
+    let path_of = |out: &str| {
+        let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
+        manifest
+            .lines()
+            .find(|l| l.starts_with("hello-tree 0.2 "))
+            .unwrap_or_else(|| panic!("{manifest}"))
+            .rsplit(' ')
+            .next()
+            .expect("path")
+            .to_owned()
+    };
+    let json: Value =
+        serde_json::from_str(&store.ok(&["build", "--offline", "--json", "software.cfg"]))
+            .expect("json");
+    let dev = json["parts"]["dev"].as_str().expect("dev");
+    assert_eq!(path_of(dev), path_of(&tools));
+    assert!(path_of(dev).ends_with("-hello-tree-0.2"));
+
+    // a tree that a part writes outside its output (as SlapOS's python-slip does): plans, with
+    // that part as a dependency, and the build says what is missing
+    env.write(
+        "outside.cfg",
+        "[buildout]\nparts = dev\n\
+         [src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/hello-tree.tar.gz\n\
+         elsewhere = ${buildout:parts-directory}/elsewhere\n\
+         [dev]\nrecipe = zc.recipe.egg:develop\nsetup = ${src:elsewhere}\n",
+    );
+    let planned = plan(&store, "outside.cfg");
+    assert!(planned.contains_key("src"), "{planned:?}");
+    let out = store.run(&["build", "--offline", "outside.cfg"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("[dev]") || out.stderr.contains("`dev`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("parts/elsewhere` is not a directory"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_custom_part_compiles_its_c_extension_from_the_sdist_with_its_build_options() {
     let env = TestEnv::new();
     // a real sdist with a C extension that compiles only with `include-dirs` and `define`
@@ -656,6 +739,121 @@ fn a_pin_without_whl_builds_from_the_sdist_with_its_build_dependencies_from_the_
         "{manifest}"
     );
     assert!(!manifest.contains("flit"), "{manifest}");
+}
+
+/// The `tools` part's build dependency line in its manifest (`flit-core VERSION ... build`).
+fn flit_line(out: &str) -> String {
+    let manifest = std::fs::read_to_string(format!("{out}/.slapstore-eggs")).expect("manifest");
+    manifest
+        .lines()
+        .find(|l| l.starts_with("flit-core ") && l.ends_with(" build"))
+        .unwrap_or_else(|| panic!("no flit-core build line: {manifest}"))
+        .to_owned()
+}
+
+#[test]
+fn a_wheel_built_from_an_sdist_is_kept_for_other_parts_and_roots_and_pins_choose_what_builds_it() {
+    if !crate::common::have("built_wheel_cache", &["uv"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("software.cfg", TOMLI_PROFILE);
+    let store = Root::new(&env);
+    add_fixtures(
+        &store,
+        &[
+            "tomli-2.0.1.tar.gz",
+            "flit_core-3.9.0-py3-none-any.whl",
+            "flit_core-3.8.0-py3-none-any.whl",
+        ],
+    );
+    let tomli = |out: &str| {
+        run(
+            &format!("{out}/bin/py"),
+            &["-c", "import tomli; print(tomli.loads('a = 1')['a'])"],
+        )
+    };
+    // built once (the newest build dependency the cache offers), kept in the cache
+    let out = build_offline(&store, "software.cfg");
+    assert!(flit_line(&out).starts_with("flit-core 3.9.0 "), "{out}");
+    let log = store.ok(&["log", "tools"]);
+    assert!(log.contains("build wheels: "), "{log}");
+    assert!(
+        log.contains(
+            "`tomli-2.0.1.tar.gz`: built `tomli-2.0.1-py3-none-any.whl`, kept in the cache"
+        ),
+        "{log}"
+    );
+    let cached = store.root.join("var/cache/sources/built-wheels");
+    assert_eq!(std::fs::read_dir(&cached).expect("built-wheels").count(), 1);
+    assert_eq!(tomli(&out).trim(), "1");
+
+    // another part (another derivation) installs the kept wheel: nothing is built
+    env.write(
+        "software.cfg",
+        &TOMLI_PROFILE.replace(
+            "interpreter = py",
+            "interpreter = py\ninitialization = pass",
+        ),
+    );
+    let other = build_offline(&store, "software.cfg");
+    assert_ne!(other, out);
+    let log = store.ok(&["log", "tools"]);
+    assert!(!log.contains("build wheels: "), "{log}");
+    assert!(
+        log.contains("`tomli-2.0.1.tar.gz`: built wheel from the cache"),
+        "{log}"
+    );
+    assert_eq!(tomli(&other).trim(), "1");
+
+    // a root sharing the download cache finds it too
+    let second = Root {
+        dir: env.path().to_owned(),
+        root: env.path().join("root2"),
+    };
+    std::fs::create_dir_all(second.root.join("var/cache")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        store.root.join("var/cache/sources"),
+        second.root.join("var/cache/sources"),
+    )
+    .expect("symlink");
+    env.write("software.cfg", TOMLI_PROFILE);
+    let out2 = build_offline(&second, "software.cfg");
+    let log = second.ok(&["log", "tools"]);
+    assert!(!log.contains("build wheels: "), "{log}");
+    assert_eq!(tomli(&out2).trim(), "1");
+
+    // a pin of the versions section chooses the build dependency: another wheel, built
+    env.write(
+        "software.cfg",
+        &TOMLI_PROFILE.replace("[versions]\n", "[versions]\nflit-core = 3.8.0\n"),
+    );
+    let pinned = build_offline(&store, "software.cfg");
+    assert!(
+        flit_line(&pinned).starts_with("flit-core 3.8.0 "),
+        "{pinned}"
+    );
+    let log = store.ok(&["log", "tools"]);
+    assert!(log.contains("build wheels: "), "{log}");
+    assert_eq!(std::fs::read_dir(&cached).expect("built-wheels").count(), 2);
+    assert_eq!(tomli(&pinned).trim(), "1");
+
+    // a pin the sdist does not allow (tomli asks for `flit_core >=3.2.0,<4`): the newest it
+    // allows, the log saying why
+    env.write(
+        "software.cfg",
+        &TOMLI_PROFILE.replace("[versions]\n", "[versions]\nflit-core = 2.0\n"),
+    );
+    let conflict = build_offline(&store, "software.cfg");
+    assert!(
+        flit_line(&conflict).starts_with("flit-core 3.9.0 "),
+        "{conflict}"
+    );
+    let log = store.ok(&["log", "tools"]);
+    assert!(
+        log.contains("cannot be resolved at the pins of the versions section"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -134,7 +134,10 @@ pub struct Fetcher {
     cache_dir: PathBuf,
     allow_unpinned: bool,
     offline: bool,
-    agent: ureq::Agent,
+    /// The HTTP client, made on first use (loading the system's certificates costs a no-op
+    /// build, which fetches nothing, several milliseconds).
+    agent: std::sync::OnceLock<ureq::Agent>,
+    timeouts: (Duration, Duration),
     deadline: Duration,
 }
 
@@ -147,7 +150,8 @@ impl Fetcher {
             cache_dir: cache_dir.into(),
             allow_unpinned: false,
             offline: false,
-            agent: agent(CONNECT_TIMEOUT, READ_TIMEOUT),
+            agent: std::sync::OnceLock::new(),
+            timeouts: (CONNECT_TIMEOUT, READ_TIMEOUT),
             deadline: DOWNLOAD_DEADLINE,
         }
     }
@@ -173,7 +177,8 @@ impl Fetcher {
 
     /// Other timeouts for connecting and for each read.
     pub fn timeouts(mut self, connect: Duration, read: Duration) -> Fetcher {
-        self.agent = agent(connect, read);
+        self.timeouts = (connect, read);
+        self.agent = std::sync::OnceLock::new();
         self
     }
 
@@ -365,7 +370,10 @@ impl Fetcher {
     /// The body of a successful GET of `url`.
     fn get(&self, url: &str) -> Result<Box<dyn Read>, FetchError> {
         let started = std::time::Instant::now();
-        match self.agent.get(url).call() {
+        let agent = self
+            .agent
+            .get_or_init(|| agent(self.timeouts.0, self.timeouts.1));
+        match agent.get(url).call() {
             Ok(response) if (200..300).contains(&response.status()) => Ok(Box::new(Deadline::new(
                 response.into_reader(),
                 started,

@@ -159,7 +159,9 @@ pub fn develop(part: &mut Part) -> Result<()> {
 
 /// The interpreter an egg part uses when its `python` section is `buildout` (the interpreter
 /// buildout itself runs with, which slapstore does not have): the first `python3` of the
-/// builds' `PATH`, resolved, and its version, both hashed.
+/// builds' `PATH`, resolved, and its version, both hashed. The version is asked of the
+/// interpreter once and kept ([`host_version`]), so that planning an unchanged profile starts
+/// no Python.
 fn host_python() -> std::result::Result<(String, String), String> {
     static HOST: std::sync::OnceLock<std::result::Result<(String, String), String>> =
         std::sync::OnceLock::new();
@@ -176,18 +178,75 @@ fn host_python() -> std::result::Result<(String, String), String> {
             })?;
         let exe = std::fs::canonicalize(&found)
             .map_err(|e| format!("cannot resolve `{}`: {e}", found.display()))?;
-        let out = std::process::Command::new(&exe)
-            .args(["-S", "-c", "import sys; print(sys.version.split()[0])"])
-            .env_clear()
-            .output()
-            .map_err(|e| format!("cannot run `{}`: {e}", exe.display()))?;
-        if !out.status.success() {
-            return Err(format!("`{}` does not tell its version", exe.display()));
-        }
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let version = host_version(&exe, version_cache().as_deref())?;
         Ok((exe.display().to_string(), version))
     })
     .clone()
+}
+
+/// `$XDG_CACHE_HOME/slapstore/python-versions.json`, or under `~/.cache`: what each host
+/// interpreter answered, with the file's identity (device, inode, size, modification time)
+/// when it did.
+fn version_cache() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    Some(dir.join("slapstore/python-versions.json"))
+}
+
+/// The version (`sys.version`'s first word) of the interpreter `exe`: the kept answer while
+/// `exe` is the same file, else asked (and kept in `cache`, best effort: without it the next
+/// plan asks again).
+fn host_version(
+    exe: &std::path::Path,
+    cache: Option<&std::path::Path>,
+) -> std::result::Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata =
+        std::fs::metadata(exe).map_err(|e| format!("cannot read `{}`: {e}", exe.display()))?;
+    let stamp = format!(
+        "{} {} {} {}.{:09}",
+        metadata.dev(),
+        metadata.ino(),
+        metadata.size(),
+        metadata.mtime(),
+        metadata.mtime_nsec()
+    );
+    let key = exe.display().to_string();
+    let mut kept: std::collections::BTreeMap<String, (String, String)> = cache
+        .and_then(|c| std::fs::read(c).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if let Some((s, version)) = kept.get(&key) {
+        if *s == stamp {
+            return Ok(version.clone());
+        }
+    }
+    let out = std::process::Command::new(exe)
+        .args(["-S", "-c", "import sys; print(sys.version.split()[0])"])
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!("`{}` does not tell its version", exe.display()));
+    }
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if let Some(cache) = cache {
+        kept.insert(key, (stamp, version.clone()));
+        let _ = write_atomically(cache, &kept);
+    }
+    Ok(version)
+}
+
+/// `value` as JSON into `file`, through a temporary file renamed over it.
+fn write_atomically(file: &std::path::Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, value)?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// What an egg part adds to its derivation (`derive.rs`), computed from the profile alone: the
@@ -282,18 +341,75 @@ pub fn derive_inputs(
         let setup = part.require("setup")?.trim().to_owned();
         let tree = std::path::PathBuf::from(&setup);
         let in_store = setup.starts_with(&format!("{store_dir}/"));
-        if !in_store {
+        if in_store {
+            // in another part's output: that part's store path (hashed as the option) is its
+            // identity
+            files.push(("setup".into(), String::new(), tree));
+        } else if let Some(maker) = made_by_a_part(part, store_dir)? {
+            // a tree another part makes when it is built (SlapOS's `python-slip` writes it
+            // beside its location): that part's store path is its identity and makes it a
+            // dependency; the builder reads the tree then
+            hashed.push(("setup-part".into(), maker));
+        } else {
             let info = slapstore_store::output::content_hash(&tree).map_err(|e| {
                 part.option_error("setup", format!("cannot read the `setup` tree: {e}"))
             })?;
             files.push(("setup".into(), info.content_hash, tree));
-        } else {
-            // in another part's output: that part's store path (hashed as the option) is its
-            // identity
-            files.push(("setup".into(), String::new(), tree));
+        }
+    } else {
+        // buildout's develop eggs are visible to every part installed after them: the
+        // `:develop` parts initialised so far, whose outputs offer their distributions as
+        // wheels (`dist/`)
+        let develop: Vec<String> = part
+            .r
+            .derivations
+            .list
+            .iter()
+            .filter(|d| d.build.options.get("egg-entry").map(String::as_str) == Some("develop"))
+            .map(|d| format!("{store_dir}/{}", d.path))
+            .collect();
+        if !develop.is_empty() {
+            hashed.push(("develop-eggs".into(), develop.join("\n")));
         }
     }
     Ok(())
+}
+
+/// When the part's `setup` does not exist yet and its raw value names an option of another
+/// part (`${python-slip:slip}`), that part's store path: the tree is made when that part is
+/// built.
+fn made_by_a_part(part: &mut Part, store_dir: &str) -> Result<Option<String>> {
+    let setup = part.require("setup")?;
+    if std::path::Path::new(setup.trim()).exists() {
+        return Ok(None);
+    }
+    let raw = part.r.sections[part.idx]
+        .raw
+        .get("setup")
+        .map(|v| v.text.clone())
+        .unwrap_or_default();
+    let mut rest = raw.as_str();
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let reference = &after[..end];
+        rest = &after[end..];
+        let Some((section, _)) = reference.split_once(':') else {
+            continue;
+        };
+        if section.is_empty() || section == part.name || !part.r.parts.iter().any(|p| p == section)
+        {
+            continue;
+        }
+        let idx = part.r.section(section)?;
+        if let Some(location) = part.r.get(idx, "location", None)? {
+            let location = location.trim();
+            if location.starts_with(&format!("{store_dir}/")) {
+                return Ok(Some(location.to_owned()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The closure the profile's lock file gives the part (its `egg-artifacts` lines), if it has
@@ -389,5 +505,45 @@ fn locked_closure(
             ),
         )),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_host_version_is_asked_once_and_again_when_the_interpreter_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("python3");
+        let calls = dir.path().join("calls");
+        let cache = dir.path().join("cache/python-versions.json");
+        let script = |version: &str| {
+            format!(
+                "#!/bin/sh\necho x >> '{}'\necho {version}\n",
+                calls.display()
+            )
+        };
+        std::fs::write(&exe, script("3.11.2")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let count = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        assert_eq!(host_version(&exe, Some(&cache)).unwrap(), "3.11.2");
+        assert_eq!(host_version(&exe, Some(&cache)).unwrap(), "3.11.2");
+        assert_eq!(count(), 1, "the second answer is the kept one");
+        // another file (an upgrade): asked again
+        std::fs::remove_file(&exe).unwrap();
+        std::fs::write(&exe, script("3.11.10")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(host_version(&exe, Some(&cache)).unwrap(), "3.11.10");
+        assert_eq!(count(), 2);
+        // without a cache, always asked
+        assert_eq!(host_version(&exe, None).unwrap(), "3.11.10");
+        assert_eq!(count(), 3);
     }
 }

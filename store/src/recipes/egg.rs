@@ -34,8 +34,16 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         .ok_or_else(|| ctx.bad_option("python", "no interpreter (`python-executable`)"))?
         .trim()
         .to_owned();
-    let pins = Pins::parse(ctx.option("versions").unwrap_or(""));
+    let mut pins = Pins::parse(ctx.option("versions").unwrap_or(""));
     let develop = entry == "develop";
+    // the develop eggs of the `:develop` parts before this one: their wheels, at their
+    // versions, whatever the versions section pins
+    let develop_eggs = develop_eggs(ctx)?;
+    for (name, version, _) in &develop_eggs {
+        pins.pins
+            .insert(normalise(name), (name.clone(), version.clone()));
+        pins.wheels.insert(name.clone());
+    }
     let custom = entry == "custom";
     let eggs: Vec<String> = match ctx.drv.option("eggs") {
         // `:develop` installs its `setup` tree (a copy: building writes into the tree)
@@ -88,6 +96,11 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         build_ext_flags(ctx, &mut env);
     }
     let mut links = vec![dists.display().to_string()];
+    links.extend(
+        develop_eggs
+            .iter()
+            .map(|(_, _, dir)| dir.display().to_string()),
+    );
     let mut remote_links = Vec::new();
     for link in ctx.option("find-links").unwrap_or("").split_whitespace() {
         let local = link.strip_prefix("file://").unwrap_or(link);
@@ -146,6 +159,7 @@ pub fn build(ctx: &mut Context) -> Result<()> {
 }
 
 /// What an egg build installs, and how, for either installer.
+#[derive(Clone)]
 pub(super) struct Request {
     pub python: String,
     /// The requirements (`eggs` lines; a `:develop` tree's path).
@@ -322,21 +336,67 @@ fn build_ext_flags(ctx: &Context, env: &mut BTreeMap<String, String>) {
 
 /// `:develop`'s `setup` tree, copied into the scratch directory.
 fn develop_tree(ctx: &mut Context) -> Result<PathBuf> {
-    let tree = ctx
-        .drv
-        .build
-        .files
-        .get("setup")
-        .cloned()
-        .ok_or_else(|| ctx.bad_option("setup", "a `:develop` part needs a `setup` tree"))?;
+    let tree = match ctx.drv.build.files.get("setup") {
+        Some(tree) => tree.clone(),
+        // a tree another part makes (`setup-part`), read now that it is built
+        None => PathBuf::from(
+            ctx.option("setup")
+                .ok_or_else(|| ctx.bad_option("setup", "a `:develop` part needs a `setup` tree"))?
+                .trim(),
+        ),
+    };
+    if !tree.is_dir() {
+        let maker = match ctx.option("setup-part") {
+            Some(p) => format!(" (`{}` was built and made none there)", p.trim()),
+            None => String::new(),
+        };
+        return Err(ctx.bad_option(
+            "setup",
+            format!(
+                "the `setup` tree `{}` is not a directory{maker}",
+                tree.display()
+            ),
+        ));
+    }
     let copy = ctx.scratch.join("develop-src");
     ctx.note(&format!("copying the `setup` tree `{}`", tree.display()))?;
     super::cmmi::copy_tree(&tree, &copy)?;
     Ok(copy)
 }
 
+/// The directory of a `:develop` part's output holding its distribution as a wheel, for the
+/// egg parts after it.
+pub(super) const DEVELOP_DIST_DIR: &str = "dist";
+
+/// The develop eggs the derivation sees (`develop-eggs`: the outputs of the `:develop` parts
+/// before it): name, version and directory of each one's wheel. A part that pip installed
+/// (uv missing) kept no wheel, and offers none.
+fn develop_eggs(ctx: &Context) -> Result<Vec<(String, String, PathBuf)>> {
+    let mut out = Vec::new();
+    for path in ctx.option("develop-eggs").unwrap_or("").split_whitespace() {
+        let dir = Path::new(path).join(DEVELOP_DIST_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&dir, e)),
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = file.strip_suffix(".whl") else {
+                continue;
+            };
+            let mut words = stem.split('-');
+            if let (Some(name), Some(version)) = (words.next(), words.next()) {
+                out.push((name.to_owned(), version.to_owned(), dir.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The `[versions]` pins, by normalised name: the version (a `:whl` suffix removed) and which
 /// ones must be installed from a wheel.
+#[derive(Clone)]
 pub(super) struct Pins {
     pub pins: BTreeMap<String, (String, String)>,
     pub wheels: BTreeSet<String>,
@@ -366,7 +426,7 @@ impl Pins {
 
     /// A pip constraints file: `name==version`, or `name<spec>` for pins that are specifiers
     /// (`zc.buildout = >=3`).
-    fn constraints(&self) -> String {
+    pub(super) fn constraints(&self) -> String {
         let mut out = String::new();
         for (name, version) in self.pins.values() {
             if version.starts_with(['<', '>', '=', '!', '~']) {

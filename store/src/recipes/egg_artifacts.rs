@@ -6,7 +6,7 @@
 //! distribution chosen as buildout would ([`choose`]).
 //!
 //! Fetching happens here, outside the sandbox: each remote artifact through the download cache
-//! (by its SHA-256, in parallel), each local one checked against its SHA-256; all are linked
+//! (by its SHA-256, in parallel), each local one checked against its SHA-256; all are put
 //! into the build's wheelhouse, which holds exactly the chosen files, and under their names
 //! into the cache's `dists/` (so that an offline resolution finds them).
 
@@ -236,7 +236,7 @@ pub fn fetch_all(
                         a.sha256
                     ));
                 }
-                link_or_copy(path, &dest).map_err(|e| format!("`{}`: {e}", dest.display()))?;
+                copy(path, &dest).map_err(|e| format!("`{}`: {e}", dest.display()))?;
                 return Ok(None);
             };
             super::egg::keep_distribution(dists, &dest)
@@ -247,12 +247,13 @@ pub fn fetch_all(
     Ok(fetched.into_iter().flatten().collect())
 }
 
-/// A hard link of `from` at `to`, else a copy.
-fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+/// A copy of `from` at `to` (not a link: `from` may be in the cache or the store, a develop
+/// egg's wheel, and nothing a build does to its scratch directory must reach it).
+fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
     if to.exists() {
         return Ok(());
     }
-    fs::hard_link(from, to).or_else(|_| fs::copy(from, to).map(|_| ()))
+    fs::copy(from, to).map(|_| ())
 }
 
 /// The `[build-system] requires` of an sdist (its `pyproject.toml`), or of a tree; setuptools

@@ -183,6 +183,16 @@ pub(super) fn install(
 ) -> Result<Vec<Installed>> {
     let dists = PathBuf::from(&req.links[0]);
     let wheelhouse = ctx.scratch.join("wheelhouse");
+    // a `:develop` tree is built into a wheel first (kept in the output's `dist/` for the egg
+    // parts after it), then resolved and installed as that wheel, at its version whatever the
+    // versions section pins for its name
+    let develop_req;
+    let req = if req.develop {
+        develop_req = develop_request(ctx, uv, req, &wheelhouse)?;
+        &develop_req
+    } else {
+        req
+    };
     let pinned: BTreeSet<String> = req.pins.pins.keys().cloned().collect();
     let wheels: BTreeSet<String> = req.pins.wheels.iter().map(|w| normalise(w)).collect();
     // `:custom`'s egg and a `:develop` tree build against the interpreter's own setuptools, as
@@ -227,11 +237,26 @@ pub(super) fn install(
                 "build dependencies of the sdists: {}",
                 requires.iter().cloned().collect::<Vec<_>>().join(", ")
             ))?;
-            let offers = compile(ctx, uv, req, &file, Resolve::Build)?;
+            // the versions section's pins apply to what builds the sdists too, as buildout
+            // builds them with the pinned setuptools; when they conflict with what an sdist
+            // asks for, the newest that it allows, the log saying so
+            let offers = match compile(ctx, uv, req, &file, Resolve::Build) {
+                Err(StoreError::BuildFailed { .. }) if !req.pins.pins.is_empty() => {
+                    ctx.note(
+                        "the build dependencies cannot be resolved at the pins of the versions \
+                         section: resolving them without",
+                    )?;
+                    compile(ctx, uv, req, &file, Resolve::BuildUnpinned)?
+                }
+                result => result?,
+            };
             choose(offers, &BTreeSet::new(), &BTreeSet::new()).map_err(|m| recipe_error(ctx, m))?
         }
     };
     fetch(ctx, &build_artifacts, &wheelhouse, &dists)?;
+    // every sdist built in isolation becomes a wheel (from the cache of built wheels, else
+    // built now, in parallel, and kept there): the install below builds none of them
+    super::egg_wheels::provide(ctx, uv, req, &wheelhouse, &isolated, &build_artifacts)?;
 
     let install = ctx.scratch.join("install.txt");
     let text: String = artifacts
@@ -298,6 +323,42 @@ pub(super) fn install(
     Ok(installed)
 }
 
+/// The request of a `:develop` part once its tree is built into a wheel (in the wheelhouse,
+/// and copied into `<out>/dist/`): that wheel's name and version as the requirement, the
+/// wheelhouse as a find-links directory, and no pin for that name.
+fn develop_request(
+    ctx: &mut Context,
+    uv: &Path,
+    req: &Request,
+    wheelhouse: &Path,
+) -> Result<Request> {
+    fs::create_dir_all(wheelhouse).map_err(|e| io_error(wheelhouse, e))?;
+    let tree = PathBuf::from(&req.eggs[0]);
+    let wheel = super::egg_wheels::build_tree(ctx, uv, req, wheelhouse, &tree)?;
+    let file = wheel
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut words = file.split('-');
+    let (name, version) = (
+        words.next().unwrap_or_default().to_owned(),
+        words.next().unwrap_or_default().to_owned(),
+    );
+    let dist = ctx.out.join(super::egg::DEVELOP_DIST_DIR);
+    fs::create_dir_all(&dist).map_err(|e| io_error(&dist, e))?;
+    fs::copy(&wheel, dist.join(&file)).map_err(|e| io_error(&dist, e))?;
+    let mut out = req.clone();
+    out.pins.pins.remove(&normalise(&name));
+    out.req_file = ctx.scratch.join("develop-requirements.txt");
+    out.con_file = ctx.scratch.join("develop-constraints.txt");
+    fs::write(&out.req_file, format!("{name}=={version}\n"))
+        .map_err(|e| io_error(&out.req_file, e))?;
+    fs::write(&out.con_file, out.pins.constraints()).map_err(|e| io_error(&out.con_file, e))?;
+    out.links.push(wheelhouse.display().to_string());
+    Ok(out)
+}
+
 /// The version of the distribution `name` installed in `target`, from its `.dist-info`.
 fn installed_version(target: &Path, name: &str) -> String {
     let want = normalise(name);
@@ -318,9 +379,10 @@ fn installed_version(target: &Path, name: &str) -> String {
 enum Resolve {
     /// The part's eggs and their closure, at the pins.
     Install,
-    /// The sdists' build dependencies: wheels only, newest (the pins apply to what is
-    /// installed, not to what builds it).
+    /// The sdists' build dependencies: wheels only, at the pins, else newest.
     Build,
+    /// The same without the pins (when they conflict with what the sdists ask for).
+    BuildUnpinned,
 }
 
 /// `uv pip compile` of `requirements` into a `pylock.toml`, outside the sandbox: online from
@@ -335,7 +397,7 @@ fn compile(
 ) -> Result<Vec<super::egg_artifacts::Offer>> {
     let dir = ctx.scratch.join(match what {
         Resolve::Install => "resolve",
-        Resolve::Build => "resolve-build",
+        Resolve::Build | Resolve::BuildUnpinned => "resolve-build",
     });
     fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     let lock = dir.join("pylock.toml");
@@ -358,14 +420,16 @@ fn compile(
     for link in links {
         write!(script, " --find-links {}", shell_quote(link)).ok();
     }
+    if what != Resolve::BuildUnpinned {
+        write!(
+            script,
+            " -c {}",
+            shell_quote(&req.con_file.display().to_string())
+        )
+        .ok();
+    }
     match what {
         Resolve::Install => {
-            write!(
-                script,
-                " -c {}",
-                shell_quote(&req.con_file.display().to_string())
-            )
-            .ok();
             for name in &req.pins.wheels {
                 write!(script, " --only-binary {}", shell_quote(name)).ok();
             }
@@ -382,7 +446,7 @@ fn compile(
                 script.push_str(" --no-build-isolation");
             }
         }
-        Resolve::Build => script.push_str(" --only-binary :all:"),
+        Resolve::Build | Resolve::BuildUnpinned => script.push_str(" --only-binary :all:"),
     }
     let mut env = uv_env(req);
     // the resolver's cache (index pages, metadata) lasts across builds, outside the sandbox
@@ -392,7 +456,7 @@ fn compile(
     );
     let step = match what {
         Resolve::Install => "resolve",
-        Resolve::Build => "resolve build dependencies",
+        Resolve::Build | Resolve::BuildUnpinned => "resolve build dependencies",
     };
     outside(ctx, step, &script, &req.work, &env)?;
     let text = fs::read_to_string(&lock).map_err(|e| io_error(&lock, e))?;
@@ -401,7 +465,7 @@ fn compile(
 }
 
 /// The environment of uv's commands: no user configuration, no Python downloaded.
-fn uv_env(req: &Request) -> BTreeMap<String, String> {
+pub(super) fn uv_env(req: &Request) -> BTreeMap<String, String> {
     let mut env = req.env.clone();
     for (k, v) in [
         ("UV_NO_CONFIG", "1"),

@@ -12,6 +12,7 @@ mod egg;
 mod egg_artifacts;
 mod egg_split;
 mod egg_uv;
+mod egg_wheels;
 mod generation;
 mod gitclone;
 mod pyhost;
