@@ -380,3 +380,73 @@ fn builds_run_as_build_users_two_at_once_as_two() {
     }
     r.ok(&["verify", "--check-contents"]);
 }
+
+#[test]
+fn builds_run_as_the_default_build_users_as_root_unless_turned_off() {
+    if !is_root() {
+        eprintln!("skipped: build users need root");
+        return;
+    }
+    if !have(
+        "builds_run_as_the_default_build_users_as_root_unless_turned_off",
+        &["useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let profile = |tag: &str| {
+        env.write(
+            &format!("{tag}.cfg"),
+            &format!(
+                "[buildout]\nparts = p\n[p]\nrecipe = plone.recipe.command\ncommand =\n  \
+                 mkdir -p $out\n  echo {tag} > $out/tag\n  id -u > $out/uid\n  \
+                 id -un > $out/name\n"
+            ),
+        )
+        .to_string_lossy()
+        .into_owned()
+    };
+    let built = |cfg: &str, extra: &[&str]| -> (u32, String) {
+        let mut args = extra.to_vec();
+        args.extend(["build", "--json", cfg]);
+        let v: serde_json::Value = serde_json::from_str(&r.ok(&args)).expect("json");
+        let out = PathBuf::from(v["parts"]["p"].as_str().expect("path"));
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).expect(f);
+        for path in tree(&out) {
+            let m = path.symlink_metadata().expect("meta");
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{}", path.display());
+        }
+        (read("uid").trim().parse().expect("uid"), read("name"))
+    };
+    // no configuration: the default pool, created when missing
+    let (uid, name) = built(&profile("default"), &[]);
+    assert!((34000..34032).contains(&uid), "{uid}");
+    assert!(name.starts_with("slapbld"), "{name}");
+    assert_eq!(
+        Command::new("id")
+            .args(["-u", name.trim()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .expect("id"),
+        uid.to_string(),
+        "the user exists on the host"
+    );
+    // `true` is the default; `false` builds as root in the sandbox; --no-sandbox as root too
+    env.write("root/etc/slapstore.toml", "build-users = true\n");
+    assert!((34000..34032).contains(&built(&profile("on"), &[]).0));
+    env.write("root/etc/slapstore.toml", "build-users = false\n");
+    assert_eq!(built(&profile("off"), &[]).0, 0);
+    std::fs::remove_file(r.root.join("etc/slapstore.toml")).expect("rm");
+    assert_eq!(built(&profile("unsandboxed"), &["--no-sandbox"]).0, 0);
+    // a bad value: exit 2 naming the file and the key, nothing built
+    env.write("root/etc/slapstore.toml", "build-users = 3\n");
+    let out = r.run(&["build", &profile("bad")]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("slapstore.toml") && out.stderr.contains("build-users"),
+        "{}",
+        out.stderr
+    );
+    r.ok(&["verify", "--check-contents"]);
+}

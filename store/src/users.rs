@@ -30,6 +30,31 @@ pub struct UserPool {
     pub first_uid: u32,
 }
 
+/// The prefix of the default pool of build users: `slapbld0`, `slapbld1`, ...
+pub const DEFAULT_BUILD_PREFIX: &str = "slapbld";
+/// The uid (and gid) of `slapbld0`, clear of Debian's dynamic range's usual users (1000 and
+/// up, a few at a time), Nix's `nixbld` users (30001–30032) and `nobody` (65534).
+pub const DEFAULT_BUILD_FIRST_UID: u32 = 34000;
+/// The fewest users of the default pool: several slapstore processes on one root build at once
+/// without waiting for each other's users.
+const DEFAULT_BUILD_COUNT: u32 = 32;
+
+impl UserPool {
+    /// The pool builds run as when slapstore runs as root and the configuration does not say
+    /// otherwise: `slapbld<i>`, uid and gid 34000 + i, as many as `jobs` builds at once (and at
+    /// least 32). A user is created only when a build first needs one (the lowest free index),
+    /// so the system gets as many as builds ever ran at once.
+    pub fn default_build_users(jobs: usize) -> UserPool {
+        UserPool {
+            prefix: DEFAULT_BUILD_PREFIX.to_owned(),
+            count: u32::try_from(jobs)
+                .unwrap_or(u32::MAX)
+                .clamp(DEFAULT_BUILD_COUNT, 100_000),
+            first_uid: DEFAULT_BUILD_FIRST_UID,
+        }
+    }
+}
+
 /// A system user of a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -167,8 +192,24 @@ fn group_gid(name: &str) -> Result<Option<u32>> {
     Ok(found.map(|g| g.gid.as_raw()))
 }
 
-/// Runs `program args` (from `/usr/sbin` or `PATH`), failing with what it said.
+/// Runs `program args` (from `/usr/sbin` or `PATH`), failing with what it said; again, for up
+/// to 10 s, while it cannot lock `/etc/passwd` or `/etc/group` (another process, another root's
+/// slapstore, is adding users: "try again later").
 fn run(program: &str, args: &[&str]) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match run_once(program, args) {
+            Err(StoreError::Users(m))
+                if m.contains("try again") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn run_once(program: &str, args: &[&str]) -> Result<()> {
     let sbin = Path::new("/usr/sbin").join(program);
     let exe = if sbin.exists() {
         sbin.into_os_string()
@@ -308,7 +349,16 @@ pub fn build_user(store: &Store, pool: &UserPool) -> Result<BuildUser> {
                 Some(user) => user,
                 None => {
                     let _users = store.lock("users")?;
-                    pool.ensure(i)?
+                    pool.ensure(i).map_err(|e| match e {
+                        StoreError::Users(m) => StoreError::Users(format!(
+                            "{m} (builds run as the users of `[build-users]` in \
+                             `<root>/etc/slapstore.toml`, by default `{DEFAULT_BUILD_PREFIX}0`, \
+                             `{DEFAULT_BUILD_PREFIX}1`, ... from uid {DEFAULT_BUILD_FIRST_UID}: \
+                             configure another pool there, or `build-users = false` to build as \
+                             root in the sandbox)"
+                        )),
+                        other => other,
+                    })?
                 }
             };
             return Ok(BuildUser { user, _lock: lock });
