@@ -450,3 +450,95 @@ fn builds_run_as_the_default_build_users_as_root_unless_turned_off() {
     );
     r.ok(&["verify", "--check-contents"]);
 }
+
+#[test]
+fn egg_installs_and_gitclone_checkouts_run_as_build_users() {
+    if !is_root() {
+        eprintln!("skipped: build users need root");
+        return;
+    }
+    if !have(
+        "egg_installs_and_gitclone_checkouts_run_as_build_users",
+        &["useradd", "groupadd", "git"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // a develop egg whose setup.py, run by the installer in the sandbox, records its uid
+    env.write(
+        "src/setup.py",
+        "import os\nhere = os.path.dirname(os.path.abspath(__file__))\n\
+         open(os.path.join(here, 'whoami_uid.py'), 'w').write('UID = %d\\n' % os.getuid())\n\
+         from setuptools import setup\nsetup(name='whoami', version='0.1', \
+         py_modules=['whoami_uid'])\n",
+    );
+    // a repository, and a git that says who runs it (on its stderr: the build log)
+    let repo = env.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    crate::common::git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("README"), "hello\n").expect("write");
+    crate::common::git(&repo, &["add", "."]);
+    crate::common::git(&repo, &["commit", "--quiet", "-m", "one"]);
+    let commit = crate::common::git(&repo, &["rev-parse", "HEAD"]);
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = dev src\n\
+             [dev]\nrecipe = zc.recipe.egg:develop\nsetup = ${{buildout:directory}}/src\n\
+             [git]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  \
+             printf '#!/bin/sh\\necho \"git as uid $(id -u)\" >&2\\nexec git \"$@\"\\n' \
+             > $out/bin/git\n  chmod +x $out/bin/git\n\
+             [src]\nrecipe = slapos.recipe.build:gitclone\nrepository = file://{}\n\
+             revision = {}\ngit-executable = ${{git:location}}/bin/git\n",
+            repo.display(),
+            commit.trim()
+        ),
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["build", "--json", "software.cfg"])).expect("json");
+    // the egg: installed as a build user
+    let dev = v["parts"]["dev"].as_str().expect("dev");
+    let manifest = std::fs::read_to_string(format!("{dev}/.slapstore-eggs")).expect("manifest");
+    let dist = manifest
+        .lines()
+        .find(|l| l.starts_with("whoami 0.1 "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{manifest}"))
+        .to_owned();
+    let recorded = tree(Path::new(&dist))
+        .into_iter()
+        .find(|p| p.ends_with("whoami_uid.py"))
+        .unwrap_or_else(|| panic!("no whoami_uid.py in {dist}"));
+    let text = std::fs::read_to_string(&recorded).expect("uid");
+    let uid: u32 = text
+        .trim()
+        .trim_start_matches("UID = ")
+        .parse()
+        .expect("a uid");
+    assert!((34000..34032).contains(&uid), "the install ran as {uid}");
+    // the checkout: as a build user (the mirror's clone and fetch, outside, as root)
+    let log = r.ok(&["log", "src"]);
+    let uids: Vec<u32> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("git as uid "))
+        .map(|n| n.trim().parse().expect("uid"))
+        .collect();
+    assert!(uids.contains(&0), "the mirror is made as root: {log}");
+    assert!(
+        uids.iter().any(|u| (34000..34032).contains(u)),
+        "the checkout ran as root: {log}"
+    );
+    let src = PathBuf::from(v["parts"]["src"].as_str().expect("src"));
+    assert_eq!(
+        std::fs::read_to_string(src.join("README")).expect("README"),
+        "hello\n"
+    );
+    assert!(!src.join(".git").exists());
+    for path in tree(&src).into_iter().chain(tree(Path::new(&dist))) {
+        let m = path.symlink_metadata().expect("meta");
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{}", path.display());
+        assert_eq!(m.mode() & 0o222, 0, "{}", path.display());
+    }
+    r.ok(&["verify", "--check-contents"]);
+}
