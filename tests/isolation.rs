@@ -542,3 +542,117 @@ fn egg_installs_and_gitclone_checkouts_run_as_build_users() {
     }
     r.ok(&["verify", "--check-contents"]);
 }
+
+/// A release whose instance generates a password and renders it into `etc/conf`.
+const PASSWORD_SOFTWARE: &str = r#"[buildout]
+parts = instance-profile
+
+[instance-profile]
+recipe = slapos.recipe.template
+output = ${buildout:directory}/instance.cfg
+inline =
+  [buildout]
+  parts = dirs pw conf
+  [dirs]
+  recipe = slapos.cookbook:mkdirectory
+  srv = $${buildout:directory}/srv
+  [pw]
+  recipe = slapos.cookbook:generate.password
+  [conf]
+  recipe = slapos.recipe.template
+  output = $${buildout:directory}/etc/conf
+  inline =
+    password=$${pw:passwd}
+"#;
+
+#[test]
+fn a_generated_password_is_readable_by_its_instance_only() {
+    if !is_root() {
+        eprintln!("skipped: needs root to read as other users");
+        return;
+    }
+    if !have(
+        "a_generated_password_is_readable_by_its_instance_only",
+        &["setpriv", "useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let software = env
+        .write("p/software.cfg", PASSWORD_SOFTWARE)
+        .to_string_lossy()
+        .into_owned();
+    let password = |p: &Path| {
+        let conf = std::fs::read_to_string(p.join("etc/conf")).expect("conf");
+        let pw = conf.trim().trim_start_matches("password=").to_owned();
+        assert!(pw.len() >= 8, "{conf}");
+        pw
+    };
+    // without instance users: root's alone (its services run as root); nobody finds it
+    let plain = TestEnv::new();
+    std::fs::set_permissions(plain.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let r = Root::new(&plain);
+    r.ok(&["instance", "create", "web", "--software", &software]);
+    let pw = password(&r.partition("web"));
+    let conf = r.partition("web").join("etc/conf");
+    let (ok, err) = as_user(65534, 65534, &["cat", &conf.to_string_lossy()]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let grep = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["grep", "-rl", &pw])
+        .arg(plain.path())
+        .output()
+        .expect("grep");
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(found.trim().is_empty(), "readable by others: {found}");
+    // software outputs stay readable by all
+    let profile = r
+        .entries()
+        .into_iter()
+        .find(|e| e.ends_with("-instance-profile"))
+        .expect("instance-profile");
+    let profile = r.root.join("store").join(profile).join("instance.cfg");
+    assert!(as_user(65534, 65534, &["cat", &profile.to_string_lossy()]).0);
+    // with instance users: the instance's user reads its password, another instance's does not
+    let r = Root::new(&env);
+    env.write("root/etc/slapstore.toml", INSTANCE_USERS);
+    r.ok(&["instance", "create", "a", "b", "--software", &software]);
+    let (pa, pb) = (r.partition("a"), r.partition("b"));
+    let owner_of = |p: &Path| std::fs::metadata(p.join("srv")).expect("srv").uid();
+    let (ua, ub) = (owner_of(&pa), owner_of(&pb));
+    assert!(ua >= 61000 && ub >= 61000 && ua != ub, "{ua} {ub}");
+    let ga = std::fs::metadata(&pa).expect("a").gid();
+    let gb = std::fs::metadata(&pb).expect("b").gid();
+    let conf_a = pa.join("etc/conf").to_string_lossy().into_owned();
+    let (ok, out) = {
+        let out = Command::new("setpriv")
+            .arg(format!("--reuid={ua}"))
+            .arg(format!("--regid={ga}"))
+            .args(["--clear-groups", "--", "cat", &conf_a])
+            .output()
+            .expect("cat");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        ok && out.contains(&password(&pa)),
+        "a cannot read its own password"
+    );
+    let (ok, err) = as_user(ub, gb, &["cat", &conf_a]);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "b reads a's password: {err}"
+    );
+    let grep = Command::new("setpriv")
+        .arg(format!("--reuid={ub}"))
+        .arg(format!("--regid={gb}"))
+        .args(["--clear-groups", "--", "grep", "-rl", &password(&pa)])
+        .arg(env.path())
+        .output()
+        .expect("grep");
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(found.trim().is_empty(), "b finds a's password in: {found}");
+}
