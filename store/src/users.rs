@@ -3,9 +3,11 @@
 //!
 //! A pool is configured by the root (`[instance-users]`, `[build-users]` in
 //! `<root>/etc/slapstore.toml`): a name prefix, a count and a first uid; user `i` is
-//! `<prefix><i>` with uid and gid `first-uid + i`. A user that is missing is created, with its
+//! `<prefix><i>` with uid and gid `first-uid + i`; without `[build-users]`, builds (as root)
+//! use [`UserPool::default_build_users`], `slapbld<i>`. A user that is missing is created, with its
 //! own group, by `groupadd` and `useradd` (arguments, never a shell; names checked first), under
-//! the root's `users` lock; a user of that name that exists already is used as it is.
+//! a `users` lock (the root's for instance users, the host's, `/run/slapstore/users.lock`, for
+//! build users); a user of that name that exists already is used as it is.
 //!
 //! An instance's user is recorded in the database with the instance (`instance_users`, gone with
 //! it), so it stays the instance's even if the pool changes; a free one is the lowest index no
@@ -110,7 +112,7 @@ impl UserPool {
         format!("{}{i}", self.prefix)
     }
 
-    /// User `i`, created (with its group) if missing; the caller holds the `users` lock.
+    /// User `i`, created (with its group) if missing; the caller holds a `users` lock.
     fn ensure(&self, i: u32) -> Result<User> {
         let name = self.name(i);
         if let Some(user) = known(&name) {
