@@ -380,3 +380,279 @@ fn builds_run_as_build_users_two_at_once_as_two() {
     }
     r.ok(&["verify", "--check-contents"]);
 }
+
+#[test]
+fn builds_run_as_the_default_build_users_as_root_unless_turned_off() {
+    if !is_root() {
+        eprintln!("skipped: build users need root");
+        return;
+    }
+    if !have(
+        "builds_run_as_the_default_build_users_as_root_unless_turned_off",
+        &["useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let profile = |tag: &str| {
+        env.write(
+            &format!("{tag}.cfg"),
+            &format!(
+                "[buildout]\nparts = p\n[p]\nrecipe = plone.recipe.command\ncommand =\n  \
+                 mkdir -p $out\n  echo {tag} > $out/tag\n  id -u > $out/uid\n  \
+                 id -un > $out/name\n"
+            ),
+        )
+        .to_string_lossy()
+        .into_owned()
+    };
+    let built = |cfg: &str, extra: &[&str]| -> (u32, String) {
+        let mut args = extra.to_vec();
+        args.extend(["build", "--json", cfg]);
+        let v: serde_json::Value = serde_json::from_str(&r.ok(&args)).expect("json");
+        let out = PathBuf::from(v["parts"]["p"].as_str().expect("path"));
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).expect(f);
+        for path in tree(&out) {
+            let m = path.symlink_metadata().expect("meta");
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{}", path.display());
+        }
+        (read("uid").trim().parse().expect("uid"), read("name"))
+    };
+    // no configuration: the default pool, created when missing
+    let (uid, name) = built(&profile("default"), &[]);
+    assert!((34000..34032).contains(&uid), "{uid}");
+    assert!(name.starts_with("slapbld"), "{name}");
+    assert_eq!(
+        Command::new("id")
+            .args(["-u", name.trim()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .expect("id"),
+        uid.to_string(),
+        "the user exists on the host"
+    );
+    // `true` is the default; `false` builds as root in the sandbox; --no-sandbox as root too
+    env.write("root/etc/slapstore.toml", "build-users = true\n");
+    assert!((34000..34032).contains(&built(&profile("on"), &[]).0));
+    env.write("root/etc/slapstore.toml", "build-users = false\n");
+    assert_eq!(built(&profile("off"), &[]).0, 0);
+    std::fs::remove_file(r.root.join("etc/slapstore.toml")).expect("rm");
+    assert_eq!(built(&profile("unsandboxed"), &["--no-sandbox"]).0, 0);
+    // a bad value: exit 2 naming the file and the key, nothing built
+    env.write("root/etc/slapstore.toml", "build-users = 3\n");
+    let out = r.run(&["build", &profile("bad")]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("slapstore.toml") && out.stderr.contains("build-users"),
+        "{}",
+        out.stderr
+    );
+    r.ok(&["verify", "--check-contents"]);
+}
+
+#[test]
+fn egg_installs_and_gitclone_checkouts_run_as_build_users() {
+    if !is_root() {
+        eprintln!("skipped: build users need root");
+        return;
+    }
+    if !have(
+        "egg_installs_and_gitclone_checkouts_run_as_build_users",
+        &["useradd", "groupadd", "git"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // a develop egg whose setup.py, run by the installer in the sandbox, records its uid
+    env.write(
+        "src/setup.py",
+        "import os\nhere = os.path.dirname(os.path.abspath(__file__))\n\
+         open(os.path.join(here, 'whoami_uid.py'), 'w').write('UID = %d\\n' % os.getuid())\n\
+         from setuptools import setup\nsetup(name='whoami', version='0.1', \
+         py_modules=['whoami_uid'])\n",
+    );
+    // a repository, and a git that says who runs it (on its stderr: the build log)
+    let repo = env.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    crate::common::git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("README"), "hello\n").expect("write");
+    crate::common::git(&repo, &["add", "."]);
+    crate::common::git(&repo, &["commit", "--quiet", "-m", "one"]);
+    let commit = crate::common::git(&repo, &["rev-parse", "HEAD"]);
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = dev src\n\
+             [dev]\nrecipe = zc.recipe.egg:develop\nsetup = ${{buildout:directory}}/src\n\
+             [git]\nrecipe = plone.recipe.command\ncommand =\n  mkdir -p $out/bin\n  \
+             printf '#!/bin/sh\\necho \"git as uid $(id -u)\" >&2\\nexec git \"$@\"\\n' \
+             > $out/bin/git\n  chmod +x $out/bin/git\n\
+             [src]\nrecipe = slapos.recipe.build:gitclone\nrepository = file://{}\n\
+             revision = {}\ngit-executable = ${{git:location}}/bin/git\n",
+            repo.display(),
+            commit.trim()
+        ),
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["build", "--json", "software.cfg"])).expect("json");
+    // the egg: installed as a build user
+    let dev = v["parts"]["dev"].as_str().expect("dev");
+    let manifest = std::fs::read_to_string(format!("{dev}/.slapstore-eggs")).expect("manifest");
+    let dist = manifest
+        .lines()
+        .find(|l| l.starts_with("whoami 0.1 "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{manifest}"))
+        .to_owned();
+    let recorded = tree(Path::new(&dist))
+        .into_iter()
+        .find(|p| p.ends_with("whoami_uid.py"))
+        .unwrap_or_else(|| panic!("no whoami_uid.py in {dist}"));
+    let text = std::fs::read_to_string(&recorded).expect("uid");
+    let uid: u32 = text
+        .trim()
+        .trim_start_matches("UID = ")
+        .parse()
+        .expect("a uid");
+    assert!((34000..34032).contains(&uid), "the install ran as {uid}");
+    // the checkout: as a build user (the mirror's clone and fetch, outside, as root)
+    let log = r.ok(&["log", "src"]);
+    let uids: Vec<u32> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("git as uid "))
+        .map(|n| n.trim().parse().expect("uid"))
+        .collect();
+    assert!(uids.contains(&0), "the mirror is made as root: {log}");
+    assert!(
+        uids.iter().any(|u| (34000..34032).contains(u)),
+        "the checkout ran as root: {log}"
+    );
+    let src = PathBuf::from(v["parts"]["src"].as_str().expect("src"));
+    assert_eq!(
+        std::fs::read_to_string(src.join("README")).expect("README"),
+        "hello\n"
+    );
+    assert!(!src.join(".git").exists());
+    for path in tree(&src).into_iter().chain(tree(Path::new(&dist))) {
+        let m = path.symlink_metadata().expect("meta");
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{}", path.display());
+        assert_eq!(m.mode() & 0o222, 0, "{}", path.display());
+    }
+    r.ok(&["verify", "--check-contents"]);
+}
+
+/// A release whose instance generates a password and renders it into `etc/conf`.
+const PASSWORD_SOFTWARE: &str = r#"[buildout]
+parts = instance-profile
+
+[instance-profile]
+recipe = slapos.recipe.template
+output = ${buildout:directory}/instance.cfg
+inline =
+  [buildout]
+  parts = dirs pw conf
+  [dirs]
+  recipe = slapos.cookbook:mkdirectory
+  srv = $${buildout:directory}/srv
+  [pw]
+  recipe = slapos.cookbook:generate.password
+  [conf]
+  recipe = slapos.recipe.template
+  output = $${buildout:directory}/etc/conf
+  inline =
+    password=$${pw:passwd}
+"#;
+
+#[test]
+fn a_generated_password_is_readable_by_its_instance_only() {
+    if !is_root() {
+        eprintln!("skipped: needs root to read as other users");
+        return;
+    }
+    if !have(
+        "a_generated_password_is_readable_by_its_instance_only",
+        &["setpriv", "useradd", "groupadd"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let software = env
+        .write("p/software.cfg", PASSWORD_SOFTWARE)
+        .to_string_lossy()
+        .into_owned();
+    let password = |p: &Path| {
+        let conf = std::fs::read_to_string(p.join("etc/conf")).expect("conf");
+        let pw = conf.trim().trim_start_matches("password=").to_owned();
+        assert!(pw.len() >= 8, "{conf}");
+        pw
+    };
+    // without instance users: root's alone (its services run as root); nobody finds it
+    let plain = TestEnv::new();
+    std::fs::set_permissions(plain.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let r = Root::new(&plain);
+    r.ok(&["instance", "create", "web", "--software", &software]);
+    let pw = password(&r.partition("web"));
+    let conf = r.partition("web").join("etc/conf");
+    let (ok, err) = as_user(65534, 65534, &["cat", &conf.to_string_lossy()]);
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    let grep = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["grep", "-rl", &pw])
+        .arg(plain.path())
+        .output()
+        .expect("grep");
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(found.trim().is_empty(), "readable by others: {found}");
+    // software outputs stay readable by all
+    let profile = r
+        .entries()
+        .into_iter()
+        .find(|e| e.ends_with("-instance-profile"))
+        .expect("instance-profile");
+    let profile = r.root.join("store").join(profile).join("instance.cfg");
+    assert!(as_user(65534, 65534, &["cat", &profile.to_string_lossy()]).0);
+    // with instance users: the instance's user reads its password, another instance's does not
+    let r = Root::new(&env);
+    env.write("root/etc/slapstore.toml", INSTANCE_USERS);
+    r.ok(&["instance", "create", "a", "b", "--software", &software]);
+    let (pa, pb) = (r.partition("a"), r.partition("b"));
+    let owner_of = |p: &Path| std::fs::metadata(p.join("srv")).expect("srv").uid();
+    let (ua, ub) = (owner_of(&pa), owner_of(&pb));
+    assert!(ua >= 61000 && ub >= 61000 && ua != ub, "{ua} {ub}");
+    let ga = std::fs::metadata(&pa).expect("a").gid();
+    let gb = std::fs::metadata(&pb).expect("b").gid();
+    let conf_a = pa.join("etc/conf").to_string_lossy().into_owned();
+    let (ok, out) = {
+        let out = Command::new("setpriv")
+            .arg(format!("--reuid={ua}"))
+            .arg(format!("--regid={ga}"))
+            .args(["--clear-groups", "--", "cat", &conf_a])
+            .output()
+            .expect("cat");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        ok && out.contains(&password(&pa)),
+        "a cannot read its own password"
+    );
+    let (ok, err) = as_user(ub, gb, &["cat", &conf_a]);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "b reads a's password: {err}"
+    );
+    let grep = Command::new("setpriv")
+        .arg(format!("--reuid={ub}"))
+        .arg(format!("--regid={gb}"))
+        .args(["--clear-groups", "--", "grep", "-rl", &password(&pa)])
+        .arg(env.path())
+        .output()
+        .expect("grep");
+    let found = String::from_utf8_lossy(&grep.stdout);
+    assert!(found.trim().is_empty(), "b finds a's password in: {found}");
+}

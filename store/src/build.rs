@@ -459,8 +459,10 @@ fn prepare<'a>(
         scratch.join("out")
     };
     let result = (|| {
-        // an egg build installs in the sandbox too, but fetches outside it (`recipes/egg.rs`)
-        let sandboxed = runs_commands(drv.recipe()) || drv.recipe() == Recipe::Egg;
+        // an egg build installs in the sandbox too, but fetches outside it (`recipes/egg.rs`);
+        // a gitclone checks out in it, its mirror updated outside (`recipes/gitclone.rs`)
+        let sandboxed =
+            runs_commands(drv.recipe()) || matches!(drv.recipe(), Recipe::Egg | Recipe::Gitclone);
         // held for the build's life: no other build runs as this user meanwhile
         let mut build_user = None;
         let sandbox = if sandboxed && sandbox {
@@ -473,7 +475,10 @@ fn prepare<'a>(
                 drv.build.files.values().map(|p| p.as_path()),
             )?;
             if let Some(pool) = build_users {
-                let user = crate::users::build_user(store, pool)?;
+                let user = crate::users::build_user(pool)?;
+                // the output is made empty: the user's without a walk
+                std::os::unix::fs::lchown(&out, Some(user.user.uid), Some(user.user.gid))
+                    .map_err(|e| io_error(&out, e))?;
                 sandbox.run_as(user.user.uid, user.user.gid);
                 build_user = Some(user);
             }
@@ -485,7 +490,10 @@ fn prepare<'a>(
             drv,
             out: out.clone(),
             // an egg part's scripts name its own `lib` by its store path too
-            store_out: if runs_commands(drv.recipe()) || drv.recipe() == Recipe::Egg {
+            store_out: if runs_commands(drv.recipe())
+                || drv.recipe() == Recipe::Egg
+                || (drv.recipe() == Recipe::Gitclone && sandbox.is_some())
+            {
                 final_path.clone()
             } else {
                 out.clone()

@@ -275,8 +275,45 @@ struct Config {
     master_ca_file: Option<PathBuf>,
     /// The pool each instance takes its own user from (`slapstore_store::users`).
     instance_users: Option<slapstore_store::users::UserPool>,
-    /// The pool builds take their users from, when slapstore runs as root.
-    build_users: Option<slapstore_store::users::UserPool>,
+    /// The users builds run as, when slapstore runs as root.
+    build_users: Option<BuildUsers>,
+}
+
+/// `build-users` in the configuration: whether sandboxed builds run as unprivileged build users
+/// when slapstore runs as root, and which. `true` (the default) is the default pool
+/// ([`UserPool::default_build_users`](slapstore_store::users::UserPool::default_build_users)),
+/// `false` builds as root inside the sandbox, a table (`[build-users]`) is a pool of one's own.
+enum BuildUsers {
+    Default,
+    Off,
+    Pool(slapstore_store::users::UserPool),
+}
+
+impl<'de> serde::Deserialize<'de> for BuildUsers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BuildUsers, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BuildUsers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`true`, `false` or a table with `prefix`, `count` and `first-uid`")
+            }
+            fn visit_bool<E>(self, on: bool) -> Result<BuildUsers, E> {
+                Ok(if on {
+                    BuildUsers::Default
+                } else {
+                    BuildUsers::Off
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<BuildUsers, A::Error> {
+                serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(BuildUsers::Pool)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
@@ -285,9 +322,13 @@ fn config(store: &slapstore_store::Store) -> Result<Config, i32> {
         Ok(text) => {
             let config: Config = toml::from_str(&text)
                 .map_err(|e| report::usage(&format!("`{}`: {e}", path.display())))?;
+            let build_pool = match &config.build_users {
+                Some(BuildUsers::Pool(pool)) => Some(pool.clone()),
+                _ => None,
+            };
             for (section, pool) in [
                 ("instance-users", &config.instance_users),
-                ("build-users", &config.build_users),
+                ("build-users", &build_pool),
             ] {
                 if let Some(Err(m)) = pool.as_ref().map(|p| p.check()) {
                     return Err(report::usage(&format!(
@@ -396,17 +437,23 @@ fn settings(
 > {
     let config = config(store)?;
     let instance_users = config.instance_users.clone();
-    // build users only as root: another user cannot switch to them, and builds as it
-    let build_users = config
-        .build_users
-        .clone()
-        .filter(|_| slapstore_store::users::is_root());
+    let defaults = slapstore_store::build::BuildOptions::default();
+    let jobs = args.jobs.unwrap_or(defaults.jobs);
+    // build users only as root (another user cannot switch to them, and builds as itself); by
+    // default the default pool, sized for `jobs` builds at once
+    let build_users = match config.build_users {
+        None | Some(BuildUsers::Default) => {
+            Some(slapstore_store::users::UserPool::default_build_users(jobs))
+        }
+        Some(BuildUsers::Off) => None,
+        Some(BuildUsers::Pool(ref pool)) => Some(pool.clone()),
+    }
+    .filter(|_| slapstore_store::users::is_root());
     let sandbox = !args.no_sandbox
         && slapstore_store::build::sandbox_by_default()
         && config.sandbox.unwrap_or(true);
-    let defaults = slapstore_store::build::BuildOptions::default();
     let options = slapstore_store::build::BuildOptions {
-        jobs: args.jobs.unwrap_or(defaults.jobs),
+        jobs,
         substituter: substituter(args, store, config)?,
         download_deadline: args.download_deadline(),
         sandbox,

@@ -219,13 +219,18 @@ pub(super) fn sandbox_with(ctx: &mut Context, inputs: &[PathBuf]) -> Result<()> 
         .filter(|p| !system.iter().any(|s| p.to_string_lossy().starts_with(s)))
         .collect();
     all.extend(ctx.drv.build.files.values().map(PathBuf::as_path));
-    ctx.sandbox = Some(crate::sandbox::Sandbox::new(
+    let mut sandbox = crate::sandbox::Sandbox::new(
         scratch,
         &ctx.store.store_dir(),
         &ctx.store_out,
         &ctx.out,
         all,
-    )?);
+    )?;
+    // the install runs as the build's user too, when it has one
+    if let Some((uid, gid)) = ctx.sandbox.as_ref().and_then(|s| s.user()) {
+        sandbox.run_as(uid, gid);
+    }
+    ctx.sandbox = Some(sandbox);
     Ok(())
 }
 
@@ -493,7 +498,8 @@ pub fn is_distribution(name: &str) -> bool {
 
 /// Copies `file` into `dists` (the download cache's [`DISTS_DIR`]) under its own name, unless
 /// a file of that name is there already: through a temporary file in `dists`, renamed once
-/// complete, so that a concurrent build never sees half a file. `Ok(true)` if it was copied.
+/// complete, so that a concurrent build never sees half a file; mode 0444. `Ok(true)` if it
+/// was copied.
 pub fn keep_distribution(dists: &Path, file: &Path) -> std::io::Result<bool> {
     let Some(name) = file.file_name() else {
         return Ok(false);
@@ -505,6 +511,9 @@ pub fn keep_distribution(dists: &Path, file: &Path) -> std::io::Result<bool> {
     fs::create_dir_all(dists)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dists)?;
     std::io::copy(&mut fs::File::open(file)?, tmp.as_file_mut())?;
+    // readable by all, as the cache's other entries (a build user reads it in the sandbox)
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
     tmp.as_file().sync_all()?;
     tmp.persist(&dest).map_err(|e| e.error)?;
     Ok(true)

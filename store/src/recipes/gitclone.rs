@@ -10,7 +10,9 @@
 //! nothing else, and does not point into the cache. A `revision` that is a full hash must be
 //! what `git rev-parse REV^{commit}` gives; the commit used is written to the build log.
 //!
-//! Every git command runs with the build's cleared environment and its arguments as argv.
+//! Every git command runs with the build's cleared environment and its arguments as argv. The
+//! mirror is made and updated outside the build sandbox (it fetches); the checkout runs in it
+//! (no network; as the build user when slapstore runs as root), the mirror shown read-only.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -95,6 +97,9 @@ pub fn build(ctx: &mut Context) -> Result<()> {
         }
     }
     ctx.note(&format!("gitclone: {url} at commit {commit}"))?;
+    // the checkout runs in the build's sandbox (as its build user, when it has one), which
+    // shows the mirror read-only
+    super::egg::sandbox_with(ctx, std::slice::from_ref(&mirror))?;
     checkout(ctx, &git, &mirror, &commit)
 }
 
@@ -239,11 +244,21 @@ fn resolve(ctx: &mut Context, git: &str, mirror: &Path, wanted: &str) -> Result<
     Ok(out.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
-/// The output: a shared clone of the mirror checked out at `commit`, without its `.git`.
+/// The output: a shared clone of the mirror checked out at `commit`, without its `.git`. In the
+/// sandbox git writes the output at its store path, where the sandbox shows it.
 fn checkout(ctx: &mut Context, git: &str, mirror: &Path, commit: &str) -> Result<()> {
-    let out = ctx.out.display().to_string();
+    let out = match ctx.sandbox {
+        Some(_) => ctx.store_out.display().to_string(),
+        None => ctx.out.display().to_string(),
+    };
     let mirror_s = mirror.display().to_string();
-    run_git(
+    if ctx.sandbox.is_some() {
+        // a build user reads the root's mirror: git refuses a repository another user owns
+        // unless its (global) configuration says it is safe
+        let config = ctx.scratch.join("home/.gitconfig");
+        fs::write(&config, "[safe]\n\tdirectory = *\n").map_err(|e| io_error(&config, e))?;
+    }
+    run_checkout_git(
         ctx,
         git,
         &[
@@ -257,7 +272,7 @@ fn checkout(ctx: &mut Context, git: &str, mirror: &Path, commit: &str) -> Result
         ],
     )?;
     if let Some(patterns) = ctx.option("sparse-checkout").map(str::to_owned) {
-        run_git(
+        run_checkout_git(
             ctx,
             git,
             &["-C", &out, "config", "core.sparseCheckout", "true"],
@@ -272,7 +287,7 @@ fn checkout(ctx: &mut Context, git: &str, mirror: &Path, commit: &str) -> Result
             .collect();
         fs::write(&file, lines.join("\n") + "\n").map_err(|e| io_error(&file, e))?;
     }
-    run_git(
+    run_checkout_git(
         ctx,
         git,
         &[
@@ -319,18 +334,45 @@ fn run_git(ctx: &mut Context, git: &str, args: &[&str]) -> Result<()> {
         .status()
         .map_err(|e| io_error(Path::new(git), e))?;
     check_interrupt(ctx)?;
-    if !status.success() {
-        return Err(StoreError::BuildFailed {
-            part: ctx.part(),
-            what: format!("`git {}`", args.first().copied().unwrap_or_default()),
-            status: match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => "was killed by a signal".to_owned(),
-            },
-            log: ctx.log_path.clone(),
-        });
+    failed_unless(ctx, status, args)
+}
+
+/// Runs a git command of the checkout in the build's sandbox when it has one (as its build
+/// user, if any: `Context::spawn`), else as [`run_git`] does; its output to the build log, a
+/// failure a build failure.
+fn run_checkout_git(ctx: &mut Context, git: &str, args: &[&str]) -> Result<()> {
+    if ctx.sandbox.is_none() {
+        return run_git(ctx, git, args);
     }
-    Ok(())
+    ctx.note(&format!("{git} {}", args.join(" ")))?;
+    let mut env = base_environment(ctx);
+    env.insert("GIT_CONFIG_NOSYSTEM".into(), "1".into());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    let mut command = Command::new(git);
+    command.args(args).stdin(Stdio::null());
+    let dir = ctx.scratch.clone();
+    let mut child = ctx.spawn(command, &dir, &env, false)?;
+    let group = crate::interrupt::Group::register(child.id() as i32);
+    let status = child.wait().map_err(|e| io_error(Path::new(git), e))?;
+    drop(group);
+    check_interrupt(ctx)?;
+    failed_unless(ctx, status, args)
+}
+
+/// A build failure naming git's first argument, unless `status` is a success.
+fn failed_unless(ctx: &Context, status: std::process::ExitStatus, args: &[&str]) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    Err(StoreError::BuildFailed {
+        part: ctx.part(),
+        what: format!("`git {}`", args.first().copied().unwrap_or_default()),
+        status: match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".to_owned(),
+        },
+        log: ctx.log_path.clone(),
+    })
 }
 
 /// Runs git for its standard output: `None` when it fails (its stderr to the log).
