@@ -32,6 +32,9 @@ pub struct EvalOptions {
     pub instance: bool,
     /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
     pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
+    /// The files of outputs planned but not built, read from their derivations
+    /// (`instance create --dry-run`, `planned.rs`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -61,6 +64,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             verbatim: options.verbatim.clone(),
             executable: options.python.clone(),
             text: options.text.clone(),
+            planned: options.planned.clone(),
         },
     )?;
     let versions_name = loaded
@@ -89,6 +93,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         store,
         instance: options.instance,
         slap: options.slap.clone(),
+        planned: options.planned.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

@@ -44,6 +44,9 @@ pub struct Loader<'a> {
     /// A text to use instead of reading the file of that path (the root profile given in
     /// memory, as the fuzzer does).
     pub text: Option<(&'a str, &'a str)>,
+    /// The files of outputs planned but not built (`instance create --dry-run`), read from
+    /// their derivations instead of the disk.
+    pub planned: Option<&'a crate::planned::Planned>,
     /// The first header read of each section, to point at when a section is to blame.
     pub headers: HashMap<String, Span>,
 }
@@ -128,10 +131,10 @@ impl Loader<'_> {
         let mut wave = vec![root.to_owned()];
         while !wave.is_empty() {
             let first = self.sources.len();
-            let (text, target) = (self.text, self.target);
+            let (text, target, planned) = (self.text, self.target, self.planned);
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
-                read_text(path, text).map(|text| {
+                read_text(path, text, planned).map(|text| {
                     let parsed =
                         parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
                             Parsed {
@@ -238,9 +241,23 @@ fn extends_of(config: &RawConfig, path: &str) -> Vec<String> {
 }
 
 /// The text of a profile file (or the text given for it), newlines normalised.
-fn read_text(path: &str, given: Option<(&str, &str)>) -> Result<String> {
+fn read_text(
+    path: &str,
+    given: Option<(&str, &str)>,
+    planned: Option<&crate::planned::Planned>,
+) -> Result<String> {
     if let Some((_, text)) = given.filter(|(p, _)| *p == path) {
         return Ok(normalise_newlines(text));
+    }
+    if let Some(known) = planned.and_then(|p| p.read(path)) {
+        return known
+            .map(|text| normalise_newlines(&text))
+            .map_err(|reason| {
+                Error::new(ErrorKind::CannotOpen {
+                    path: path.into(),
+                    reason,
+                })
+            });
     }
     if is_url(path) {
         return Err(Error::new(ErrorKind::RemoteProfile { url: path.into() }));

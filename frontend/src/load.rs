@@ -104,6 +104,8 @@ pub struct LoadOptions {
     pub executable: String,
     /// The root profile's text, when it is given in memory rather than read from its path.
     pub text: Option<String>,
+    /// The files of outputs planned but not built (`instance create --dry-run`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 /// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
@@ -131,6 +133,7 @@ pub fn load(
         python: Some(&options.executable),
         bridge: None,
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
+        planned: options.planned.as_deref(),
         headers: HashMap::default(),
     };
     let mut data = RawConfig::default();

@@ -73,6 +73,8 @@ pub struct Settings {
     pub python: String,
     /// When rendering an instance: what the local master tells it (`recipes/slap.rs`).
     pub slap: Option<std::sync::Arc<crate::recipes::slap::Slap>>,
+    /// The files of outputs planned but not built (`instance create --dry-run`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -564,6 +566,7 @@ impl<'s> Resolver<'s> {
             python: None,
             bridge: None,
             text: None,
+            planned: None,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;

@@ -27,6 +27,9 @@ pub struct InstanceOutput {
     pub kept: std::collections::BTreeSet<String>,
     /// `plone.recipe.command` parts, in install order: run after each switch to the generation.
     pub commands: Vec<super::cookbook::command::CommandSpec>,
+    /// The parts rendered and their recipes, in install order (a switched-to profile's
+    /// included): what `instance create --dry-run` lists.
+    pub parts: Vec<(String, String)>,
 }
 
 /// One file of a generation.
@@ -76,6 +79,13 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
 
 /// Initialises an instance part and records what it puts in the partition.
 pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
+    init_kind(part, kind)?;
+    let done = (part.name.clone(), part.recipe.clone());
+    part.r.instance_output.parts.push(done);
+    Ok(())
+}
+
+fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
     match kind {
         Kind::Template => {
             template::template(part)?;

@@ -32,8 +32,14 @@ fn applies_to(part: &mut Part, key: &str, default: &str) -> Result<(bool, bool)>
 }
 
 fn read_json(part: &Part, option: &str, path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| part.option_error(option, format!("cannot read `{}`: {e}", path.display())))?;
+    // a dry run's planned output is read from its derivation (`planned.rs`)
+    let planned = part.r.settings.planned.as_ref();
+    let text = match planned.and_then(|p| p.read(&path.to_string_lossy())) {
+        Some(known) => known.map_err(|m| part.option_error(option, m))?,
+        None => std::fs::read_to_string(path).map_err(|e| {
+            part.option_error(option, format!("cannot read `{}`: {e}", path.display()))
+        })?,
+    };
     serde_json::from_str(&text).map_err(|e| {
         part.option_error(
             option,

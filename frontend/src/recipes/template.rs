@@ -361,12 +361,15 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Rea
             crate::pystr::path_join(&directory, url)
         }
     };
-    let bytes = match built_file(part, &path) {
-        Some(Built::Text(text)) => text.into_bytes(),
-        Some(Built::Later(owner)) => {
+    let planned = part.r.settings.planned.as_ref().and_then(|p| p.read(&path));
+    let bytes = match (built_file(part, &path), planned) {
+        (Some(Built::Text(text)), _) => text.into_bytes(),
+        (Some(Built::Later(owner)), _) => {
             return Ok(Read::Built { path, part: owner });
         }
-        None => std::fs::read(&path)
+        // a dry run's planned output: known from its derivation, or an error saying why not
+        (None, Some(known)) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
+        (None, None) => std::fs::read(&path)
             .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?,
     };
     if let Some(expected) = md5sum {
@@ -437,9 +440,19 @@ pub fn collective(part: &mut Part) -> Result<()> {
             span.map(Origin::File),
         )
     } else if let Some(input) = input {
-        if std::path::Path::new(&input).exists() {
-            let text = std::fs::read_to_string(&input)
-                .map_err(|e| part.option_error("input", format!("cannot read `{input}`: {e}")))?;
+        let planned = part
+            .r
+            .settings
+            .planned
+            .as_ref()
+            .and_then(|p| p.read(&input));
+        if planned.is_some() || std::path::Path::new(&input).exists() {
+            let text = match planned {
+                Some(known) => known.map_err(|m| part.option_error("input", m))?,
+                None => std::fs::read_to_string(&input).map_err(|e| {
+                    part.option_error("input", format!("cannot read `{input}`: {e}"))
+                })?,
+            };
             let text = normalise_newlines(&text);
             let len = text.len();
             let file = part.r.sources.add(input.clone(), text.clone());

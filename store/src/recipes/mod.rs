@@ -14,6 +14,7 @@ mod egg_split;
 mod egg_uv;
 mod generation;
 mod gitclone;
+mod pybuiltins;
 mod pyhost;
 mod release;
 mod script;
