@@ -370,3 +370,92 @@ fn a_dry_run_names_the_file_line_and_recipe_an_instance_cannot_run() {
     );
     assert!(!r.partition("web").exists());
 }
+
+/// An instance profile using what SlapOS's buildout and templates give: `slapos.recipe.build`'s
+/// `init` code (importing `six`, as stack/monitor's does), serialised values (`!py!`), the
+/// template builtins (`dumps`, `len`), an imported module and `[slap-network-information]`.
+const PYTHONIC: &str = r#"[buildout]
+parts = page
+
+[conf]
+recipe = slapos.recipe.build
+url = https://example.com:8443/x
+init =
+  from six.moves.urllib.parse import urlparse
+  options['domain'] = urlparse(options['url']).netloc
+
+[typed]
+text = !py!'x y'
+list = !py!['a', 1]
+
+[page]
+recipe = slapos.recipe.template:jinja2
+output = $${buildout:directory}/page
+context =
+  key domain conf:domain
+  key t typed:text
+  key l typed:list
+  key v6 slap-network-information:global-ipv6
+  import re_module re
+inline =
+  {{ domain }}|{{ t }}|{{ l[1] }}|{{ dumps(l) }}|{{ re_module.escape('a.b') }}|{{ v6 }}|{{ len(l) }}
+"#;
+
+#[test]
+fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write("p/instance.cfg.in", PYTHONIC);
+    let software = env
+        .write(
+            "p/software.cfg",
+            "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
+             recipe = slapos.recipe.template\nurl = ${:_profile_base_location_}/instance.cfg.in\n\
+             output = ${buildout:directory}/instance.cfg\n",
+        )
+        .to_string_lossy()
+        .into_owned();
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "p",
+            "--dry-run",
+            "--software",
+            &software,
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let page = list[0]["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["path"] == "page"))
+        .unwrap_or_else(|| panic!("no page in {}", list[0]));
+    assert_eq!(
+        page["text"],
+        "example.com:8443|x y|1|!py!['a', 1]|a\\.b|::1|2"
+    );
+    // install code would write in the partition when buildout installs the part: refused
+    let install = PYTHONIC.replace("init =", "install =");
+    env.write("p/instance.cfg.in", &install);
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "p",
+            "--dry-run",
+            "--software",
+            &software,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`slapos.recipe.build`'s `install` code cannot run in an instance"),
+        "{}",
+        out.stderr
+    );
+}

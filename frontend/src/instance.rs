@@ -343,6 +343,27 @@ impl Context<'_> {
         // what slapgrid gives every instance profile (its `[slap-connection]`); no key or
         // certificate: the local master is this process
         let partition_id = master::partition_id(placement.partition);
+        // and `[slap-network-information]` (`[network-information]` too, as slapgrid writes it
+        // for older profiles): the computer's first addresses
+        let ipv4 = self.computer.ipv4.first().cloned().unwrap_or_default();
+        let ipv6 = self.computer.ipv6.first().cloned().unwrap_or_default();
+        let network = if ipv4.is_empty() {
+            String::new()
+        } else {
+            format!("{ipv4}/32")
+        };
+        for section in ["slap-network-information", "network-information"] {
+            for (key, value) in [
+                ("local-ipv4", ipv4.as_str()),
+                ("global-ipv6", ipv6.as_str()),
+                ("network-interface", ""),
+                ("global-ipv4-network", network.as_str()),
+            ] {
+                options
+                    .verbatim
+                    .push((section.into(), key.into(), value.into()));
+            }
+        }
         for (key, value) in [
             ("computer-id", self.computer.id.as_str()),
             ("partition-id", partition_id.as_str()),

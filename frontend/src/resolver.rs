@@ -316,6 +316,22 @@ impl<'s> Resolver<'s> {
         } else {
             text
         };
+        // SlapOS buildout's serialised values (`!py!<repr>`, what a template's `dumps` writes)
+        // are read back as the value: its text when it is a string, else its JSON (and the
+        // value itself for Jinja2 contexts)
+        let text = match text
+            .strip_prefix("!py!")
+            .and_then(crate::condition::literal)
+        {
+            Some(serde_json::Value::String(s)) => s,
+            Some(value) => {
+                let name = self.sections[idx].name.clone();
+                let json = value.to_string();
+                self.typed.insert((name, option.to_owned()), value);
+                json
+            }
+            None => text,
+        };
         self.sections[idx].data.insert(
             option.to_owned(),
             Resolved {

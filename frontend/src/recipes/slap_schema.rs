@@ -81,9 +81,16 @@ pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
         .get("software-type")
         .and_then(|t| t.as_object())
         .and_then(|types| {
-            types.values().find(|t| {
-                t.get("software-type").and_then(|s| s.as_str()) == Some(&slap.software_type)
-                    && t.get("shared").and_then(|s| s.as_bool()) != Some(true)
+            // an entry's software type is its `software-type`, else its key (slapos.core's
+            // `SoftwareReleaseSchema`)
+            types.iter().find_map(|(key, t)| {
+                let software_type = t
+                    .get("software-type")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or(key);
+                (software_type == slap.software_type
+                    && t.get("shared").and_then(|s| s.as_bool()) != Some(true))
+                .then_some(t)
             })
         })
         .and_then(|t| t.get("request"))
@@ -99,7 +106,20 @@ pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
             )
         })?;
     let schema_file = file.parent().unwrap_or(Path::new("/")).join(entry);
-    let schema = read_json(part, "jsonschema", &schema_file)?;
+    // SlapOS releases download their JSON files into one directory (`destination`), each its
+    // own store path here: a request schema not beside `software.cfg.json` is read where they
+    // come from, beside the software release's profile
+    let beside_release = Path::new(&slap.software_url)
+        .parent()
+        .map(|dir| dir.join(entry))
+        .filter(|f| f.is_file());
+    let schema = match read_json(part, "jsonschema", &schema_file) {
+        Err(e) => match beside_release {
+            Some(file) => read_json(part, "jsonschema", &file)?,
+            None => return Err(e),
+        },
+        found => found?,
+    };
     if !instance.is_object() {
         instance = serde_json::json!({});
     }

@@ -180,6 +180,21 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
                 parse_json(part, &text)?
             }
             "json" => parse_json(part, &expression)?,
+            // a Python module, made by the renderer (`store/src/recipes/pybuiltins.rs`)
+            "import" => {
+                use slapstore_store::recipes::{JINJA2_MODULES, JINJA2_MODULE_KEY};
+                let module = expression.trim();
+                if !JINJA2_MODULES.contains(&module) {
+                    return Err(part.option_error(
+                        "context",
+                        format!(
+                            "`import {name} {module}`: templates can import {}, not `{module}`",
+                            JINJA2_MODULES.join(", ")
+                        ),
+                    ));
+                }
+                serde_json::json!({ JINJA2_MODULE_KEY: module })
+            }
             "section" => {
                 let span = part.r.span_of(part.idx, "context");
                 let idx = part.r.section(&expression).map_err(|e| e.or_at(span))?;
@@ -198,7 +213,7 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
             other => {
                 return Err(part.option_error(
                     "context",
-                    format!("context type `{other}` is not supported in builds (use key, section, raw, json or jsonkey)"),
+                    format!("context type `{other}` is not supported in builds (use key, section, raw, json, jsonkey or import)"),
                 ))
             }
         };

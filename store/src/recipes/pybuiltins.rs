@@ -4,9 +4,22 @@
 //! back as that value), as minijinja functions. Values follow Python's rules where templates
 //! rely on them (`str(True)` is `True`, `repr` quotes as Python does); `isinstance`, `six` and
 //! the rest that need Python's types are absent: a template calling them fails naming them.
+//! A part's `import NAME MODULE` context entries get the modules of [`MODULES`]: `json`
+//! (`dumps` as Python's, ASCII-only, `sort_keys` and `indent`; `loads`) and `os` (`os.path`'s
+//! `join`, `basename`, `dirname`, `os.sep`) and `re` (`escape`, as stack/monitor's CORS
+//! template calls it).
 
-use minijinja::value::{Rest, Value, ValueKind};
-use minijinja::{Environment, Error, ErrorKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::{from_args, Kwargs, Object, Rest, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State};
+
+/// The modules an `import` context entry may name.
+pub const MODULES: &[&str] = &["json", "os", "os.path", "re"];
+
+/// How a context (JSON) marks an entry that is a module: `{"$python-module": "json"}`.
+pub const MODULE_KEY: &str = "$python-module";
 
 /// Adds the builtins to `env`.
 pub fn add(env: &mut Environment) {
@@ -108,6 +121,195 @@ pub fn add(env: &mut Environment) {
         }
     });
     env.add_function("dumps", |v: Value| format!("!py!{}", repr(&v)));
+}
+
+/// The context of a template: the JSON object's entries, those marked [`MODULE_KEY`] made
+/// modules.
+pub fn context(json: &serde_json::Value) -> Value {
+    let serde_json::Value::Object(map) = json else {
+        return Value::from_serialize(json);
+    };
+    let entries: BTreeMap<String, Value> = map
+        .iter()
+        .map(|(k, v)| {
+            let module = v
+                .get(MODULE_KEY)
+                .and_then(serde_json::Value::as_str)
+                .and_then(|name| MODULES.iter().find(|m| **m == name));
+            let value = match module {
+                Some(name) => Value::from_object(Module(name)),
+                None => Value::from_serialize(v),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    Value::from(entries)
+}
+
+/// A Python module, by name.
+#[derive(Debug)]
+struct Module(&'static str);
+
+impl Object for Module {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match (self.0, key.as_str()?) {
+            ("os", "path") => Some(Value::from_object(Module("os.path"))),
+            ("os" | "os.path", "sep") => Some(Value::from("/")),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (self.0, method) {
+            ("json", "dumps") => {
+                let (value, kwargs): (Value, Kwargs) = from_args(args)?;
+                let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+                let indent: Option<usize> = kwargs.get("indent")?;
+                kwargs.assert_all_used()?;
+                let json = serde_json::to_value(&value).map_err(|e| bad(e.to_string()))?;
+                let mut out = String::new();
+                json_dumps(&json, sort_keys.unwrap_or(false), indent, 0, &mut out);
+                Ok(Value::from(out))
+            }
+            ("json", "loads") => {
+                let (text,): (String,) = from_args(args)?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(Value::from_serialize)
+                    .map_err(|e| bad(format!("json.loads: {e}")))
+            }
+            ("os.path", "join") => {
+                let (parts,): (Rest<String>,) = from_args(args)?;
+                let mut path = String::new();
+                for p in parts.0 {
+                    if p.starts_with('/') {
+                        path = p;
+                    } else {
+                        if !path.is_empty() && !path.ends_with('/') {
+                            path.push('/');
+                        }
+                        path.push_str(&p);
+                    }
+                }
+                Ok(Value::from(path))
+            }
+            ("os.path", "basename") => {
+                let (p,): (String,) = from_args(args)?;
+                Ok(Value::from(p.rsplit('/').next().unwrap_or_default()))
+            }
+            ("os.path", "dirname") => {
+                let (p,): (String,) = from_args(args)?;
+                let head = match p.rfind('/') {
+                    Some(i) => &p[..=i],
+                    None => "",
+                };
+                let trimmed = head.trim_end_matches('/');
+                Ok(Value::from(
+                    if trimmed.is_empty() && head.starts_with('/') {
+                        "/"
+                    } else {
+                        trimmed
+                    },
+                ))
+            }
+            ("re", "escape") => {
+                let (text,): (String,) = from_args(args)?;
+                // Python 3.7's `re.escape`: its special characters only
+                let mut out = String::with_capacity(text.len());
+                for c in text.chars() {
+                    if "()[]{}?*+-|^$\\.&~# \t\n\r\u{b}\u{c}".contains(c) {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                Ok(Value::from(out))
+            }
+            (module, _) => Err(bad(format!(
+                "module `{module}` has no function `{method}` in slapstore's templates"
+            ))),
+        }
+    }
+}
+
+/// Python's `json.dumps` (`ensure_ascii`, separators `, ` and `: `, or `,` and newlines with
+/// `indent`).
+fn json_dumps(
+    v: &serde_json::Value,
+    sort: bool,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) {
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * depth));
+        }
+    };
+    let separator = if indent.is_some() { "," } else { ", " };
+    match v {
+        serde_json::Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+                    c => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                }
+            }
+            out.push('"');
+        }
+        serde_json::Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                newline(out, depth + 1);
+                json_dumps(item, sort, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            if sort {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            out.push('{');
+            for (i, (k, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(separator);
+                }
+                newline(out, depth + 1);
+                json_dumps(
+                    &serde_json::Value::String(k.clone()),
+                    sort,
+                    indent,
+                    depth,
+                    out,
+                );
+                out.push_str(": ");
+                json_dumps(item, sort, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -295,5 +497,41 @@ mod tests {
             r#"["a", "b"]|9"#
         );
         assert_eq!(render("{{ repr('a\\nb') }}", ctx), r"'a\nb'");
+    }
+
+    #[test]
+    fn imported_modules_behave_as_pythons() {
+        let mut env = Environment::new();
+        add(&mut env);
+        let ctx = context(&serde_json::json!({
+            "json_module": {MODULE_KEY: "json"},
+            "os": {MODULE_KEY: "os"},
+            "d": {"a": null, "b": ["é", 1]},
+        }));
+        let render = |s: &str| env.render_str(s, ctx.clone()).unwrap();
+        assert_eq!(
+            render("{{ json_module.dumps(d) }}"),
+            r#"{"a": null, "b": ["\u00e9", 1]}"#
+        );
+        assert_eq!(
+            render("{{ json_module.dumps(d, sort_keys=True, indent=1) }}"),
+            "{\n \"a\": null,\n \"b\": [\n  \"\\u00e9\",\n  1\n ]\n}"
+        );
+        assert_eq!(render("{{ json_module.loads('[1]')[0] }}"), "1");
+        assert_eq!(
+            render("{{ os.path.join('/a', 'b', 'c') }}|{{ os.path.join('a', '/b') }}"),
+            "/a/b/c|/b"
+        );
+        assert_eq!(
+            render("{{ os.path.dirname('/a/b') }}|{{ os.path.basename('/a/b') }}"),
+            "/a|b"
+        );
+        assert!(env.render_str("{{ os.getcwd() }}", ctx.clone()).is_err());
+        let ctx = context(&serde_json::json!({"re_module": {MODULE_KEY: "re"}}));
+        assert_eq!(
+            env.render_str("{{ re_module.escape('a.b-c d_e') }}", ctx)
+                .unwrap(),
+            r"a\.b\-c\ d_e"
+        );
     }
 }

@@ -67,7 +67,7 @@ pub fn render_jinja2(source: &str, context: &serde_json::Value) -> Result<String
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     super::pybuiltins::add(&mut env);
-    env.render_str(source, context)
+    env.render_str(source, super::pybuiltins::context(context))
         .map_err(|e| format!("the jinja2 template does not render: {e:#}"))
 }
 
