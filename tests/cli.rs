@@ -705,6 +705,18 @@ fn every_documented_json_output_has_its_documented_keys() {
             ])],
         ),
         (
+            "instance create --dry-run",
+            vec![json(&[
+                "instance",
+                "create",
+                "z",
+                "--dry-run",
+                "--software",
+                &v2,
+                "--json",
+            ])],
+        ),
+        (
             "instance upgrade --dry-run",
             vec![
                 json(&[

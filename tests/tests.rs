@@ -8,6 +8,7 @@ mod cases;
 mod cli;
 mod cookbook;
 mod deploy;
+mod dryrun;
 mod eggs;
 mod eval;
 mod examples;

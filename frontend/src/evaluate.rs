@@ -35,6 +35,9 @@ pub struct EvalOptions {
     /// The download cache remote profiles (`http(s)://`) are fetched through; without it they
     /// are an error (`load::LoadOptions::remote_cache`).
     pub remote_cache: Option<std::path::PathBuf>,
+    /// The files of outputs planned but not built, read from their derivations
+    /// (`instance create --dry-run`, `planned.rs`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -65,6 +68,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             executable: options.python.clone(),
             text: options.text.clone(),
             remote_cache: options.remote_cache.clone(),
+            planned: options.planned.clone(),
         },
     )?;
     let versions_name = loaded
@@ -94,6 +98,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         instance: options.instance,
         slap: options.slap.clone(),
         remote_cache: options.remote_cache.clone(),
+        planned: options.planned.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

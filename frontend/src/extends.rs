@@ -46,6 +46,9 @@ pub struct Loader<'a> {
     pub text: Option<(&'a str, &'a str)>,
     /// The download cache `http(s)://` files are fetched through; `None`: they are an error.
     pub remote_cache: Option<&'a std::path::Path>,
+    /// The files of outputs planned but not built (`instance create --dry-run`), read from
+    /// their derivations instead of the disk.
+    pub planned: Option<&'a crate::planned::Planned>,
     /// The first header read of each section, to point at when a section is to blame.
     pub headers: HashMap<String, Span>,
 }
@@ -130,10 +133,11 @@ impl Loader<'_> {
         let mut wave = vec![root.to_owned()];
         while !wave.is_empty() {
             let first = self.sources.len();
-            let (text, target, remote) = (self.text, self.target, self.remote_cache);
+            let (text, target, remote, planned) =
+                (self.text, self.target, self.remote_cache, self.planned);
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
-                read_text(path, text, remote).map(|text| {
+                read_text(path, text, remote, planned).map(|text| {
                     let parsed =
                         parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
                             Parsed {
@@ -239,15 +243,27 @@ fn extends_of(config: &RawConfig, path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of a profile file (or the text given for it), newlines normalised: a local file,
-/// a `file://` URL's, or an `http(s)://` one fetched through `remote` (the download cache).
+/// The text of a profile file (or the text given for it), newlines normalised: a planned
+/// output's file (a dry run), a local file, a `file://` URL's, or an `http(s)://` one fetched
+/// through `remote` (the download cache).
 fn read_text(
     path: &str,
     given: Option<(&str, &str)>,
     remote: Option<&std::path::Path>,
+    planned: Option<&crate::planned::Planned>,
 ) -> Result<String> {
     if let Some((_, text)) = given.filter(|(p, _)| *p == path) {
         return Ok(normalise_newlines(text));
+    }
+    if let Some(known) = planned.and_then(|p| p.read(path)) {
+        return known
+            .map(|text| normalise_newlines(&text))
+            .map_err(|reason| {
+                Error::new(ErrorKind::CannotOpen {
+                    path: path.into(),
+                    reason,
+                })
+            });
     }
     let bytes = if let Some(local) = path.strip_prefix("file://") {
         read_local(local)?

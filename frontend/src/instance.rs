@@ -32,6 +32,9 @@ use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::recipes::slap::{Request, Slap};
 use crate::source::Sources;
 
+mod dry_run;
+pub use dry_run::DryRun;
+
 /// Why an instance operation failed. Nothing was changed.
 #[derive(Debug)]
 pub enum InstanceError {
@@ -303,20 +306,31 @@ impl Context<'_> {
     ) -> Result<Rendered> {
         let release_dir = self.store.path_of(release);
         let profile = release_dir.join("instance.cfg");
-        let text = std::fs::read_to_string(&profile).map_err(|_| {
-            InstanceError::Usage(format!(
-                "the release `{}` has no instance profile (a template part rendering \
-                 `${{buildout:directory}}/instance.cfg` or `template.cfg`, or \
-                 `[buildout] instance-profile`)",
-                release_dir.display()
-            ))
-        })?;
+        let text =
+            std::fs::read_to_string(&profile).map_err(|_| no_instance_profile(&release_dir))?;
+        self.render_profile(name, release, &profile, text, parameters, placement, None)
+    }
+
+    /// [`Context::render`] of the instance profile `text` (the release's `profile`), the
+    /// files of outputs not built yet read from `planned` (a dry run).
+    #[allow(clippy::too_many_arguments)]
+    fn render_profile(
+        &self,
+        name: &InstanceName,
+        release: &StorePath,
+        profile: &Path,
+        text: String,
+        parameters: &Parameters,
+        placement: &Placement,
+        planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    ) -> Result<Rendered> {
         let partition = self.partition(name);
         let partition_text = partition.to_string_lossy().into_owned();
         let mut options = EvalOptions {
             python: self.eval.python.clone(),
             target: self.eval.target.clone(),
             instance: true,
+            planned,
             ..EvalOptions::default()
         };
         let mut assign = |section: &str, key: &str, value: &str| {
@@ -338,6 +352,27 @@ impl Context<'_> {
         // what slapgrid gives every instance profile (its `[slap-connection]`); no key or
         // certificate: the local master is this process
         let partition_id = master::partition_id(placement.partition);
+        // and `[slap-network-information]` (`[network-information]` too, as slapgrid writes it
+        // for older profiles): the computer's first addresses
+        let ipv4 = self.computer.ipv4.first().cloned().unwrap_or_default();
+        let ipv6 = self.computer.ipv6.first().cloned().unwrap_or_default();
+        let network = if ipv4.is_empty() {
+            String::new()
+        } else {
+            format!("{ipv4}/32")
+        };
+        for section in ["slap-network-information", "network-information"] {
+            for (key, value) in [
+                ("local-ipv4", ipv4.as_str()),
+                ("global-ipv6", ipv6.as_str()),
+                ("network-interface", ""),
+                ("global-ipv4-network", network.as_str()),
+            ] {
+                options
+                    .verbatim
+                    .push((section.into(), key.into(), value.into()));
+            }
+        }
         for (key, value) in [
             ("computer-id", self.computer.id.as_str()),
             ("partition-id", partition_id.as_str()),
@@ -1223,6 +1258,16 @@ impl Context<'_> {
                 InstanceError::Usage(format!("the derivation of `{path}` is unreadable"))
             })
     }
+}
+
+/// The error for a release without an instance profile.
+fn no_instance_profile(release_dir: &Path) -> InstanceError {
+    InstanceError::Usage(format!(
+        "the release `{}` has no instance profile (a template part rendering \
+         `${{buildout:directory}}/instance.cfg` or `template.cfg`, or \
+         `[buildout] instance-profile`)",
+        release_dir.display()
+    ))
 }
 
 /// The derivation of a generation: the files rendered under the partition (and the mutable

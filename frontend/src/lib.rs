@@ -20,6 +20,7 @@ pub mod merge;
 pub mod node;
 pub mod parameters;
 pub mod parser;
+pub mod planned;
 pub mod promises;
 pub mod pystr;
 pub mod python;

@@ -108,6 +108,8 @@ pub struct LoadOptions {
     /// they are `http(s)://` URLs (`slapstore node`'s releases); `None`: such a file is an
     /// error.
     pub remote_cache: Option<std::path::PathBuf>,
+    /// The files of outputs planned but not built (`instance create --dry-run`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 /// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
@@ -136,6 +138,7 @@ pub fn load(
         bridge: None,
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
         remote_cache: options.remote_cache.as_deref(),
+        planned: options.planned.as_deref(),
         headers: HashMap::default(),
     };
     let mut data = RawConfig::default();

@@ -76,6 +76,8 @@ pub struct Settings {
     /// The download cache remote templates are fetched through (`slapstore node`'s remote
     /// releases); `None`: they are an error.
     pub remote_cache: Option<std::path::PathBuf>,
+    /// The files of outputs planned but not built (`instance create --dry-run`).
+    pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -316,6 +318,22 @@ impl<'s> Resolver<'s> {
             result?
         } else {
             text
+        };
+        // SlapOS buildout's serialised values (`!py!<repr>`, what a template's `dumps` writes)
+        // are read back as the value: its text when it is a string, else its JSON (and the
+        // value itself for Jinja2 contexts)
+        let text = match text
+            .strip_prefix("!py!")
+            .and_then(crate::condition::literal)
+        {
+            Some(serde_json::Value::String(s)) => s,
+            Some(value) => {
+                let name = self.sections[idx].name.clone();
+                let json = value.to_string();
+                self.typed.insert((name, option.to_owned()), value);
+                json
+            }
+            None => text,
         };
         self.sections[idx].data.insert(
             option.to_owned(),
@@ -568,6 +586,7 @@ impl<'s> Resolver<'s> {
             bridge: None,
             text: None,
             remote_cache: None,
+            planned: None,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;

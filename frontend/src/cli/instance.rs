@@ -39,6 +39,9 @@ struct SoftwareArgs {
     /// Refuse a profile whose lock file does not pin every unpinned input, or is missing.
     #[arg(long)]
     frozen: bool,
+    /// Accept remote sources of the software without a checksum (branches, unpinned files).
+    #[arg(long, conflicts_with = "frozen")]
+    allow_unpinned: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,6 +53,11 @@ enum InstanceCommand {
         names: Vec<String>,
         #[command(flatten)]
         software: SoftwareArgs,
+        /// Say what would be deployed (the release planned, never built nor downloaded; its
+        /// instance profile rendered in memory: parts, files, services, published
+        /// parameters, requests); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Make a new generation (parameters carry over unless given again) and switch to it.
     Upgrade {
@@ -232,28 +240,47 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
     // the number of derivations is known only once the software is evaluated: the bar counts
     // what it sees
     let observer = super::progress::Progress::new(0, store_args.quiet);
-    let frozen = match &args.command {
+    let (frozen, allow_unpinned) = match &args.command {
         InstanceCommand::Create { software, .. } | InstanceCommand::Upgrade { software, .. } => {
-            software.frozen
+            (software.frozen, software.allow_unpinned)
         }
-        _ => false,
+        _ => (false, false),
     };
-    let ctx = super::instance_context(
+    let mut ctx = super::instance_context(
         store_args,
         &store,
         &observer,
         super::computer(&store)?,
         frozen,
     )?;
+    ctx.build.allow_unpinned |= allow_unpinned;
     let store_dir = store.store_dir();
     let full = |p: &str| store_dir.join(p).display().to_string();
     let out = match args.command {
-        InstanceCommand::Create { names, software } => {
+        InstanceCommand::Create {
+            names,
+            software,
+            dry_run,
+        } => {
             let names = names
                 .iter()
                 .map(|n| name(n))
                 .collect::<Result<Vec<_>, _>>()?;
             let params = parameters(&software)?;
+            if dry_run {
+                let (mut text, mut list) = (String::new(), Vec::new());
+                for n in &names {
+                    let d = ctx
+                        .dry_run_create(n, &software.software, &params, software_type(&software)?)
+                        .map_err(fail)?;
+                    text.push_str(&super::dry_run::text(&d, &full));
+                    list.push(super::dry_run::json(&d, &full));
+                }
+                if software.json {
+                    text = format!("{:#}\n", serde_json::Value::Array(list));
+                }
+                return Ok(super::print(&text));
+            }
             let paths = ctx
                 .create(
                     &names,

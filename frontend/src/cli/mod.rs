@@ -5,6 +5,7 @@
 mod build;
 mod cache;
 mod diff;
+mod dry_run;
 mod eval;
 mod gc;
 mod generate;

@@ -12,6 +12,7 @@ mod marker;
 mod python;
 mod target;
 
+pub use python::literal;
 pub use target::{Implementation, Target};
 
 /// Why a condition could not be evaluated.

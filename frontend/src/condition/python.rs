@@ -1757,6 +1757,41 @@ fn slice_value(
     }
 }
 
+/// A Python literal (what `ast.literal_eval` reads: `None`, booleans, integers, strings, lists,
+/// tuples, dicts) as JSON: SlapOS buildout's serialised option values (`!py!<repr>`). `None`
+/// when `text` is not one.
+pub fn literal(text: &str) -> Option<serde_json::Value> {
+    let (ast, offset) = parse(text).ok()?;
+    let target = Target::default();
+    let mut evaluator = Evaluator {
+        target: &target,
+        locals: Vec::new(),
+    };
+    to_json(&evaluator.eval(&ast, offset).ok()?)
+}
+
+fn to_json(v: &Value) -> Option<serde_json::Value> {
+    Some(match v {
+        Value::None => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Str(s) => s.clone().into(),
+        Value::Tuple(items) | Value::List(items) => {
+            serde_json::Value::Array(items.iter().map(to_json).collect::<Option<Vec<_>>>()?)
+        }
+        Value::Dict(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| match k {
+                    Value::Str(k) => Some((k.clone(), to_json(v)?)),
+                    _ => None,
+                })
+                .collect::<Option<serde_json::Map<_, _>>>()?,
+        ),
+        _ => return None,
+    })
+}
+
 /// Evaluates `"[" + expression + "]"` and returns the truth of its first element.
 pub(super) fn evaluate(expression: &str, target: &Target) -> Result<bool> {
     let code = format!("[{expression}]");

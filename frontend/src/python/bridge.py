@@ -94,6 +94,42 @@ def _install_stub_modules():
         "zc": zc, "zc.buildout": buildout, "zc.buildout.easy_install": easy_install,
         "zc.buildout.buildout": bmod,
     })
+    _install_six()
+
+
+def _install_six():
+    """The part of `six` profile code uses (`from six.moves.urllib.parse import urlparse`, as
+    stack/monitor's instance profile does), Python 3's meanings: buildout's Python has six, this
+    one runs without site-packages (`-S`)."""
+    import configparser
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    six = ModuleType("six")
+    six.__path__ = []
+    six.PY2, six.PY3 = False, True
+    six.string_types, six.text_type, six.binary_type = (str,), str, bytes
+    six.integer_types = (int,)
+    six.iteritems = lambda d, **kw: iter(d.items(**kw))
+    six.itervalues = lambda d, **kw: iter(d.values(**kw))
+    six.iterkeys = lambda d, **kw: iter(d.keys(**kw))
+    six.ensure_str = lambda s, encoding="utf-8", errors="strict": (
+        s.decode(encoding, errors) if isinstance(s, bytes) else s)
+    moves = ModuleType("six.moves")
+    moves.__path__ = []
+    moves_urllib = ModuleType("six.moves.urllib")
+    moves_urllib.__path__ = []
+    moves_urllib.parse = urllib.parse
+    moves_urllib.request = urllib.request
+    moves_urllib.error = urllib.error
+    moves.urllib = moves_urllib
+    moves.configparser = configparser
+    six.moves = moves
+    sys.modules.update({
+        "six": six, "six.moves": moves, "six.moves.urllib": moves_urllib,
+        "six.moves.urllib.parse": urllib.parse, "six.moves.urllib.request": urllib.request,
+        "six.moves.urllib.error": urllib.error, "six.moves.configparser": configparser,
+    })
 
 
 class Mapping(object):

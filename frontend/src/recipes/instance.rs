@@ -27,6 +27,9 @@ pub struct InstanceOutput {
     pub kept: std::collections::BTreeSet<String>,
     /// `plone.recipe.command` parts, in install order: run after each switch to the generation.
     pub commands: Vec<super::cookbook::command::CommandSpec>,
+    /// The parts rendered and their recipes, in install order (a switched-to profile's
+    /// included): what `instance create --dry-run` lists.
+    pub parts: Vec<(String, String)>,
 }
 
 /// One file of a generation.
@@ -44,14 +47,17 @@ pub enum Kind {
     Wrapper,
     MkDirectory,
     Symlink,
+    /// `slapos.recipe.build` with `init` code only: the options it sets.
+    Build,
     /// What talks to the master (`slap.rs`).
     Slap(super::slap::Kind),
     Cookbook(super::cookbook::Kind),
 }
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
-    (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory) \
-    and `slapos.cookbook:symbolic.link` (symlink); and what talks to the master: \
+    (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory)\
+    , `slapos.cookbook:symbolic.link` (symlink) and `slapos.recipe.build` (its `init` code); and \
+    what talks to the master: \
     `slapos.cookbook:slapconfiguration` (`.serialised`, `.jsonschema`, `.jsondump`), \
     `switch-softwaretype`, `publish` (`.serialised`), `publish-early`, `request` \
     (`.serialised`) and `requestoptional` (`.serialised`)";
@@ -70,12 +76,20 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         ("slapos-cookbook", "symbolic-link" | "symbolic.link") | ("symlink", "default") => {
             Kind::Symlink
         }
+        ("slapos-recipe-build", "default") => Kind::Build,
         _ => return super::cookbook::lookup(egg, entry).map(Kind::Cookbook),
     })
 }
 
 /// Initialises an instance part and records what it puts in the partition.
 pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
+    init_kind(part, kind)?;
+    let done = (part.name.clone(), part.recipe.clone());
+    part.r.instance_output.parts.push(done);
+    Ok(())
+}
+
+fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
     match kind {
         Kind::Template => {
             template::template(part)?;
@@ -103,9 +117,28 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Wrapper => wrapper(part),
         Kind::MkDirectory => mkdirectory(part),
         Kind::Symlink => symlink(part),
+        Kind::Build => build(part),
         Kind::Slap(kind) => super::slap::init(part, kind),
         Kind::Cookbook(kind) => super::cookbook::init(part, kind),
     }
+}
+
+/// `slapos.recipe.build` in an instance: its `init` code runs (in the evaluation's Python, as
+/// when a software profile is read) and sets the part's options; `install` and `update` code,
+/// which would write in the partition when buildout installs the part, is refused.
+fn build(part: &mut Part) -> Result<()> {
+    for code in ["install", "update"] {
+        if part.get(code)?.is_some_and(|c| !c.trim().is_empty()) {
+            return Err(part.option_error(
+                code,
+                format!(
+                    "`slapos.recipe.build`'s `{code}` code cannot run in an instance: slapstore \
+                     runs only its `init` code there (the options it sets)"
+                ),
+            ));
+        }
+    }
+    super::build::script(part)
 }
 
 /// `mode` as octal, or `default`.

@@ -265,7 +265,10 @@ fn configuration(part: &mut Part, slap: &Slap, flavour: Flavour) -> Result<()> {
 /// (`section:key`) is the path of the instance profile to render for it, as a sub-buildout
 /// with the same partition, parameters and `[slap-connection]`; its files join this render's.
 fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
-    let configuration = part.r.section("slap-configuration").map_err(|_| {
+    let configuration = part.r.section("slap-configuration").map_err(|e| {
+        if !matches!(e.kind, crate::error::ErrorKind::MissingSection { .. }) {
+            return e;
+        }
         part.error(
             "the section to retrieve slap partition parameters (with \
              slapos.cookbook:slapconfiguration recipe or a derived one) must be named \
@@ -308,7 +311,15 @@ fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
     let target = part.r.section(section).map_err(|e| e.or_at(span))?;
     let profile = part.r.require(target, key).map_err(|e| e.or_at(span))?;
     let mut options = slap.eval.clone();
-    options.text = None;
+    // the profile is usually a file this render writes in the partition (a `jinja2` part's
+    // `output`): its text is the render's, not yet on disk
+    let written = super::instance::relative(part, &chosen, &profile)
+        .ok()
+        .and_then(|rel| match part.r.instance_output.files.get(&rel) {
+            Some(super::instance::FileSpec::Text { text, .. }) => Some(text.clone()),
+            _ => None,
+        });
+    options.text = written;
     options.slap = part.r.settings.slap.clone();
     let sub = crate::evaluate::evaluate(part.r.sources, profile.trim(), &options)
         .map_err(|e| e.or_at(span))?;
@@ -330,6 +341,7 @@ fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
     out.state.extend(sub.instance.state);
     out.kept.extend(sub.instance.kept);
     out.commands.extend(sub.instance.commands);
+    out.parts.extend(sub.instance.parts);
     Ok(())
 }
 

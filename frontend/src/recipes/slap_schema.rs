@@ -32,8 +32,14 @@ fn applies_to(part: &mut Part, key: &str, default: &str) -> Result<(bool, bool)>
 }
 
 fn read_json(part: &Part, option: &str, path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| part.option_error(option, format!("cannot read `{}`: {e}", path.display())))?;
+    // a dry run's planned output is read from its derivation (`planned.rs`)
+    let planned = part.r.settings.planned.as_ref();
+    let text = match planned.and_then(|p| p.read(&path.to_string_lossy())) {
+        Some(known) => known.map_err(|m| part.option_error(option, m))?,
+        None => std::fs::read_to_string(path).map_err(|e| {
+            part.option_error(option, format!("cannot read `{}`: {e}", path.display()))
+        })?,
+    };
     serde_json::from_str(&text).map_err(|e| {
         part.option_error(
             option,
@@ -75,9 +81,16 @@ pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
         .get("software-type")
         .and_then(|t| t.as_object())
         .and_then(|types| {
-            types.values().find(|t| {
-                t.get("software-type").and_then(|s| s.as_str()) == Some(&slap.software_type)
-                    && t.get("shared").and_then(|s| s.as_bool()) != Some(true)
+            // an entry's software type is its `software-type`, else its key (slapos.core's
+            // `SoftwareReleaseSchema`)
+            types.iter().find_map(|(key, t)| {
+                let software_type = t
+                    .get("software-type")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or(key);
+                (software_type == slap.software_type
+                    && t.get("shared").and_then(|s| s.as_bool()) != Some(true))
+                .then_some(t)
             })
         })
         .and_then(|t| t.get("request"))
@@ -93,7 +106,20 @@ pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
             )
         })?;
     let schema_file = file.parent().unwrap_or(Path::new("/")).join(entry);
-    let schema = read_json(part, "jsonschema", &schema_file)?;
+    // SlapOS releases download their JSON files into one directory (`destination`), each its
+    // own store path here: a request schema not beside `software.cfg.json` is read where they
+    // come from, beside the software release's profile
+    let beside_release = Path::new(&slap.software_url)
+        .parent()
+        .map(|dir| dir.join(entry))
+        .filter(|f| f.is_file());
+    let schema = match read_json(part, "jsonschema", &schema_file) {
+        Err(e) => match beside_release {
+            Some(file) => read_json(part, "jsonschema", &file)?,
+            None => return Err(e),
+        },
+        found => found?,
+    };
     if !instance.is_object() {
         instance = serde_json::json!({});
     }

@@ -180,6 +180,21 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
                 parse_json(part, &text)?
             }
             "json" => parse_json(part, &expression)?,
+            // a Python module, made by the renderer (`store/src/recipes/pybuiltins.rs`)
+            "import" => {
+                use slapstore_store::recipes::{JINJA2_MODULES, JINJA2_MODULE_KEY};
+                let module = expression.trim();
+                if !JINJA2_MODULES.contains(&module) {
+                    return Err(part.option_error(
+                        "context",
+                        format!(
+                            "`import {name} {module}`: templates can import {}, not `{module}`",
+                            JINJA2_MODULES.join(", ")
+                        ),
+                    ));
+                }
+                serde_json::json!({ JINJA2_MODULE_KEY: module })
+            }
             "section" => {
                 let span = part.r.span_of(part.idx, "context");
                 let idx = part.r.section(&expression).map_err(|e| e.or_at(span))?;
@@ -198,7 +213,7 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
             other => {
                 return Err(part.option_error(
                     "context",
-                    format!("context type `{other}` is not supported in builds (use key, section, raw, json or jsonkey)"),
+                    format!("context type `{other}` is not supported in builds (use key, section, raw, json, jsonkey or import)"),
                 ))
             }
         };
@@ -370,17 +385,20 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Rea
             (crate::pystr::path_join(&directory, url), None)
         }
     };
-    let bytes = match fetched {
-        Some(bytes) => bytes,
-        None => match built_file(part, &path) {
-            Some(Built::Text(text)) => text.into_bytes(),
-            Some(Built::Later(owner)) => {
-                return Ok(Read::Built { path, part: owner });
-            }
-            None => std::fs::read(&path).map_err(|e| {
-                part.option_error("url", format!("cannot read template `{path}`: {e}"))
-            })?,
-        },
+    let planned = match fetched {
+        Some(_) => None,
+        None => part.r.settings.planned.as_ref().and_then(|p| p.read(&path)),
+    };
+    let bytes = match (fetched, built_file(part, &path), planned) {
+        (Some(bytes), _, _) => bytes,
+        (None, Some(Built::Text(text)), _) => text.into_bytes(),
+        (None, Some(Built::Later(owner)), _) => {
+            return Ok(Read::Built { path, part: owner });
+        }
+        // a dry run's planned output: known from its derivation, or an error saying why not
+        (None, None, Some(known)) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
+        (None, None, None) => std::fs::read(&path)
+            .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?,
     };
     if let Some(expected) = md5sum {
         use md5::Digest;
@@ -450,9 +468,19 @@ pub fn collective(part: &mut Part) -> Result<()> {
             span.map(Origin::File),
         )
     } else if let Some(input) = input {
-        if std::path::Path::new(&input).exists() {
-            let text = std::fs::read_to_string(&input)
-                .map_err(|e| part.option_error("input", format!("cannot read `{input}`: {e}")))?;
+        let planned = part
+            .r
+            .settings
+            .planned
+            .as_ref()
+            .and_then(|p| p.read(&input));
+        if planned.is_some() || std::path::Path::new(&input).exists() {
+            let text = match planned {
+                Some(known) => known.map_err(|m| part.option_error("input", m))?,
+                None => std::fs::read_to_string(&input).map_err(|e| {
+                    part.option_error("input", format!("cannot read `{input}`: {e}"))
+                })?,
+            };
             let text = normalise_newlines(&text);
             let len = text.len();
             let file = part.r.sources.add(input.clone(), text.clone());

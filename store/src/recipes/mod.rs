@@ -15,6 +15,7 @@ mod egg_uv;
 mod egg_wheels;
 mod generation;
 mod gitclone;
+mod pybuiltins;
 mod pyhost;
 mod release;
 mod script;
@@ -25,6 +26,7 @@ pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
 pub use egg_artifacts::Artifact as EggArtifact;
 pub use egg_uv::UV_VERSION;
 pub use gitclone::branch_commit;
+pub use pybuiltins::{MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY};
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;

@@ -58,13 +58,16 @@ fn built_template(ctx: &Context, file: &str) -> Result<String> {
 /// Renders a Jinja2 template with minijinja (undefined names are errors, trailing newlines
 /// kept), as slapos.recipe.template:jinja2 renders with Jinja2. Python's methods on values
 /// (`parameters.get('k', default)`, `.items()`, `.keys()`, `.split()`, ...), which SlapOS's
-/// templates call everywhere, come from minijinja-contrib's pycompat.
+/// templates call everywhere, come from minijinja-contrib's pycompat; the builtins
+/// slapos.recipe.template gives every template (`int`, `len`, `enumerate`, `dumps`, ...) from
+/// `pybuiltins.rs`.
 pub fn render_jinja2(source: &str, context: &serde_json::Value) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.render_str(source, context)
+    super::pybuiltins::add(&mut env);
+    env.render_str(source, super::pybuiltins::context(context))
         .map_err(|e| format!("the jinja2 template does not render: {e:#}"))
 }
 
