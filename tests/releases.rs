@@ -245,7 +245,7 @@ fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
     let url = "https://patches.invalid/fix-greeting.patch";
     let (profile, md5) = remote_patch_project(&env, url);
     env.write("software.cfg", &profile.replace(&format!("#{md5}"), ""));
-    let out = r.run(&["plan", "software.cfg"]);
+    let out = r.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("patches")
@@ -254,8 +254,17 @@ fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
         "{}",
         out.stderr
     );
+    // `plan` plans it by its URL, with a warning pointing at it
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is an unpinned input") && out.stderr.contains("software.cfg:11"),
+        "{}",
+        out.stderr
+    );
     let out = r.run(&["plan", "--allow-unpinned", "software.cfg"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("unpinned"), "{}", out.stderr);
     // a malformed checksum is a profile error too
     env.write("software.cfg", &profile.replace(&md5, "xyz"));
     let out = r.run(&["plan", "software.cfg"]);
@@ -327,7 +336,7 @@ fn another_location_is_refused_with_the_option_to_change() {
         "software.cfg",
         "[buildout]\nparts = src\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
          url = ${:_profile_base_location_}/a.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n\
-         destination = ${buildout:parts-directory}/elsewhere\n",
+         destination = ${buildout:parts-directory}/elsewhere/src\n",
     );
     let out = r.run(&["plan", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -337,6 +346,37 @@ fn another_location_is_refused_with_the_option_to_change() {
             && out.stderr.contains("${buildout:parts-directory}/src"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn an_archive_unpacked_directly_in_the_parts_directory_under_another_name_is_the_store_path() {
+    // as component/cython-zstd's `[cython-zstd-source]` (erp5, neoppod, wendelin): other parts
+    // reach it as `${cython-zstd-source:location}`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    std::fs::copy(
+        repo_root().join("examples/patched-c/greet-1.0.tar.gz"),
+        env.path().join("greet-1.0.tar.gz"),
+    )
+    .expect("copy");
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = user\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/greet-1.0.tar.gz\n\
+         destination = ${buildout:parts-directory}/greet\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${src:location}\n\
+         output = ${buildout:parts-directory}/user/where\n",
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let src = built["parts"]["src"].as_str().expect("src");
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert!(Path::new(src).join("configure").exists(), "{src}");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(user).join("where")).expect("where"),
+        src
     );
 }
 

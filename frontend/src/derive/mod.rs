@@ -316,8 +316,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
 /// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
 /// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
 /// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
-/// becomes the placeholder of the part's store path; for `gitclone`, any directory directly in
-/// the parts directory is; for `plone.recipe.command`, a location below the default
+/// becomes the placeholder of the part's store path; for `gitclone` and `download-unpacked`,
+/// any directory directly in the parts directory is; for `plone.recipe.command`, a location below the default
 /// (`<parts>/<name>/src`) is that path in the store path (`<store path>/src`). Called before the
 /// recipe's initialisation.
 pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
@@ -331,11 +331,18 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
     };
     let parts = part.buildout("parts-directory")?;
     let mut default = crate::pystr::path_join(&parts, &part.name);
-    if recipe == Recipe::Gitclone {
-        // a checkout anywhere directly in the parts directory (`[ZEO4-repository]` with
-        // `location = ${buildout:parts-directory}/ZEO4`) is the part's own directory: other
-        // parts find it through `${ZEO4-repository:location}`, which is the store path
-        if let Some(location) = part.get("location")? {
+    if matches!(recipe, Recipe::Gitclone | Recipe::DownloadUnpacked) {
+        // a checkout or an unpacked archive anywhere directly in the parts directory
+        // (`[ZEO4-repository]` with `location = ${buildout:parts-directory}/ZEO4`,
+        // `[cython-zstd-source]` with `destination = ${buildout:parts-directory}/cython-zstd`)
+        // is the part's own directory: other parts find it through `${ZEO4-repository:location}`,
+        // which is the store path
+        let key = if recipe == Recipe::DownloadUnpacked && part.get("destination")?.is_some() {
+            "destination"
+        } else {
+            "location"
+        };
+        if let Some(location) = part.get(key)? {
             let location = crate::pystr::normpath(location.trim());
             let name = location
                 .strip_prefix(parts.as_str())
