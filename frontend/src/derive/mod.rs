@@ -349,6 +349,11 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
                 .and_then(|rest| rest.strip_prefix('/'));
             if name.is_some_and(|n| !n.is_empty() && !n.contains('/') && n != "..") {
                 default = location;
+            } else if recipe == Recipe::Gitclone && location.starts_with('/') {
+                // a checkout into a shared tree (`go-git-package`'s
+                // `${gowork.dir:src}/${:go.importpath}`) is a store path of its own too: the
+                // tree's other users cannot write into it (docs/profile-language.md)
+                default = location;
             }
         }
     }
