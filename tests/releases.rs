@@ -748,3 +748,60 @@ fn slapos_recipe_build_with_init_only_has_no_output_and_install_code_is_a_script
         "{planned:?}"
     );
 }
+
+#[test]
+fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
+    // fluentd's `rubygemsrecipe` and notepod's `vm.install-ubuntu`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = gems vm\n\
+         [gems]\nrecipe = rubygemsrecipe\ngems = fluentd==1.16.2\n\
+         [vm]\nrecipe = slapos.recipe.build:vm.install-ubuntu\ndists = ubuntu-server-2510\n\
+         size = 6Gi\nvm = ${qemu:location}\n\
+         [qemu]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out/bin\n\
+         [ubuntu-server-2510]\nx86_64.iso = ubuntu-amd64-server-2510.iso\n\
+         x86_64.kernel = casper/vmlinuz\nx86_64.initrd = casper/initrd\n\
+         [ubuntu-amd64-server-2510.iso]\nrecipe = slapos.recipe.build:download\n\
+         url = ${:_profile_base_location_}/server.iso\nfilename = server.iso\n",
+    );
+    env.write("server.iso", "an installer image\n");
+    let planned = plan(&r, &["software.cfg"]);
+    let recipes: Vec<(&str, &str)> = planned
+        .iter()
+        .filter_map(|d| Some((d["part"].as_str()?, d["recipe"].as_str()?)))
+        .collect();
+    assert!(
+        recipes.contains(&("gems", "unbuildable")) && recipes.contains(&("vm", "unbuildable")),
+        "{planned:?}"
+    );
+    // their options are their identity
+    env.write(
+        "other/software.cfg",
+        "[buildout]\nparts = gems\n[gems]\nrecipe = rubygemsrecipe\ngems = fluentd==1.16.3\n",
+    );
+    assert_ne!(
+        plan(&r, &["other/software.cfg"])[0]["path"],
+        planned[0]["path"]
+    );
+    let out = r.run(&["build", "--keep-going", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("part `gems`: slapstore cannot build recipe `rubygemsrecipe`")
+            && out.stderr.contains("rubygems.org")
+            && out.stderr.contains(
+                "part `vm`: slapstore cannot build recipe `slapos.recipe.build:vm.install-ubuntu`"
+            ),
+        "{}",
+        out.stderr
+    );
+    let entries = r.entries();
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.ends_with("-gems") && !e.ends_with("-vm")),
+        "{entries:?}"
+    );
+}

@@ -261,6 +261,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             extra.push(("buildout-sections".into(), sections));
         }
         Recipe::Gitclone => git(part, &mode, &mut extra)?,
+        Recipe::Unbuildable => extra.push(("refusal".into(), refusal(&part.recipe))),
         Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }
     if let Some(env) = part
@@ -311,6 +312,19 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     }
     list.list.push(drv);
     Ok(())
+}
+
+/// Why a recipe that plans cannot be built here: the message its build fails with.
+fn refusal(recipe: &str) -> String {
+    let why = if recipe.starts_with("rubygemsrecipe") {
+        "it installs its `gems` with `gem install` from rubygems.org at build time, which the \
+         build sandbox cannot reach and whose files the profile pins only by version"
+    } else {
+        "it installs an operating system into a VM image by booting the installer under QEMU, \
+         which fetches packages from the distribution's mirrors at build time (no network in the \
+         build sandbox, and nothing the profile pins)"
+    };
+    format!("slapstore cannot build recipe `{recipe}`: {why} (docs/profile-language.md)")
 }
 
 /// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
