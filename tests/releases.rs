@@ -805,3 +805,30 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
         "{entries:?}"
     );
 }
+
+#[test]
+fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
+    // software/proftpd's `[proftpd-mod_auth_web]`: `prxs -i` installs the module into
+    // proftpd's `libexec`, `location = ${proftpd:location}/libexec/mod_auth_web.so`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = module\n\
+         [server]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out/libexec\n\
+         [module]\nrecipe = plone.recipe.command\ncommand = touch ${:location}\n\
+         location = ${server:location}/libexec/mod.so\n",
+    );
+    for cmd in ["plan", "build"] {
+        let out = r.run(&[cmd, "software.cfg"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("[module]")
+                && out.stderr.contains("is inside the output of part `server`")
+                && out.stderr.contains("software.cfg:9"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
+}

@@ -132,6 +132,20 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 Some(d) if d.trim() == other.trim() => "destination",
                 _ => "location",
             };
+            if let Some(owner) = part.r.derivations.owner(&mode.store_dir, other.trim()) {
+                // `[proftpd-mod_auth_web]`'s `location = ${proftpd:location}/libexec/...`: what
+                // the part adds there would change another part's output after it was built
+                return Err(part.option_error(
+                    key,
+                    format!(
+                        "`{other}` is inside the output of part `{}`, which is read-only once \
+                         built: a part cannot add files to another's output; make this part \
+                         build into its own (`${{:location}}`, buildout's default) and have its \
+                         users look there",
+                        owner.name()
+                    ),
+                ));
+            }
             return Err(part.option_error(
                 key,
                 format!(
