@@ -832,3 +832,31 @@ fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
     }
     assert!(r.entries().is_empty(), "{:?}", r.entries());
 }
+
+#[test]
+fn a_jinja2_import_context_is_refused_naming_the_module() {
+    // component/cythonplus (`import os os`, `import easy_install zc.buildout.easy_install`)
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = env.sh\n\
+         [env.sh]\nrecipe = slapos.recipe.template:jinja2\noutput = ${buildout:directory}/env.sh\n\
+         inline = {{ os.path.split('/a/b')[1] }}\n\
+         context =\n  raw x y\n  import os os\n",
+    );
+    for cmd in ["plan", "build"] {
+        let out = r.run(&[cmd, "software.cfg"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("[env.sh]")
+                && out
+                    .stderr
+                    .contains("context `import os os` is not supported in builds")
+                && out.stderr.contains("software.cfg:7"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
+}
