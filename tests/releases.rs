@@ -756,8 +756,9 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
     let r = Root::new(&env);
     env.write(
         "software.cfg",
-        "[buildout]\nparts = gems vm\n\
+        "[buildout]\nparts = gems vm office\n\
          [gems]\nrecipe = rubygemsrecipe\ngems = fluentd==1.16.2\n\
+         [office]\nrecipe = z3c.recipe.openoffice\nbase-url = http://openoffice.invalid/%s.tar.gz\n\
          [vm]\nrecipe = slapos.recipe.build:vm.install-ubuntu\ndists = ubuntu-server-2510\n\
          size = 6Gi\nvm = ${qemu:location}\n\
          [qemu]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out/bin\n\
@@ -773,7 +774,9 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
         .filter_map(|d| Some((d["part"].as_str()?, d["recipe"].as_str()?)))
         .collect();
     assert!(
-        recipes.contains(&("gems", "unbuildable")) && recipes.contains(&("vm", "unbuildable")),
+        ["gems", "vm", "office"]
+            .iter()
+            .all(|p| recipes.contains(&(*p, "unbuildable"))),
         "{planned:?}"
     );
     // their options are their identity
@@ -793,7 +796,8 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
             && out.stderr.contains("rubygems.org")
             && out.stderr.contains(
                 "part `vm`: slapstore cannot build recipe `slapos.recipe.build:vm.install-ubuntu`"
-            ),
+            )
+            && out.stderr.contains("part `office`: slapstore cannot build recipe"),
         "{}",
         out.stderr
     );

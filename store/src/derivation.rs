@@ -43,7 +43,8 @@ pub enum Recipe {
     Gitclone,
     /// `slapos.recipe.build`'s Python `install` code, run in the build's Python host.
     Script,
-    /// A recipe that plans but cannot be built here (`rubygemsrecipe`, `vm.install-*`): its
+    /// A recipe that plans but cannot be built here (`rubygemsrecipe`, `vm.install-*`,
+    /// `z3c.recipe.openoffice`): its
     /// build fails with the derivation's `refusal` option, writing nothing.
     Unbuildable,
 }

@@ -333,6 +333,9 @@ fn refusal(recipe: &str) -> String {
     let why = if recipe.starts_with("rubygemsrecipe") {
         "it installs its `gems` with `gem install` from rubygems.org at build time, which the \
          build sandbox cannot reach and whose files the profile pins only by version"
+    } else if recipe.starts_with("z3c.recipe.openoffice") {
+        "it downloads `base-url` (with the machine in it, no checksum) at build time and \
+         unpacks its RPMs, which the build sandbox cannot reach"
     } else {
         "it installs an operating system into a VM image by booting the installer under QEMU, \
          which fetches packages from the distribution's mirrors at build time (no network in the \

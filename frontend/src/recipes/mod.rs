@@ -232,7 +232,9 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
         ("slapos-recipe-build", "gitclone") => (build::gitclone_in_build, Recipe::Gitclone),
         // planned, their build refused with why (`derive::refusal`)
-        ("rubygemsrecipe", "default") => (placeholder, Recipe::Unbuildable),
+        ("rubygemsrecipe" | "z3c-recipe-openoffice", "default") => {
+            (placeholder, Recipe::Unbuildable)
+        }
         ("slapos-recipe-build", "vm.install-debian" | "vm.install-ubuntu") => {
             (build::vm_install, Recipe::Unbuildable)
         }
