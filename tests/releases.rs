@@ -797,7 +797,9 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
             && out.stderr.contains(
                 "part `vm`: slapstore cannot build recipe `slapos.recipe.build:vm.install-ubuntu`"
             )
-            && out.stderr.contains("part `office`: slapstore cannot build recipe"),
+            && out
+                .stderr
+                .contains("part `office`: slapstore cannot build recipe"),
         "{}",
         out.stderr
     );
