@@ -400,7 +400,8 @@ fn bad_profiles_are_refused_with_the_part_and_recipe() {
     );
     assert!(out.stderr.contains("software.cfg:4"), "{}", out.stderr);
     env.write("software.cfg", "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.cmmi\nurl = https://example.invalid/x.tar.gz\n");
-    let out = store.run(&["plan", "software.cfg"]);
+    // (`plan` accepts it with a warning, `build` refuses it)
+    let out = store.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("no checksum") && out.stderr.contains("software.cfg:5"),

@@ -1,6 +1,6 @@
 //! `slapos.recipe.build:gitclone` end to end, without the internet: a repository made in the
 //! test's directory, planned and built at a revision, rebuilt offline from the download cache's
-//! mirror once the repository is gone; unpinned branches refused, then accepted with
+//! mirror once the repository is gone; unpinned branches refused by `build`, then accepted with
 //! `--allow-unpinned`; a wrong revision fails and registers nothing.
 
 use std::path::Path;
@@ -143,17 +143,15 @@ fn a_branch_is_refused_unless_unpinned_inputs_are_allowed() {
     let store = Root::new(&env);
     let (repo, _, second) = repository(&env);
     profile(&env, &repo, "branch = main");
-    for cmd in ["plan", "build"] {
-        let out = store.run(&[cmd, "software.cfg"]);
-        assert_eq!(out.code, 2, "{cmd}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("[src]")
-                && out.stderr.contains("branch `main` is an unpinned input")
-                && out.stderr.contains("software.cfg:7"),
-            "{}",
-            out.stderr
-        );
-    }
+    let out = store.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[src]")
+            && out.stderr.contains("branch `main` is an unpinned input")
+            && out.stderr.contains("software.cfg:7"),
+        "{}",
+        out.stderr
+    );
     assert!(store.entries().iter().all(|e| !e.ends_with("-src")));
     let path = built_path(&store, &["--allow-unpinned"]);
     assert_eq!(
@@ -227,17 +225,67 @@ fn a_checkout_named_otherwise_in_the_parts_directory_is_the_store_path() {
         "first\n"
     );
     assert!(!env.path().join("parts/checkout").exists());
-    // elsewhere than directly in the parts directory: refused, naming the line
+    // a relative location: refused, naming the line
     env.write(
         "software.cfg",
-        &text.replace("${buildout:parts-directory}/checkout", "/tmp/checkout"),
+        &text.replace("${buildout:parts-directory}/checkout", "checkout"),
     );
     let out = store.run(&["plan", "software.cfg"]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("not `/tmp/checkout`") && out.stderr.contains("software.cfg:8"),
+        out.stderr.contains("not `checkout`") && out.stderr.contains("software.cfg:8"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn a_checkout_into_a_go_workspace_is_a_store_path_of_its_own() {
+    if !have("gitclone", &["git"]) {
+        return;
+    }
+    // component/golang's shape: `[gowork.dir]` names the workspace, `go-git-package` checks out
+    // into `${gowork.dir:src}/${:go.importpath}`, and `${mod:location}` is used by others
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let (repo, first, _) = repository(&env);
+    let text = format!(
+        "[buildout]\nparts = user\n\n\
+         [gowork.dir]\ndirectory = ${{buildout:directory}}/go.work\nsrc = ${{:directory}}/src\n\
+         recipe = plone.recipe.command\ncommand = mkdir -p $out\n\n\
+         [go-git-package]\nrecipe = slapos.recipe.build:gitclone\n\
+         location = ${{gowork.dir:src}}/${{:go.importpath}}\n\n\
+         [mod]\n<= go-git-package\ngo.importpath = example.com/mod\n\
+         repository = {repo}\nrevision = {first}\n\n\
+         [user]\nrecipe = plone.recipe.command\ncommand = cat ${{mod:location}}/src/a.txt > $out/copy\n"
+    );
+    env.write("software.cfg", &text);
+    let out = store.ok(&["plan", "--json", "software.cfg"]);
+    let plan: Value = serde_json::from_str(&out).expect("json");
+    let rows = plan.as_array().expect("list");
+    let row = |part: &str| {
+        rows.iter()
+            .find(|d| d["part"] == part)
+            .unwrap_or_else(|| panic!("no {part} in {out}"))
+    };
+    assert_eq!(row("mod")["recipe"], "gitclone");
+    assert_eq!(row("user")["deps"], serde_json::json!(["mod"]));
+    let out = store.ok(&["build", "--json", "software.cfg"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let module = v["parts"]["mod"].as_str().expect("mod");
+    let user = v["parts"]["user"].as_str().expect("user");
+    assert_eq!(module, row("mod")["path"].as_str().expect("path"));
+    assert_eq!(
+        std::fs::read_to_string(Path::new(module).join("README")).expect("README"),
+        "first\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(user).join("copy")).expect("copy"),
+        "a\n"
+    );
+    assert!(
+        !env.path().join("go.work").exists(),
+        "nothing outside the store"
     );
 }
 

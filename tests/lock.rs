@@ -1,6 +1,6 @@
 //! `slapstore lock` end to end, without the internet: a git repository in the test's directory
 //! and a file served over HTTP from the test itself. A branch and a file without checksum are
-//! refused, then pinned by the lock (written beside the profile), built from the pins, kept as
+//! planned with a warning and refused by `build`, then pinned by the lock (written beside the profile), built from the pins, kept as
 //! the upstream moves, re-resolved by `lock --update`, and locked again offline from the
 //! mirror; `--frozen` refuses a missing, out-of-date or stale lock, naming the part and input.
 
@@ -82,14 +82,47 @@ fn a_branch_is_locked_to_its_commit_and_built_at_it() {
     let store = Root::new(&env);
     let (repo, first) = repository(&env);
     git_profile(&env, &repo, "main");
-    let out = store.run(&["plan", "software.cfg"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    // `plan` translates it by its repository and branch, warning (the part, file and line, and
+    // what pins it), and marks it unpinned; `build` refuses it, naming the part
+    let out = store.run(&["plan", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("branch `main` is an unpinned input")
+        out.stderr.starts_with("warning")
+            && out.stderr.contains("[src]")
+            && out.stderr.contains("branch `main` of")
+            && out
+                .stderr
+                .contains("is an unpinned input, planned by its repository and branch")
+            && out.stderr.contains("software.cfg:7")
             && out.stderr.contains("`slapstore lock` pins it"),
         "{}",
         out.stderr
     );
+    let unpinned = |stdout: &str| -> Vec<bool> {
+        let v: Value = serde_json::from_str(stdout).expect("plan --json");
+        let rows = v.as_array().expect("a list");
+        rows.iter().map(|d| d["unpinned"] == true).collect()
+    };
+    assert_eq!(
+        unpinned(&out.stdout),
+        [true, false],
+        "src unpinned, the release not"
+    );
+    let unlocked = planned(&store, &[], "src");
+    assert_eq!(planned(&store, &["--allow-unpinned"], "src"), unlocked);
+    let out = store.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error")
+            && out.stderr.contains("[src]")
+            && out.stderr.contains("branch `main` is an unpinned input")
+            && out.stderr.contains("`slapstore lock` pins it"),
+        "{}",
+        out.stderr
+    );
+    assert!(store.entries().iter().all(|e| !e.ends_with("-src")));
+    let out = store.run(&["plan", "--frozen", "software.cfg"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
 
     let out = store.run(&["lock", "software.cfg"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -107,7 +140,13 @@ fn a_branch_is_locked_to_its_commit_and_built_at_it() {
             && text.contains(&format!("commit = \"{first}\"")),
         "{text}"
     );
+    // locked: no warning, nothing unpinned, another derivation (the commit is its input)
+    let out = store.run(&["plan", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("unpinned"), "{}", out.stderr);
+    assert_eq!(unpinned(&out.stdout), [false, false]);
     let path = built(&store, &[], "src");
+    assert_ne!(path, unlocked);
     assert_eq!(
         std::fs::read_to_string(Path::new(&path).join("README")).expect("README"),
         "first\n"
@@ -235,7 +274,18 @@ fn a_file_without_checksum_is_locked_by_its_sha256_and_builds_offline() {
     let out = store.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("has no checksum"), "{}", out.stderr);
+    let out = store.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("`{url}` is an unpinned input, planned by its URL"))
+            && out.stderr.contains("software.cfg:6"),
+        "{}",
+        out.stderr
+    );
     store.ok(&["lock", "software.cfg"]);
+    let out = store.run(&["plan", "software.cfg"]);
+    assert!(!out.stderr.contains("unpinned"), "{}", out.stderr);
     let one = sha256_hex(b"version one\n");
     let text = lock_text(&env);
     assert!(

@@ -237,16 +237,17 @@ fn reads_and_downloads_nothing_captured_are_clear_errors_that_build_nothing() {
         out.stderr
     );
     assert!(r.entries().is_empty(), "{:?}", r.entries());
-    // and a remote `url` without a checksum does not even plan
+    // and a remote `url` without a checksum is not built (`plan` plans it with a warning)
     env.write(
         "software.cfg",
         &base
             .replace("url = file://", "url = https://example.invalid/x#")
             .replace("md5sum = ", "unused = "),
     );
-    let out = r.run(&["plan", "software.cfg"]);
+    let out = r.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("has no checksum"), "{}", out.stderr);
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
     let url = "https://patches.invalid/fix-greeting.patch";
     let (profile, md5) = remote_patch_project(&env, url);
     env.write("software.cfg", &profile.replace(&format!("#{md5}"), ""));
-    let out = r.run(&["plan", "software.cfg"]);
+    let out = r.run(&["build", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("patches")
@@ -254,8 +254,17 @@ fn a_remote_patch_without_checksum_is_refused_unless_allowed() {
         "{}",
         out.stderr
     );
+    // `plan` plans it by its URL, with a warning pointing at it
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is an unpinned input") && out.stderr.contains("software.cfg:11"),
+        "{}",
+        out.stderr
+    );
     let out = r.run(&["plan", "--allow-unpinned", "software.cfg"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("unpinned"), "{}", out.stderr);
     // a malformed checksum is a profile error too
     env.write("software.cfg", &profile.replace(&md5, "xyz"));
     let out = r.run(&["plan", "software.cfg"]);
@@ -327,7 +336,7 @@ fn another_location_is_refused_with_the_option_to_change() {
         "software.cfg",
         "[buildout]\nparts = src\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
          url = ${:_profile_base_location_}/a.tar.gz\nmd5sum = 0123456789abcdef0123456789abcdef\n\
-         destination = ${buildout:parts-directory}/elsewhere\n",
+         destination = ${buildout:parts-directory}/elsewhere/src\n",
     );
     let out = r.run(&["plan", "software.cfg"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -337,6 +346,37 @@ fn another_location_is_refused_with_the_option_to_change() {
             && out.stderr.contains("${buildout:parts-directory}/src"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn an_archive_unpacked_directly_in_the_parts_directory_under_another_name_is_the_store_path() {
+    // as component/cython-zstd's `[cython-zstd-source]` (erp5, neoppod, wendelin): other parts
+    // reach it as `${cython-zstd-source:location}`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    std::fs::copy(
+        repo_root().join("examples/patched-c/greet-1.0.tar.gz"),
+        env.path().join("greet-1.0.tar.gz"),
+    )
+    .expect("copy");
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = user\n[src]\nrecipe = slapos.recipe.build:download-unpacked\n\
+         url = ${:_profile_base_location_}/greet-1.0.tar.gz\n\
+         destination = ${buildout:parts-directory}/greet\n\
+         [user]\nrecipe = slapos.recipe.template\ninline = ${src:location}\n\
+         output = ${buildout:parts-directory}/user/where\n",
+    );
+    let out = r.run(&["build", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    let src = built["parts"]["src"].as_str().expect("src");
+    let user = built["parts"]["user"].as_str().expect("user");
+    assert!(Path::new(src).join("configure").exists(), "{src}");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(user).join("where")).expect("where"),
+        src
     );
 }
 
@@ -707,4 +747,122 @@ fn slapos_recipe_build_with_init_only_has_no_output_and_install_code_is_a_script
             .any(|d| d["part"] == "inst" && d["recipe"] == "script"),
         "{planned:?}"
     );
+}
+
+#[test]
+fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
+    // fluentd's `rubygemsrecipe` and notepod's `vm.install-ubuntu`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = gems vm office\n\
+         [gems]\nrecipe = rubygemsrecipe\ngems = fluentd==1.16.2\n\
+         [office]\nrecipe = z3c.recipe.openoffice\nbase-url = http://openoffice.invalid/%s.tar.gz\n\
+         [vm]\nrecipe = slapos.recipe.build:vm.install-ubuntu\ndists = ubuntu-server-2510\n\
+         size = 6Gi\nvm = ${qemu:location}\n\
+         [qemu]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out/bin\n\
+         [ubuntu-server-2510]\nx86_64.iso = ubuntu-amd64-server-2510.iso\n\
+         x86_64.kernel = casper/vmlinuz\nx86_64.initrd = casper/initrd\n\
+         [ubuntu-amd64-server-2510.iso]\nrecipe = slapos.recipe.build:download\n\
+         url = ${:_profile_base_location_}/server.iso\nfilename = server.iso\n",
+    );
+    env.write("server.iso", "an installer image\n");
+    let planned = plan(&r, &["software.cfg"]);
+    let recipes: Vec<(&str, &str)> = planned
+        .iter()
+        .filter_map(|d| Some((d["part"].as_str()?, d["recipe"].as_str()?)))
+        .collect();
+    assert!(
+        ["gems", "vm", "office"]
+            .iter()
+            .all(|p| recipes.contains(&(*p, "unbuildable"))),
+        "{planned:?}"
+    );
+    // their options are their identity
+    env.write(
+        "other/software.cfg",
+        "[buildout]\nparts = gems\n[gems]\nrecipe = rubygemsrecipe\ngems = fluentd==1.16.3\n",
+    );
+    assert_ne!(
+        plan(&r, &["other/software.cfg"])[0]["path"],
+        planned[0]["path"]
+    );
+    let out = r.run(&["build", "--keep-going", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("part `gems`: slapstore cannot build recipe `rubygemsrecipe`")
+            && out.stderr.contains("rubygems.org")
+            && out.stderr.contains(
+                "part `vm`: slapstore cannot build recipe `slapos.recipe.build:vm.install-ubuntu`"
+            )
+            && out
+                .stderr
+                .contains("part `office`: slapstore cannot build recipe"),
+        "{}",
+        out.stderr
+    );
+    let entries = r.entries();
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.ends_with("-gems") && !e.ends_with("-vm")),
+        "{entries:?}"
+    );
+}
+
+#[test]
+fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
+    // software/proftpd's `[proftpd-mod_auth_web]`: `prxs -i` installs the module into
+    // proftpd's `libexec`, `location = ${proftpd:location}/libexec/mod_auth_web.so`
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = module\n\
+         [server]\nrecipe = plone.recipe.command\ncommand = mkdir -p $out/libexec\n\
+         [module]\nrecipe = plone.recipe.command\ncommand = touch ${:location}\n\
+         location = ${server:location}/libexec/mod.so\n",
+    );
+    for cmd in ["plan", "build"] {
+        let out = r.run(&[cmd, "software.cfg"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("[module]")
+                && out.stderr.contains("is inside the output of part `server`")
+                && out.stderr.contains("software.cfg:9"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
+}
+
+#[test]
+fn a_jinja2_import_context_is_refused_naming_the_module() {
+    // component/cythonplus (`import os os`, `import easy_install zc.buildout.easy_install`)
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    env.write(
+        "software.cfg",
+        "[buildout]\nparts = env.sh\n\
+         [env.sh]\nrecipe = slapos.recipe.template:jinja2\noutput = ${buildout:directory}/env.sh\n\
+         inline = {{ os.path.split('/a/b')[1] }}\n\
+         context =\n  raw x y\n  import os os\n",
+    );
+    for cmd in ["plan", "build"] {
+        let out = r.run(&[cmd, "software.cfg"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("[env.sh]")
+                && out
+                    .stderr
+                    .contains("context `import os os` is not supported in builds")
+                && out.stderr.contains("software.cfg:7"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(r.entries().is_empty(), "{:?}", r.entries());
 }

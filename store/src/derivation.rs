@@ -43,11 +43,15 @@ pub enum Recipe {
     Gitclone,
     /// `slapos.recipe.build`'s Python `install` code, run in the build's Python host.
     Script,
+    /// A recipe that plans but cannot be built here (`rubygemsrecipe`, `vm.install-*`,
+    /// `z3c.recipe.openoffice`): its
+    /// build fails with the derivation's `refusal` option, writing nothing.
+    Unbuildable,
 }
 
 impl Recipe {
     /// Every recipe, for error messages.
-    pub const ALL: [Recipe; 11] = [
+    pub const ALL: [Recipe; 12] = [
         Recipe::Download,
         Recipe::DownloadUnpacked,
         Recipe::Cmmi,
@@ -59,6 +63,7 @@ impl Recipe {
         Recipe::Generation,
         Recipe::Gitclone,
         Recipe::Script,
+        Recipe::Unbuildable,
     ];
 
     /// The canonical name (what `plan` prints and the hash covers).
@@ -75,6 +80,7 @@ impl Recipe {
             Recipe::Generation => "generation",
             Recipe::Gitclone => "gitclone",
             Recipe::Script => "script",
+            Recipe::Unbuildable => "unbuildable",
         }
     }
 

@@ -1,7 +1,9 @@
 //! `slapstore plan` and `slapstore build`: a profile's derivations in build order, and building
 //! them (then the release, whose store path is printed last on stdout).
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::Arc;
 
 use clap::Args;
 use slapstore_store::build::{self, BuildOptions};
@@ -17,8 +19,8 @@ use crate::source::Sources;
 pub struct PlanArgs {
     #[command(flatten)]
     profile: ProfileArgs,
-    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built"}` (the release's
-    /// also says where its `instance-profile` comes from).
+    /// Print a list of `{"part", "hash", "path", "recipe", "deps", "built", "unpinned"}` (the
+    /// release's also says where its `instance-profile` comes from).
     #[arg(long)]
     json: bool,
     /// Accept remote sources without a checksum.
@@ -63,21 +65,41 @@ pub fn derivations(
     profile: &ProfileArgs,
     allow_unpinned: bool,
 ) -> Result<Vec<Derivation>, i32> {
-    locked_derivations(store_dir, profile, allow_unpinned, false)
+    locked_derivations(store_dir, profile, allow_unpinned, false, false).map(|(d, _)| d)
 }
 
 /// [`derivations`], `frozen`: the lock file must pin every unpinned input and hold nothing
-/// else (else stale entries are only reported).
+/// else (else stale entries are only reported). `planning` (`plan`): an unpinned input without
+/// a lock entry is planned as the profile names it, with a warning (none with
+/// `allow_unpinned`), instead of refused; the store names of the parts with an unpinned input
+/// come second.
 pub fn locked_derivations(
     store_dir: &str,
     profile: &ProfileArgs,
     allow_unpinned: bool,
     frozen: bool,
-) -> Result<Vec<Derivation>, i32> {
-    let lock = super::lock::attach(&profile.profile, frozen)?;
-    let drvs = evaluate_with(store_dir, profile, allow_unpinned, Some(lock.clone()))?;
+    planning: bool,
+) -> Result<(Vec<Derivation>, BTreeSet<String>), i32> {
+    let mut lock = super::lock::attach(&profile.profile, frozen)?;
+    lock.planning = planning && !frozen;
+    let lock = Arc::new(lock);
+    let mut sources = Sources::default();
+    let drvs = evaluate_in(
+        &mut sources,
+        store_dir,
+        profile,
+        allow_unpinned,
+        Some(lock.clone()),
+    )?;
+    let mut unpinned = BTreeSet::new();
+    for u in lock.unpinned() {
+        if !allow_unpinned {
+            report::warning(&sources, "plan", &u.warning);
+        }
+        unpinned.insert(crate::derive::store_name(&u.part));
+    }
     super::lock::check_stale(&lock)?;
-    Ok(drvs)
+    Ok((drvs, unpinned))
 }
 
 /// Evaluates the profile into derivations with `lock` as its lock.
@@ -85,10 +107,26 @@ pub fn evaluate_with(
     store_dir: &str,
     profile: &ProfileArgs,
     allow_unpinned: bool,
-    lock: Option<std::sync::Arc<crate::lock::LockState>>,
+    lock: Option<Arc<crate::lock::LockState>>,
 ) -> Result<Vec<Derivation>, i32> {
-    let mut sources = Sources::default();
-    let mut options = profile.eval_options(&sources)?;
+    evaluate_in(
+        &mut Sources::default(),
+        store_dir,
+        profile,
+        allow_unpinned,
+        lock,
+    )
+}
+
+/// [`evaluate_with`], reading the profile's files into `sources`.
+fn evaluate_in(
+    sources: &mut Sources,
+    store_dir: &str,
+    profile: &ProfileArgs,
+    allow_unpinned: bool,
+    lock: Option<Arc<crate::lock::LockState>>,
+) -> Result<Vec<Derivation>, i32> {
+    let mut options = profile.eval_options(sources)?;
     let release = crate::derive::release_name(&profile.profile);
     options.store = Some((
         StoreMode {
@@ -100,9 +138,9 @@ pub fn evaluate_with(
         },
         release,
     ));
-    evaluate(&mut sources, &profile.profile, &options)
+    evaluate(sources, &profile.profile, &options)
         .map(|e| e.derivations)
-        .map_err(|e| report::error(&sources, &e))
+        .map_err(|e| report::error(sources, &e))
 }
 
 /// The part names a derivation depends on, among `drvs`.
@@ -115,11 +153,12 @@ fn deps(drv: &Derivation, drvs: &[Derivation]) -> Vec<String> {
 
 pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
     let store_dir = store_args.root().join("store");
-    let drvs = match locked_derivations(
+    let (drvs, unpinned) = match locked_derivations(
         &store_dir.to_string_lossy(),
         &args.profile,
         args.allow_unpinned,
         args.frozen,
+        true,
     ) {
         Ok(d) => d,
         Err(code) => return code,
@@ -156,6 +195,7 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
                     "recipe": d.recipe().name(),
                     "deps": deps(d, &drvs),
                     "built": built,
+                    "unpinned": unpinned.contains(d.name()),
                 });
                 if d.recipe() == slapstore_store::Recipe::Release {
                     // where the release's instance profile comes from (null: it has none)
@@ -194,8 +234,9 @@ pub fn build(store_args: &StoreArgs, args: BuildArgs) -> i32 {
         &args.profile,
         args.allow_unpinned,
         args.frozen,
+        false,
     ) {
-        Ok(d) => d,
+        Ok((d, _)) => d,
         Err(code) => return code,
     };
     let options = match super::build_options(store_args, &store) {

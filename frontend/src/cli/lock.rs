@@ -32,7 +32,7 @@ pub struct LockArgs {
 
 /// The lock of `profile` for an evaluation, or the exit status of why it cannot be used
 /// (`frozen` and no lock file, a lock file that does not read).
-pub fn attach(profile: &str, frozen: bool) -> Result<Arc<LockState>, i32> {
+pub fn attach(profile: &str, frozen: bool) -> Result<LockState, i32> {
     let lock =
         LockState::for_profile(profile, frozen).map_err(|e| report::usage(&e.to_string()))?;
     if frozen && !lock.exists {
@@ -41,7 +41,7 @@ pub fn attach(profile: &str, frozen: bool) -> Result<Arc<LockState>, i32> {
             lock.path.display()
         )));
     }
-    Ok(Arc::new(lock))
+    Ok(lock)
 }
 
 /// Reports the lock's entries that no unpinned input used: warnings, or with `--frozen` an

@@ -2,7 +2,8 @@
 //! (local files, or remote ones by their MD5), cmmi's Python hooks, and a gitclone part's
 //! commit. An unpinned input (a remote file without checksum, a branch) takes its pin from the
 //! profile's lock file ([`crate::lock`]); without one it is refused, unless `--allow-unpinned`
-//! (and always with `--frozen`).
+//! (and always with `--frozen`), except by `plan`, which accepts it as the profile names it (its
+//! URL and branch, or its URL, are then its identity) with a warning.
 
 use std::path::PathBuf;
 
@@ -312,7 +313,7 @@ pub(super) fn git(
 }
 
 /// The pin of the part's unpinned `input` from the lock; `None` when it has none and
-/// `--allow-unpinned` accepts it as it is; else an error on `option`: `refusal`, and what the
+/// `--allow-unpinned` accepts it as it is, or `plan` does (noting a warning); else an error on `option`: `refusal`, and what the
 /// lock says (with `--frozen`, that alone).
 fn locked(
     part: &Part,
@@ -339,8 +340,28 @@ fn locked(
             format!("--frozen: {} is not pinned: {why}", input.describe()),
         ));
     }
-    if mode.allow_unpinned {
-        return Ok(None);
+    // an entry that records another input is the lock's error, which `plan` reports too
+    let planned = lock.planning && pin == Pin::Missing;
+    if !mode.allow_unpinned && !planned {
+        return Err(part.option_error(option, format!("{refusal}; {why}")));
     }
-    Err(part.option_error(option, format!("{refusal}; {why}")))
+    if lock.planning {
+        let warning = part.option_error(
+            option,
+            format!(
+                "{} is an unpinned input, planned by its {}; `build` refuses it without \
+                 `--allow-unpinned`: {why}",
+                input.describe(),
+                match input {
+                    Input::Git {
+                        branch: Some(_), ..
+                    } => "repository and branch",
+                    Input::Git { .. } => "repository",
+                    _ => "URL",
+                }
+            ),
+        );
+        lock.accept_unpinned(&part.name, warning);
+    }
+    Ok(None)
 }

@@ -132,6 +132,20 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 Some(d) if d.trim() == other.trim() => "destination",
                 _ => "location",
             };
+            if let Some(owner) = part.r.derivations.owner(&mode.store_dir, other.trim()) {
+                // `[proftpd-mod_auth_web]`'s `location = ${proftpd:location}/libexec/...`: what
+                // the part adds there would change another part's output after it was built
+                return Err(part.option_error(
+                    key,
+                    format!(
+                        "`{other}` is inside the output of part `{}`, which is read-only once \
+                         built: a part cannot add files to another's output; make this part \
+                         build into its own (`${{:location}}`, buildout's default) and have its \
+                         users look there",
+                        owner.name()
+                    ),
+                ));
+            }
             return Err(part.option_error(
                 key,
                 format!(
@@ -261,6 +275,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             extra.push(("buildout-sections".into(), sections));
         }
         Recipe::Gitclone => git(part, &mode, &mut extra)?,
+        Recipe::Unbuildable => extra.push(("refusal".into(), refusal(&part.recipe))),
         Recipe::Shell | Recipe::Release | Recipe::Generation => {}
     }
     if let Some(env) = part
@@ -313,11 +328,27 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     Ok(())
 }
 
+/// Why a recipe that plans cannot be built here: the message its build fails with.
+fn refusal(recipe: &str) -> String {
+    let why = if recipe.starts_with("rubygemsrecipe") {
+        "it installs its `gems` with `gem install` from rubygems.org at build time, which the \
+         build sandbox cannot reach and whose files the profile pins only by version"
+    } else if recipe.starts_with("z3c.recipe.openoffice") {
+        "it downloads `base-url` (with the machine in it, no checksum) at build time and \
+         unpacks its RPMs, which the build sandbox cannot reach"
+    } else {
+        "it installs an operating system into a VM image by booting the installer under QEMU, \
+         which fetches packages from the distribution's mirrors at build time (no network in the \
+         build sandbox, and nothing the profile pins)"
+    };
+    format!("slapstore cannot build recipe `{recipe}`: {why} (docs/profile-language.md)")
+}
+
 /// In a build, an explicit `location` (or `download-unpacked`'s `destination`) equal to
 /// buildout's default, `<parts-directory>/<name>`, is the default: it is dropped, as if not
 /// written, and every mention of it in the part's options (`make-options = PREFIX=${:location}`)
-/// becomes the placeholder of the part's store path; for `gitclone`, any directory directly in
-/// the parts directory is; for `plone.recipe.command`, a location below the default
+/// becomes the placeholder of the part's store path; for `gitclone` and `download-unpacked`,
+/// any directory directly in the parts directory is; for `plone.recipe.command`, a location below the default
 /// (`<parts>/<name>/src`) is that path in the store path (`<store path>/src`). Called before the
 /// recipe's initialisation.
 pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
@@ -331,16 +362,28 @@ pub fn default_location(part: &mut Part, recipe: Recipe) -> Result<()> {
     };
     let parts = part.buildout("parts-directory")?;
     let mut default = crate::pystr::path_join(&parts, &part.name);
-    if recipe == Recipe::Gitclone {
-        // a checkout anywhere directly in the parts directory (`[ZEO4-repository]` with
-        // `location = ${buildout:parts-directory}/ZEO4`) is the part's own directory: other
-        // parts find it through `${ZEO4-repository:location}`, which is the store path
-        if let Some(location) = part.get("location")? {
+    if matches!(recipe, Recipe::Gitclone | Recipe::DownloadUnpacked) {
+        // a checkout or an unpacked archive anywhere directly in the parts directory
+        // (`[ZEO4-repository]` with `location = ${buildout:parts-directory}/ZEO4`,
+        // `[cython-zstd-source]` with `destination = ${buildout:parts-directory}/cython-zstd`)
+        // is the part's own directory: other parts find it through `${ZEO4-repository:location}`,
+        // which is the store path
+        let key = if recipe == Recipe::DownloadUnpacked && part.get("destination")?.is_some() {
+            "destination"
+        } else {
+            "location"
+        };
+        if let Some(location) = part.get(key)? {
             let location = crate::pystr::normpath(location.trim());
             let name = location
                 .strip_prefix(parts.as_str())
                 .and_then(|rest| rest.strip_prefix('/'));
             if name.is_some_and(|n| !n.is_empty() && !n.contains('/') && n != "..") {
+                default = location;
+            } else if recipe == Recipe::Gitclone && location.starts_with('/') {
+                // a checkout into a shared tree (`go-git-package`'s
+                // `${gowork.dir:src}/${:go.importpath}`) is a store path of its own too: the
+                // tree's other users cannot write into it (docs/profile-language.md)
                 default = location;
             }
         }

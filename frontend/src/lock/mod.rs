@@ -410,6 +410,20 @@ pub struct LockState {
     pub frozen: bool,
     /// Every unpinned input asked for, in the order met.
     seen: Mutex<Vec<Wanted>>,
+    /// `plan` (without `--frozen`): an unpinned input without an entry is accepted as the
+    /// profile names it (its URL and branch, or its URL, are its identity) instead of refused,
+    /// and every unpinned input accepted is noted in [`LockState::unpinned`].
+    pub planning: bool,
+    /// The unpinned inputs accepted while `planning`, in the order met.
+    unpinned: Mutex<Vec<Unpinned>>,
+}
+
+/// An unpinned input that `plan` accepted: its part and the warning to print without
+/// `--allow-unpinned` (pointing at the option that names it).
+#[derive(Debug, Clone)]
+pub struct Unpinned {
+    pub part: String,
+    pub warning: crate::error::Error,
 }
 
 impl LockState {
@@ -435,6 +449,8 @@ impl LockState {
             path,
             frozen,
             seen: Mutex::new(Vec::new()),
+            planning: false,
+            unpinned: Mutex::new(Vec::new()),
         })
     }
 
@@ -448,6 +464,25 @@ impl LockState {
                 input: input.clone(),
             });
         self.file.pin(part, input)
+    }
+
+    /// Notes an unpinned input that `plan` accepts (see [`LockState::planning`]).
+    pub fn accept_unpinned(&self, part: &str, warning: crate::error::Error) {
+        self.unpinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Unpinned {
+                part: part.to_owned(),
+                warning,
+            });
+    }
+
+    /// The unpinned inputs `plan` accepted, in the order met.
+    pub fn unpinned(&self) -> Vec<Unpinned> {
+        self.unpinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The unpinned inputs met, sorted, each once.

@@ -231,6 +231,13 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("zc-recipe-egg", "custom") => (egg::custom, Recipe::Egg),
         ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
         ("slapos-recipe-build", "gitclone") => (build::gitclone_in_build, Recipe::Gitclone),
+        // planned, their build refused with why (`derive::refusal`)
+        ("rubygemsrecipe" | "z3c-recipe-openoffice", "default") => {
+            (placeholder, Recipe::Unbuildable)
+        }
+        ("slapos-recipe-build", "vm.install-debian" | "vm.install-ubuntu") => {
+            (build::vm_install, Recipe::Unbuildable)
+        }
         // directories in the part's own output
         ("slapos-recipe-build" | "slapos-cookbook", "mkdirectory") => {
             (mkdirectory::in_build, Recipe::Shell)

@@ -100,6 +100,14 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Generation => generation::build(ctx),
         Recipe::Gitclone => gitclone::build(ctx),
         Recipe::Script => script::build(ctx),
+        Recipe::Unbuildable => Err(StoreError::Recipe {
+            part: ctx.drv.name().to_owned(),
+            message: ctx
+                .drv
+                .option("refusal")
+                .unwrap_or("slapstore cannot build this recipe")
+                .to_owned(),
+        }),
     }
 }
 
