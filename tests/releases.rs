@@ -840,7 +840,7 @@ fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
 }
 
 #[test]
-fn a_jinja2_import_context_is_refused_naming_the_module() {
+fn a_jinja2_import_context_renders_the_modules_it_has_and_refuses_others_naming_them() {
     // component/cythonplus (`import os os`, `import easy_install zc.buildout.easy_install`)
     let env = TestEnv::new();
     let r = Root::new(&env);
@@ -849,7 +849,7 @@ fn a_jinja2_import_context_is_refused_naming_the_module() {
         "[buildout]\nparts = env.sh\n\
          [env.sh]\nrecipe = slapos.recipe.template:jinja2\noutput = ${buildout:directory}/env.sh\n\
          inline = {{ os.path.split('/a/b')[1] }}\n\
-         context =\n  raw x y\n  import os os\n",
+         context =\n  raw x y\n  import easy_install zc.buildout.easy_install\n",
     );
     for cmd in ["plan", "build"] {
         let out = r.run(&[cmd, "software.cfg"]);
@@ -858,11 +858,29 @@ fn a_jinja2_import_context_is_refused_naming_the_module() {
             out.stderr.contains("[env.sh]")
                 && out
                     .stderr
-                    .contains("context `import os os` is not supported in builds")
+                    .contains("`import easy_install zc.buildout.easy_install`")
+                && out.stderr.contains("not `zc.buildout.easy_install`")
                 && out.stderr.contains("software.cfg:7"),
             "{}",
             out.stderr
         );
     }
     assert!(r.entries().is_empty(), "{:?}", r.entries());
+    // `os` is one the renderer has
+    let profile = std::fs::read_to_string(env.path().join("software.cfg"))
+        .expect("software.cfg")
+        .replace(
+            "import easy_install zc.buildout.easy_install",
+            "import os os",
+        );
+    env.write("software.cfg", &profile);
+    let built: Value =
+        serde_json::from_str(&r.ok(&["build", "--json", "software.cfg"])).expect("json");
+    let out = PathBuf::from(built["parts"]["env.sh"].as_str().expect("env.sh"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("env.sh"))
+            .expect("env.sh")
+            .trim(),
+        "b"
+    );
 }

@@ -210,17 +210,6 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
                         .collect(),
                 )
             }
-            "import" => {
-                return Err(part.option_error(
-                    "context",
-                    format!(
-                        "context `import {name} {expression}` is not supported in builds: the \
-                         template is rendered at build time by minijinja, which cannot import \
-                         the Python module `{expression}` (use key, section, raw, json or \
-                         jsonkey; docs/profile-language.md)"
-                    ),
-                ))
-            }
             other => {
                 return Err(part.option_error(
                     "context",

@@ -6,7 +6,7 @@
 //! the rest that need Python's types are absent: a template calling them fails naming them.
 //! A part's `import NAME MODULE` context entries get the modules of [`MODULES`]: `json`
 //! (`dumps` as Python's, ASCII-only, `sort_keys` and `indent`; `loads`) and `os` (`os.path`'s
-//! `join`, `basename`, `dirname`, `os.sep`) and `re` (`escape`, as stack/monitor's CORS
+//! `join`, `basename`, `dirname`, `split`, `os.sep`, `os.pathsep`) and `re` (`escape`, as stack/monitor's CORS
 //! template calls it).
 
 use std::collections::BTreeMap;
@@ -147,6 +147,17 @@ pub fn context(json: &serde_json::Value) -> Value {
 }
 
 /// A Python module, by name.
+/// Python's `os.path.split`: the head (trailing slashes removed unless it is all slashes) and
+/// the part after the last slash.
+fn path_split(p: &str) -> (&str, &str) {
+    let (head, tail) = match p.rfind('/') {
+        Some(i) => (&p[..=i], &p[i + 1..]),
+        None => ("", p),
+    };
+    let trimmed = head.trim_end_matches('/');
+    (if trimmed.is_empty() { head } else { trimmed }, tail)
+}
+
 #[derive(Debug)]
 struct Module(&'static str);
 
@@ -155,6 +166,7 @@ impl Object for Module {
         match (self.0, key.as_str()?) {
             ("os", "path") => Some(Value::from_object(Module("os.path"))),
             ("os" | "os.path", "sep") => Some(Value::from("/")),
+            ("os" | "os.path", "pathsep") => Some(Value::from(":")),
             _ => None,
         }
     }
@@ -199,22 +211,16 @@ impl Object for Module {
             }
             ("os.path", "basename") => {
                 let (p,): (String,) = from_args(args)?;
-                Ok(Value::from(p.rsplit('/').next().unwrap_or_default()))
+                Ok(Value::from(path_split(&p).1))
             }
             ("os.path", "dirname") => {
                 let (p,): (String,) = from_args(args)?;
-                let head = match p.rfind('/') {
-                    Some(i) => &p[..=i],
-                    None => "",
-                };
-                let trimmed = head.trim_end_matches('/');
-                Ok(Value::from(
-                    if trimmed.is_empty() && head.starts_with('/') {
-                        "/"
-                    } else {
-                        trimmed
-                    },
-                ))
+                Ok(Value::from(path_split(&p).0))
+            }
+            ("os.path", "split") => {
+                let (p,): (String,) = from_args(args)?;
+                let (head, tail) = path_split(&p);
+                Ok(Value::from(vec![Value::from(head), Value::from(tail)]))
             }
             ("re", "escape") => {
                 let (text,): (String,) = from_args(args)?;
@@ -525,6 +531,10 @@ mod tests {
         assert_eq!(
             render("{{ os.path.dirname('/a/b') }}|{{ os.path.basename('/a/b') }}"),
             "/a|b"
+        );
+        assert_eq!(
+            render("{{ os.path.split('/a/b')[0] }}|{{ os.path.split('/a//b')[1] }}|{{ os.path.split('/')[0] }}|{{ os.pathsep }}"),
+            "/a|b|/|:"
         );
         assert!(env.render_str("{{ os.getcwd() }}", ctx.clone()).is_err());
         let ctx = context(&serde_json::json!({"re_module": {MODULE_KEY: "re"}}));
