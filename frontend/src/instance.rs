@@ -32,6 +32,9 @@ use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::recipes::slap::{Request, Slap};
 use crate::source::Sources;
 
+mod reconcile;
+pub use reconcile::Reconciled;
+
 /// Why an instance operation failed. Nothing was changed.
 #[derive(Debug)]
 pub enum InstanceError {
@@ -689,7 +692,7 @@ impl Context<'_> {
         parameters: &Parameters,
         software_type: Option<&str>,
     ) -> Result<Upgrade> {
-        self.upgrade_with(name, software, parameters, software_type, true, &[])
+        self.upgrade_with(name, software, parameters, software_type, true, &[], None)
     }
 
     /// [`Context::upgrade`] with `parameters` replacing the current ones, as a SlapOS master
@@ -701,11 +704,14 @@ impl Context<'_> {
         parameters: &Parameters,
         software_type: Option<&str>,
     ) -> Result<Upgrade> {
-        self.upgrade_with(name, software, parameters, software_type, false, &[])
+        self.upgrade_with(name, software, parameters, software_type, false, &[], None)
     }
 
     /// [`Context::upgrade`]; the parameters replace the current ones unless `merge` (a
-    /// request gives them all, as SlapOS's does); `reserved` as for `create_requested`.
+    /// request gives them all, as SlapOS's does); `reserved` as for `create_requested`;
+    /// `release`: the release `software` gives, when the caller has it already (one evaluation
+    /// of the software for many instances, `instance reconcile`).
+    #[allow(clippy::too_many_arguments)]
     fn upgrade_with(
         &self,
         name: &InstanceName,
@@ -714,6 +720,7 @@ impl Context<'_> {
         software_type: Option<&str>,
         merge: bool,
         reserved: &[i64],
+        release: Option<&StorePath>,
     ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
@@ -724,7 +731,10 @@ impl Context<'_> {
         };
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let software_type = software_type.unwrap_or(&current.software_type).to_owned();
-        let release = self.release(software)?;
+        let release = match release {
+            Some(r) => r.clone(),
+            None => self.release(software)?,
+        };
         let software_url = self.software_url(software);
         let placement = self.placement(name, &software_type, &software_url)?;
         let rendered = self.render(name, &release, &merged, &placement)?;
@@ -910,6 +920,7 @@ impl Context<'_> {
                     Some(&request.software_type),
                     false,
                     reserved,
+                    None,
                 )?;
             } else {
                 self.create_requested(

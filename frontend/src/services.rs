@@ -37,6 +37,14 @@ pub struct Status {
     pub pid: Option<u32>,
 }
 
+/// An instance whose services are to run: its name, partition and user (when it has its own).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub instance: String,
+    pub partition: PathBuf,
+    pub user: Option<String>,
+}
+
 /// The supervisord of a store root.
 pub struct Supervisor {
     dir: PathBuf,
@@ -78,6 +86,41 @@ impl Supervisor {
         self.ensure_running()?;
         self.ctl(&["update"])?;
         Ok(services)
+    }
+
+    /// [`Supervisor::start`] and [`Supervisor::stop`] of many instances at once: their program
+    /// files written or removed, then one `supervisorctl update` (supervisord started when an
+    /// instance is to run, shut down when none is left). The services of each started one.
+    pub fn apply(&self, start: &[Target], stop: &[&str]) -> Result<Vec<Vec<Service>>> {
+        let mut started = Vec::with_capacity(start.len());
+        for t in start {
+            let services = services(&t.instance, &t.partition)?;
+            self.write_programs(&t.instance, &services, t.user.as_deref())?;
+            started.push(services);
+        }
+        let mut removed = false;
+        for instance in stop {
+            let file = self.program_file(instance);
+            if file.exists() {
+                std::fs::remove_file(&file)
+                    .map_err(|e| format!("cannot remove `{}`: {e}", file.display()))?;
+                removed = true;
+            }
+        }
+        let programs = self.dir.join("programs");
+        let empty = std::fs::read_dir(&programs)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if !start.is_empty() {
+            self.ensure_running()?;
+            self.ctl(&["update"])?;
+        } else if removed && self.is_up() {
+            self.ctl(&["update"])?;
+            if empty {
+                self.ctl(&["shutdown"])?;
+            }
+        }
+        Ok(started)
     }
 
     /// Rewrites the entries of a started instance after its partition switched generation:

@@ -102,6 +102,11 @@ const MIGRATIONS: &[&str] = &[
         gid INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // a change requested of an instance that no generation deploys yet (`instance request`,
+    // deployed by `instance reconcile`; `db/master.rs`), NULL when there is none
+    "
+    ALTER TABLE instances ADD COLUMN request TEXT;
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.

@@ -41,6 +41,23 @@ struct SoftwareArgs {
     frozen: bool,
 }
 
+/// What `instance request` asks of an instance.
+#[derive(Args, Debug)]
+struct RequestArgs {
+    /// The software from now on: a profile or a release's store path (default: unchanged).
+    #[arg(long, value_name = "PROFILE|RELEASE")]
+    software: Option<String>,
+    /// A parameter, over those asked until now (and over `--parameters`).
+    #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// A file of parameters (JSON object or SlapOS's XML), as for `create`.
+    #[arg(long = "parameters", value_name = "FILE")]
+    parameter_file: Option<std::path::PathBuf>,
+    /// The software type from now on (default: unchanged).
+    #[arg(long = "software-type", alias = "type", value_name = "TYPE")]
+    software_type: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum InstanceCommand {
     /// Create instances (a new partition each, generation 1).
@@ -60,6 +77,28 @@ enum InstanceCommand {
         /// Say what would change (release, parts to build, parameters); change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Record a change of an instance's software, software type or parameters in the local
+    /// master (as `slapos request`), deploying nothing: `instance reconcile` deploys it.
+    Request {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        request: RequestArgs,
+    },
+    /// Make every instance (or those named) what the local master asks: its software's
+    /// release now, its requested parameters, its requested state (services started or
+    /// stopped); an instance nothing of which changed is not even rendered.
+    Reconcile {
+        /// The instances' names (default: all).
+        names: Vec<String>,
+        /// Render every instance, whatever changed or not since the last reconciliation.
+        #[arg(long)]
+        full: bool,
+        /// Print `{"upgraded", "unchanged", "untouched", "started", "stopped", "superseded",
+        /// "failed"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Compare two generations: parts added, removed or changed in their closures, and
     /// parameters.
@@ -152,11 +191,15 @@ pub(super) fn name(text: &str) -> Result<InstanceName, i32> {
 
 /// The parameters of `--parameters FILE`, then the `-p` ones over them.
 fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
-    let mut out = match &args.parameter_file {
+    parameters_of(args.parameter_file.as_deref(), &args.parameters)
+}
+
+fn parameters_of(file: Option<&std::path::Path>, list: &[String]) -> Result<Parameters, i32> {
+    let mut out = match file {
         Some(file) => crate::parameters::read(file).map_err(|m| report::usage(&m))?,
         None => BTreeMap::new(),
     };
-    for p in &args.parameters {
+    for p in list {
         let Some((k, v)) = p.split_once('=') else {
             return Err(report::usage(&format!("parameter `{p}` is not KEY=VALUE")));
         };
@@ -170,7 +213,11 @@ fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
 
 /// `--software-type`, checked: one line of printable text.
 fn software_type(args: &SoftwareArgs) -> Result<Option<&str>, i32> {
-    match args.software_type.as_deref() {
+    checked_type(args.software_type.as_deref())
+}
+
+fn checked_type(given: Option<&str>) -> Result<Option<&str>, i32> {
+    match given {
         Some(t) if t.trim().is_empty() || t.chars().any(char::is_control) => Err(report::usage(
             &format!("`--software-type {t:?}`: a software type is one word of printable text"),
         )),
@@ -197,7 +244,9 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
     // stop `build`'s (`interrupts.rs`)
     let builds = matches!(
         args.command,
-        InstanceCommand::Create { .. } | InstanceCommand::Upgrade { .. }
+        InstanceCommand::Create { .. }
+            | InstanceCommand::Upgrade { .. }
+            | InstanceCommand::Reconcile { .. }
     );
     let interrupts = if builds {
         match super::interrupts::Interrupts::start() {
@@ -319,6 +368,39 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     full(&row.release)
                 )
             }
+        }
+        InstanceCommand::Request { name: n, request } => {
+            let n = name(&n)?;
+            inspect(&store, &n)?;
+            let params = parameters_of(request.parameter_file.as_deref(), &request.parameters)?;
+            let asked = ctx
+                .request(
+                    &n,
+                    request.software.as_deref(),
+                    &params,
+                    checked_type(request.software_type.as_deref())?,
+                )
+                .map_err(fail)?;
+            format!(
+                "requested {} (software `{}`, type `{}`, {} parameters): `slapstore instance \
+                 reconcile` deploys it\n",
+                n.as_str(),
+                asked.software_url,
+                asked.software_type,
+                asked.parameters.len()
+            )
+        }
+        InstanceCommand::Reconcile { names, full, json } => {
+            let names = names
+                .iter()
+                .map(|n| name(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            for n in &names {
+                inspect(&store, n)?;
+            }
+            let only = (!names.is_empty()).then_some(names.as_slice());
+            let done = ctx.reconcile(only, full).map_err(fail)?;
+            return Ok(reconciled(done, json));
         }
         InstanceCommand::Diff {
             name: n,
@@ -579,6 +661,67 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
     };
     Ok(super::print(&out))
+}
+
+/// Prints what a reconciliation did; exit status 1 when an instance could not be reconciled
+/// (each reported).
+fn reconciled(done: crate::instance::Reconciled, json: bool) -> i32 {
+    let failed = !done.failed.is_empty();
+    let out = if json {
+        let value = serde_json::json!({
+            "upgraded": done.upgraded.iter().map(|(n, g)| serde_json::json!({"name": n, "generation": g})).collect::<Vec<_>>(),
+            "unchanged": done.unchanged,
+            "untouched": done.untouched,
+            "started": done.started.iter().map(|(n, s)| serde_json::json!({"name": n, "services": s})).collect::<Vec<_>>(),
+            "stopped": done.stopped,
+            "superseded": done.superseded,
+            "failed": done.failed.iter().map(|(n, e)| serde_json::json!({"name": n, "error": crate::node::pass::describe(e)})).collect::<Vec<_>>(),
+        });
+        format!("{value:#}\n")
+    } else {
+        let mut out = String::new();
+        for n in &done.superseded {
+            out.push_str(&format!(
+                "dropped the request of {n}: a generation made since superseded it\n"
+            ));
+        }
+        for (n, g) in &done.upgraded {
+            out.push_str(&format!("upgraded {n} to generation {g}\n"));
+        }
+        for (n, s) in &done.started {
+            out.push_str(&format!("started {n} ({s} services)\n"));
+        }
+        for n in &done.stopped {
+            out.push_str(&format!("stopped {n}\n"));
+        }
+        out.push_str(&format!(
+            "reconciled {} instances: {} upgraded, {} unchanged ({} not rendered: nothing they \
+             depend on changed){}\n",
+            done.upgraded.len() + done.unchanged.len() + done.untouched + done.failed.len(),
+            done.upgraded.len(),
+            done.unchanged.len() + done.untouched,
+            done.untouched,
+            match done.failed.len() {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            }
+        ));
+        out
+    };
+    let code = super::print(&out);
+    if !failed {
+        return code;
+    }
+    for (n, e) in done.failed {
+        report::error_line(
+            &format!(
+                "`{n}` could not be reconciled: {}",
+                crate::node::pass::describe(&e)
+            ),
+            None,
+        );
+    }
+    report::FAILED
 }
 
 fn inspect(

@@ -9,10 +9,14 @@
 //! - Each **instance** has a software release (URL and store path), a software type,
 //!   parameters, a requested state, the connection parameters it published, and, when
 //!   another instance requested it, that parent and the title it was requested under.
+//! - A **request** ([`Request`]): a release, software type or parameters asked of an instance
+//!   that no generation deploys yet (what a SlapOS master holds between `slapos request` and
+//!   the node's next pass), made against its current generation.
 //!
 //! Release, software type, parameters and connection parameters belong to the instance's
 //! generation (so a rollback restores them all, and a generation's published parameters are
-//! committed with it); partition, requested state and parent belong to the instance.
+//! committed with it); partition, requested state, parent and a pending request belong to the
+//! instance.
 
 use std::collections::BTreeMap;
 
@@ -118,6 +122,11 @@ pub struct Instance {
     pub software_type: String,
     pub parameters: Parameters,
     pub connection: Parameters,
+    /// Its current generation: number and output (base name).
+    pub current: i64,
+    pub generation: String,
+    /// What was requested of it since, if anything (still to deploy).
+    pub request: Option<Request>,
 }
 
 impl Instance {
@@ -125,6 +134,24 @@ impl Instance {
     pub fn partition_id(&self) -> String {
         partition_id(self.partition)
     }
+
+    /// The request still to deploy: the pending one, unless a newer generation superseded it.
+    pub fn pending(&self) -> Option<&Request> {
+        self.request.as_ref().filter(|r| r.base == self.current)
+    }
+}
+
+/// What is asked of an instance that its current generation does not deploy yet
+/// (`instance request`; `instance reconcile` deploys it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Request {
+    pub software_url: String,
+    pub software_type: String,
+    /// All of them (a request gives them all, as SlapOS's does).
+    pub parameters: Parameters,
+    /// The generation it was made against: once another is current (an upgrade or a rollback
+    /// since), the request is superseded.
+    pub base: i64,
 }
 
 /// Why no partition could be allocated.
@@ -157,7 +184,7 @@ pub(super) fn free_partition(
 
 const INSTANCE_SELECT: &str = "SELECT i.name, i.partition_number, i.title, i.parent,
         i.requested_state, g.software_url, g.release, g.software_type, g.parameters,
-        g.connection
+        g.connection, i.current, g.path, i.request
     FROM instances AS i JOIN generations AS g ON g.instance = i.name AND g.number = i.current";
 
 fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<Instance> {
@@ -178,6 +205,11 @@ fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<Instance> {
         software_type: r.get(7)?,
         parameters: json(8)?,
         connection: json(9)?,
+        current: r.get(10)?,
+        generation: r.get(11)?,
+        request: r
+            .get::<_, Option<String>>(12)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
         name,
     })
 }
@@ -294,6 +326,23 @@ impl Db {
         Ok(())
     }
 
+    /// Records what is requested of `name` (its release, software type, parameters), for
+    /// `instance reconcile` to deploy; `None` forgets a pending request.
+    pub fn set_request(&mut self, name: &str, request: Option<&Request>) -> Result<()> {
+        let text = request.map(|r| serde_json::to_string(r).unwrap_or_default());
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE instances SET request = ?2 WHERE name = ?1",
+                params![name, text],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NotValid(format!("instance `{name}`")));
+        }
+        Ok(())
+    }
+
     /// Replaces the connection parameters of `name`'s current generation (what a node posts
     /// after the instance ran; rendering records them with the generation instead).
     pub fn publish(&mut self, name: &str, connection: &Parameters) -> Result<()> {
@@ -396,6 +445,28 @@ mod tests {
             State::Stopped
         );
         assert!(db.set_requested_state("zz", State::Stopped).is_err());
+        // a request is pending until a newer generation supersedes it
+        let request = Request {
+            software_url: "/s/v2.cfg".into(),
+            software_type: "front".into(),
+            parameters: [("a".to_owned(), "2".to_owned())].into(),
+            base: 1,
+        };
+        db.set_request("e", Some(&request)).expect("request");
+        let e = db.master_instance("e").expect("q").expect("e");
+        assert_eq!((e.current, e.generation.as_str()), (1, "e-instance"));
+        assert_eq!(e.pending(), Some(&request));
+        let superseded = Request { base: 0, ..request };
+        db.set_request("e", Some(&superseded)).expect("request");
+        let e = db.master_instance("e").expect("q").expect("e");
+        assert_eq!(e.request, Some(superseded));
+        assert_eq!(e.pending(), None, "made against another generation");
+        db.set_request("e", None).expect("forget");
+        assert_eq!(
+            db.master_instance("e").expect("q").expect("e").request,
+            None
+        );
+        assert!(db.set_request("zz", None).is_err());
         assert_eq!(
             db.free_partitions(2, &Computer::default(), &[])
                 .expect("free"),
