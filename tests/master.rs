@@ -908,3 +908,98 @@ fn reconcile_deploys_a_requester_with_what_it_requests() {
     let done = reconcile(&r);
     assert_eq!(done["untouched"], 3, "{done}");
 }
+
+/// A host: its `slave-instance-list` rendered as a line per shared instance.
+const HOST: &str = r#"[buildout]
+parts = slaves
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+[slaves]
+recipe = slapos.recipe.template:jinja2
+output = $${buildout:directory}/etc/slaves
+context = key slaves slap-configuration:slave-instance-list
+inline =
+  {% for s in slaves %}{{ s.slave_reference }} {{ s.slap_software_type }} {{ s.url }}
+  {% endfor %}
+"#;
+
+#[test]
+fn a_host_renders_the_shared_instances_it_hosts() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(&env, "host", HOST, "");
+    r.ok(&["instance", "create", "front", "--software", &software]);
+    assert_eq!(read(&r, "front", "etc/slaves").trim(), "");
+    let out = r.ok(&[
+        "instance",
+        "request",
+        "shop-1",
+        "--shared",
+        "--host",
+        "front",
+        "-p",
+        "url=http://shop-1/${x:y}",
+    ]);
+    assert!(out.contains("requested shared shop-1 on front"), "{out}");
+    r.ok(&[
+        "instance",
+        "request",
+        "shop-2",
+        "--shared",
+        "--host",
+        "front",
+        "--software-type",
+        "custom",
+        "-p",
+        "url=http://shop-2",
+    ]);
+    // not a partition, not an instance of its own; its host renders it at reconciliation
+    assert!(!r.partition("shop-1").exists());
+    assert_eq!(generation(&r, "front"), 1);
+    let done = reconcile(&r);
+    assert_eq!(names(&done["upgraded"]), ["front"], "{done}");
+    assert_eq!(done["untouched"], 0, "{done}");
+    // the parameters verbatim (a `${...}` in them is text)
+    assert_eq!(
+        read(&r, "front", "etc/slaves").trim_end(),
+        "shop-1 default http://shop-1/${x:y}\nshop-2 custom http://shop-2"
+    );
+    assert_eq!(reconcile(&r)["untouched"], 1);
+    let list: Value = serde_json::from_str(&r.ok(&["instance", "list", "--json"])).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // a shared instance destroyed leaves its host at the next reconciliation
+    let out = r.ok(&["instance", "destroy", "shop-1"]);
+    assert!(
+        out.contains("destroyed shared shop-1 (hosted by front)"),
+        "{out}"
+    );
+    reconcile(&r);
+    assert_eq!(
+        read(&r, "front", "etc/slaves").trim_end(),
+        "shop-2 custom http://shop-2"
+    );
+    assert_eq!(generation(&r, "front"), 3);
+    // refusals change nothing
+    let bad = |args: &[&str], code: i32| {
+        let out = r.run(args);
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+    };
+    bad(
+        &["instance", "request", "s", "--shared", "--host", "nope"],
+        3,
+    );
+    bad(
+        &[
+            "instance", "request", "front", "--shared", "--host", "front",
+        ],
+        2,
+    );
+    bad(&["instance", "request", "s", "--shared"], 2);
+    bad(&["instance", "request", "s", "--host", "front"], 2);
+    assert_eq!(reconcile(&r)["untouched"], 1);
+    // the host destroyed, what it hosted goes with it
+    r.ok(&["instance", "destroy", "front"]);
+    assert_eq!(r.run(&["instance", "destroy", "shop-2"]).code, 3);
+}

@@ -148,6 +148,8 @@ struct Placement {
     /// Values an earlier render of this operation generated (passwords, ports, ...), not kept
     /// yet: a render again with its children's connections uses them, not new ones.
     generated: BTreeMap<String, String>,
+    /// The shared instances it hosts, as its `slave-instance-list` gives them.
+    shared: Vec<serde_json::Value>,
 }
 
 /// One render of an instance.
@@ -357,6 +359,7 @@ impl Context<'_> {
             children: placement.children.clone(),
             generated: placement.generated.clone(),
             eval: options.clone(),
+            shared: placement.shared.clone(),
         };
         options.slap = Some(std::sync::Arc::new(slap));
         options.text = Some(text);
@@ -493,6 +496,7 @@ impl Context<'_> {
                 published: Parameters::new(),
                 children: BTreeMap::new(),
                 generated: BTreeMap::new(),
+                shared: Vec::new(),
             })
             .collect();
         let rendered: Vec<Rendered> = names
@@ -807,6 +811,11 @@ impl Context<'_> {
             .into_iter()
             .map(|c| (c.title, c.connection))
             .collect();
+        let shared = db
+            .shared_by(name.as_str())?
+            .iter()
+            .map(master::Shared::entry)
+            .collect();
         drop(db);
         Ok(Placement {
             partition: instance.partition,
@@ -821,6 +830,7 @@ impl Context<'_> {
             published: instance.connection,
             children,
             generated: BTreeMap::new(),
+            shared,
         })
     }
 

@@ -107,6 +107,18 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE instances ADD COLUMN request TEXT;
 ",
+    // shared (slave) instances: no partition, no generation; their parameters are given to
+    // the instance hosting them (`slave-instance-list`), gone with it (`db/master.rs`)
+    "
+    CREATE TABLE shared_instances (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        software_type TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX shared_by_host ON shared_instances(host);
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.

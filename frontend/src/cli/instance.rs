@@ -56,6 +56,13 @@ struct RequestArgs {
     /// The software type from now on (default: unchanged).
     #[arg(long = "software-type", alias = "type", value_name = "TYPE")]
     software_type: Option<String>,
+    /// A shared (slave) instance, hosted by `--host`: no partition, its parameters given to its
+    /// host's `slave-instance-list` (as `slapos request --slave`).
+    #[arg(long, requires = "host", conflicts_with = "software")]
+    shared: bool,
+    /// The instance hosting the shared instance.
+    #[arg(long, value_name = "INSTANCE", requires = "shared")]
+    host: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -369,6 +376,28 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                 )
             }
         }
+        InstanceCommand::Request { name: n, request } if request.shared => {
+            let n = name(&n)?;
+            let host = name(request.host.as_deref().unwrap_or_default())?;
+            inspect(&store, &host)?;
+            let params = parameters_of(request.parameter_file.as_deref(), &request.parameters)?;
+            let shared = ctx
+                .request_shared(
+                    &n,
+                    &host,
+                    &params,
+                    checked_type(request.software_type.as_deref())?,
+                )
+                .map_err(fail)?;
+            format!(
+                "requested shared {} on {} (type `{}`, {} parameters): `slapstore instance \
+                 reconcile` renders its host\n",
+                shared.name,
+                shared.host,
+                shared.software_type,
+                shared.parameters.len()
+            )
+        }
         InstanceCommand::Request { name: n, request } => {
             let n = name(&n)?;
             inspect(&store, &n)?;
@@ -641,6 +670,22 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::Stop(which) => super::services::stop(&ctx, &which)?,
         InstanceCommand::Restart(which) => super::services::restart(&ctx, &which)?,
         InstanceCommand::Status { which, json } => super::services::status(&ctx, &which, json)?,
+        InstanceCommand::Destroy { name: n, .. } if shared_instance(&store, &n)? => {
+            let host = store
+                .db()
+                .shared(&n)
+                .map_err(|e| report::store_error(&e))?
+                .map(|s| s.host)
+                .unwrap_or_default();
+            store
+                .db()
+                .remove_shared(&n)
+                .map_err(|e| report::store_error(&e))?;
+            format!(
+                "destroyed shared {n} (hosted by {host}): `slapstore instance reconcile` \
+                 renders its host without it\n"
+            )
+        }
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
             let (_, gens) = inspect(&store, &n)?;
@@ -661,6 +706,14 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
     };
     Ok(super::print(&out))
+}
+
+/// Whether `name` is a shared instance (and no instance with a partition).
+fn shared_instance(store: &Store, name: &str) -> Result<bool, i32> {
+    let db = store.db();
+    let shared = db.shared(name).map_err(|e| report::store_error(&e))?;
+    let instance = db.instance(name).map_err(|e| report::store_error(&e))?;
+    Ok(shared.is_some() && instance.is_none())
 }
 
 /// Prints what a reconciliation did; exit status 1 when an instance could not be reconciled

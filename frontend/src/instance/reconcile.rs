@@ -2,7 +2,9 @@
 //! it asks of every instance, as `slapos node instance` does periodically.
 //!
 //! A request ([`Context::request`]) records a release, software type or parameters asked of an
-//! instance, deploying nothing. A reconciliation makes each instance what the master asks: the
+//! instance, deploying nothing; a shared request ([`Context::request_shared`]) records a
+//! shared (slave) instance, which its host's next reconciliation renders into its
+//! `slave-instance-list`. A reconciliation makes each instance what the master asks: the
 //! release its software gives now (each software evaluated once for all its instances), its
 //! requested software type and parameters, the connection parameters of what it requested,
 //! and its requested state (services started or stopped). An instance none of whose inputs
@@ -19,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rayon::prelude::*;
-use slapstore_store::master::{self, Request, State};
+use slapstore_store::master::{self, Request, Shared, State};
 use slapstore_store::partition::InstanceName;
 use slapstore_store::StorePath;
 
@@ -69,6 +71,7 @@ struct Inputs<'a> {
     state: &'static str,
     published: &'a Parameters,
     children: BTreeMap<&'a str, &'a Parameters>,
+    shared: Vec<serde_json::Value>,
     computer: (&'a str, &'a [String], &'a [String], &'a str),
 }
 
@@ -147,6 +150,49 @@ impl Context<'_> {
         Ok(request)
     }
 
+    /// Records the shared (slave) instance `name` on `host` (as `slapos request --slave`; its
+    /// host moved there if it had another): its software type (else the one asked until now, or
+    /// `default`) and `parameters` over those asked until now. Nothing is deployed: the host's
+    /// next reconciliation gives it in its `slave-instance-list`.
+    pub fn request_shared(
+        &self,
+        name: &InstanceName,
+        host: &InstanceName,
+        parameters: &Parameters,
+        software_type: Option<&str>,
+    ) -> Result<Shared> {
+        let mut db = self.store.db();
+        if db.instance(host.as_str())?.is_none() {
+            return Err(InstanceError::Usage(format!(
+                "no instance `{}`",
+                host.as_str()
+            )));
+        }
+        if db.instance(name.as_str())?.is_some() {
+            return Err(InstanceError::Usage(format!(
+                "`{}` is an instance with a partition, not a shared one",
+                name.as_str()
+            )));
+        }
+        let before = db.shared(name.as_str())?;
+        let mut merged = before
+            .as_ref()
+            .map(|s| s.parameters.clone())
+            .unwrap_or_default();
+        merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let shared = Shared {
+            name: name.as_str().to_owned(),
+            host: host.as_str().to_owned(),
+            software_type: software_type
+                .map(str::to_owned)
+                .or(before.map(|s| s.software_type))
+                .unwrap_or_else(|| master::DEFAULT_SOFTWARE_TYPE.to_owned()),
+            parameters: merged,
+        };
+        db.set_shared(&shared, slapstore_store::build::unix_now())?;
+        Ok(shared)
+    }
+
     /// Makes the instances (`only`, else all) what the local master asks of them (see the
     /// module's documentation); `full` renders each one whatever its fingerprint says.
     pub fn reconcile(&self, only: Option<&[InstanceName]>, full: bool) -> Result<Reconciled> {
@@ -173,7 +219,10 @@ impl Context<'_> {
         let mut touched: std::collections::BTreeSet<String> = Default::default();
         let mut seen = 0;
         for round in 0..MAX_ROUNDS {
-            let all = self.store.db().snapshot(|db| db.master_instances())?;
+            let (all, shared) = self
+                .store
+                .db()
+                .snapshot(|db| Ok((db.master_instances()?, db.all_shared()?)))?;
             let wanted = self.wanted(&all, only, &mut done, round == 0)?;
             seen = wanted.len();
             // the software of each release URL, evaluated once
@@ -219,6 +268,11 @@ impl Context<'_> {
                         .get(w.instance.name.as_str())
                         .cloned()
                         .unwrap_or_default(),
+                    shared: shared
+                        .iter()
+                        .filter(|s| s.host == w.instance.name)
+                        .map(Shared::entry)
+                        .collect(),
                     computer: (
                         &self.computer.id,
                         &self.computer.ipv4,

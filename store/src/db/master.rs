@@ -12,6 +12,9 @@
 //! - A **request** ([`Request`]): a release, software type or parameters asked of an instance
 //!   that no generation deploys yet (what a SlapOS master holds between `slapos request` and
 //!   the node's next pass), made against its current generation.
+//! - **Shared (slave) instances** ([`Shared`]): no partition and no generation of their own;
+//!   the instance hosting them is given each one's title, software type and parameters in its
+//!   `slave-instance-list`, as SlapOS's master gives them (`slapos request --slave`).
 //!
 //! Release, software type, parameters and connection parameters belong to the instance's
 //! generation (so a rollback restores them all, and a generation's published parameters are
@@ -153,6 +156,47 @@ pub struct Request {
     /// since), the request is superseded.
     pub base: i64,
 }
+
+/// A shared (slave) instance: hosted by an instance, to which its parameters are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    pub name: String,
+    pub host: String,
+    pub software_type: String,
+    pub parameters: Parameters,
+}
+
+impl Shared {
+    /// Its entry in its host's `slave_instance_list`, as slapproxy makes it: its parameters,
+    /// with `slave_title`, `slave_reference` (both its name) and `slap_software_type`.
+    pub fn entry(&self) -> serde_json::Value {
+        let mut map: serde_json::Map<String, serde_json::Value> = self
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        for (key, value) in [
+            ("slave_title", &self.name),
+            ("slave_reference", &self.name),
+            ("slap_software_type", &self.software_type),
+        ] {
+            map.insert(key.to_owned(), serde_json::Value::String(value.clone()));
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+fn shared_row(r: &rusqlite::Row) -> rusqlite::Result<Shared> {
+    let parameters: String = r.get(3)?;
+    Ok(Shared {
+        name: r.get(0)?,
+        host: r.get(1)?,
+        software_type: r.get(2)?,
+        parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+    })
+}
+
+const SHARED_SELECT: &str = "SELECT name, host, software_type, parameters FROM shared_instances";
 
 /// Why no partition could be allocated.
 pub(super) enum Allocation {
@@ -343,6 +387,64 @@ impl Db {
         Ok(())
     }
 
+    /// Records (or replaces) the shared instance `shared.name`, hosted by `shared.host`; an
+    /// error when an instance (not shared) has that name or the host does not exist.
+    pub fn set_shared(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        if self.instance(&shared.name)?.is_some() {
+            return Err(StoreError::InstanceExists(shared.name.clone()));
+        }
+        if self.instance(&shared.host)?.is_none() {
+            return Err(StoreError::NotValid(format!("instance `{}`", shared.host)));
+        }
+        let parameters = serde_json::to_string(&shared.parameters).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO shared_instances (name, host, software_type, parameters, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET
+                 host = ?2, software_type = ?3, parameters = ?4",
+                params![
+                    shared.name,
+                    shared.host,
+                    shared.software_type,
+                    parameters,
+                    now
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The shared instance `name`, if any.
+    pub fn shared(&self, name: &str) -> Result<Option<Shared>> {
+        self.conn
+            .prepare_cached(&format!("{SHARED_SELECT} WHERE name = ?1"))
+            .and_then(|mut s| s.query_row([name], shared_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The shared instances `host` hosts, by name.
+    pub fn shared_by(&self, host: &str) -> Result<Vec<Shared>> {
+        self.rows(
+            &format!("{SHARED_SELECT} WHERE host = ?1 ORDER BY name"),
+            [host],
+            shared_row,
+        )
+    }
+
+    /// Every shared instance, by name.
+    pub fn all_shared(&self) -> Result<Vec<Shared>> {
+        self.rows(&format!("{SHARED_SELECT} ORDER BY name"), [], shared_row)
+    }
+
+    /// Forgets the shared instance `name`; whether there was one.
+    pub fn remove_shared(&mut self, name: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute("DELETE FROM shared_instances WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        Ok(changed > 0)
+    }
+
     /// Replaces the connection parameters of `name`'s current generation (what a node posts
     /// after the instance ran; rendering records them with the generation instead).
     pub fn publish(&mut self, name: &str, connection: &Parameters) -> Result<()> {
@@ -478,5 +580,41 @@ mod tests {
             [4, 5]
         );
         assert!(db.free_partitions(2, &computer, &[]).is_err());
+        // shared instances: hosted, not partitions, gone with their host
+        let shared = Shared {
+            name: "s1".into(),
+            host: "e".into(),
+            software_type: "custom".into(),
+            parameters: [("url".to_owned(), "http://s1".to_owned())].into(),
+        };
+        db.set_shared(&shared, 0).expect("shared");
+        assert_eq!(db.shared_by("e").expect("q"), std::slice::from_ref(&shared));
+        assert_eq!(
+            shared.entry(),
+            serde_json::json!({"url": "http://s1", "slave_title": "s1",
+                               "slave_reference": "s1", "slap_software_type": "custom"})
+        );
+        let moved = Shared {
+            host: "a".into(),
+            ..shared.clone()
+        };
+        db.set_shared(&moved, 0).expect("replaced");
+        assert_eq!(db.shared("s1").expect("q"), Some(moved));
+        assert!(db.shared_by("e").expect("q").is_empty());
+        let clash = Shared {
+            name: "e".into(),
+            ..shared.clone()
+        };
+        assert!(db.set_shared(&clash, 0).is_err(), "an instance's name");
+        let orphan = Shared {
+            host: "zz".into(),
+            ..shared.clone()
+        };
+        assert!(db.set_shared(&orphan, 0).is_err(), "no such host");
+        db.delete_instance("a").expect("delete");
+        assert_eq!(db.all_shared().expect("q"), []);
+        db.set_shared(&shared, 0).expect("shared");
+        assert!(db.remove_shared("s1").expect("remove"));
+        assert!(!db.remove_shared("s1").expect("remove"));
     }
 }
