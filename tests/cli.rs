@@ -796,6 +796,12 @@ fn every_documented_json_output_has_its_documented_keys() {
         &server,
     ]);
     runs.push(("cache pull", vec![pull]));
+    // requested stopped, its service is not started by the reconciliation (no supervisord)
+    r.ok(&["instance", "stop", "svc"]);
+    runs.push((
+        "instance reconcile",
+        vec![json(&["instance", "reconcile", "--json"])],
+    ));
     let schemas = documented_schemas();
     let ran: std::collections::BTreeSet<&str> = runs.iter().map(|(n, _)| *n).collect();
     let documented: std::collections::BTreeSet<&str> = schemas.keys().map(String::as_str).collect();

@@ -752,3 +752,254 @@ backend = dynamic-backend:output
     assert!(out.starts_with("unchanged"), "{out}");
     assert_eq!(show(&r, "app")["connection"]["mine"], mine.as_str());
 }
+
+fn reconcile(r: &Root) -> Value {
+    serde_json::from_str(&r.ok(&["instance", "reconcile", "--json"])).expect("json")
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v["name"].as_str().or(v.as_str()).expect("name"))
+        .collect()
+}
+
+fn generation(r: &Root, name: &str) -> i64 {
+    show(r, name)["current"]["number"].as_i64().expect("number")
+}
+
+#[test]
+fn reconcile_deploys_only_what_was_requested_or_changed() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // the demo's software, copied so that the test can change it
+    let demo = std::fs::read_to_string(crate::common::demo("software.cfg")).expect("demo");
+    let software = env.write("sw/software.cfg", &demo);
+    let software = software.to_string_lossy().into_owned();
+    r.ok(&[
+        "instance",
+        "create",
+        "web-1",
+        "web-2",
+        "web-3",
+        "--software",
+        &software,
+        "-p",
+        "greeting=Hi",
+    ]);
+    let current = |n: &str| std::fs::read_link(r.partition(n).join("current")).expect("link");
+    let links: Vec<_> = ["web-1", "web-2", "web-3"].map(current).into();
+    // the first reconciliation renders each (nothing remembered yet): all as they are
+    let done = reconcile(&r);
+    assert_eq!(done["upgraded"], serde_json::json!([]), "{done}");
+    assert_eq!(names(&done["unchanged"]).len(), 3, "{done}");
+    // then nothing is even rendered, and the partitions are not touched
+    let done = reconcile(&r);
+    assert_eq!(done["untouched"], 3, "{done}");
+    assert_eq!(done["unchanged"], serde_json::json!([]), "{done}");
+    assert_eq!(links, ["web-1", "web-2", "web-3"].map(current));
+
+    // a request deploys nothing by itself ...
+    let out = r.ok(&["instance", "request", "web-2", "-p", "greeting=Hola"]);
+    assert!(out.contains("requested web-2"), "{out}");
+    assert_eq!(generation(&r, "web-2"), 1);
+    // ... reconcile deploys it, and only it
+    let done = reconcile(&r);
+    assert_eq!(
+        done["upgraded"],
+        serde_json::json!([{"name": "web-2", "generation": 2}]),
+        "{done}"
+    );
+    assert_eq!(done["untouched"], 2, "{done}");
+    assert_eq!((generation(&r, "web-1"), generation(&r, "web-3")), (1, 1));
+    assert_eq!(
+        show(&r, "web-2")["current"]["parameters"],
+        serde_json::json!({"greeting": "Hola"})
+    );
+    assert!(r.serve("web-2").starts_with("web-2: Hola on port 8080"));
+    assert_eq!(reconcile(&r)["untouched"], 3);
+
+    // the software changed: one evaluation, every instance of it upgraded
+    std::fs::write(&software, demo.replace("version = 1.0", "version = 1.1")).expect("edit");
+    let done = reconcile(&r);
+    assert_eq!(
+        names(&done["upgraded"]),
+        ["web-1", "web-2", "web-3"],
+        "{done}"
+    );
+    assert!(r.serve("web-3").contains("(server 1.1)"));
+    // a broken software fails its instances, naming them, and changes nothing
+    std::fs::write(&software, "[buildout]\nparts = nope\n").expect("break");
+    let out = r.run(&["instance", "reconcile"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`web-1` could not be reconciled"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(generation(&r, "web-1"), 2);
+    std::fs::write(&software, demo.replace("version = 1.0", "version = 1.1")).expect("fix");
+    // what failed is rendered again, and was as it is
+    let done = reconcile(&r);
+    assert_eq!(names(&done["unchanged"]).len(), 3, "{done}");
+    assert_eq!(reconcile(&r)["untouched"], 3);
+
+    // a request that an upgrade made since supersedes is dropped, not deployed
+    r.ok(&["instance", "request", "web-1", "-p", "greeting=Stale"]);
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "web-1",
+        "--software",
+        &software,
+        "-p",
+        "port=9001",
+    ]);
+    let done = reconcile(&r);
+    assert_eq!(done["superseded"], serde_json::json!(["web-1"]), "{done}");
+    assert_eq!(done["upgraded"], serde_json::json!([]), "{done}");
+    assert!(r.serve("web-1").starts_with("web-1: Hi on port 9001"));
+    // a new release by request
+    r.ok(&[
+        "instance",
+        "request",
+        "web-3",
+        "--software",
+        &crate::common::demo("software-v2.cfg"),
+    ]);
+    let done = reconcile(&r);
+    assert_eq!(names(&done["upgraded"]), ["web-3"], "{done}");
+    assert!(r.serve("web-3").contains("(server 2.0)"));
+
+    // refusals change nothing
+    let out = r.run(&[
+        "instance",
+        "request",
+        "web-1",
+        "--software",
+        "/nope/software.cfg",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("/nope/software.cfg"), "{}", out.stderr);
+    assert_eq!(r.run(&["instance", "reconcile", "nope"]).code, 3);
+    assert_eq!(r.run(&["instance", "request", "nope", "-p", "a=b"]).code, 3);
+    assert_eq!(reconcile(&r)["untouched"], 3);
+}
+
+#[test]
+fn reconcile_deploys_a_requester_with_what_it_requests() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = typed_release(&env);
+    r.ok(&["instance", "create", "root", "--software", &software]);
+    assert_eq!(names(&reconcile(&r)["unchanged"]).len(), 3);
+    r.ok(&["instance", "request", "root", "-p", "greeting=salut"]);
+    let done = reconcile(&r);
+    assert_eq!(names(&done["upgraded"]), ["root"], "{done}");
+    assert_eq!(
+        read(&r, "root.Front-End", "etc/page"),
+        "front salut for root"
+    );
+    assert_eq!(
+        show(&r, "root")["connection"]["front-url"],
+        "http://front/salut"
+    );
+    let done = reconcile(&r);
+    assert_eq!(done["untouched"], 3, "{done}");
+}
+
+/// A host: its `slave-instance-list` rendered as a line per shared instance.
+const HOST: &str = r#"[buildout]
+parts = slaves
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+[slaves]
+recipe = slapos.recipe.template:jinja2
+output = $${buildout:directory}/etc/slaves
+context = key slaves slap-configuration:slave-instance-list
+inline =
+  {% for s in slaves %}{{ s.slave_reference }} {{ s.slap_software_type }} {{ s.url }}
+  {% endfor %}
+"#;
+
+#[test]
+fn a_host_renders_the_shared_instances_it_hosts() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(&env, "host", HOST, "");
+    r.ok(&["instance", "create", "front", "--software", &software]);
+    assert_eq!(read(&r, "front", "etc/slaves").trim(), "");
+    let out = r.ok(&[
+        "instance",
+        "request",
+        "shop-1",
+        "--shared",
+        "--host",
+        "front",
+        "-p",
+        "url=http://shop-1/${x:y}",
+    ]);
+    assert!(out.contains("requested shared shop-1 on front"), "{out}");
+    r.ok(&[
+        "instance",
+        "request",
+        "shop-2",
+        "--shared",
+        "--host",
+        "front",
+        "--software-type",
+        "custom",
+        "-p",
+        "url=http://shop-2",
+    ]);
+    // not a partition, not an instance of its own; its host renders it at reconciliation
+    assert!(!r.partition("shop-1").exists());
+    assert_eq!(generation(&r, "front"), 1);
+    let done = reconcile(&r);
+    assert_eq!(names(&done["upgraded"]), ["front"], "{done}");
+    assert_eq!(done["untouched"], 0, "{done}");
+    // the parameters verbatim (a `${...}` in them is text)
+    assert_eq!(
+        read(&r, "front", "etc/slaves").trim_end(),
+        "shop-1 default http://shop-1/${x:y}\nshop-2 custom http://shop-2"
+    );
+    assert_eq!(reconcile(&r)["untouched"], 1);
+    let list: Value = serde_json::from_str(&r.ok(&["instance", "list", "--json"])).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // a shared instance destroyed leaves its host at the next reconciliation
+    let out = r.ok(&["instance", "destroy", "shop-1"]);
+    assert!(
+        out.contains("destroyed shared shop-1 (hosted by front)"),
+        "{out}"
+    );
+    reconcile(&r);
+    assert_eq!(
+        read(&r, "front", "etc/slaves").trim_end(),
+        "shop-2 custom http://shop-2"
+    );
+    assert_eq!(generation(&r, "front"), 3);
+    // refusals change nothing
+    let bad = |args: &[&str], code: i32| {
+        let out = r.run(args);
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+    };
+    bad(
+        &["instance", "request", "s", "--shared", "--host", "nope"],
+        3,
+    );
+    bad(
+        &[
+            "instance", "request", "front", "--shared", "--host", "front",
+        ],
+        2,
+    );
+    bad(&["instance", "request", "s", "--shared"], 2);
+    bad(&["instance", "request", "s", "--host", "front"], 2);
+    assert_eq!(reconcile(&r)["untouched"], 1);
+    // the host destroyed, what it hosted goes with it
+    r.ok(&["instance", "destroy", "front"]);
+    assert_eq!(r.run(&["instance", "destroy", "shop-2"]).code, 3);
+}

@@ -219,3 +219,77 @@ fn services_start_restart_on_change_and_stop() {
     assert!(out.stderr.contains("nope"));
     assert_eq!(r.run(&["instance", "start"]).code, 2, "a name or --all");
 }
+
+fn requested_state(r: &Root, name: &str) -> String {
+    let v: Value =
+        serde_json::from_str(&r.ok(&["instance", "show", name, "--json"])).expect("json");
+    v["requested_state"].as_str().expect("state").to_owned()
+}
+
+#[test]
+fn reconcile_keeps_the_requested_state_of_services() {
+    if !have(
+        "reconcile_keeps_the_requested_state_of_services",
+        &["supervisord", "python3"],
+    ) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    let software = env
+        .write("p/software.cfg", SOFTWARE)
+        .to_string_lossy()
+        .into_owned();
+    let port = free_port();
+    r.ok(&[
+        "instance",
+        "create",
+        "web",
+        "--software",
+        &software,
+        "-p",
+        &format!("port={port}"),
+    ]);
+    // created, the instance is requested started: reconcile starts its services
+    assert_eq!(requested_state(&r, "web"), "started");
+    let out = r.ok(&["instance", "reconcile"]);
+    assert!(out.contains("started web (2 services)"), "{out}");
+    page(port, "Hello from web");
+    let server = state(&r, "web", "web-server", "RUNNING").expect("pid");
+    // stopped, it is recorded so: reconcile leaves it stopped
+    r.ok(&["instance", "stop", "web"]);
+    assert_eq!(requested_state(&r, "web"), "stopped");
+    let out = r.ok(&["instance", "reconcile"]);
+    assert!(!out.contains("started"), "{out}");
+    assert_eq!(state(&r, "web", "web-server", "STOPPED"), None);
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // started again, it stays running across reconciliations, and a requested change that
+    // leaves its wrapper as it was does not restart it
+    r.ok(&["instance", "start", "web"]);
+    assert_eq!(requested_state(&r, "web"), "started");
+    let server = {
+        let pid = state(&r, "web", "web-server", "RUNNING").expect("pid");
+        assert_ne!(pid, server);
+        pid
+    };
+    r.ok(&["instance", "reconcile"]);
+    assert_eq!(state(&r, "web", "web-server", "RUNNING"), Some(server));
+    r.ok(&["instance", "request", "web", "-p", "greeting=Bonjour"]);
+    let out = r.ok(&["instance", "reconcile"]);
+    assert!(out.contains("upgraded web to generation 2"), "{out}");
+    page(port, "Bonjour from web");
+    assert_eq!(state(&r, "web", "web-server", "RUNNING"), Some(server));
+    // destroyed, its services are gone with it
+    r.ok(&["instance", "destroy", "web"]);
+    assert!(!r.root.join("var/supervisor/programs/web.conf").exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "destroy left the service running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r.ok(&["instance", "reconcile"]);
+}

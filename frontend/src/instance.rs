@@ -34,6 +34,8 @@ use crate::source::Sources;
 
 mod dry_run;
 pub use dry_run::DryRun;
+mod reconcile;
+pub use reconcile::Reconciled;
 
 /// Why an instance operation failed. Nothing was changed.
 #[derive(Debug)]
@@ -157,6 +159,8 @@ struct Placement {
     /// Values an earlier render of this operation generated (passwords, ports, ...), not kept
     /// yet: a render again with its children's connections uses them, not new ones.
     generated: BTreeMap<String, String>,
+    /// The shared instances it hosts, as its `slave-instance-list` gives them.
+    shared: Vec<serde_json::Value>,
 }
 
 /// One render of an instance.
@@ -398,6 +402,7 @@ impl Context<'_> {
             children: placement.children.clone(),
             generated: placement.generated.clone(),
             eval: options.clone(),
+            shared: placement.shared.clone(),
         };
         options.slap = Some(std::sync::Arc::new(slap));
         options.text = Some(text);
@@ -543,6 +548,7 @@ impl Context<'_> {
                 published: Parameters::new(),
                 children: BTreeMap::new(),
                 generated: BTreeMap::new(),
+                shared: Vec::new(),
             })
             .collect();
         let rendered: Vec<Rendered> = names
@@ -742,7 +748,16 @@ impl Context<'_> {
         parameters: &Parameters,
         software_type: Option<&str>,
     ) -> Result<Upgrade> {
-        self.upgrade_with(name, software, parameters, software_type, true, &[], None)
+        self.upgrade_with(
+            name,
+            software,
+            parameters,
+            software_type,
+            true,
+            &[],
+            None,
+            None,
+        )
     }
 
     /// [`Context::upgrade`] with `parameters` replacing the current ones and under the
@@ -763,12 +778,14 @@ impl Context<'_> {
             false,
             &[],
             Some(titles),
+            None,
         )
     }
 
     /// [`Context::upgrade`]; the parameters replace the current ones unless `merge` (a
     /// request gives them all, as SlapOS's does); `reserved` and `titles` as for
-    /// `create_requested`.
+    /// `create_requested`; `release`: the release `software` gives, when the caller has it
+    /// already (one evaluation of the software for many instances, `instance reconcile`).
     #[allow(clippy::too_many_arguments)]
     fn upgrade_with(
         &self,
@@ -779,6 +796,7 @@ impl Context<'_> {
         merge: bool,
         reserved: &[i64],
         titles: Option<&Titles>,
+        release: Option<&StorePath>,
     ) -> Result<Upgrade> {
         let _lock = self.store.lock(&format!("instance-{}", name.as_str()))?;
         let (current, generations) = self.current(name)?;
@@ -789,7 +807,10 @@ impl Context<'_> {
         };
         merged.extend(parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
         let software_type = software_type.unwrap_or(&current.software_type).to_owned();
-        let release = self.release(software)?;
+        let release = match release {
+            Some(r) => r.clone(),
+            None => self.release(software)?,
+        };
         let software_url = self.software_url(software);
         let mut placement = self.placement(name, &software_type, &software_url)?;
         if let Some(t) = titles {
@@ -866,6 +887,11 @@ impl Context<'_> {
             .into_iter()
             .map(|c| (c.title, c.connection))
             .collect();
+        let shared = db
+            .shared_by(name.as_str())?
+            .iter()
+            .map(master::Shared::entry)
+            .collect();
         drop(db);
         Ok(Placement {
             partition: instance.partition,
@@ -880,6 +906,7 @@ impl Context<'_> {
             published: instance.connection,
             children,
             generated: BTreeMap::new(),
+            shared,
         })
     }
 
@@ -979,6 +1006,7 @@ impl Context<'_> {
                     Some(&request.software_type),
                     false,
                     reserved,
+                    None,
                     None,
                 )?;
             } else {

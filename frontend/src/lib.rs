@@ -13,6 +13,7 @@ pub mod derive;
 pub mod error;
 pub mod evaluate;
 pub mod extends;
+pub mod fingerprint;
 pub mod instance;
 pub mod load;
 pub mod lock;

@@ -37,6 +37,14 @@ pub struct Status {
     pub pid: Option<u32>,
 }
 
+/// An instance whose services are to run: its name, partition and user (when it has its own).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub instance: String,
+    pub partition: PathBuf,
+    pub user: Option<String>,
+}
+
 /// The supervisord of a store root.
 pub struct Supervisor {
     dir: PathBuf,
@@ -73,10 +81,37 @@ impl Supervisor {
         partition: &Path,
         user: Option<&str>,
     ) -> Result<Vec<Service>> {
-        let services = self.configure(instance, partition, user)?;
-        self.ensure_running()?;
-        self.ctl(&["update"])?;
+        let services = services(instance, partition)?;
+        self.write_programs(instance, &services, user)?;
+        self.apply_programs()?;
         Ok(services)
+    }
+
+    /// [`Supervisor::start`] and [`Supervisor::stop`] of many instances at once: their program
+    /// files written or removed, then one `supervisorctl update` (supervisord started when an
+    /// instance is to run, shut down when none is left). The services of each started one.
+    pub fn apply(&self, start: &[Target], stop: &[&str]) -> Result<Vec<Vec<Service>>> {
+        let mut started = Vec::with_capacity(start.len());
+        for t in start {
+            started.push(self.configure(&t.instance, &t.partition, t.user.as_deref())?);
+        }
+        let mut removed = false;
+        for instance in stop {
+            removed |= self.unconfigure(instance)?;
+        }
+        let programs = self.dir.join("programs");
+        let empty = std::fs::read_dir(&programs)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if !start.is_empty() {
+            self.apply_programs()?;
+        } else if removed && self.is_up() {
+            self.ctl(&["update"])?;
+            if empty {
+                self.ctl(&["shutdown"])?;
+            }
+        }
+        Ok(started)
     }
 
     /// Writes the entries of the instance's services (run as `user`, when it has one) without
@@ -93,28 +128,26 @@ impl Supervisor {
     }
 
     /// Removes the entries of the instance's services without telling supervisord
-    /// ([`Supervisor::update`] does).
-    pub fn unconfigure(&self, instance: &str) -> Result<()> {
+    /// ([`Supervisor::update`] does); whether there were any.
+    pub fn unconfigure(&self, instance: &str) -> Result<bool> {
         let file = self.program_file(instance);
         match std::fs::remove_file(&file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("cannot remove `{}`: {e}", file.display()))
-            }
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("cannot remove `{}`: {e}", file.display())),
         }
     }
 
-    /// Makes supervisord run what the entries say, in one `supervisorctl update`: started
-    /// when some instance is configured, programs added, changed or removed restarted or
-    /// stopped, shut down when no entry is left.
+    /// Makes supervisord run what the entries say, in one `supervisorctl update` (or its
+    /// start, which reads them all): programs added, changed or removed started, restarted
+    /// or stopped; shut down when no entry is left.
     pub fn update(&self) -> Result<()> {
         let programs = self.dir.join("programs");
         let empty = std::fs::read_dir(&programs)
             .map(|mut d| d.next().is_none())
             .unwrap_or(true);
         if !empty {
-            self.ensure_running()?;
-            return self.ctl(&["update"]);
+            return self.apply_programs();
         }
         if self.is_up() {
             self.ctl(&["update"])?;
@@ -288,11 +321,22 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Whether supervisord listens on the socket (a connection, not a `supervisorctl` run: a
-    /// Python start saved each time; a socket file left by a supervisord that died refuses it).
+    /// Whether supervisord listens on its socket (a connection accepted; no `supervisorctl`,
+    /// whose Python start costs more than the rest of a command).
     fn is_up(&self) -> bool {
         self.config().is_file()
             && std::os::unix::net::UnixStream::connect(self.dir.join("supervisor.sock")).is_ok()
+    }
+
+    /// Makes supervisord run what the program files say: `supervisorctl update` when it runs
+    /// (the programs whose entry changed restarted), else supervisord started, which reads
+    /// them all and starts them itself (an `update` of 100 new programs takes seconds).
+    fn apply_programs(&self) -> Result<()> {
+        if self.is_up() {
+            self.ctl(&["update"])
+        } else {
+            self.ensure_running()
+        }
     }
 
     fn ensure_running(&self) -> Result<()> {

@@ -102,6 +102,23 @@ const MIGRATIONS: &[&str] = &[
         gid INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // a change requested of an instance that no generation deploys yet (`instance request`,
+    // deployed by `instance reconcile`; `db/master.rs`), NULL when there is none
+    "
+    ALTER TABLE instances ADD COLUMN request TEXT;
+",
+    // shared (slave) instances: no partition, no generation; their parameters are given to
+    // the instance hosting them (`slave-instance-list`), gone with it (`db/master.rs`)
+    "
+    CREATE TABLE shared_instances (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+        software_type TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX shared_by_host ON shared_instances(host);
+",
 ];
 
 /// The reference graph as stored: paths `(id, name, size)` and references `(referrer, reference)`.

@@ -44,6 +44,30 @@ struct SoftwareArgs {
     allow_unpinned: bool,
 }
 
+/// What `instance request` asks of an instance.
+#[derive(Args, Debug)]
+struct RequestArgs {
+    /// The software from now on: a profile or a release's store path (default: unchanged).
+    #[arg(long, value_name = "PROFILE|RELEASE")]
+    software: Option<String>,
+    /// A parameter, over those asked until now (and over `--parameters`).
+    #[arg(short = 'p', long = "parameter", value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// A file of parameters (JSON object or SlapOS's XML), as for `create`.
+    #[arg(long = "parameters", value_name = "FILE")]
+    parameter_file: Option<std::path::PathBuf>,
+    /// The software type from now on (default: unchanged).
+    #[arg(long = "software-type", alias = "type", value_name = "TYPE")]
+    software_type: Option<String>,
+    /// A shared (slave) instance, hosted by `--host`: no partition, its parameters given to its
+    /// host's `slave-instance-list` (as `slapos request --slave`).
+    #[arg(long, requires = "host", conflicts_with = "software")]
+    shared: bool,
+    /// The instance hosting the shared instance.
+    #[arg(long, value_name = "INSTANCE", requires = "shared")]
+    host: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum InstanceCommand {
     /// Create instances (a new partition each, generation 1).
@@ -68,6 +92,28 @@ enum InstanceCommand {
         /// Say what would change (release, parts to build, parameters); change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Record a change of an instance's software, software type or parameters in the local
+    /// master (as `slapos request`), deploying nothing: `instance reconcile` deploys it.
+    Request {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        request: RequestArgs,
+    },
+    /// Make every instance (or those named) what the local master asks: its software's
+    /// release now, its requested parameters, its requested state (services started or
+    /// stopped); an instance nothing of which changed is not even rendered.
+    Reconcile {
+        /// The instances' names (default: all).
+        names: Vec<String>,
+        /// Render every instance, whatever changed or not since the last reconciliation.
+        #[arg(long)]
+        full: bool,
+        /// Print `{"upgraded", "unchanged", "untouched", "started", "stopped", "superseded",
+        /// "failed"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Compare two generations: parts added, removed or changed in their closures, and
     /// parameters.
@@ -160,11 +206,15 @@ pub(super) fn name(text: &str) -> Result<InstanceName, i32> {
 
 /// The parameters of `--parameters FILE`, then the `-p` ones over them.
 fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
-    let mut out = match &args.parameter_file {
+    parameters_of(args.parameter_file.as_deref(), &args.parameters)
+}
+
+fn parameters_of(file: Option<&std::path::Path>, list: &[String]) -> Result<Parameters, i32> {
+    let mut out = match file {
         Some(file) => crate::parameters::read(file).map_err(|m| report::usage(&m))?,
         None => BTreeMap::new(),
     };
-    for p in &args.parameters {
+    for p in list {
         let Some((k, v)) = p.split_once('=') else {
             return Err(report::usage(&format!("parameter `{p}` is not KEY=VALUE")));
         };
@@ -178,7 +228,11 @@ fn parameters(args: &SoftwareArgs) -> Result<Parameters, i32> {
 
 /// `--software-type`, checked: one line of printable text.
 fn software_type(args: &SoftwareArgs) -> Result<Option<&str>, i32> {
-    match args.software_type.as_deref() {
+    checked_type(args.software_type.as_deref())
+}
+
+fn checked_type(given: Option<&str>) -> Result<Option<&str>, i32> {
+    match given {
         Some(t) if t.trim().is_empty() || t.chars().any(char::is_control) => Err(report::usage(
             &format!("`--software-type {t:?}`: a software type is one word of printable text"),
         )),
@@ -205,7 +259,9 @@ pub fn run(store_args: &StoreArgs, args: InstanceArgs) -> i32 {
     // stop `build`'s (`interrupts.rs`)
     let builds = matches!(
         args.command,
-        InstanceCommand::Create { .. } | InstanceCommand::Upgrade { .. }
+        InstanceCommand::Create { .. }
+            | InstanceCommand::Upgrade { .. }
+            | InstanceCommand::Reconcile { .. }
     );
     let interrupts = if builds {
         match super::interrupts::Interrupts::start() {
@@ -346,6 +402,61 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
                     full(&row.release)
                 )
             }
+        }
+        InstanceCommand::Request { name: n, request } if request.shared => {
+            let n = name(&n)?;
+            let host = name(request.host.as_deref().unwrap_or_default())?;
+            inspect(&store, &host)?;
+            let params = parameters_of(request.parameter_file.as_deref(), &request.parameters)?;
+            let shared = ctx
+                .request_shared(
+                    &n,
+                    &host,
+                    &params,
+                    checked_type(request.software_type.as_deref())?,
+                )
+                .map_err(fail)?;
+            format!(
+                "requested shared {} on {} (type `{}`, {} parameters): `slapstore instance \
+                 reconcile` renders its host\n",
+                shared.name,
+                shared.host,
+                shared.software_type,
+                shared.parameters.len()
+            )
+        }
+        InstanceCommand::Request { name: n, request } => {
+            let n = name(&n)?;
+            inspect(&store, &n)?;
+            let params = parameters_of(request.parameter_file.as_deref(), &request.parameters)?;
+            let asked = ctx
+                .request(
+                    &n,
+                    request.software.as_deref(),
+                    &params,
+                    checked_type(request.software_type.as_deref())?,
+                )
+                .map_err(fail)?;
+            format!(
+                "requested {} (software `{}`, type `{}`, {} parameters): `slapstore instance \
+                 reconcile` deploys it\n",
+                n.as_str(),
+                asked.software_url,
+                asked.software_type,
+                asked.parameters.len()
+            )
+        }
+        InstanceCommand::Reconcile { names, full, json } => {
+            let names = names
+                .iter()
+                .map(|n| name(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            for n in &names {
+                inspect(&store, n)?;
+            }
+            let only = (!names.is_empty()).then_some(names.as_slice());
+            let done = ctx.reconcile(only, full).map_err(fail)?;
+            return Ok(reconciled(done, json));
         }
         InstanceCommand::Diff {
             name: n,
@@ -586,6 +697,22 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         InstanceCommand::Stop(which) => super::services::stop(&ctx, &which)?,
         InstanceCommand::Restart(which) => super::services::restart(&ctx, &which)?,
         InstanceCommand::Status { which, json } => super::services::status(&ctx, &which, json)?,
+        InstanceCommand::Destroy { name: n, .. } if shared_instance(&store, &n)? => {
+            let host = store
+                .db()
+                .shared(&n)
+                .map_err(|e| report::store_error(&e))?
+                .map(|s| s.host)
+                .unwrap_or_default();
+            store
+                .db()
+                .remove_shared(&n)
+                .map_err(|e| report::store_error(&e))?;
+            format!(
+                "destroyed shared {n} (hosted by {host}): `slapstore instance reconcile` \
+                 renders its host without it\n"
+            )
+        }
         InstanceCommand::Destroy { name: n, keep_data } => {
             let n = name(&n)?;
             let (_, gens) = inspect(&store, &n)?;
@@ -606,6 +733,75 @@ fn run_inner(store_args: &StoreArgs, args: InstanceArgs) -> Result<i32, i32> {
         }
     };
     Ok(super::print(&out))
+}
+
+/// Whether `name` is a shared instance (and no instance with a partition).
+fn shared_instance(store: &Store, name: &str) -> Result<bool, i32> {
+    let db = store.db();
+    let shared = db.shared(name).map_err(|e| report::store_error(&e))?;
+    let instance = db.instance(name).map_err(|e| report::store_error(&e))?;
+    Ok(shared.is_some() && instance.is_none())
+}
+
+/// Prints what a reconciliation did; exit status 1 when an instance could not be reconciled
+/// (each reported).
+fn reconciled(done: crate::instance::Reconciled, json: bool) -> i32 {
+    let failed = !done.failed.is_empty();
+    let out = if json {
+        let value = serde_json::json!({
+            "upgraded": done.upgraded.iter().map(|(n, g)| serde_json::json!({"name": n, "generation": g})).collect::<Vec<_>>(),
+            "unchanged": done.unchanged,
+            "untouched": done.untouched,
+            "started": done.started.iter().map(|(n, s)| serde_json::json!({"name": n, "services": s})).collect::<Vec<_>>(),
+            "stopped": done.stopped,
+            "superseded": done.superseded,
+            "failed": done.failed.iter().map(|(n, e)| serde_json::json!({"name": n, "error": crate::node::pass::describe(e)})).collect::<Vec<_>>(),
+        });
+        format!("{value:#}\n")
+    } else {
+        let mut out = String::new();
+        for n in &done.superseded {
+            out.push_str(&format!(
+                "dropped the request of {n}: a generation made since superseded it\n"
+            ));
+        }
+        for (n, g) in &done.upgraded {
+            out.push_str(&format!("upgraded {n} to generation {g}\n"));
+        }
+        for (n, s) in &done.started {
+            out.push_str(&format!("started {n} ({s} services)\n"));
+        }
+        for n in &done.stopped {
+            out.push_str(&format!("stopped {n}\n"));
+        }
+        out.push_str(&format!(
+            "reconciled {} instances: {} upgraded, {} unchanged ({} not rendered: nothing they \
+             depend on changed){}\n",
+            done.upgraded.len() + done.unchanged.len() + done.untouched + done.failed.len(),
+            done.upgraded.len(),
+            done.unchanged.len() + done.untouched,
+            done.untouched,
+            match done.failed.len() {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            }
+        ));
+        out
+    };
+    let code = super::print(&out);
+    if !failed {
+        return code;
+    }
+    for (n, e) in done.failed {
+        report::error_line(
+            &format!(
+                "`{n}` could not be reconciled: {}",
+                crate::node::pass::describe(&e)
+            ),
+            None,
+        );
+    }
+    report::FAILED
 }
 
 fn inspect(

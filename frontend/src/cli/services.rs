@@ -1,6 +1,7 @@
 //! `slapstore instance start|stop|restart|status NAME|--all`: the services of instances under
 //! the root's supervisord (`crate::services`), their promises (`crate::promises`); the hooks that keep running services in step
-//! with `upgrade`, `rollback` and `destroy`.
+//! with `upgrade`, `rollback` and `destroy`. `start`, `restart` and `stop` record the state
+//! they ask in the local master (`requested_state`), which `instance reconcile` then keeps.
 
 use clap::Args;
 use slapstore_store::partition::InstanceName;
@@ -9,7 +10,8 @@ use slapstore_store::Store;
 use super::instance::{fail, name};
 use super::report;
 use crate::instance::Context;
-use crate::services::Supervisor;
+use crate::services::{Supervisor, Target as Started};
+use slapstore_store::master::State;
 
 /// Which instances a service command acts on.
 #[derive(Args, Debug)]
@@ -91,29 +93,54 @@ fn count(n: usize) -> String {
     }
 }
 
+/// Records `state` as what the local master asks of each target.
+fn record(ctx: &Context, targets: &[Target], state: State) -> Result<(), i32> {
+    let mut db = ctx.store.db();
+    for (instance, _, _) in targets {
+        db.set_requested_state(instance, state)
+            .map_err(|e| report::store_error(&e))?;
+    }
+    Ok(())
+}
+
+/// Starts the instances' services, all with one `supervisorctl update`.
 pub fn start(ctx: &Context, which: &Which) -> Result<String, i32> {
+    let targets = instances(ctx, which)?;
+    record(ctx, &targets, State::Started)?;
+    let list: Vec<Started> = targets
+        .iter()
+        .map(|(instance, partition, user)| Started {
+            instance: instance.clone(),
+            partition: partition.clone(),
+            user: user.clone(),
+        })
+        .collect();
+    let started = locked(ctx.store, |s| s.apply(&list, &[]))?;
     let mut out = String::new();
-    for (instance, partition, user) in instances(ctx, which)? {
-        let started = locked(ctx.store, |s| {
-            s.start(&instance, &partition, user.as_deref())
-        })?;
-        out.push_str(&format!("started {instance} ({})\n", count(started.len())));
+    for (t, services) in list.iter().zip(&started) {
+        out.push_str(&format!(
+            "started {} ({})\n",
+            t.instance,
+            count(services.len())
+        ));
     }
     Ok(out)
 }
 
+/// Stops the instances' services (recorded: `reconcile` leaves them stopped).
 pub fn stop(ctx: &Context, which: &Which) -> Result<String, i32> {
-    let mut out = String::new();
-    for (instance, _, _) in instances(ctx, which)? {
-        locked(ctx.store, |s| s.stop(&instance))?;
-        out.push_str(&format!("stopped {instance}\n"));
-    }
-    Ok(out)
+    let targets = instances(ctx, which)?;
+    record(ctx, &targets, State::Stopped)?;
+    let names: Vec<&str> = targets.iter().map(|(n, _, _)| n.as_str()).collect();
+    locked(ctx.store, |s| s.apply(&[], &names))?;
+    Ok(names.iter().map(|n| format!("stopped {n}\n")).collect())
 }
 
 pub fn restart(ctx: &Context, which: &Which) -> Result<String, i32> {
     let mut out = String::new();
-    for (instance, partition, user) in instances(ctx, which)? {
+    let targets = instances(ctx, which)?;
+    record(ctx, &targets, State::Started)?;
+    for (instance, partition, user) in targets {
         let done = locked(ctx.store, |s| {
             s.restart(&instance, &partition, user.as_deref())
         })?;

@@ -76,6 +76,7 @@ impl Context<'_> {
             published: Parameters::new(),
             children: BTreeMap::new(),
             generated: BTreeMap::new(),
+            shared: Vec::new(),
         };
         let rendered = self.render_profile(
             name, &release, &profile, text, parameters, &placement, planned,

@@ -168,7 +168,7 @@ impl Node<'_> {
                 } else if was {
                     supervisor
                         .unconfigure(id)
-                        .map(|()| Some("stopped".to_owned()))
+                        .map(|_| Some("stopped".to_owned()))
                 } else {
                     Ok(None)
                 };

@@ -6,7 +6,6 @@
 //! one full pass (every partition rendered again, which changes nothing that did not change).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The node's memory of its last pass.
@@ -37,29 +36,16 @@ pub fn path(root: &Path) -> PathBuf {
 impl NodeState {
     /// Reads the state file; a missing or unreadable one is an empty state (a full pass).
     pub fn load(file: &Path) -> NodeState {
-        std::fs::read(file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        crate::fingerprint::load(file)
     }
 
     /// Writes the state file atomically (a temporary file renamed over it).
     pub fn save(&self, file: &Path) -> std::io::Result<()> {
-        let dir = file.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        tmp.write_all(&text)?;
-        tmp.persist(file).map_err(|e| e.error)?;
-        Ok(())
+        crate::fingerprint::save(file, self)
     }
 }
 
-/// A short, stable fingerprint of a serialisable value.
-pub fn fingerprint(value: &impl serde::Serialize) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    blake3::hash(&bytes).to_hex()[..32].to_owned()
-}
+pub use crate::fingerprint::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,9 @@ pub struct Slap {
     pub generated: BTreeMap<String, String>,
     /// How a profile of this render is evaluated (`switch-softwaretype`'s sub-profile).
     pub eval: EvalOptions,
+    /// The shared instances it hosts: each one's `slave_instance_list` entry
+    /// (`master::Shared::entry`).
+    pub shared: Vec<serde_json::Value>,
 }
 
 /// A child instance a render requests (`request` recipes).
@@ -209,10 +212,17 @@ fn configuration(part: &mut Part, slap: &Slap, flavour: Flavour) -> Result<()> {
             part.set(&format!("{key}-random"), first.clone());
         }
     }
-    for key in ["tap", "slave-instance-list"] {
-        part.r
-            .set_typed(idx, key, serde_json::json!([]), recipe.clone());
-    }
+    part.r
+        .set_typed(idx, "tap", serde_json::json!([]), recipe.clone());
+    // the shared instances' parameters: text from outside, never substituted, as the
+    // instance's own parameters
+    let shared = serde_json::Value::Array(slap.shared.clone());
+    part.r
+        .set_parameter(idx, "slave-instance-list", shared.to_string());
+    part.r.typed.insert(
+        (part.name.clone(), "slave-instance-list".to_owned()),
+        shared,
+    );
     for key in ["storage-dict", "tap-network-information-dict"] {
         part.r
             .set_typed(idx, key, serde_json::json!({}), recipe.clone());

@@ -9,10 +9,17 @@
 //! - Each **instance** has a software release (URL and store path), a software type,
 //!   parameters, a requested state, the connection parameters it published, and, when
 //!   another instance requested it, that parent and the title it was requested under.
+//! - A **request** ([`Request`]): a release, software type or parameters asked of an instance
+//!   that no generation deploys yet (what a SlapOS master holds between `slapos request` and
+//!   the node's next pass), made against its current generation.
+//! - **Shared (slave) instances** ([`Shared`]): no partition and no generation of their own;
+//!   the instance hosting them is given each one's title, software type and parameters in its
+//!   `slave-instance-list`, as SlapOS's master gives them (`slapos request --slave`).
 //!
 //! Release, software type, parameters and connection parameters belong to the instance's
 //! generation (so a rollback restores them all, and a generation's published parameters are
-//! committed with it); partition, requested state and parent belong to the instance.
+//! committed with it); partition, requested state, parent and a pending request belong to the
+//! instance.
 
 use std::collections::BTreeMap;
 
@@ -118,6 +125,11 @@ pub struct Instance {
     pub software_type: String,
     pub parameters: Parameters,
     pub connection: Parameters,
+    /// Its current generation: number and output (base name).
+    pub current: i64,
+    pub generation: String,
+    /// What was requested of it since, if anything (still to deploy).
+    pub request: Option<Request>,
 }
 
 impl Instance {
@@ -125,7 +137,66 @@ impl Instance {
     pub fn partition_id(&self) -> String {
         partition_id(self.partition)
     }
+
+    /// The request still to deploy: the pending one, unless a newer generation superseded it.
+    pub fn pending(&self) -> Option<&Request> {
+        self.request.as_ref().filter(|r| r.base == self.current)
+    }
 }
+
+/// What is asked of an instance that its current generation does not deploy yet
+/// (`instance request`; `instance reconcile` deploys it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Request {
+    pub software_url: String,
+    pub software_type: String,
+    /// All of them (a request gives them all, as SlapOS's does).
+    pub parameters: Parameters,
+    /// The generation it was made against: once another is current (an upgrade or a rollback
+    /// since), the request is superseded.
+    pub base: i64,
+}
+
+/// A shared (slave) instance: hosted by an instance, to which its parameters are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    pub name: String,
+    pub host: String,
+    pub software_type: String,
+    pub parameters: Parameters,
+}
+
+impl Shared {
+    /// Its entry in its host's `slave_instance_list`, as slapproxy makes it: its parameters,
+    /// with `slave_title`, `slave_reference` (both its name) and `slap_software_type`.
+    pub fn entry(&self) -> serde_json::Value {
+        let mut map: serde_json::Map<String, serde_json::Value> = self
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        for (key, value) in [
+            ("slave_title", &self.name),
+            ("slave_reference", &self.name),
+            ("slap_software_type", &self.software_type),
+        ] {
+            map.insert(key.to_owned(), serde_json::Value::String(value.clone()));
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+fn shared_row(r: &rusqlite::Row) -> rusqlite::Result<Shared> {
+    let parameters: String = r.get(3)?;
+    Ok(Shared {
+        name: r.get(0)?,
+        host: r.get(1)?,
+        software_type: r.get(2)?,
+        parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+    })
+}
+
+const SHARED_SELECT: &str = "SELECT name, host, software_type, parameters FROM shared_instances";
 
 /// Why no partition could be allocated.
 pub(super) enum Allocation {
@@ -157,7 +228,7 @@ pub(super) fn free_partition(
 
 const INSTANCE_SELECT: &str = "SELECT i.name, i.partition_number, i.title, i.parent,
         i.requested_state, g.software_url, g.release, g.software_type, g.parameters,
-        g.connection
+        g.connection, i.current, g.path, i.request
     FROM instances AS i JOIN generations AS g ON g.instance = i.name AND g.number = i.current";
 
 fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<Instance> {
@@ -178,6 +249,11 @@ fn instance_row(r: &rusqlite::Row) -> rusqlite::Result<Instance> {
         software_type: r.get(7)?,
         parameters: json(8)?,
         connection: json(9)?,
+        current: r.get(10)?,
+        generation: r.get(11)?,
+        request: r
+            .get::<_, Option<String>>(12)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
         name,
     })
 }
@@ -294,6 +370,81 @@ impl Db {
         Ok(())
     }
 
+    /// Records what is requested of `name` (its release, software type, parameters), for
+    /// `instance reconcile` to deploy; `None` forgets a pending request.
+    pub fn set_request(&mut self, name: &str, request: Option<&Request>) -> Result<()> {
+        let text = request.map(|r| serde_json::to_string(r).unwrap_or_default());
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE instances SET request = ?2 WHERE name = ?1",
+                params![name, text],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NotValid(format!("instance `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// Records (or replaces) the shared instance `shared.name`, hosted by `shared.host`; an
+    /// error when an instance (not shared) has that name or the host does not exist.
+    pub fn set_shared(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        if self.instance(&shared.name)?.is_some() {
+            return Err(StoreError::InstanceExists(shared.name.clone()));
+        }
+        if self.instance(&shared.host)?.is_none() {
+            return Err(StoreError::NotValid(format!("instance `{}`", shared.host)));
+        }
+        let parameters = serde_json::to_string(&shared.parameters).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO shared_instances (name, host, software_type, parameters, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET
+                 host = ?2, software_type = ?3, parameters = ?4",
+                params![
+                    shared.name,
+                    shared.host,
+                    shared.software_type,
+                    parameters,
+                    now
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The shared instance `name`, if any.
+    pub fn shared(&self, name: &str) -> Result<Option<Shared>> {
+        self.conn
+            .prepare_cached(&format!("{SHARED_SELECT} WHERE name = ?1"))
+            .and_then(|mut s| s.query_row([name], shared_row).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The shared instances `host` hosts, by name.
+    pub fn shared_by(&self, host: &str) -> Result<Vec<Shared>> {
+        self.rows(
+            &format!("{SHARED_SELECT} WHERE host = ?1 ORDER BY name"),
+            [host],
+            shared_row,
+        )
+    }
+
+    /// Every shared instance, by name.
+    pub fn all_shared(&self) -> Result<Vec<Shared>> {
+        self.rows(&format!("{SHARED_SELECT} ORDER BY name"), [], shared_row)
+    }
+
+    /// Forgets the shared instance `name`; whether there was one.
+    pub fn remove_shared(&mut self, name: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute("DELETE FROM shared_instances WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        Ok(changed > 0)
+    }
+
     /// Replaces the connection parameters of `name`'s current generation (what a node posts
     /// after the instance ran; rendering records them with the generation instead).
     pub fn publish(&mut self, name: &str, connection: &Parameters) -> Result<()> {
@@ -396,6 +547,28 @@ mod tests {
             State::Stopped
         );
         assert!(db.set_requested_state("zz", State::Stopped).is_err());
+        // a request is pending until a newer generation supersedes it
+        let request = Request {
+            software_url: "/s/v2.cfg".into(),
+            software_type: "front".into(),
+            parameters: [("a".to_owned(), "2".to_owned())].into(),
+            base: 1,
+        };
+        db.set_request("e", Some(&request)).expect("request");
+        let e = db.master_instance("e").expect("q").expect("e");
+        assert_eq!((e.current, e.generation.as_str()), (1, "e-instance"));
+        assert_eq!(e.pending(), Some(&request));
+        let superseded = Request { base: 0, ..request };
+        db.set_request("e", Some(&superseded)).expect("request");
+        let e = db.master_instance("e").expect("q").expect("e");
+        assert_eq!(e.request, Some(superseded));
+        assert_eq!(e.pending(), None, "made against another generation");
+        db.set_request("e", None).expect("forget");
+        assert_eq!(
+            db.master_instance("e").expect("q").expect("e").request,
+            None
+        );
+        assert!(db.set_request("zz", None).is_err());
         assert_eq!(
             db.free_partitions(2, &Computer::default(), &[])
                 .expect("free"),
@@ -407,5 +580,41 @@ mod tests {
             [4, 5]
         );
         assert!(db.free_partitions(2, &computer, &[]).is_err());
+        // shared instances: hosted, not partitions, gone with their host
+        let shared = Shared {
+            name: "s1".into(),
+            host: "e".into(),
+            software_type: "custom".into(),
+            parameters: [("url".to_owned(), "http://s1".to_owned())].into(),
+        };
+        db.set_shared(&shared, 0).expect("shared");
+        assert_eq!(db.shared_by("e").expect("q"), std::slice::from_ref(&shared));
+        assert_eq!(
+            shared.entry(),
+            serde_json::json!({"url": "http://s1", "slave_title": "s1",
+                               "slave_reference": "s1", "slap_software_type": "custom"})
+        );
+        let moved = Shared {
+            host: "a".into(),
+            ..shared.clone()
+        };
+        db.set_shared(&moved, 0).expect("replaced");
+        assert_eq!(db.shared("s1").expect("q"), Some(moved));
+        assert!(db.shared_by("e").expect("q").is_empty());
+        let clash = Shared {
+            name: "e".into(),
+            ..shared.clone()
+        };
+        assert!(db.set_shared(&clash, 0).is_err(), "an instance's name");
+        let orphan = Shared {
+            host: "zz".into(),
+            ..shared.clone()
+        };
+        assert!(db.set_shared(&orphan, 0).is_err(), "no such host");
+        db.delete_instance("a").expect("delete");
+        assert_eq!(db.all_shared().expect("q"), []);
+        db.set_shared(&shared, 0).expect("shared");
+        assert!(db.remove_shared("s1").expect("remove"));
+        assert!(!db.remove_shared("s1").expect("remove"));
     }
 }
