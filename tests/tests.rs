@@ -10,6 +10,7 @@ mod cookbook;
 mod deploy;
 mod eggs;
 mod eval;
+mod evalcache;
 mod examples;
 mod faults;
 mod gc;

@@ -10,6 +10,7 @@ use slapstore_store::{Derivation, Store};
 use super::eval::ProfileArgs;
 use super::{report, StoreArgs};
 use crate::derive::StoreMode;
+use crate::evalcache::{Context, EvalCache};
 use crate::evaluate::evaluate;
 use crate::source::Sources;
 
@@ -90,19 +91,40 @@ pub fn evaluate_with(
     let mut sources = Sources::default();
     let mut options = profile.eval_options(&sources)?;
     let release = crate::derive::release_name(&profile.profile);
+    let system = crate::derive::system();
+    // a lock file's pins are checked as the evaluation asks for them: not cached
+    let cache = match (&lock, std::path::Path::new(store_dir).parent()) {
+        (Some(lock), _) if lock.exists => None,
+        (_, Some(root)) => EvalCache::open(&Context {
+            root,
+            profile: &profile.profile,
+            options: &options,
+            store_dir,
+            system: &system,
+            allow_unpinned,
+            release: &release,
+        }),
+        _ => None,
+    };
+    if let Some(derivations) = cache.as_ref().and_then(EvalCache::lookup) {
+        return Ok(derivations);
+    }
     options.store = Some((
         StoreMode {
             store_dir: store_dir.to_owned(),
-            system: crate::derive::system(),
+            system,
             profile_dirs: Vec::new(),
             allow_unpinned,
             lock,
         },
         release,
     ));
-    evaluate(&mut sources, &profile.profile, &options)
-        .map(|e| e.derivations)
-        .map_err(|e| report::error(&sources, &e))
+    let evaluation = evaluate(&mut sources, &profile.profile, &options)
+        .map_err(|e| report::error(&sources, &e))?;
+    if let Some(cache) = &cache {
+        cache.record(&sources, &evaluation);
+    }
+    Ok(evaluation.derivations)
 }
 
 /// The part names a derivation depends on, among `drvs`.
