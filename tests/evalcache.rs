@@ -152,3 +152,38 @@ fn concurrent_evaluations_share_the_cache_safely() {
         .collect();
     assert!(left.iter().all(|n| n.ends_with(".json")), "{left:?}");
 }
+
+#[test]
+fn lock_sees_every_unpinned_input_after_a_cached_plan() {
+    if !crate::common::have("evalcache", &["git"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let repo = env.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    crate::common::git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("README"), "first\n").expect("write");
+    crate::common::git(&repo, &["add", "."]);
+    crate::common::git(&repo, &["commit", "--quiet", "-m", "first"]);
+    let commit = crate::common::git(&repo, &["rev-parse", "HEAD"]);
+    env.write(
+        "software.cfg",
+        &format!(
+            "[buildout]\nparts = src\n\n[src]\nrecipe = slapos.recipe.build:gitclone\n\
+             repository = {}\nbranch = main\n",
+            repo.display()
+        ),
+    );
+    std::fs::create_dir_all(r.root.join("var")).expect("mkdir");
+    r.ok(&["plan", "--allow-unpinned", "software.cfg"]);
+    r.ok(&["plan", "--allow-unpinned", "software.cfg"]);
+    assert_eq!(entries(&r).len(), 1, "the plan is cached");
+    // `lock` evaluates for itself: the branch is seen and pinned
+    let out = r.run(&["lock", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(env.path().join("software.cfg.lock")).expect("lock");
+    assert!(text.contains(&format!("commit = \"{commit}\"")), "{text}");
+    // with a lock file, plan evaluates (its pins are checked as the evaluation asks for them)
+    r.ok(&["plan", "software.cfg"]);
+}

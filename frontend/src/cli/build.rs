@@ -76,26 +76,45 @@ pub fn locked_derivations(
     frozen: bool,
 ) -> Result<Vec<Derivation>, i32> {
     let lock = super::lock::attach(&profile.profile, frozen)?;
-    let drvs = evaluate_with(store_dir, profile, allow_unpinned, Some(lock.clone()))?;
+    // a lock file's pins are checked as the evaluation asks for them: not cached
+    let cached = !lock.exists;
+    let drvs = evaluate_cached(
+        store_dir,
+        profile,
+        allow_unpinned,
+        Some(lock.clone()),
+        cached,
+    )?;
     super::lock::check_stale(&lock)?;
     Ok(drvs)
 }
 
-/// Evaluates the profile into derivations with `lock` as its lock.
+/// Evaluates the profile into derivations with `lock` as its lock, which sees every unpinned
+/// input the evaluation asks for (never from the cache of evaluations: `slapstore lock` needs
+/// them).
 pub fn evaluate_with(
     store_dir: &str,
     profile: &ProfileArgs,
     allow_unpinned: bool,
     lock: Option<std::sync::Arc<crate::lock::LockState>>,
 ) -> Result<Vec<Derivation>, i32> {
+    evaluate_cached(store_dir, profile, allow_unpinned, lock, false)
+}
+
+/// [`evaluate_with`], through the cache of evaluations if `cached` (`evalcache.rs`).
+fn evaluate_cached(
+    store_dir: &str,
+    profile: &ProfileArgs,
+    allow_unpinned: bool,
+    lock: Option<std::sync::Arc<crate::lock::LockState>>,
+    cached: bool,
+) -> Result<Vec<Derivation>, i32> {
     let mut sources = Sources::default();
     let mut options = profile.eval_options(&sources)?;
     let release = crate::derive::release_name(&profile.profile);
     let system = crate::derive::system();
-    // a lock file's pins are checked as the evaluation asks for them: not cached
-    let cache = match (&lock, std::path::Path::new(store_dir).parent()) {
-        (Some(lock), _) if lock.exists => None,
-        (_, Some(root)) => EvalCache::open(&Context {
+    let cache = match std::path::Path::new(store_dir).parent() {
+        Some(root) if cached => EvalCache::open(&Context {
             root,
             profile: &profile.profile,
             options: &options,
