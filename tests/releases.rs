@@ -884,3 +884,66 @@ fn a_jinja2_import_context_renders_the_modules_it_has_and_refuses_others_naming_
         "b"
     );
 }
+
+/// Builds corpus component `component` unchanged, offline, from the Debian orig tarballs that
+/// tests/fixtures/real-sources.tsv maps its sources to; the part's output.
+fn build_from_debian(r: &Root, corpus: &Path, component: &str, part: &str) -> PathBuf {
+    let table = std::fs::read_to_string(repo_root().join("tests/fixtures/real-sources.tsv"))
+        .expect("real-sources.tsv");
+    let dir = repo_root().join("target/test-sources");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|f| f[0] == component)
+        .collect();
+    assert!(!rows.is_empty(), "{component} is not in real-sources.tsv");
+    for row in rows {
+        let (md5, package, version) = (row[3], row[4], row[5]);
+        let fetched = std::process::Command::new("bash")
+            .arg(repo_root().join("tests/fixtures/debian-orig.sh"))
+            .args([&format!("{package}={version}"), &*dir.to_string_lossy()])
+            .env("DEBIAN_ORIG_SUITES", "trixie sid")
+            .output()
+            .expect("bash");
+        assert!(
+            fetched.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fetched.stderr)
+        );
+        let tarball = String::from_utf8_lossy(&fetched.stdout).trim().to_owned();
+        let added = r.ok(&["add-source", &tarball]);
+        assert!(added.contains(&format!("md5:{md5}")), "{added}");
+    }
+    let profile = corpus.join(format!("component/{component}/buildout.cfg"));
+    let out = r.run(&["build", "--offline", "--json", &profile.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{component}: {}", out.stderr);
+    let built: Value = serde_json::from_str(&out.stdout).expect("json");
+    PathBuf::from(built["parts"][part].as_str().expect(part))
+}
+
+#[test]
+fn corpus_components_build_unchanged_from_debians_genuine_tarballs() {
+    let Some(corpus) = corpus() else { return };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // the fast ones of tests/real-components.sh (which builds them all)
+    let unzip = build_from_debian(&r, &corpus, "unzip", "unzip");
+    let version = std::process::Command::new(unzip.join("bin/unzip"))
+        .arg("-v")
+        .output()
+        .expect("run unzip");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("UnZip 6.00"),
+        "{}",
+        String::from_utf8_lossy(&version.stdout)
+    );
+    let libestr = build_from_debian(&r, &corpus, "libestr", "libestr");
+    let so = std::fs::read(libestr.join("lib/libestr.so.0.0.0")).expect("libestr.so");
+    assert_eq!(&so[..4], b"\x7fELF");
+    assert!(libestr.join("include/libestr.h").is_file());
+    // a Perl program: the unpacked release itself
+    let postgrey = build_from_debian(&r, &corpus, "postgrey", "postgrey");
+    let script = std::fs::read_to_string(postgrey.join("postgrey")).expect("postgrey");
+    assert!(script.starts_with("#!/usr/bin/perl"), "{}", &script[..40]);
+}

@@ -11,6 +11,7 @@ mod deploy;
 mod dryrun;
 mod eggs;
 mod eval;
+mod evalcache;
 mod examples;
 mod faults;
 mod gc;

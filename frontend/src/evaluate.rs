@@ -55,6 +55,8 @@ pub struct Evaluation {
     pub derivations: Vec<slapstore_store::Derivation>,
     /// When rendering an instance: what its parts put in the partition.
     pub instance: crate::recipes::instance::InstanceOutput,
+    /// What profile Python code read of the machine (`python::Bridge::touched`).
+    pub touched: Vec<String>,
 }
 
 pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> Result<Evaluation> {
@@ -168,6 +170,11 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         failed,
         derivations,
         instance: std::mem::take(&mut r.instance_output),
+        touched: r
+            .bridge
+            .as_mut()
+            .map(|b| std::mem::take(&mut b.touched))
+            .unwrap_or_default(),
     })
 }
 

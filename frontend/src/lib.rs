@@ -4,13 +4,15 @@
 //! Data flow: [`load`] reads the files ([`extends`], [`parser`], conditions in [`condition`])
 //! and merges them ([`merge`]) into a raw configuration ([`config`]); [`resolver`] evaluates sections
 //! lazily, running recipe initialisations ([`recipes`]) and profile Python code ([`python`]);
-//! [`evaluate`] drives it all for `slapstore eval`; [`cli`] prints.
+//! [`evaluate`] drives it all for `slapstore eval`; [`evalcache`] keeps `plan`'s and `build`'s
+//! derivations while nothing they came from changes; [`cli`] prints.
 
 pub mod cli;
 pub mod condition;
 pub mod config;
 pub mod derive;
 pub mod error;
+pub mod evalcache;
 pub mod evaluate;
 pub mod extends;
 pub mod fingerprint;

@@ -12,6 +12,7 @@ use slapstore_store::{Derivation, Store};
 use super::eval::ProfileArgs;
 use super::{report, StoreArgs};
 use crate::derive::StoreMode;
+use crate::evalcache::{Context, EvalCache};
 use crate::evaluate::evaluate;
 use crate::source::Sources;
 
@@ -83,6 +84,8 @@ pub fn locked_derivations(
     let mut lock = super::lock::attach(&profile.profile, frozen)?;
     lock.planning = planning && !frozen;
     let lock = Arc::new(lock);
+    // a lock file's pins are checked as the evaluation asks for them: not cached
+    let cached = !lock.exists;
     let mut sources = Sources::default();
     let drvs = evaluate_in(
         &mut sources,
@@ -90,6 +93,7 @@ pub fn locked_derivations(
         profile,
         allow_unpinned,
         Some(lock.clone()),
+        cached,
     )?;
     let mut unpinned = BTreeSet::new();
     for u in lock.unpinned() {
@@ -102,7 +106,9 @@ pub fn locked_derivations(
     Ok((drvs, unpinned))
 }
 
-/// Evaluates the profile into derivations with `lock` as its lock.
+/// Evaluates the profile into derivations with `lock` as its lock, which sees every unpinned
+/// input the evaluation asks for (never from the cache of evaluations: `slapstore lock` needs
+/// them).
 pub fn evaluate_with(
     store_dir: &str,
     profile: &ProfileArgs,
@@ -115,32 +121,56 @@ pub fn evaluate_with(
         profile,
         allow_unpinned,
         lock,
+        false,
     )
 }
 
-/// [`evaluate_with`], reading the profile's files into `sources`.
+/// [`evaluate_with`], reading the profile's files into `sources`, through the cache of
+/// evaluations if `cached` (`evalcache.rs`). An evaluation that met unpinned inputs is not
+/// recorded: its warnings and marks come from the evaluation itself, so a later one must run.
 fn evaluate_in(
     sources: &mut Sources,
     store_dir: &str,
     profile: &ProfileArgs,
     allow_unpinned: bool,
     lock: Option<Arc<crate::lock::LockState>>,
+    cached: bool,
 ) -> Result<Vec<Derivation>, i32> {
     let mut options = profile.eval_options(sources)?;
     let release = crate::derive::release_name(&profile.profile);
+    let system = crate::derive::system();
+    let cache = match std::path::Path::new(store_dir).parent() {
+        Some(root) if cached => EvalCache::open(&Context {
+            root,
+            profile: &profile.profile,
+            options: &options,
+            store_dir,
+            system: &system,
+            allow_unpinned,
+            release: &release,
+        }),
+        _ => None,
+    };
+    if let Some(derivations) = cache.as_ref().and_then(EvalCache::lookup) {
+        return Ok(derivations);
+    }
     options.store = Some((
         StoreMode {
             store_dir: store_dir.to_owned(),
-            system: crate::derive::system(),
+            system,
             profile_dirs: Vec::new(),
             allow_unpinned,
-            lock,
+            lock: lock.clone(),
         },
         release,
     ));
-    evaluate(sources, &profile.profile, &options)
-        .map(|e| e.derivations)
-        .map_err(|e| report::error(sources, &e))
+    let evaluation =
+        evaluate(sources, &profile.profile, &options).map_err(|e| report::error(sources, &e))?;
+    let pinned = lock.as_ref().is_none_or(|l| l.unpinned().is_empty());
+    if let (Some(cache), true) = (&cache, pinned) {
+        cache.record(sources, &evaluation);
+    }
+    Ok(evaluation.derivations)
 }
 
 /// The part names a derivation depends on, among `drvs`.

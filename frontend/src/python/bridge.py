@@ -21,6 +21,47 @@ os.dup2(_null, 0)
 os.close(_null)
 
 
+# What profile code reads of the machine, for the cache of evaluations (frontend/src/evalcache.rs):
+# files it opens for reading, directories it lists, programs it runs. Sent with each `done`. Not
+# listed: the interpreter's own files (its standard library: the interpreter is in the cache's
+# key), devices, files opened to write, the listing of a temporary directory itself (scratch
+# space that other processes change all the time).
+_touched = []
+_OWN = tuple({os.path.join(p, "") for p in (
+    sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/proc")})
+_SCRATCH = frozenset(os.path.normpath(p) for p in (os.environ.get("TMPDIR") or "/tmp", "/tmp", "/var/tmp"))
+_WATCHED = frozenset(("open", "os.listdir", "os.scandir", "subprocess.Popen"))
+
+
+def _audit(event, args):
+    if event not in _WATCHED:
+        return
+    try:
+        if event == "subprocess.Popen":
+            program = args[0] or args[1]
+            if not isinstance(program, (str, bytes, os.PathLike)):
+                program = program[0]
+            program = os.fsdecode(program)
+            if not args[0] and isinstance(args[1], (str, bytes)):
+                program = program.split()[0]  # a shell command line: its first word
+            _touched.append("exec:" + program)
+            return
+        path = args[0]
+        if path is None:
+            path = "."
+        if isinstance(path, int):
+            return
+        if event == "open" and (any(c in (args[1] or "r") for c in "wxa") or args[2] & 0o3):
+            return  # opened to write: made, not read
+        path = os.path.abspath(os.fsdecode(path))
+        if event != "open" and path in _SCRATCH:
+            return
+        if not (path + os.sep).startswith(_OWN):
+            _touched.append(("file:" if event == "open" else "dir:") + path)
+    except Exception:
+        _touched.append("unknown:" + event)
+
+
 def _send(message):
     marshal.dump(message, _proto_out, 2)
     _proto_out.flush()
@@ -340,11 +381,14 @@ def _run_init(message):
             "text": text.rstrip("\n") if text else None,
         })
     else:
-        _send({"t": "done"})
+        touched = list(dict.fromkeys(_touched))
+        del _touched[:]
+        _send({"t": "done", "r": touched})
 
 
 def main():
     _install_stub_modules()
+    sys.addaudithook(_audit)
     _send({"t": "ready"})
     while True:
         message = _recv()

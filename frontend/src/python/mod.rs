@@ -9,7 +9,8 @@
 //! Python answers with requests (`section`, `get`, `del`, `keys`, `items`, `copy`, `sections`,
 //! `parse`),
 //! each answered by `ok` or `err`, and `set`, which cannot fail and is not answered; it finishes
-//! with `done` or `fail`. A request may cause a nested `init`,
+//! with `done` (listing what it read of the machine: `Bridge::touched`) or `fail`. A request
+//! may cause a nested `init`,
 //! which Python serves before reading the answer.
 
 pub mod interpreter;
@@ -35,6 +36,9 @@ pub struct Bridge {
     /// one propagate, the original error (with its span) is reported.
     raised: Vec<Error>,
     ready: bool,
+    /// What the code read of the machine, as `bridge.py` reports it with each `done`
+    /// (`file:PATH`, `dir:PATH`, `exec:PROGRAM`): the cache of evaluations keys on it.
+    pub touched: Vec<String>,
 }
 
 fn bridge_error(message: impl Into<String>) -> Error {
@@ -62,6 +66,7 @@ impl Bridge {
             stdout: BufReader::new(stdout),
             raised: Vec::new(),
             ready: false,
+            touched: Vec::new(),
         })
     }
 
@@ -125,7 +130,17 @@ impl Resolver<'_> {
         loop {
             let message = self.bridge()?.recv()?;
             match message.text("t") {
-                "done" => return Ok(()),
+                "done" => {
+                    if let Some(Value::List(items)) = message.get("r") {
+                        let bridge = self.bridge()?;
+                        for item in items {
+                            if let Some(text) = item.as_str() {
+                                bridge.touched.push(text.to_owned());
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
                 "fail" => return Err(self.init_failure(idx, &message)),
                 "set" => self.assign(&name, &message)?,
                 _ => {
