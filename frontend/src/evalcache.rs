@@ -14,7 +14,8 @@
 //! `python::Bridge::touched`). Not covered: what Python learns otherwise (`os.path.exists`,
 //! `os.environ` beyond `PATH` and `SLAPSTORE_*`, the clock). Anything else makes the evaluation
 //! uncacheable: a remote profile, a lock file (its pins are checked as the evaluation asks for
-//! them), something Python touched that cannot be fingerprinted. `SLAPSTORE_EVAL_CACHE=0` turns
+//! them), unpinned inputs (plan's warnings and marks come from the evaluation that meets them;
+//! `cli/build.rs`), something Python touched that cannot be fingerprinted. `SLAPSTORE_EVAL_CACHE=0` turns
 //! the cache off.
 //!
 //! Writes are atomic (a temporary file renamed over the entry), so concurrent evaluations never
