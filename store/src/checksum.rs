@@ -94,6 +94,13 @@ impl Checksum {
     pub fn parse(algorithm: Algorithm, hex: &str) -> Result<Checksum, ChecksumError> {
         let text = hex.trim();
         let expected = algorithm.digest_len() * 2;
+        // text that is not hex at all (a placeholder left in a profile) is said to be so first
+        if !text.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ChecksumError::NotHex {
+                algorithm,
+                hex: text.into(),
+            });
+        }
         if text.len() != expected {
             return Err(ChecksumError::BadLength {
                 algorithm,
@@ -376,6 +383,12 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "md5 checksum `abc` has 3 hex digits instead of 32"
+        );
+        assert_eq!(
+            Checksum::parse(Algorithm::Md5, "student may put here md5sum")
+                .unwrap_err()
+                .to_string(),
+            "md5 checksum `student may put here md5sum` is not hexadecimal"
         );
         assert_eq!(
             "x".parse::<Checksum>().unwrap_err().to_string(),
