@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod interrupt;
 pub mod output;
 pub mod partition;
+pub mod pyrepr;
 pub mod recipes;
 pub mod references;
 pub mod roots;

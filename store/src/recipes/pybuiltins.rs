@@ -415,7 +415,7 @@ pub fn repr(v: &Value) -> String {
                 .map(|f| format!("{f:?}"))
                 .unwrap_or_else(|_| v.to_string()),
         },
-        ValueKind::String => repr_str(v.as_str().unwrap_or_default()),
+        ValueKind::String => crate::pyrepr::repr(v.as_str().unwrap_or_default()),
         ValueKind::Map => {
             let entries: Vec<String> = v
                 .try_iter()
@@ -437,35 +437,6 @@ pub fn repr(v: &Value) -> String {
             Err(_) => v.to_string(),
         },
     }
-}
-
-/// Python's `repr()` of a string: single quotes unless it holds `'` and no `"`.
-fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]
