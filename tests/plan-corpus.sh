@@ -13,24 +13,9 @@
 #   KEEP=dir bash tests/plan-corpus.sh   # keep each profile's stderr in dir
 set -euo pipefail
 cd "$(dirname "$0")/.."
-corpus="${CORPUS:-../shared/corpus}"
-if [ ! -f "$corpus/profiles.txt" ]; then
-    echo "plan-corpus.sh: no corpus at $corpus (set CORPUS=...)" >&2
-    exit 1
-fi
-corpus="$(cd "$corpus" && pwd)"
-cargo build --release --quiet
-bin="$PWD/target/release/slapstore"
-
-# Offline: a network namespace of its own (as root), or a user namespace with one.
-if unshare --net true 2>/dev/null; then
-    offline=(unshare --net --)
-elif unshare --user --map-root-user --net true 2>/dev/null; then
-    offline=(unshare --user --map-root-user --net --)
-else
-    echo "plan-corpus.sh: cannot make a network namespace (unshare --net); plan runs online" >&2
-    offline=()
-fi
+script=plan-corpus.sh
+# shellcheck source=tests/corpus-setup.sh
+. tests/corpus-setup.sh
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
