@@ -99,17 +99,9 @@ impl Supervisor {
         for instance in stop {
             removed |= self.unconfigure(instance)?;
         }
-        let programs = self.dir.join("programs");
-        let empty = std::fs::read_dir(&programs)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true);
-        if !start.is_empty() {
-            self.apply_programs()?;
-        } else if removed && self.is_up() {
-            self.ctl(&["update"])?;
-            if empty {
-                self.ctl(&["shutdown"])?;
-            }
+        // a supervisord that is down is started only for instances to start
+        if !start.is_empty() || (removed && self.is_up()) {
+            self.update()?;
         }
         Ok(started)
     }
