@@ -385,20 +385,21 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Rea
             (crate::pystr::path_join(&directory, url), None)
         }
     };
-    let planned = match fetched {
-        Some(_) => None,
-        None => part.r.settings.planned.as_ref().and_then(|p| p.read(&path)),
-    };
-    let bytes = match (fetched, built_file(part, &path), planned) {
-        (Some(bytes), _, _) => bytes,
-        (None, Some(Built::Text(text)), _) => text.into_bytes(),
-        (None, Some(Built::Later(owner)), _) => {
-            return Ok(Read::Built { path, part: owner });
-        }
-        // a dry run's planned output: known from its derivation, or an error saying why not
-        (None, None, Some(known)) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
-        (None, None, None) => std::fs::read(&path)
-            .map_err(|e| part.option_error("url", format!("cannot read template `{path}`: {e}")))?,
+    let bytes = match fetched {
+        Some(bytes) => bytes,
+        None => match built_file(part, &path) {
+            Some(Built::Text(text)) => text.into_bytes(),
+            Some(Built::Later(owner)) => {
+                return Ok(Read::Built { path, part: owner });
+            }
+            // a dry run's planned output: known from its derivation, or an error saying why not
+            None => match part.r.settings.planned.as_ref().and_then(|p| p.read(&path)) {
+                Some(known) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
+                None => std::fs::read(&path).map_err(|e| {
+                    part.option_error("url", format!("cannot read template `{path}`: {e}"))
+                })?,
+            },
+        },
     };
     if let Some(expected) = md5sum {
         use md5::Digest;
