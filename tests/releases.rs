@@ -813,7 +813,7 @@ fn recipes_that_cannot_be_built_here_plan_and_their_build_says_why() {
 }
 
 #[test]
-fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
+fn a_command_that_adds_a_file_to_another_parts_output_plans_and_its_build_is_refused() {
     // software/proftpd's `[proftpd-mod_auth_web]`: `prxs -i` installs the module into
     // proftpd's `libexec`, `location = ${proftpd:location}/libexec/mod_auth_web.so`
     let env = TestEnv::new();
@@ -825,18 +825,142 @@ fn a_command_that_adds_a_file_to_another_parts_output_is_refused_naming_it() {
          [module]\nrecipe = plone.recipe.command\ncommand = touch ${:location}\n\
          location = ${server:location}/libexec/mod.so\n",
     );
-    for cmd in ["plan", "build"] {
-        let out = r.run(&[cmd, "software.cfg"]);
-        assert_eq!(out.code, 2, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("[module]")
-                && out.stderr.contains("is inside the output of part `server`")
-                && out.stderr.contains("software.cfg:9"),
-            "{}",
-            out.stderr
-        );
+    let out = r.run(&["plan", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let planned: Vec<Value> = serde_json::from_str(&out.stdout).expect("json");
+    let module = planned
+        .iter()
+        .find(|d| d["part"] == "module")
+        .expect("module");
+    assert_eq!(module["recipe"], "unbuildable", "{planned:?}");
+    let server = planned
+        .iter()
+        .find(|d| d["part"] == "server")
+        .expect("server");
+    assert!(
+        module["deps"]
+            .as_array()
+            .is_some_and(|d| d.contains(&"server".into())),
+        "{module}"
+    );
+    let why = module["refusal"].as_str().expect("a refusal");
+    for words in [
+        "`location` (",
+        "software.cfg:9)",
+        "inside the output of part `server`",
+    ] {
+        assert!(why.contains(words), "{why}");
     }
-    assert!(r.entries().is_empty(), "{:?}", r.entries());
+    assert!(
+        out.stderr
+            .contains("warning: part `module` plans, but `build` refuses it"),
+        "{}",
+        out.stderr
+    );
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("part `module`: `location` (")
+            && out.stderr.contains("inside the output of part `server`"),
+        "{}",
+        out.stderr
+    );
+    let entries = r.entries();
+    assert!(
+        !entries.iter().any(|e| e.ends_with("-module")),
+        "{entries:?}"
+    );
+    // the real profile plans, `[proftpd-mod_auth_web]` refused
+    let Some(corpus) = corpus() else { return };
+    let profile = corpus.join("software/proftpd/software.cfg");
+    let planned = plan(&r, &["--allow-unpinned", &profile.to_string_lossy()]);
+    let module = planned
+        .iter()
+        .find(|d| d["part"] == "proftpd-mod_auth_web")
+        .expect("proftpd-mod_auth_web");
+    assert_eq!(module["recipe"], "unbuildable");
+    let why = module["refusal"].as_str().expect("a refusal");
+    assert!(
+        why.contains("component/proftpd/buildout.cfg:69)")
+            && why.contains("inside the output of part `proftpd`"),
+        "{why}"
+    );
+    assert_ne!(server["path"], module["path"]);
+}
+
+#[test]
+fn a_checksum_that_is_placeholder_text_plans_and_build_and_instance_refuse_it() {
+    // software/lamp-template's `[application]`, a template's placeholders left in the profile:
+    // zc.buildout fails when downloading it, not when reading the profile
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let profile = |md5: &str| {
+        format!(
+            "[buildout]\nparts = application\n\
+             [application]\nrecipe = slapos.recipe.build:download-unpacked\n\
+             url = Student shall put here url of zipped or tarballed web page or application\n\
+             md5sum = {md5}\n"
+        )
+    };
+    env.write(
+        "software.cfg",
+        &profile("Student may put here md5sum of this file, this is good idea"),
+    );
+    env.write("other/software.cfg", &profile("Student may put it here"));
+    let out = r.run(&["plan", "--json", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let planned: Vec<Value> = serde_json::from_str(&out.stdout).expect("json");
+    let app = &planned[0];
+    assert_eq!(app["recipe"], "unbuildable", "{planned:?}");
+    let why = app["refusal"].as_str().expect("a refusal");
+    for words in [
+        "`md5sum` (",
+        "software.cfg:6)",
+        "is not a checksum",
+        "is not hexadecimal",
+    ] {
+        assert!(why.contains(words), "{why}");
+    }
+    assert!(
+        out.stderr
+            .contains("warning: part `application` plans, but `build` refuses it: `md5sum`"),
+        "{}",
+        out.stderr
+    );
+    // the text given is its identity, with the URL
+    assert_ne!(plan(&r, &["other/software.cfg"])[0]["path"], app["path"]);
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("part `application`: `md5sum` (")
+            && out.stderr.contains("software.cfg:6) is not a checksum"),
+        "{}",
+        out.stderr
+    );
+    let out = r.run(&["instance", "create", "lamp", "--software", "software.cfg"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("part `application`: `md5sum` ("),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.partition("lamp").exists());
+    assert!(r.entries().iter().all(|e| !e.ends_with("-application")));
+    // the real release plans, `[application]` refused
+    let Some(corpus) = corpus() else { return };
+    let profile = corpus.join("software/lamp-template/software.cfg");
+    let planned = plan(&r, &["--allow-unpinned", &profile.to_string_lossy()]);
+    let app = planned
+        .iter()
+        .find(|d| d["part"] == "application")
+        .expect("application");
+    assert_eq!(app["recipe"], "unbuildable");
+    assert!(
+        app["refusal"]
+            .as_str()
+            .is_some_and(|w| w.contains("lamp-template/software.cfg:9) is not a checksum")),
+        "{app}"
+    );
 }
 
 #[test]

@@ -210,6 +210,15 @@ impl Derivation {
     pub fn option(&self, key: &str) -> Option<&str> {
         self.build.options.get(key).map(String::as_str)
     }
+
+    /// Why its build is refused, for an `unbuildable` derivation (a recipe slapstore cannot
+    /// build here, or a part whose install fails as buildout's would): its `refusal` option.
+    pub fn refusal(&self) -> Option<&str> {
+        (self.recipe() == Recipe::Unbuildable).then(|| {
+            self.option("refusal")
+                .unwrap_or("slapstore cannot build this recipe")
+        })
+    }
 }
 
 impl Serialize for PartName {

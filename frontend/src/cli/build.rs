@@ -204,6 +204,12 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
     };
     let mut rows = Vec::new();
     for d in &drvs {
+        if let Some(why) = d.refusal() {
+            report::warn(&format!(
+                "part `{}` plans, but `build` refuses it: {why}",
+                d.name()
+            ));
+        }
         let built = match &store {
             Some(s) => match s.is_valid(&d.path) {
                 Ok(v) => v,
@@ -227,6 +233,9 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
                     "built": built,
                     "unpinned": unpinned.contains(d.name()),
                 });
+                if let Some(why) = d.refusal() {
+                    row["refusal"] = why.into();
+                }
                 if d.recipe() == slapstore_store::Recipe::Release {
                     // where the release's instance profile comes from (null: it has none)
                     row["instance-profile"] = d
@@ -240,7 +249,11 @@ pub fn plan(store_args: &StoreArgs, args: PlanArgs) -> i32 {
     } else {
         let width = drvs.iter().map(|d| d.name().len()).max().unwrap_or(0);
         for (d, built) in &rows {
-            let state = if *built { "built" } else { "to build" };
+            let state = match (built, d.refusal()) {
+                (true, _) => "built",
+                (false, Some(_)) => "refused",
+                (false, None) => "to build",
+            };
             out.push_str(&format!(
                 "{:width$}  {:17}  {:8}  {}\n",
                 d.name(),

@@ -17,13 +17,16 @@ use crate::lock::{Input, Pin};
 use crate::recipes::Part;
 
 /// The part's `url` (and `alternate-url`): a source identified by its declared checksum, or a
-/// local file by its content.
+/// local file by its content. A checksum option whose text is no checksum (`lamp-template`'s
+/// `md5sum = Student may put here md5sum of this file`, a placeholder) is what zc.buildout's
+/// download fails on, not its reading of the profile: the source is then identified by its URL
+/// and that text, and why its build is refused is returned.
 pub(super) fn source(
     part: &mut Part,
     mode: &StoreMode,
     inputs: &mut Inputs,
     build: &mut Build,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let url = part.require("url")?.trim().to_owned();
     let mut urls = vec![url.clone()];
     if let Some(alt) = part.get("alternate-url")?.filter(|a| !a.trim().is_empty()) {
@@ -38,8 +41,15 @@ pub(super) fn source(
         if let Some(hex) = part.get(option)?.filter(|h| !h.trim().is_empty()) {
             let hex = hex.trim().to_lowercase();
             let text = format!("{algorithm}:{hex}");
-            text.parse::<slapstore_store::checksum::Checksum>()
-                .map_err(|e| part.option_error(option, e.to_string()))?;
+            if let Err(e) = text.parse::<slapstore_store::checksum::Checksum>() {
+                inputs.options.insert("url".into(), url.clone());
+                inputs.options.insert(option.into(), hex);
+                return Ok(Some(format!(
+                    "{} is not a checksum ({e}): zc.buildout's download of `{url}` fails on it \
+                     too; write the {algorithm} checksum of the file there",
+                    super::written_at(part, option)
+                )));
+            }
             checksum = Some(text);
             break;
         }
@@ -94,7 +104,7 @@ pub(super) fn source(
         urls,
         checksum,
     });
-    Ok(())
+    Ok(None)
 }
 
 /// Whether the local file `path` (symlinks resolved) lies under a directory of the profile's

@@ -118,6 +118,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     };
     let name = PartName::new(&store_name(&part.name)).map_err(|e| part.error(e.to_string()))?;
     let placeholder = mode.placeholder(&part.name);
+    // why the part plans but its build is refused, as buildout's install would fail
+    let mut refused: Option<String> = None;
     match part.get("location")? {
         Some(l) if l == placeholder => {}
         // `install` code makes its `location` (a file or a directory) inside the output, and a
@@ -134,27 +136,27 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
             };
             if let Some(owner) = part.r.derivations.owner(&mode.store_dir, other.trim()) {
                 // `[proftpd-mod_auth_web]`'s `location = ${proftpd:location}/libexec/...`: what
-                // the part adds there would change another part's output after it was built
+                // the part adds there would change another part's output after it was built, so
+                // it plans (its options are its identity) and its build is refused
+                refused = Some(format!(
+                    "{} is `{other}`, inside the output of part `{}`, which is read-only once \
+                     built: a part cannot add files to another's output; make this part build \
+                     into its own (`${{:location}}`, buildout's default) and have its users \
+                     look there",
+                    written_at(part, key),
+                    owner.name()
+                ));
+            } else {
                 return Err(part.option_error(
                     key,
                     format!(
-                        "`{other}` is inside the output of part `{}`, which is read-only once \
-                         built: a part cannot add files to another's output; make this part \
-                         build into its own (`${{:location}}`, buildout's default) and have its \
-                         users look there",
-                        owner.name()
+                        "in a build a part's location is its store path, not `{other}`: remove \
+                     `{key}`, or make it buildout's default `${{buildout:parts-directory}}/{}` \
+                     (commands find the output in `$out` or `${{:location}}`)",
+                        part.name
                     ),
                 ));
             }
-            return Err(part.option_error(
-                key,
-                format!(
-                    "in a build a part's location is its store path, not `{other}`: remove \
-                     `{key}`, or make it buildout's default `${{buildout:parts-directory}}/{}` \
-                     (commands find the output in `$out` or `${{:location}}`)",
-                    part.name
-                ),
-            ));
         }
     }
     let mut inputs = Inputs {
@@ -174,9 +176,10 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let mut extra: Vec<(String, String)> = Vec::new();
     let mut output = None;
     match recipe {
+        _ if refused.is_some() => {}
         Recipe::Download | Recipe::DownloadUnpacked | Recipe::Cmmi => {
             if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
-                source(part, &mode, &mut inputs, &mut build)?;
+                refused = source(part, &mode, &mut inputs, &mut build)?;
             }
             if recipe == Recipe::Download {
                 if let Some(destination) = part.get("destination")?.filter(|d| !d.is_empty()) {
@@ -267,7 +270,7 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
         }
         Recipe::Script => {
             if part.get("url")?.is_some_and(|u| !u.trim().is_empty()) {
-                source(part, &mode, &mut inputs, &mut build)?;
+                refused = source(part, &mode, &mut inputs, &mut build)?;
             }
             script::local_files(part, &mode, &mut inputs, &mut build)?;
             let code = part.require("install")?;
@@ -277,6 +280,14 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
         Recipe::Gitclone => git(part, &mode, &mut extra)?,
         Recipe::Unbuildable => extra.push(("refusal".into(), refusal(&part.recipe))),
         Recipe::Shell | Recipe::Release | Recipe::Generation => {}
+    }
+    if let Some(why) = refused {
+        // planned as `unbuildable`: its options are its identity, and `build` says why
+        inputs.recipe = Recipe::Unbuildable;
+        build.options.insert(
+            "refusal".into(),
+            format!("{why} (docs/profile-language.md)"),
+        );
     }
     if let Some(env) = part
         .get("environment")?
@@ -326,6 +337,19 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     }
     list.list.push(drv);
     Ok(())
+}
+
+/// Where the part's `key` is written, for a message read without the profile: `` `key` `` and,
+/// when known, `(file:line)`.
+pub(super) fn written_at(part: &Part, key: &str) -> String {
+    match part.r.span_of(part.idx, key) {
+        Some(span) => {
+            let file = part.r.sources.get(span.file);
+            let (line, _) = file.line_col(span.range().start);
+            format!("`{key}` ({}:{line})", file.name)
+        }
+        None => format!("`{key}`"),
+    }
 }
 
 /// Why a recipe that plans cannot be built here: the message its build fails with.

@@ -102,11 +102,7 @@ pub fn run(ctx: &mut Context) -> Result<()> {
         Recipe::Script => script::build(ctx),
         Recipe::Unbuildable => Err(StoreError::Recipe {
             part: ctx.drv.name().to_owned(),
-            message: ctx
-                .drv
-                .option("refusal")
-                .unwrap_or("slapstore cannot build this recipe")
-                .to_owned(),
+            message: ctx.drv.refusal().unwrap_or_default().to_owned(),
         }),
     }
 }
