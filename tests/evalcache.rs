@@ -1,6 +1,8 @@
 //! End-to-end tests of the cache of evaluations (`frontend/src/evalcache.rs`): `plan` and `build`
 //! of an unchanged profile reuse the derivations without evaluating again (Python not started),
-//! and any change in what the evaluation read or was given makes it evaluate again.
+//! and any change in what the evaluation read or was given makes it evaluate again; with
+//! unpinned inputs and lock files, a cached run says byte for byte what the evaluation said
+//! (`plan --json`, warnings, `--frozen`'s and `build`'s refusals), and an edit of the lock is seen.
 
 use crate::common::{Root, TestEnv};
 
@@ -153,8 +155,43 @@ fn concurrent_evaluations_share_the_cache_safely() {
     assert!(left.iter().all(|n| n.ends_with(".json")), "{left:?}");
 }
 
+/// Runs `args` twice (a miss then, unless something else ran first, a hit) and insists that
+/// both runs say exactly the same, byte for byte: exit status, stdout and stderr.
+fn twice(r: &Root, args: &[&str]) -> crate::common::Output {
+    let first = r.run(args);
+    let second = r.run(args);
+    assert_eq!(
+        (first.code, &first.stdout, &first.stderr),
+        (second.code, &second.stdout, &second.stderr),
+        "{args:?}: a cached run says what the evaluation said"
+    );
+    first
+}
+
+/// The `(part, path, unpinned)` rows of `plan --json`.
+fn rows(stdout: &str) -> Vec<(String, String, bool)> {
+    let plan: serde_json::Value = serde_json::from_str(stdout).expect("plan --json");
+    plan.as_array()
+        .expect("list")
+        .iter()
+        .map(|d| {
+            (
+                d["part"].as_str().expect("part").to_owned(),
+                d["path"].as_str().expect("path").to_owned(),
+                d["unpinned"].as_bool().expect("unpinned"),
+            )
+        })
+        .collect()
+}
+
+fn row<'a>(rows: &'a [(String, String, bool)], part: &str) -> &'a (String, String, bool) {
+    rows.iter()
+        .find(|r| r.0 == part)
+        .unwrap_or_else(|| panic!("no {part}"))
+}
+
 #[test]
-fn a_plan_with_unpinned_inputs_is_not_cached_so_it_warns_each_time_and_lock_sees_them() {
+fn unpinned_inputs_and_lock_files_are_cached_and_say_the_same_as_an_evaluation() {
     if !crate::common::have("evalcache", &["git"]) {
         return;
     }
@@ -162,41 +199,164 @@ fn a_plan_with_unpinned_inputs_is_not_cached_so_it_warns_each_time_and_lock_sees
     let r = Root::new(&env);
     let repo = env.path().join("repo");
     std::fs::create_dir_all(&repo).expect("mkdir");
+    let commit = |text: &str| {
+        std::fs::write(repo.join("README"), text).expect("write");
+        crate::common::git(&repo, &["add", "."]);
+        crate::common::git(&repo, &["commit", "--quiet", "-m", text.trim()]);
+        crate::common::git(&repo, &["rev-parse", "HEAD"])
+    };
     crate::common::git(&repo, &["init", "--quiet", "--initial-branch=main"]);
-    std::fs::write(repo.join("README"), "first\n").expect("write");
-    crate::common::git(&repo, &["add", "."]);
-    crate::common::git(&repo, &["commit", "--quiet", "-m", "first"]);
-    let commit = crate::common::git(&repo, &["rev-parse", "HEAD"]);
-    env.write(
-        "software.cfg",
-        &format!(
-            "[buildout]\nparts = src\n\n[src]\nrecipe = slapos.recipe.build:gitclone\n\
-             repository = {}\nbranch = main\n",
+    let first = commit("first\n");
+    // a branch (unpinned), and Python code that counts the evaluations
+    write_profile(&env);
+    let profile = std::fs::read_to_string(env.path().join("software.cfg")).expect("profile");
+    let profile = profile.replace("parts = user", "parts = user src")
+        + &format!(
+            "[src]\nrecipe = slapos.recipe.build:gitclone\nrepository = {}\nbranch = main\n",
+            repo.display()
+        );
+    env.write("software.cfg", &profile);
+    std::fs::create_dir_all(r.root.join("var")).expect("mkdir");
+
+    // plan: the warning (pointing at the option) and the mark, the same from the cache
+    let plan = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("[src]")
+            && plan.stderr.contains("branch `main`")
+            && plan.stderr.contains("software.cfg:")
+            && plan.stderr.contains("branch = main")
+            && plan.stderr.contains("`slapstore lock` pins it"),
+        "{}",
+        plan.stderr
+    );
+    let unlocked = rows(&plan.stdout);
+    assert!(row(&unlocked, "src").2 && !row(&unlocked, "user").2);
+    assert_eq!(runs(&env), 1, "the second plan was a hit");
+    assert_eq!(entries(&r).len(), 1);
+    // the text form is the same entry (only the output differs), with the same warning
+    let text = twice(&r, &["plan", "software.cfg"]);
+    assert_eq!(text.stderr, plan.stderr);
+    assert_eq!(runs(&env), 1);
+
+    // --allow-unpinned: no warning, the same mark and paths
+    let allowed = twice(&r, &["plan", "--json", "--allow-unpinned", "software.cfg"]);
+    assert_eq!((allowed.code, allowed.stderr.as_str()), (0, ""));
+    assert_eq!(rows(&allowed.stdout), unlocked);
+    assert_eq!(runs(&env), 2);
+
+    // `build` refuses the branch every time: plan's entry does not serve it
+    let refused = twice(&r, &["build", "software.cfg"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("[src]"), "{}", refused.stderr);
+    assert_eq!(runs(&env), 4, "an error is never cached");
+    // nor does it serve --frozen, which refuses the missing lock file before evaluating
+    let frozen = twice(&r, &["plan", "--frozen", "software.cfg"]);
+    assert_eq!(frozen.code, 2);
+    assert!(frozen.stderr.contains("no lock file"), "{}", frozen.stderr);
+
+    // a lock file appears: a miss; pinned, no warning, no mark, another path for `src`
+    r.ok(&["lock", "software.cfg"]);
+    let mut evaluations = runs(&env);
+    let locked = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert_eq!((locked.code, locked.stderr.as_str()), (0, ""));
+    let pinned = rows(&locked.stdout);
+    assert!(!row(&pinned, "src").2);
+    assert_ne!(row(&pinned, "src").1, row(&unlocked, "src").1);
+    assert_eq!(row(&pinned, "user").1, row(&unlocked, "user").1);
+    evaluations += 1;
+    assert_eq!(runs(&env), evaluations);
+    // --frozen accepts it, with the same output, from the same entry
+    let frozen = twice(&r, &["plan", "--json", "--frozen", "software.cfg"]);
+    assert_eq!((frozen.code, &frozen.stdout), (0, &locked.stdout));
+    assert_eq!(runs(&env), evaluations);
+
+    // the branch moves and the lock is updated: the lock's edit is seen
+    let second = commit("second\n");
+    r.ok(&["lock", "--update", "software.cfg"]);
+    evaluations += 1;
+    let lock_file = env.path().join("software.cfg.lock");
+    let lock_text = std::fs::read_to_string(&lock_file).expect("lock");
+    assert!(lock_text.contains(&second) && !lock_text.contains(&first));
+    let updated = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert_ne!(row(&rows(&updated.stdout), "src").1, row(&pinned, "src").1);
+    evaluations += 1;
+    assert_eq!(runs(&env), evaluations);
+    // and the lock's text back as it was gives the first pin again
+    let first_lock = lock_text.replace(&second, &first);
+    std::fs::write(&lock_file, &first_lock).expect("write");
+    assert_eq!(
+        twice(&r, &["plan", "--json", "software.cfg"]).stdout,
+        locked.stdout
+    );
+    evaluations += 1;
+    assert_eq!(runs(&env), evaluations);
+
+    // an entry for another branch: plan refuses it every time; --allow-unpinned plans the
+    // branch unpinned, as without a lock, from the cache too
+    std::fs::write(&lock_file, first_lock.replace("\"main\"", "\"dev\"")).expect("write");
+    let out_of_date = twice(&r, &["plan", "software.cfg"]);
+    assert_eq!(out_of_date.code, 2);
+    assert!(
+        out_of_date.stderr.contains("out of date"),
+        "{}",
+        out_of_date.stderr
+    );
+    let allowed = twice(&r, &["plan", "--json", "--allow-unpinned", "software.cfg"]);
+    assert_eq!((allowed.code, allowed.stderr.as_str()), (0, ""));
+    assert_eq!(rows(&allowed.stdout), unlocked);
+    evaluations += 3;
+    assert_eq!(runs(&env), evaluations);
+
+    // a stale entry: warned about by the cached run too, and refused by --frozen every time
+    std::fs::write(
+        &lock_file,
+        format!(
+            "{first_lock}\n[parts.gone.git]\nrepository = \"{}\"\ncommit = \"{first}\"\n",
             repo.display()
         ),
+    )
+    .expect("write");
+    let stale = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert_eq!(stale.code, 0);
+    assert!(
+        stale.stderr.contains("stale entry, `git` of part `gone`"),
+        "{}",
+        stale.stderr
     );
-    std::fs::create_dir_all(r.root.join("var")).expect("mkdir");
-    // the warning and the `unpinned` mark come from the evaluation: each plan evaluates
-    for _ in 0..2 {
-        let out = r.run(&["plan", "software.cfg"]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("[src]") && out.stderr.contains("slapstore lock"),
-            "{}",
-            out.stderr
-        );
-        r.ok(&["plan", "--allow-unpinned", "software.cfg"]);
-    }
-    assert_eq!(
-        entries(&r).len(),
-        0,
-        "a plan with unpinned inputs is not cached"
+    assert_eq!(stale.stdout, locked.stdout);
+    let frozen = twice(&r, &["plan", "--frozen", "software.cfg"]);
+    assert_eq!(frozen.code, 2);
+    assert!(
+        frozen.stderr.contains("--frozen: the lock file"),
+        "{}",
+        frozen.stderr
     );
-    // `lock` evaluates for itself: the branch is seen and pinned
-    let out = r.run(&["lock", "software.cfg"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let text = std::fs::read_to_string(env.path().join("software.cfg.lock")).expect("lock");
-    assert!(text.contains(&format!("commit = \"{commit}\"")), "{text}");
-    // with a lock file, plan evaluates (its pins are checked as the evaluation asks for them)
-    r.ok(&["plan", "software.cfg"]);
+    evaluations += 1;
+    assert_eq!(runs(&env), evaluations, "refused from the cache");
+
+    // an edit of the profile is seen with a lock as without
+    env.write("base.cfg", "[base]\nvalue = edited\n");
+    let edited = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert_ne!(row(&rows(&edited.stdout), "user").1, row(&pinned, "user").1);
+    evaluations += 1;
+    assert_eq!(runs(&env), evaluations);
+    // --frozen with an entry missing: refused (the lock pins nothing), never from plan's entry
+    std::fs::write(&lock_file, "version = 1\n").expect("write");
+    let unlocked_plan = twice(&r, &["plan", "--json", "software.cfg"]);
+    assert!(row(&rows(&unlocked_plan.stdout), "src").2);
+    assert!(
+        unlocked_plan.stderr.contains("has no entry"),
+        "{}",
+        unlocked_plan.stderr
+    );
+    let frozen = twice(&r, &["plan", "--frozen", "software.cfg"]);
+    assert_eq!(frozen.code, 2);
+    assert!(
+        frozen.stderr.contains("--frozen: branch `main`"),
+        "{}",
+        frozen.stderr
+    );
+    evaluations += 3;
+    assert_eq!(runs(&env), evaluations);
 }

@@ -84,8 +84,6 @@ pub fn locked_derivations(
     let mut lock = super::lock::attach(&profile.profile, frozen)?;
     lock.planning = planning && !frozen;
     let lock = Arc::new(lock);
-    // a lock file's pins are checked as the evaluation asks for them: not cached
-    let cached = !lock.exists;
     let mut sources = Sources::default();
     let drvs = evaluate_in(
         &mut sources,
@@ -93,7 +91,7 @@ pub fn locked_derivations(
         profile,
         allow_unpinned,
         Some(lock.clone()),
-        cached,
+        true,
     )?;
     let mut unpinned = BTreeSet::new();
     for u in lock.unpinned() {
@@ -126,8 +124,8 @@ pub fn evaluate_with(
 }
 
 /// [`evaluate_with`], reading the profile's files into `sources`, through the cache of
-/// evaluations if `cached` (`evalcache.rs`). An evaluation that met unpinned inputs is not
-/// recorded: its warnings and marks come from the evaluation itself, so a later one must run.
+/// evaluations if `cached` and there is a lock (`evalcache/`): a hit leaves in `lock` what the
+/// evaluation asked of it and in `sources` the files its warnings point into.
 fn evaluate_in(
     sources: &mut Sources,
     store_dir: &str,
@@ -139,8 +137,8 @@ fn evaluate_in(
     let mut options = profile.eval_options(sources)?;
     let release = crate::derive::release_name(&profile.profile);
     let system = crate::derive::system();
-    let cache = match std::path::Path::new(store_dir).parent() {
-        Some(root) if cached => EvalCache::open(&Context {
+    let cache = match (std::path::Path::new(store_dir).parent(), &lock) {
+        (Some(root), Some(lock)) if cached => EvalCache::open(&Context {
             root,
             profile: &profile.profile,
             options: &options,
@@ -148,11 +146,15 @@ fn evaluate_in(
             system: &system,
             allow_unpinned,
             release: &release,
-        }),
+            lock,
+        })
+        .map(|cache| (cache, lock.clone())),
         _ => None,
     };
-    if let Some(derivations) = cache.as_ref().and_then(EvalCache::lookup) {
-        return Ok(derivations);
+    if let Some((cache, lock)) = &cache {
+        if let Some(derivations) = cache.lookup(sources, lock) {
+            return Ok(derivations);
+        }
     }
     options.store = Some((
         StoreMode {
@@ -166,9 +168,8 @@ fn evaluate_in(
     ));
     let evaluation =
         evaluate(sources, &profile.profile, &options).map_err(|e| report::error(sources, &e))?;
-    let pinned = lock.as_ref().is_none_or(|l| l.unpinned().is_empty());
-    if let (Some(cache), true) = (&cache, pinned) {
-        cache.record(sources, &evaluation);
+    if let Some((cache, lock)) = &cache {
+        cache.record(sources, &evaluation, lock);
     }
     Ok(evaluation.derivations)
 }

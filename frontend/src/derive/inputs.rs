@@ -323,7 +323,7 @@ pub(super) fn git(
 }
 
 /// The pin of the part's unpinned `input` from the lock; `None` when it has none and
-/// `--allow-unpinned` accepts it as it is, or `plan` does (noting a warning); else an error on `option`: `refusal`, and what the
+/// `--allow-unpinned` accepts it as it is, or `plan` does (either way noted with its warning); else an error on `option`: `refusal`, and what the
 /// lock says (with `--frozen`, that alone).
 fn locked(
     part: &Part,
@@ -355,23 +355,23 @@ fn locked(
     if !mode.allow_unpinned && !planned {
         return Err(part.option_error(option, format!("{refusal}; {why}")));
     }
-    if lock.planning {
-        let warning = part.option_error(
-            option,
-            format!(
-                "{} is an unpinned input, planned by its {}; `build` refuses it without \
-                 `--allow-unpinned`: {why}",
-                input.describe(),
-                match input {
-                    Input::Git {
-                        branch: Some(_), ..
-                    } => "repository and branch",
-                    Input::Git { .. } => "repository",
-                    _ => "URL",
-                }
-            ),
-        );
-        lock.accept_unpinned(&part.name, warning);
-    }
+    // noted whether `plan` (which warns) or `build --allow-unpinned` (which does not) accepts
+    // it: the cache of evaluations serves one's evaluation to the other
+    let warning = part.option_error(
+        option,
+        format!(
+            "{} is an unpinned input, planned by its {}; `build` refuses it without \
+             `--allow-unpinned`: {why}",
+            input.describe(),
+            match input {
+                Input::Git {
+                    branch: Some(_), ..
+                } => "repository and branch",
+                Input::Git { .. } => "repository",
+                _ => "URL",
+            }
+        ),
+    );
+    lock.accept_unpinned(&part.name, warning);
     Ok(None)
 }

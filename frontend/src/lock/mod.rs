@@ -93,7 +93,7 @@ impl DistEntry {
 }
 
 /// What an egg part asks to resolve.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EggsInput {
     pub python: String,
     /// One requirement a line.
@@ -126,7 +126,7 @@ pub struct SourceEntry {
 }
 
 /// One unpinned input of a part, as the profile names it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Input {
     /// A gitclone part without `revision`.
     Git {
@@ -170,7 +170,7 @@ impl Input {
 }
 
 /// An unpinned input met while translating the profile.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Wanted {
     pub part: String,
     pub input: Input,
@@ -224,21 +224,19 @@ impl LockFile {
 
     /// The file at `path`; `None` if there is none.
     pub fn load(path: &Path) -> Result<Option<LockFile>, LockError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(LockError::Read {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-        };
+        match read(path)? {
+            Some(text) => LockFile::parse(path, &text).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The file at `path` whose text is `text`, checked whole.
+    pub fn parse(path: &Path, text: &str) -> Result<LockFile, LockError> {
         let invalid = |message: String| LockError::Invalid {
             path: path.to_owned(),
             message,
         };
-        let file: LockFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let file: LockFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if file.version != VERSION {
             return Err(invalid(format!(
                 "format version {} (this slapstore reads version {VERSION})",
@@ -280,7 +278,7 @@ impl LockFile {
                 }
             }
         }
-        Ok(Some(file))
+        Ok(file)
     }
 
     /// The file's text: a header comment, then the entries sorted (by part, then input).
@@ -392,6 +390,18 @@ pub fn normalise(name: &str) -> String {
     out
 }
 
+/// The text of the file at `path`; `None` if there is none.
+fn read(path: &Path) -> Result<Option<String>, LockError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LockError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 fn is_lower_hex(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -406,20 +416,23 @@ pub struct LockState {
     pub file: LockFile,
     /// Whether there is a file.
     pub exists: bool,
+    /// The file's text as it was read (none when there is no file): what its entries come
+    /// from, for the cache of evaluations.
+    pub text: Option<String>,
     /// `--frozen`: an unpinned input the lock does not pin is an error.
     pub frozen: bool,
     /// Every unpinned input asked for, in the order met.
     seen: Mutex<Vec<Wanted>>,
     /// `plan` (without `--frozen`): an unpinned input without an entry is accepted as the
-    /// profile names it (its URL and branch, or its URL, are its identity) instead of refused,
-    /// and every unpinned input accepted is noted in [`LockState::unpinned`].
+    /// profile names it (its URL and branch, or its URL, are its identity) instead of refused.
     pub planning: bool,
-    /// The unpinned inputs accepted while `planning`, in the order met.
+    /// The unpinned inputs accepted (by `planning`, or `--allow-unpinned`) as the profile
+    /// names them, in the order met.
     unpinned: Mutex<Vec<Unpinned>>,
 }
 
-/// An unpinned input that `plan` accepted: its part and the warning to print without
-/// `--allow-unpinned` (pointing at the option that names it).
+/// An unpinned input accepted as the profile names it: its part and the warning `plan` prints
+/// without `--allow-unpinned` (pointing at the option that names it).
 #[derive(Debug, Clone)]
 pub struct Unpinned {
     pub part: String,
@@ -435,13 +448,18 @@ impl LockState {
             Err(e) if frozen => return Err(e),
             Err(_) => PathBuf::new(),
         };
-        let file = if path.as_os_str().is_empty() {
+        let text = if path.as_os_str().is_empty() {
             None
         } else {
-            LockFile::load(&path)?
+            read(&path)?
+        };
+        let file = match &text {
+            Some(text) => Some(LockFile::parse(&path, text)?),
+            None => None,
         };
         Ok(LockState {
             exists: file.is_some(),
+            text,
             file: file.unwrap_or(LockFile {
                 version: VERSION,
                 parts: BTreeMap::new(),
@@ -466,7 +484,7 @@ impl LockState {
         self.file.pin(part, input)
     }
 
-    /// Notes an unpinned input that `plan` accepts (see [`LockState::planning`]).
+    /// Notes an unpinned input accepted as the profile names it.
     pub fn accept_unpinned(&self, part: &str, warning: crate::error::Error) {
         self.unpinned
             .lock()
@@ -477,12 +495,26 @@ impl LockState {
             });
     }
 
-    /// The unpinned inputs `plan` accepted, in the order met.
+    /// The unpinned inputs accepted as the profile names them, in the order met.
     pub fn unpinned(&self) -> Vec<Unpinned> {
         self.unpinned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Takes what an earlier evaluation of the same profile with the same lock met, as if
+    /// this one had: the unpinned inputs it asked for and those `plan` accepted (the cache of
+    /// evaluations, `evalcache`).
+    pub fn replay(&self, seen: Vec<Wanted>, unpinned: Vec<Unpinned>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(seen);
+        self.unpinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(unpinned);
     }
 
     /// The unpinned inputs met, sorted, each once.
