@@ -978,3 +978,74 @@ fn a_custom_egg_built_against_a_store_library_refers_to_it_and_gc_keeps_it() {
         store.entries()
     );
 }
+
+#[test]
+fn a_fully_pinned_resolution_is_kept_and_a_root_sharing_the_download_cache_installs_without_resolving(
+) {
+    if !crate::common::have("resolution_cache", &["uv"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.write("software.cfg", BUILD_PROFILE);
+    let store = Root::new(&env);
+    add_fixtures(
+        &store,
+        &[
+            "pycodestyle-2.11.1-py2.py3-none-any.whl",
+            "six-1.16.0-py2.py3-none-any.whl",
+        ],
+    );
+    // resolved by uv, and kept: every distribution is pinned
+    let out = build_offline(&store, "software.cfg");
+    let log = store.ok(&["log", "tools"]);
+    assert!(log.contains(" pip compile "), "{log}");
+    let kept = store.root.join("var/cache/sources/resolutions");
+    assert_eq!(std::fs::read_dir(&kept).expect("resolutions").count(), 1);
+
+    // a root with a copy of the download cache (elsewhere: the cache's own files are named
+    // relatively) takes the resolution as kept: uv resolves nothing
+    let second = Root {
+        dir: env.path().to_owned(),
+        root: env.path().join("root2"),
+    };
+    std::fs::create_dir_all(second.root.join("var/cache")).expect("mkdir");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(store.root.join("var/cache/sources"))
+        .arg(second.root.join("var/cache/sources"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let out2 = build_offline(&second, "software.cfg");
+    let log = second.ok(&["log", "tools"]);
+    assert!(
+        log.contains("resolve: from the cache of resolutions"),
+        "{log}"
+    );
+    assert!(!log.contains(" pip compile "), "{log}");
+    let text = run(
+        &format!("{out2}/bin/py"),
+        &["-c", "import six; print(six.__version__)"],
+    );
+    assert_eq!(text.trim(), "1.16.0");
+    // the same files, hence the same distribution paths, as the first root's
+    let manifest = |o: &str| {
+        std::fs::read_to_string(format!("{o}/.slapstore-eggs"))
+            .expect("manifest")
+            .lines()
+            .map(|l| l.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(manifest(&out), manifest(&out2));
+    second.ok(&["verify"]);
+
+    // a picked version is resolved again each time, and not kept
+    let picked = BUILD_PROFILE.replace("six = 1.16.0\n", "");
+    assert_ne!(picked, BUILD_PROFILE);
+    env.write("software.cfg", &picked);
+    build_offline(&second, "software.cfg");
+    let log = second.ok(&["log", "tools"]);
+    assert!(log.contains(" pip compile "), "{log}");
+    let kept2 = second.root.join("var/cache/sources/resolutions");
+    assert_eq!(std::fs::read_dir(&kept2).expect("resolutions").count(), 1);
+}

@@ -339,6 +339,9 @@ pub fn repair(
         output::rename_into_place(&p.out, &p.final_path)?;
         output::fsync_dir(&store.store_dir())?;
     }
+    if !p.staged.is_empty() {
+        store.db().register(&p.staged)?;
+    }
     store
         .db()
         .update_output(&drv.path.to_string(), &p.info.content_hash, p.info.size)?;
@@ -390,6 +393,8 @@ struct Prepared<'a> {
     start: Instant,
     /// Fetched from a binary cache (already reported).
     substituted: bool,
+    /// Paths the recipe staged in `store/` (`add::stage`), registered before the output.
+    staged: Vec<Registration>,
 }
 
 /// Builds `drv` (unless valid) up to a finished output: steps 1–4 of the module docs.
@@ -437,6 +442,7 @@ fn prepare<'a>(
                 info,
                 start,
                 substituted: true,
+                staged: Vec::new(),
             }));
         }
     }
@@ -505,6 +511,7 @@ fn prepare<'a>(
             fetcher,
             store,
             added: Vec::new(),
+            staged: Vec::new(),
             python: None,
         };
         fs::create_dir_all(&ctx.scratch).map_err(|e| io_error(&ctx.scratch, e))?;
@@ -516,6 +523,7 @@ fn prepare<'a>(
             crate::users::give_tree_to_root(&out)?;
         }
         let added = std::mem::take(&mut ctx.added);
+        let staged = std::mem::take(&mut ctx.staged);
         if !out.exists() {
             fs::create_dir_all(&out).map_err(|e| io_error(&out, e))?;
         }
@@ -525,14 +533,14 @@ fn prepare<'a>(
         if drv.recipe() == Recipe::Generation {
             output::make_private(&out)?; // it holds the instance's parameters
         }
-        Ok(info)
+        Ok((info, staged))
     })();
     // a build that logged nothing (a generation) leaves no empty log behind
     if result.is_ok() && log.metadata().is_ok_and(|m| m.len() == 0) {
         let _ = fs::remove_file(&log_path);
     }
     match result {
-        Ok(info) => Ok(Some(Prepared {
+        Ok((info, staged)) => Ok(Some(Prepared {
             drv,
             _lock: lock,
             out,
@@ -541,6 +549,7 @@ fn prepare<'a>(
             info,
             start,
             substituted: false,
+            staged,
         })),
         Err(e) => {
             // nothing of a failed build stays but its log
@@ -622,7 +631,12 @@ fn publish(store: &Store, prepared: Vec<Prepared>, observer: &dyn Observer) -> R
         if renamed {
             output::fsync_dir(&store.store_dir())?;
         }
-        let registrations: Vec<Registration> = prepared.iter().map(registration).collect();
+        // what the recipes staged first: the outputs refer to it
+        let mut registrations: Vec<Registration> = prepared
+            .iter()
+            .flat_map(|p| p.staged.iter().cloned())
+            .collect();
+        registrations.extend(prepared.iter().map(registration));
         store.db().register(&registrations)
     })();
     for p in &prepared {

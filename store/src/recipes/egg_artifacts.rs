@@ -336,7 +336,7 @@ fn pyproject_of_sdist(file: &Path) -> Result<Option<String>, String> {
 }
 
 /// `%XX` escapes decoded (a URL's file name: `+` in a local version is `%2B`).
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

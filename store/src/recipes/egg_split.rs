@@ -1,7 +1,8 @@
 //! One distribution, one store path: after an egg build's `pip install --target`, the files
 //! of each installed distribution (as its `.dist-info/RECORD` lists them) are moved into a tree
-//! of their own, `<name>-<version>`, and added to the store content-addressed
-//! ([`crate::add::add`]), so that every part and every release installing the same
+//! of their own, `<name>-<version>`, and added to the store content-addressed, moved rather
+//! than copied ([`crate::add::stage`]: flushed and registered with the part's output, in its one
+//! `syncfs` and transaction), so that every part and every release installing the same
 //! distribution for the same interpreter shares one path, and gc deletes it once no part
 //! refers to it.
 //!
@@ -12,11 +13,13 @@
 //!   same content, hence the same path;
 //! - a distribution whose files mention the store directory (compiled against a store-built
 //!   library, say) is a path of its own too, added with the references found by scanning it
-//!   for the part's inputs' closure ([`crate::add::add_with_references`]): gc keeps the library
+//!   for the part's inputs' closure: gc keeps the library
 //!   while the distribution lives; any file no `RECORD` claims stays in the part's own
 //!   `<out>/lib`, scanned with the part's output;
+//! - the trees are root's before they move into the store (the install may have run as a build
+//!   user);
 //! - the added paths are temporary roots of this process from before they are checked until it
-//!   exits (`add`), and candidates of the part's reference scan ([`Context::added`]): the part's
+//!   exits (`add::stage`), and candidates of the part's reference scan ([`Context::added`]): the part's
 //!   scripts and `.slapstore-eggs` name them, so it refers to them once registered.
 
 use std::fs;
@@ -100,32 +103,28 @@ pub(super) fn share(
     if lock.is_file() {
         fs::remove_file(&lock).map_err(|e| io_error(&lock, e))?;
     }
-    // two batches: the plain ones, and those scanned for the part's inputs (its closure but
-    // the part itself, which a distribution cannot refer to)
-    let (referring, plain): (Vec<_>, Vec<_>) =
-        trees.into_iter().zip(owners).partition(|((_, r), _)| *r);
-    let mut added = crate::add::add(
-        ctx.store,
-        &plain
-            .iter()
-            .map(|((t, _), _)| t.clone())
-            .collect::<Vec<_>>(),
-    )?;
-    let mut owners: Vec<usize> = plain.iter().map(|(_, i)| *i).collect();
-    if !referring.is_empty() {
-        let candidates = crate::build::candidates(ctx.store, ctx.drv)?
-            .into_iter()
-            .filter(|p| *p != ctx.drv.path);
-        added.extend(crate::add::add_with_references(
-            ctx.store,
-            &referring
-                .iter()
-                .map(|((t, _), _)| t.clone())
-                .collect::<Vec<_>>(),
-            &crate::references::Candidates::new(candidates),
-        )?);
-        owners.extend(referring.iter().map(|(_, i)| *i));
+    // the build user's files become root's before they enter the store (they are moved in)
+    if ctx.sandbox.as_ref().and_then(|s| s.user()).is_some() {
+        crate::users::give_tree_to_root(&split)?;
     }
+    // one batch, moved in (no copy); those mentioning the store scanned for the part's inputs
+    // (its closure but the part itself, which a distribution cannot refer to); flushed and
+    // registered with the part's output
+    let candidates = if trees.iter().any(|(_, r)| *r) {
+        crate::build::candidates(ctx.store, ctx.drv)?
+            .into_iter()
+            .filter(|p| *p != ctx.drv.path)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let staged = crate::add::stage(
+        ctx.store,
+        &trees,
+        &crate::references::Candidates::new(candidates),
+    )?;
+    let added = staged.paths;
+    ctx.staged.extend(staged.registrations);
     let mut paths = Vec::new();
     for (path, &i) in added.iter().zip(&owners) {
         let full = ctx.store.path_of(path);

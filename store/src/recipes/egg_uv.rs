@@ -204,10 +204,14 @@ pub(super) fn install(
     };
     let artifacts = match ctx.option("egg-artifacts") {
         Some(text) => locked(ctx, "egg-artifacts", text)?,
-        None => {
-            let offers = compile(ctx, uv, req, &req.req_file, Resolve::Install)?;
-            choose(offers, &pinned, &wheels).map_err(|m| recipe_error(ctx, m))?
-        }
+        None => compile(
+            ctx,
+            uv,
+            req,
+            &req.req_file,
+            Resolve::Install,
+            (&pinned, &wheels),
+        )?,
     };
     fetch(ctx, &artifacts, &wheelhouse, &dists)?;
     let isolated: Vec<&Artifact> = artifacts
@@ -240,17 +244,17 @@ pub(super) fn install(
             // the versions section's pins apply to what builds the sdists too, as buildout
             // builds them with the pinned setuptools; when they conflict with what an sdist
             // asks for, the newest that it allows, the log saying so
-            let offers = match compile(ctx, uv, req, &file, Resolve::Build) {
+            let none = BTreeSet::new();
+            match compile(ctx, uv, req, &file, Resolve::Build, (&none, &none)) {
                 Err(StoreError::BuildFailed { .. }) if !req.pins.pins.is_empty() => {
                     ctx.note(
                         "the build dependencies cannot be resolved at the pins of the versions \
                          section: resolving them without",
                     )?;
-                    compile(ctx, uv, req, &file, Resolve::BuildUnpinned)?
+                    compile(ctx, uv, req, &file, Resolve::BuildUnpinned, (&none, &none))?
                 }
                 result => result?,
-            };
-            choose(offers, &BTreeSet::new(), &BTreeSet::new()).map_err(|m| recipe_error(ctx, m))?
+            }
         }
     };
     fetch(ctx, &build_artifacts, &wheelhouse, &dists)?;
@@ -290,12 +294,13 @@ pub(super) fn install(
         shell_quote(&install.display().to_string()),
     );
     let mut env = uv_env(req);
-    env.insert(
-        "UV_CACHE_DIR".into(),
-        ctx.scratch.join("uv-cache").display().to_string(),
-    );
+    let uv_cache = ctx.scratch.join("uv-cache");
+    env.insert("UV_CACHE_DIR".into(), uv_cache.display().to_string());
     sandbox_with(ctx, &[uv.to_owned()])?;
     ctx.shell("install", &script, &req.work, &env)?;
+    // uv installed hard links to its cache: with it gone, each installed file has one name,
+    // and moves into the store as it is (`egg_split.rs`), not copied
+    crate::output::remove_tree(&uv_cache)?;
     let mut installed: Vec<Installed> = artifacts
         .iter()
         .map(|a| Installed {
@@ -387,14 +392,18 @@ enum Resolve {
 
 /// `uv pip compile` of `requirements` into a `pylock.toml`, outside the sandbox: online from
 /// the index (`index`, else uv's default), the cache's `dists/` and `find-links`; offline from
-/// `dists/` and the local `find-links` only. Its packages.
+/// `dists/` and the local `find-links` only. The file of each package, as [`choose`] chooses
+/// it among what is offered (`pinned` and `wheels`: the normalised names it prefers an sdist
+/// and a wheel of). A resolution whose every package is pinned exactly is kept in the cache of
+/// resolutions and taken from there next time, without running uv (`egg_resolutions.rs`).
 fn compile(
     ctx: &mut Context,
     uv: &Path,
     req: &Request,
     requirements: &Path,
     what: Resolve,
-) -> Result<Vec<super::egg_artifacts::Offer>> {
+    (pinned, wheels): (&BTreeSet<String>, &BTreeSet<String>),
+) -> Result<Vec<Artifact>> {
     let dir = ctx.scratch.join(match what {
         Resolve::Install => "resolve",
         Resolve::Build | Resolve::BuildUnpinned => "resolve-build",
@@ -458,10 +467,37 @@ fn compile(
         Resolve::Install => "resolve",
         Resolve::Build | Resolve::BuildUnpinned => "resolve build dependencies",
     };
+    // a `:develop` tree's wheel is in the scratch directory; unpinned build dependencies are
+    // the newest
+    let cacheable = !req.develop && what != Resolve::BuildUnpinned;
+    let cache = ctx.fetcher.cache_dir().to_owned();
+    let read = |p: &Path| fs::read_to_string(p).map_err(|e| io_error(p, e));
+    let key = super::egg_resolutions::key(
+        &[
+            &script,
+            &read(requirements)?,
+            &read(&req.con_file)?,
+            &super::egg_wheels::env_lines(&env),
+            ctx.option("python-version").unwrap_or(""),
+        ],
+        &ctx.scratch,
+        &cache,
+    );
+    if cacheable {
+        if let Some(artifacts) = super::egg_resolutions::lookup(&cache, &key) {
+            ctx.note(&format!("{step}: from the cache of resolutions (`{key}`)"))?;
+            return Ok(artifacts);
+        }
+    }
     outside(ctx, step, &script, &req.work, &env)?;
     let text = fs::read_to_string(&lock).map_err(|e| io_error(&lock, e))?;
-    super::egg_artifacts::from_pylock(&text)
-        .map_err(|m| recipe_error(ctx, format!("`{}`: {m}", lock.display())))
+    let offers = super::egg_artifacts::from_pylock(&text)
+        .map_err(|m| recipe_error(ctx, format!("`{}`: {m}", lock.display())))?;
+    let artifacts = choose(offers, pinned, wheels).map_err(|m| recipe_error(ctx, m))?;
+    if cacheable && super::egg_resolutions::fully_pinned(&artifacts, &req.pins) {
+        super::egg_resolutions::keep(&cache, &key, &artifacts).map_err(|e| io_error(&cache, e))?;
+    }
+    Ok(artifacts)
 }
 
 /// The environment of uv's commands: no user configuration, no Python downloaded.

@@ -47,11 +47,7 @@ pub fn key(
         super::egg_uv::UV_VERSION,
         sdist.sha256
     );
-    for (k, v) in env {
-        if !PER_BUILD_VARIABLES.contains(&k.as_str()) {
-            writeln!(text, "env {k}={v}").ok();
-        }
-    }
+    text.push_str(&env_lines(env));
     let mut deps: Vec<String> = build
         .iter()
         .map(|a| format!("build {} {} {}", a.name, a.version, a.sha256))
@@ -61,6 +57,18 @@ pub fn key(
         writeln!(text, "{dep}").ok();
     }
     Checksum::of_bytes(Algorithm::Sha256, text.as_bytes()).hex()
+}
+
+/// The build's environment as `env NAME=VALUE` lines, without the variables naming its own
+/// scratch directory or output: what of it a cache key covers.
+pub(super) fn env_lines(env: &BTreeMap<String, String>) -> String {
+    let mut text = String::new();
+    for (k, v) in env {
+        if !PER_BUILD_VARIABLES.contains(&k.as_str()) {
+            writeln!(text, "env {k}={v}").ok();
+        }
+    }
+    text
 }
 
 /// The wheel cached under `key` (an entry holds exactly one), if any.

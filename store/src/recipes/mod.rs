@@ -10,6 +10,7 @@ mod cmmi;
 mod download;
 mod egg;
 mod egg_artifacts;
+mod egg_resolutions;
 mod egg_split;
 mod egg_uv;
 mod egg_wheels;
@@ -82,6 +83,9 @@ pub struct Context<'a> {
     /// Paths the builder added to the store (rooted by the adding): candidates of the output's
     /// reference scan besides the derivation's closure.
     pub added: Vec<crate::StorePath>,
+    /// The registrations of the paths the builder staged (`add::stage`): not flushed nor
+    /// registered yet, they are with the output (one `syncfs`, one transaction).
+    pub staged: Vec<crate::db::Registration>,
     /// The build's Python host, once a step needed Python (`pyhost.rs`).
     pub(crate) python: Option<pyhost::Host>,
 }
