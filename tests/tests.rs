@@ -20,6 +20,7 @@ mod instance;
 mod isolation;
 mod lock;
 mod master;
+mod monitor;
 mod node;
 mod pyhost;
 mod releases;

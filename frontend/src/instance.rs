@@ -403,6 +403,7 @@ impl Context<'_> {
             generated: placement.generated.clone(),
             eval: options.clone(),
             shared: placement.shared.clone(),
+            inherited: Vec::new(),
         };
         options.slap = Some(std::sync::Arc::new(slap));
         options.text = Some(text);

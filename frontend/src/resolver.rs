@@ -398,6 +398,12 @@ impl<'s> Resolver<'s> {
         self.set(idx, option, text, Origin::Parameter);
     }
 
+    /// True if the value of `section:option` holds parameter text ([`Self::set_parameter`]).
+    pub fn is_verbatim(&self, section: &str, option: &str) -> bool {
+        self.verbatim
+            .contains(&(section.to_owned(), option.to_owned()))
+    }
+
     /// `options[key] = value` for a value that is not text: its text here, the value itself
     /// for Jinja2 contexts.
     pub fn set_typed(

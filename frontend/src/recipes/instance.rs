@@ -43,6 +43,8 @@ pub enum FileSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Template,
+    /// `collective.recipe.template`.
+    Collective,
     Jinja2,
     Wrapper,
     MkDirectory,
@@ -55,7 +57,7 @@ pub enum Kind {
 }
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
-    (jinja2), `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory)\
+    (jinja2), `collective.recipe.template`, `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory)\
     , `slapos.cookbook:symbolic.link` (symlink) and `slapos.recipe.build` (its `init` code); and \
     what talks to the master: \
     `slapos.cookbook:slapconfiguration` (`.serialised`, `.jsonschema`, `.jsondump`), \
@@ -68,6 +70,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
     }
     Some(match (egg, entry) {
         ("slapos-recipe-template" | "template", "default") => Kind::Template,
+        ("collective-recipe-template", "default") => Kind::Collective,
         ("slapos-recipe-template", "jinja2") | ("jinja2", "default") => Kind::Jinja2,
         ("slapos-cookbook", "wrapper") | ("wrapper", "default") => Kind::Wrapper,
         ("slapos-cookbook" | "slapos-recipe-build", "mkdirectory") | ("mkdirectory", "default") => {
@@ -91,8 +94,12 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
 
 fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
     match kind {
-        Kind::Template => {
-            template::template(part)?;
+        Kind::Template | Kind::Collective => {
+            if kind == Kind::Template {
+                template::template(part)?;
+            } else {
+                template::collective(part)?;
+            }
             let text = part.rendered.take().unwrap_or_default();
             let mode = mode(part, 0o644)?;
             let output = part.require("output")?;
@@ -180,8 +187,8 @@ pub(crate) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec
 }
 
 /// `slapos.cookbook:wrapper`: a shell script that sets `environment` and runs `command-line`
-/// (with the wrapper's own arguments when `parameters-extra = true`), every value quoted
-/// (`wrapper.rs`).
+/// (with the wrapper's own arguments when `parameters-extra = true`), once each file of
+/// `wait-for-files` exists, every value quoted (`wrapper.rs`).
 fn wrapper(part: &mut Part) -> Result<()> {
     let command = part.require("command-line")?;
     let path = part.require("wrapper-path")?;
@@ -192,6 +199,11 @@ fn wrapper(part: &mut Part) -> Result<()> {
     let environment = part.get("environment")?;
     let script = super::wrapper::script(&command, environment.as_deref(), extra)
         .map_err(|e| part.option_error(e.option, e.message))?;
+    let wait: Vec<String> = (part.get("wait-for-files")?.unwrap_or_default())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let script = super::wrapper::waiting(&script, &wait);
     add_file(
         part,
         "wrapper-path",

@@ -17,6 +17,7 @@ pub mod instance;
 mod mkdirectory;
 pub mod slap;
 mod slap_schema;
+mod slap_switch;
 pub mod template;
 mod wrapper;
 

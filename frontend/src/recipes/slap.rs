@@ -2,7 +2,8 @@
 //! comes with the render (`instance.rs`); here are the cookbook's recipes that talk to the
 //! master — `slapconfiguration` (`.serialised`, `.jsonschema`, `.jsondump`), which reads the
 //! instance's parameters, software type, titles and addresses from the local master,
-//! `switch-softwaretype`, which renders the instance profile of the instance's software type,
+//! `switch-softwaretype` (`slap_switch.rs`), which renders the instance profile of the
+//! instance's software type,
 //! `publish` (`.serialised`, `publish-early`), which record connection parameters with the
 //! generation, and `request` (`.serialised`, `requestoptional[.serialised]`), which ask for a
 //! child instance and read its connection parameters back.
@@ -45,6 +46,10 @@ pub struct Slap {
     /// The shared instances it hosts: each one's `slave_instance_list` entry
     /// (`master::Shared::entry`).
     pub shared: Vec<serde_json::Value>,
+    /// In a profile `switch-softwaretype` renders: the options of the switching profile's
+    /// `[slap-configuration]`, which that profile's `[slap-configuration]` takes
+    /// (`slap_switch.rs`); empty otherwise.
+    pub inherited: Vec<super::slap_switch::Inherited>,
 }
 
 /// A child instance a render requests (`request` recipes).
@@ -65,9 +70,16 @@ pub struct Request {
 pub enum Kind {
     Configuration(Flavour),
     SwitchSoftwareType,
-    Publish { serialised: bool },
+    /// `switch-softwaretype.noop`: what the switched-to profile's `[slap-configuration]` runs.
+    SwitchNoop,
+    Publish {
+        serialised: bool,
+    },
     PublishEarly,
-    Request { serialised: bool, optional: bool },
+    Request {
+        serialised: bool,
+        optional: bool,
+    },
 }
 
 /// How `slapconfiguration` gives the parameters.
@@ -94,6 +106,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "slapconfiguration.jsonschema" => Kind::Configuration(Flavour::JsonSchema),
         "slapconfiguration.jsondump" => Kind::Configuration(Flavour::JsonDump),
         "switch-softwaretype" => Kind::SwitchSoftwareType,
+        "switch-softwaretype.noop" => Kind::SwitchNoop,
         "publish" => Kind::Publish { serialised: false },
         "publish.serialised" => Kind::Publish { serialised: true },
         "publish-early" => Kind::PublishEarly,
@@ -127,7 +140,8 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
     };
     match kind {
         Kind::Configuration(flavour) => configuration(part, &slap, flavour),
-        Kind::SwitchSoftwareType => switch_softwaretype(part, &slap),
+        Kind::SwitchSoftwareType => super::slap_switch::switch(part, &slap),
+        Kind::SwitchNoop => super::slap_switch::noop(part, &slap),
         Kind::Publish { serialised } => publish(part, serialised),
         Kind::PublishEarly => publish_early(part, &slap),
         Kind::Request {
@@ -271,90 +285,6 @@ fn configuration(part: &mut Part, slap: &Slap, flavour: Flavour) -> Result<()> {
     Ok(())
 }
 
-/// `slapos.cookbook:switch-softwaretype`: the option named by the instance's software type
-/// (`section:key`) is the path of the instance profile to render for it, as a sub-buildout
-/// with the same partition, parameters and `[slap-connection]`; its files join this render's.
-fn switch_softwaretype(part: &mut Part, slap: &Slap) -> Result<()> {
-    let configuration = part.r.section("slap-configuration").map_err(|e| {
-        if !matches!(e.kind, crate::error::ErrorKind::MissingSection { .. }) {
-            return e;
-        }
-        part.error(
-            "the section to retrieve slap partition parameters (with \
-             slapos.cookbook:slapconfiguration recipe or a derived one) must be named \
-             [slap-configuration]",
-        )
-    })?;
-    let software_type = part
-        .r
-        .get(configuration, "slap-software-type", None)?
-        .ok_or_else(|| {
-            part.error(
-                "[slap-configuration] has no `slap-software-type`: it must use \
-                 slapos.cookbook:slapconfiguration or a derived recipe",
-            )
-        })?;
-    let mut chosen = software_type.clone();
-    let mut mapped = part.get(&chosen)?;
-    if mapped.is_none() && chosen == "RootSoftwareInstance" {
-        chosen = "default".to_owned();
-        mapped = part.get(&chosen)?;
-    }
-    let Some(mapped) = mapped else {
-        return Err(part.error(format!(
-            "this software type ({software_type}) isn't mapped. 'default' is the default \
-             software type"
-        )));
-    };
-    let Some((section, key)) = mapped
-        .trim()
-        .split_once(':')
-        .filter(|(_, k)| !k.contains(':'))
-    else {
-        return Err(part.option_error(
-            &chosen,
-            "the software types must be given as `section:key`, where key is usually \
-             `rendered` (not `${section:key}`)",
-        ));
-    };
-    let span = part.r.span_of(part.idx, &chosen);
-    let target = part.r.section(section).map_err(|e| e.or_at(span))?;
-    let profile = part.r.require(target, key).map_err(|e| e.or_at(span))?;
-    let mut options = slap.eval.clone();
-    // the profile is usually a file this render writes in the partition (a `jinja2` part's
-    // `output`): its text is the render's, not yet on disk
-    let written = super::instance::relative(part, &chosen, &profile)
-        .ok()
-        .and_then(|rel| match part.r.instance_output.files.get(&rel) {
-            Some(super::instance::FileSpec::Text { text, .. }) => Some(text.clone()),
-            _ => None,
-        });
-    options.text = written;
-    options.slap = part.r.settings.slap.clone();
-    let sub = crate::evaluate::evaluate(part.r.sources, profile.trim(), &options)
-        .map_err(|e| e.or_at(span))?;
-    let out = &mut part.r.instance_output;
-    for (rel, spec) in sub.instance.files {
-        if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
-            return Err(part.option_error(
-                &chosen,
-                format!("`{rel}` is written by this profile and by the one it switches to"),
-            ));
-        }
-        out.files.insert(rel, spec);
-    }
-    out.dirs.extend(sub.instance.dirs);
-    out.connection.extend(sub.instance.connection);
-    out.requests.extend(sub.instance.requests);
-    // what the switched-to profile keeps in the partition (generated passwords, ports) and the
-    // commands it runs are this render's too
-    out.state.extend(sub.instance.state);
-    out.kept.extend(sub.instance.kept);
-    out.commands.extend(sub.instance.commands);
-    out.parts.extend(sub.instance.parts);
-    Ok(())
-}
-
 /// `slapos.cookbook:publish[.serialised]`: the options of this section and of the sections
 /// `-extends` names (transitively; `-publish` lists which of a section's to take, else all but
 /// `recipe` and `-...`) become the instance's connection parameters, recorded with its
@@ -468,7 +398,8 @@ fn publish_early(part: &mut Part, slap: &Slap) -> Result<()> {
 /// an instance titled `name` of `software-url` (`software-type`, `config-*` parameters or, for
 /// `.serialised`, all of them as JSON under `_`; `state`), and sets `connection-KEY` for each
 /// KEY of `return` from what that instance published. Missing ones are an error for
-/// `request`, empty for `requestoptional`.
+/// `request`, empty for `requestoptional`. A shared (slave) instance (`shared` or `slave`
+/// true) has no host at the local master: `requestoptional` gets empty values, `request` fails.
 fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Result<()> {
     let title = part.require("name")?.trim().to_owned();
     let software_url = part.require("software-url")?.trim().to_owned();
@@ -487,10 +418,23 @@ fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Re
             format!("`{state}` is not a state: `started`, `stopped` or `destroyed`"),
         ));
     }
-    if part.get("slave")?.as_deref().map(str::trim) == Some("true")
-        || part.get("shared")?.as_deref().map(str::trim) == Some("true")
-    {
-        return Err(part.option_error("shared", "the local master has no shared (slave) instances"));
+    let shared = part.get("slave")?.as_deref().map(str::trim) == Some("true")
+        || part.get("shared")?.as_deref().map(str::trim) == Some("true");
+    if shared {
+        if !optional {
+            return Err(part.option_error(
+                "shared",
+                "the local master has no host for shared (slave) instances: only \
+                 `requestoptional` asks for one (and gets no connection parameters)",
+            ));
+        }
+        // the request fails at the local master, which `requestoptional` tolerates as the
+        // cookbook's does: each returned parameter empty, no instance state
+        for key in part.get("return")?.unwrap_or_default().split_whitespace() {
+            part.set(&format!("connection-{key}"), String::new());
+        }
+        part.set("requested-state", state);
+        return Ok(());
     }
     let mut config = serde_json::Map::new();
     for (key, value) in part.r.items(part.idx)? {

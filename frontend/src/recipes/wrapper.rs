@@ -180,6 +180,21 @@ pub fn script(
     Ok(out)
 }
 
+/// `script` that first waits until each of `files` exists (checked each second), as the
+/// cookbook's `wait-for-files` and `execute_wait` do before they run the command.
+pub fn waiting(script: &str, files: &[String]) -> String {
+    let body = script.strip_prefix("#!/bin/sh\n").unwrap_or(script);
+    let mut out = String::from("#!/bin/sh\n");
+    for file in files {
+        out.push_str(&format!(
+            "while [ ! -e {} ]; do sleep 1; done\n",
+            quote(file)
+        ));
+    }
+    out.push_str(body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +248,14 @@ mod tests {
             let e = script("/bin/true", Some(bad), false).expect_err(bad);
             assert_eq!(e.option, "environment", "{bad}");
         }
+        assert_eq!(
+            waiting(
+                "#!/bin/sh\nexec /bin/x\n",
+                &["/p/a b".into(), "/p/c".into()]
+            ),
+            "#!/bin/sh\nwhile [ ! -e '/p/a b' ]; do sleep 1; done\n\
+             while [ ! -e /p/c ]; do sleep 1; done\nexec /bin/x\n"
+        );
         assert_eq!(
             script("'unclosed", None, false)
                 .expect_err("unclosed")

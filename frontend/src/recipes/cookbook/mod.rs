@@ -3,6 +3,7 @@
 //! recipe reads and sets and the files it writes in the partition. Hooked into the instance
 //! recipes' lookup (`recipes/instance.rs`).
 
+mod ca;
 pub mod command;
 mod cron;
 mod links;
@@ -31,12 +32,15 @@ pub enum Kind {
     CheckPortListening,
     PromisePlugin,
     Command,
+    CertificateAuthority,
+    CertificateRequest,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
-    `check_port_listening`, `promise.plugin`, `cns.recipe.symlink` and `plone.recipe.command`";
+    `check_port_listening`, `promise.plugin`, `certificate_authority`, \
+    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -60,6 +64,8 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "random.integer" => Kind::RandomInteger,
         "random.time" => Kind::RandomTime,
         "free_port" => Kind::FreePort,
+        "certificate_authority" => Kind::CertificateAuthority,
+        "certificate_authority.request" => Kind::CertificateRequest,
         _ => return None,
     })
 }
@@ -80,5 +86,7 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::CheckPortListening => promise::check_port_listening(part),
         Kind::PromisePlugin => promise::promise_plugin(part),
         Kind::Command => command::command(part),
+        Kind::CertificateAuthority => ca::authority(part),
+        Kind::CertificateRequest => ca::request(part),
     }
 }
