@@ -371,6 +371,43 @@ fn a_dry_run_names_the_file_line_and_recipe_an_instance_cannot_run() {
     assert!(!r.partition("web").exists());
 }
 
+/// A release in `env`'s `p/` whose instance profile is `instance` (a `template` part's output,
+/// so `$${` in it is a `${` of the instance profile); its `software.cfg`.
+fn plain_release(env: &TestEnv, instance: &str) -> String {
+    env.write("p/instance.cfg.in", instance);
+    env.write(
+        "p/software.cfg",
+        "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
+         recipe = slapos.recipe.template\nurl = ${:_profile_base_location_}/instance.cfg.in\n\
+         output = ${buildout:directory}/instance.cfg\n",
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+/// The text of the file `page` that a dry run of `software` would deploy.
+fn dry_run_page(r: &Root, software: &str) -> String {
+    let out = offline(
+        r,
+        &[
+            "instance",
+            "create",
+            "p",
+            "--dry-run",
+            "--software",
+            software,
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let page = list[0]["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["path"] == "page"))
+        .unwrap_or_else(|| panic!("no page in {}", list[0]));
+    page["text"].as_str().unwrap_or_default().to_owned()
+}
+
 /// An instance profile using what SlapOS's buildout and templates give: `slapos.recipe.build`'s
 /// `init` code (importing `six`, as stack/monitor's does), serialised values (`!py!`), the
 /// template builtins (`dumps`, `len`), an imported module and `[slap-network-information]`.
@@ -405,36 +442,9 @@ inline =
 fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
     let env = TestEnv::new();
     let r = Root::new(&env);
-    env.write("p/instance.cfg.in", PYTHONIC);
-    let software = env
-        .write(
-            "p/software.cfg",
-            "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
-             recipe = slapos.recipe.template\nurl = ${:_profile_base_location_}/instance.cfg.in\n\
-             output = ${buildout:directory}/instance.cfg\n",
-        )
-        .to_string_lossy()
-        .into_owned();
-    let out = offline(
-        &r,
-        &[
-            "instance",
-            "create",
-            "p",
-            "--dry-run",
-            "--software",
-            &software,
-            "--json",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let list: Value = serde_json::from_str(&out.stdout).expect("JSON");
-    let page = list[0]["files"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["path"] == "page"))
-        .unwrap_or_else(|| panic!("no page in {}", list[0]));
+    let software = plain_release(&env, PYTHONIC);
     assert_eq!(
-        page["text"],
+        dry_run_page(&r, &software),
         "example.com:8443|x y|1|!py!['a', 1]|a\\.b|::1|2"
     );
     // install code would write in the partition when buildout installs the part: refused
@@ -455,6 +465,97 @@ fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
     assert!(
         out.stderr
             .contains("`slapos.recipe.build`'s `install` code cannot run in an instance"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// stack/erp5-zope2's (and wendelin's, slapos-master's) `[default-cloudooo-url-list]`, verbatim
+/// but for the URLs its software-time template writes: `init` code stores a list, another
+/// section refers to it, and the list comes back as a list to Python code, to a Jinja2 `key`
+/// and `section` context and to `dumps` (instance-erp5.cfg.in's `config-cloudooo-url-list`),
+/// an `int` as an int.
+const CLOUDOOO: &str = r#"[buildout]
+parts = page
+
+[default-cloudooo-url-list]
+recipe = slapos.recipe.build
+default-url-list =
+  https://cloudooo1.erp5.net/
+  https://cloudooo.erp5.net/
+init =
+  # Expose the default cloudooo URLs, sorted using a pseudo-random seed,
+  # so that the same instance keep the same order
+  import six, random
+  seed = repr(sorted(six.iteritems(self.buildout['slap-connection'])))
+  default_cloudooo_url_list = [url.strip() for url in self.options['default-url-list'].splitlines()]
+  random.Random(seed).shuffle(default_cloudooo_url_list)
+  self.options['url-list'] = default_cloudooo_url_list
+
+[dynamic-template-erp5-parameters]
+default-cloudooo-url-list = $${default-cloudooo-url-list:url-list}
+text = urls: $${default-cloudooo-url-list:url-list}
+
+[reader]
+recipe = slapos.recipe.build
+init =
+  urls = self.buildout['dynamic-template-erp5-parameters']['default-cloudooo-url-list']
+  options['kind'] = type(urls).__name__
+  options['count'] = len(urls)
+  options['sorted'] = ' '.join(sorted(urls))
+  options['items'] = type(dict(self.buildout['dynamic-template-erp5-parameters'].items())['default-cloudooo-url-list']).__name__
+
+[page]
+recipe = slapos.recipe.template:jinja2
+output = $${buildout:directory}/page
+context =
+  key default_cloudooo_url_list dynamic-template-erp5-parameters:default-cloudooo-url-list
+  key text dynamic-template-erp5-parameters:text
+  key kind reader:kind
+  key count reader:count
+  key ordered reader:sorted
+  key items reader:items
+  section params dynamic-template-erp5-parameters
+inline =
+  {{ default_cloudooo_url_list | sort | join(' ') }}|{{ kind }} {{ items }} {{ count + 1 }}|{{ ordered }}|{{ dumps(default_cloudooo_url_list | sort) }}|{{ params['default-cloudooo-url-list'] | length }}|{{ text[:11] }}
+"#;
+
+#[test]
+fn init_code_stores_lists_that_read_back_as_lists_as_slapos_buildout_does() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = plain_release(&env, CLOUDOOO);
+    let urls = "https://cloudooo.erp5.net/ https://cloudooo1.erp5.net/";
+    assert_eq!(
+        dry_run_page(&r, &software),
+        format!(
+            "{urls}|list list 3|{urls}|!py!['https://cloudooo.erp5.net/', \
+             'https://cloudooo1.erp5.net/']|2|urls: !py!["
+        )
+    );
+    // a value with no literal form is refused, naming the option's section and line
+    let opaque = CLOUDOOO.replace(
+        "self.options['url-list'] = default_cloudooo_url_list",
+        "self.options['url-list'] = len",
+    );
+    let software = plain_release(&env, &opaque);
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "p",
+            "--dry-run",
+            "--software",
+            &software,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[default-cloudooo-url-list]")
+            && out
+                .stderr
+                .contains("Option values must be strings or Python literals"),
         "{}",
         out.stderr
     );

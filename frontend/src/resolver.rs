@@ -422,8 +422,22 @@ impl<'s> Resolver<'s> {
         self.set(idx, option, text, origin);
     }
 
+    /// How SlapOS's buildout holds a value that is not text: `!py!<repr>` (what a `${}`
+    /// reference to it inserts, and what the Python bridge decodes back into the value).
+    /// `None` for text.
+    pub fn serialised(&self, idx: usize, option: &str) -> Option<String> {
+        let key = (self.sections[idx].name.clone(), option.to_owned());
+        let value = self.typed.get(&key).filter(|v| !v.is_string())?;
+        Some(format!(
+            "!py!{}",
+            slapstore_store::recipes::pyrepr_json(value)
+        ))
+    }
+
     /// `Options.__delitem__`; false if the option did not exist.
     pub fn delete(&mut self, idx: usize, option: &str) -> bool {
+        let key = (self.sections[idx].name.clone(), option.to_owned());
+        self.typed.remove(&key);
         let options = &mut self.sections[idx];
         if options.raw.shift_remove(option).is_some() {
             options.data.shift_remove(option);
@@ -542,7 +556,9 @@ impl<'s> Resolver<'s> {
                 if self.verbatim.contains(&(section, option.to_owned())) {
                     self.tainted = true;
                 }
-                Ok(v)
+                // a value that is not text is inserted serialised, as SlapOS's buildout
+                // holds it: an option that is only this reference has the value itself
+                Ok(self.serialised(target, option).unwrap_or(v))
             }
             Ok(None) if option == "_buildout_section_name_" => Ok(self.sections[idx].name.clone()),
             Ok(None) => Err(blame(

@@ -232,6 +232,30 @@ class Mapping(object):
     __hash__ = None
 
 
+# SlapOS's buildout stores an option value that is not a string serialised, as `!py!` and its
+# repr(), and reads such a text back as the value (a `${}` reference inserts the text, so an
+# option that is only a reference to one has the value too)
+_SERIAL = "!py!"
+_LITERALS = {"__builtins__": {}, "set": set, "frozenset": frozenset}
+
+
+def _dumps(value):
+    text = repr(value)
+    try:
+        same = _loads(_SERIAL + text) == value
+    except Exception:
+        same = False
+    if not same:
+        raise TypeError("Option values must be strings or Python literals", value)
+    return _SERIAL + text
+
+
+def _loads(text):
+    if text is not None and text.startswith(_SERIAL):
+        return eval(text[len(_SERIAL):], dict(_LITERALS))
+    return text
+
+
 class Options(Mapping):
     """A section of the buildout, as `Options` objects behave."""
 
@@ -242,20 +266,20 @@ class Options(Mapping):
 
     def get(self, key, default=None):
         value = _call({"t": "get", "s": self.name, "o": key})["v"]
-        return default if value is None else value
+        return default if value is None else _loads(value)
 
     def __contains__(self, key):
-        return self.get(key) is not None
+        return _call({"t": "get", "s": self.name, "o": key})["v"] is not None
 
     def __getitem__(self, key):
         value = _call({"t": "get", "s": self.name, "o": key})["v"]
         if value is None:
             raise MissingOption("Missing option: %s:%s" % (self.name, key))
-        return value
+        return _loads(value)
 
     def __setitem__(self, key, value):
         if not isinstance(value, str):
-            raise TypeError("Option values must be strings", value)
+            value = _dumps(value)
         _send({"t": "set", "s": self.name, "o": key, "v": value})  # cannot fail: no answer
 
     def __delitem__(self, key):
@@ -266,7 +290,7 @@ class Options(Mapping):
         return _call({"t": "keys", "s": self.name})["v"]
 
     def items(self):
-        return [tuple(item) for item in _call({"t": "items", "s": self.name})["v"]]
+        return [(k, _loads(v)) for k, v in _call({"t": "items", "s": self.name})["v"]]
 
     def values(self):
         return [v for _, v in self.items()]

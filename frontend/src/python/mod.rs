@@ -11,7 +11,9 @@
 //! each answered by `ok` or `err`, and `set`, which cannot fail and is not answered; it finishes
 //! with `done` (listing what it read of the machine: `Bridge::touched`) or `fail`. A request
 //! may cause a nested `init`,
-//! which Python serves before reading the answer.
+//! which Python serves before reading the answer. Option values that are not text cross it
+//! serialised as SlapOS's buildout stores them (`!py!<repr>`, `Resolver::serialised`): Python
+//! sends them so and decodes them when it reads them.
 
 pub mod interpreter;
 mod marshal;
@@ -190,8 +192,21 @@ impl Resolver<'_> {
             .sections
             .get_index_of(section)
             .ok_or_else(|| bridge_error(format!("section `{section}` was not asked for first")))?;
-        let value = request.text("v").to_owned();
-        self.set(idx, request.text("o"), value, Origin::Code(by.to_owned()));
+        let (option, text) = (request.text("o"), request.text("v"));
+        let origin = Origin::Code(by.to_owned());
+        // a value that is not text comes serialised (`!py!<repr>`, as SlapOS's buildout
+        // stores it); one the resolver reads back (a literal) is kept as the value itself
+        match text
+            .strip_prefix("!py!")
+            .and_then(crate::condition::literal)
+        {
+            Some(value) if !value.is_string() => self.set_typed(idx, option, value, origin),
+            _ => {
+                // text now, whatever it was
+                self.typed.remove(&(section.to_owned(), option.to_owned()));
+                self.set(idx, option, text.to_owned(), origin);
+            }
+        }
         Ok(())
     }
 
@@ -210,8 +225,9 @@ impl Resolver<'_> {
                 Ok(ok(Value::None))
             }
             "get" => {
-                let idx = existing(self, &text("s"))?;
-                let value = self.get(idx, &text("o"), None)?;
+                let (idx, option) = (existing(self, &text("s"))?, text("o"));
+                let value = self.get(idx, &option, None)?;
+                let value = value.map(|v| self.serialised(idx, &option).unwrap_or(v));
                 Ok(ok(value.map_or(Value::None, Value::Str)))
             }
             "del" => {
@@ -231,7 +247,10 @@ impl Resolver<'_> {
                 let items = self
                     .items(idx)?
                     .into_iter()
-                    .map(|(k, v)| Value::List(vec![Value::Str(k), Value::Str(v)]))
+                    .map(|(k, v)| {
+                        let v = self.serialised(idx, &k).unwrap_or(v);
+                        Value::List(vec![Value::Str(k), Value::Str(v)])
+                    })
                     .collect();
                 Ok(ok(Value::List(items)))
             }

@@ -27,7 +27,9 @@ pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
 pub use egg_artifacts::Artifact as EggArtifact;
 pub use egg_uv::UV_VERSION;
 pub use gitclone::branch_commit;
-pub use pybuiltins::{MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY};
+pub use pybuiltins::{
+    repr_json as pyrepr_json, MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY,
+};
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;

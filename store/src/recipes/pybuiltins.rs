@@ -404,6 +404,11 @@ fn py_str(v: &Value) -> String {
     }
 }
 
+/// Python's `repr()` of JSON data (what SlapOS's buildout serialises as `!py!<repr>`).
+pub fn repr_json(v: &serde_json::Value) -> String {
+    repr(&Value::from_serialize(v))
+}
+
 /// Python's `repr()` of the value (JSON-like data: None, bools, numbers, strings, lists, dicts).
 pub fn repr(v: &Value) -> String {
     match v.kind() {
