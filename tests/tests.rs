@@ -16,6 +16,7 @@ mod examples;
 mod faults;
 mod gc;
 mod gitclone;
+mod installs;
 mod instance;
 mod isolation;
 mod lock;

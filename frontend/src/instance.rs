@@ -27,7 +27,8 @@ use slapstore_store::{Derivation, PartName, Recipe, Store, StoreError, StorePath
 use crate::error::Error;
 use crate::evaluate::{evaluate, EvalOptions};
 use crate::load::Assignment;
-use crate::recipes::cookbook::{command, state};
+use crate::recipes::cookbook::state;
+use crate::recipes::deploy;
 use crate::recipes::instance::{FileSpec, InstanceOutput};
 use crate::recipes::slap::{Request, Slap};
 use crate::source::Sources;
@@ -682,15 +683,17 @@ impl Context<'_> {
             .map_err(|e| InstanceError::Usage(format!("cannot keep the instance's state: {e}")))
     }
 
-    /// Runs the `plone.recipe.command` parts of `name`'s current generation in its partition
-    /// (`recipes/cookbook/command.rs`); failures of parts without `stop-on-error` are appended
-    /// to `.slapstore/commands.log`.
+    /// Runs the steps of `name`'s current generation in its partition: `plone.recipe.command`
+    /// parts (`recipes/cookbook/command.rs`) and parts installed at deploy
+    /// (`recipes/deploy.rs`), in install order; failures of commands without `stop-on-error`
+    /// are appended to `.slapstore/commands.log`. A part installed anew had its location
+    /// replaced: the links the generation makes into it are made again.
     fn run_commands(&self, name: &InstanceName) -> Result<()> {
         let current = self.current_generation(name)?;
         let Some(json) = self.store.db().derivation(&current.path)? else {
             return Ok(());
         };
-        let specs: Vec<command::CommandSpec> = serde_json::from_str::<Derivation>(&json)
+        let specs: Vec<deploy::Step> = serde_json::from_str::<Derivation>(&json)
             .ok()
             .and_then(|d| d.option("commands-json").map(str::to_owned))
             .and_then(|c| serde_json::from_str(&c).ok())
@@ -705,7 +708,15 @@ impl Context<'_> {
                 source: std::io::Error::other(message),
             })
         };
-        let reported = command::run_all(&partition, &specs).map_err(&io)?;
+        let cache_dir = self.store.cache_dir();
+        let steps = deploy::Deploy {
+            partition: &partition,
+            cache_dir: &cache_dir,
+        };
+        let (reported, installed) = deploy::run_all(&steps, &specs).map_err(&io)?;
+        if installed && self.sync_partition(name)? {
+            self.flush(std::slice::from_ref(name))?;
+        }
         if !reported.is_empty() {
             use std::io::Write;
             let dir = partition.join(state::DIR);

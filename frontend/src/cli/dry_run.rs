@@ -67,7 +67,7 @@ pub(super) fn json(d: &DryRun, full: &dyn Fn(&str) -> String) -> serde_json::Val
         "services": services(d),
         "connection": d.output.connection,
         "requests": requests,
-        "commands": d.output.commands.iter().map(|c| &c.section).collect::<Vec<_>>(),
+        "commands": d.output.commands.iter().map(|c| c.section()).collect::<Vec<_>>(),
     })
 }
 
@@ -159,11 +159,11 @@ pub(super) fn text(d: &DryRun, full: &dyn Fn(&str) -> String) -> String {
             .collect(),
     );
     section(
-        "commands (run after each switch):".to_owned(),
+        "commands and parts installed at deploy (run after each switch):".to_owned(),
         d.output
             .commands
             .iter()
-            .map(|c| c.section.clone())
+            .map(|c| c.section().to_owned())
             .collect(),
     );
     out

@@ -21,7 +21,7 @@ use crate::recipes::Part;
 
 mod inputs;
 mod release;
-mod script;
+pub(crate) mod script;
 
 use inputs::{git, hooks, patches, source};
 pub use release::{release, release_name, system, INSTANCE_PROFILES, INSTANCE_PROFILE_FROM};

@@ -29,7 +29,7 @@ pub(super) const BUILDOUT_KEYS: [&str; 6] = [
 /// `{section: {option: value}}` (the part's own section is `options`, not repeated). A named
 /// section that does not exist is `null`: at build time reading it fails as in buildout, and
 /// `self.buildout.get(name)` gives the default.
-pub(super) fn captured_sections(part: &mut Part, code: &str) -> Result<String> {
+pub(crate) fn captured_sections(part: &mut Part, code: &str) -> Result<String> {
     let mut names = Vec::new();
     for reference in section_references(code) {
         let name = match reference {

@@ -25,8 +25,9 @@ pub struct InstanceOutput {
     pub state: BTreeMap<String, String>,
     /// Every path of instance state this render uses (generated now or read back).
     pub kept: std::collections::BTreeSet<String>,
-    /// `plone.recipe.command` parts, in install order: run after each switch to the generation.
-    pub commands: Vec<super::cookbook::command::CommandSpec>,
+    /// What runs after each switch to the generation, in install order: `plone.recipe.command`
+    /// parts and the parts installed at deploy (`deploy.rs`).
+    pub commands: Vec<super::deploy::Step>,
     /// The parts rendered and their recipes, in install order (a switched-to profile's
     /// included): what `instance create --dry-run` lists.
     pub parts: Vec<(String, String)>,
@@ -49,8 +50,11 @@ pub enum Kind {
     Wrapper,
     MkDirectory,
     Symlink,
-    /// `slapos.recipe.build` with `init` code only: the options it sets.
+    /// `slapos.recipe.build`: its `init` code sets options; its `install` code runs at deploy.
     Build,
+    /// `slapos.recipe.build:gitclone` and `download-unpacked`: run at deploy (`deploy.rs`).
+    Gitclone,
+    DownloadUnpacked,
     /// What talks to the master (`slap.rs`).
     Slap(super::slap::Kind),
     Cookbook(super::cookbook::Kind),
@@ -58,7 +62,9 @@ pub enum Kind {
 
 pub const SUPPORTED: &str = "`slapos.recipe.template` (template), `slapos.recipe.template:jinja2` \
     (jinja2), `collective.recipe.template`, `slapos.cookbook:wrapper` (wrapper), `slapos.cookbook:mkdirectory` (mkdirectory)\
-    , `slapos.cookbook:symbolic.link` (symlink) and `slapos.recipe.build` (its `init` code); and \
+    , `slapos.cookbook:symbolic.link` (symlink), `slapos.recipe.build` (its `init` code, and its \
+    `install` code at deploy), `slapos.recipe.build:gitclone` and `:download-unpacked` (at \
+    deploy); and \
     what talks to the master: \
     `slapos.cookbook:slapconfiguration` (`.serialised`, `.jsonschema`, `.jsondump`), \
     `switch-softwaretype`, `publish` (`.serialised`), `publish-early`, `request` \
@@ -80,6 +86,8 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
             Kind::Symlink
         }
         ("slapos-recipe-build", "default") => Kind::Build,
+        ("slapos-recipe-build", "gitclone") => Kind::Gitclone,
+        ("slapos-recipe-build", "download-unpacked") => Kind::DownloadUnpacked,
         _ => return super::cookbook::lookup(egg, entry).map(Kind::Cookbook),
     })
 }
@@ -125,25 +133,20 @@ fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::MkDirectory => mkdirectory(part),
         Kind::Symlink => symlink(part),
         Kind::Build => build(part),
+        Kind::Gitclone => super::deploy::gitclone(part),
+        Kind::DownloadUnpacked => super::deploy::download_unpacked(part),
         Kind::Slap(kind) => super::slap::init(part, kind),
         Kind::Cookbook(kind) => super::cookbook::init(part, kind),
     }
 }
 
 /// `slapos.recipe.build` in an instance: its `init` code runs (in the evaluation's Python, as
-/// when a software profile is read) and sets the part's options; `install` and `update` code,
-/// which would write in the partition when buildout installs the part, is refused.
+/// when a software profile is read) and sets the part's options; `install` code, which writes in
+/// the partition when buildout installs the part, runs at deploy (`deploy.rs`).
 fn build(part: &mut Part) -> Result<()> {
-    for code in ["install", "update"] {
-        if part.get(code)?.is_some_and(|c| !c.trim().is_empty()) {
-            return Err(part.option_error(
-                code,
-                format!(
-                    "`slapos.recipe.build`'s `{code}` code cannot run in an instance: slapstore \
-                     runs only its `init` code there (the options it sets)"
-                ),
-            ));
-        }
+    super::deploy::refuse_update(part)?;
+    if part.get("install")?.is_some_and(|c| !c.trim().is_empty()) {
+        return super::deploy::install_code(part);
     }
     super::build::script(part)
 }

@@ -11,6 +11,7 @@ mod build;
 mod cmmi;
 mod command;
 pub mod cookbook;
+pub mod deploy;
 mod download;
 pub(crate) mod egg;
 pub mod instance;

@@ -26,10 +26,11 @@ mod template;
 pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
 pub use egg_artifacts::Artifact as EggArtifact;
 pub use egg_uv::UV_VERSION;
-pub use gitclone::branch_commit;
+pub use gitclone::{branch_commit, mirror_path as git_mirror_path};
 pub use pybuiltins::{
     repr_json as pyrepr_json, MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY,
 };
+pub use pyhost::run_alone as run_python_alone;
 pub use template::render_jinja2;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 # slapstore's build-time Python host: one process per build, inside the build's sandbox, serving
-# every piece of Python the build runs (`pyhost.rs` starts it on first need).
+# every piece of Python the build runs (`pyhost.rs` starts it on first need); also, once per
+# `install` code of an instance part, at its deploy, in the partition (`pyhost.rs`, `run_alone`).
 #
 # Requests arrive on stdin, one JSON object a line; each gets one JSON line back on stdout. Both
 # are moved to private descriptors first: fd 0 becomes /dev/null and fd 1 the log (fd 2), so

@@ -139,3 +139,55 @@ impl Context<'_> {
         })
     }
 }
+
+/// Runs one request (`install` code) in a host of its own, outside any build: at an instance's
+/// deploy, in `dir` (the partition), with slapstore's own environment, as `slapos node
+/// instance` runs an instance's buildout. What the code prints is returned; a failure is the
+/// Python traceback after that output.
+pub fn run_alone(
+    mut request: serde_json::Value,
+    dir: &Path,
+) -> std::result::Result<String, String> {
+    use std::process::Stdio;
+    request["cwd"] = dir.display().to_string().into();
+    let mut child = Command::new("python3")
+        .arg("-u")
+        .arg("-c")
+        .arg(HOST)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start python3: {e}"))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        // the host serves this request and exits at the end of its input
+        pipe.write_all(format!("{request}\n").as_bytes())
+            .map_err(|e| format!("cannot talk to python3: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("python3 did not end: {e}"))?;
+    let printed = String::from_utf8_lossy(&out.stderr).into_owned();
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        format!(
+            "the Python host ended ({}) without answering{}",
+            out.status,
+            if printed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", printed.trim())
+            }
+        )
+    })?;
+    if reply["ok"].as_bool() == Some(true) {
+        return Ok(printed);
+    }
+    Err(format!(
+        "{printed}{}",
+        reply["error"]
+            .as_str()
+            .unwrap_or("(no traceback)")
+            .trim_end()
+    ))
+}

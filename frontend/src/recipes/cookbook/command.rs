@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state;
 use crate::error::Result;
+use crate::recipes::deploy::Step;
 use crate::recipes::Part;
 
 /// One part's commands, as the generation records them.
@@ -36,65 +37,60 @@ pub fn command(part: &mut Part) -> Result<()> {
         .is_some_and(|v| matches!(v.to_lowercase().as_str(), "yes" | "on" | "true"));
     let command = part.get("command")?.filter(|c| !c.trim().is_empty());
     let update = part.get("update-command")?.filter(|c| !c.trim().is_empty());
-    part.r.instance_output.commands.push(CommandSpec {
+    let spec = CommandSpec {
         section: part.name.clone(),
         command,
         update,
         stop_on_error,
-    });
+    };
+    part.r.instance_output.commands.push(Step::Command(spec));
     Ok(())
 }
 
-/// What running a generation's commands did: failures that did not stop it, one line each.
-pub fn run_all(
-    partition: &Path,
-    specs: &[CommandSpec],
-) -> std::result::Result<Vec<String>, String> {
-    let mut reported = Vec::new();
-    for spec in specs {
-        let signature = blake3::hash(
-            serde_json::to_string(&(&spec.command, &spec.update))
-                .unwrap_or_default()
-                .as_bytes(),
-        )
-        .to_hex()
-        .to_string();
-        let rel = state::slot(&spec.section, "command");
-        let kept = state::read(partition, Path::new(&rel))
-            .map_err(|e| format!("cannot read `{}/{rel}`: {e}", partition.display()))?;
-        let fresh = kept.as_deref() != Some(signature.as_str());
-        let (which, text) = if fresh {
-            ("command", spec.command.as_deref())
-        } else {
-            ("update-command", spec.update.as_deref())
-        };
-        if let Some(text) = text {
-            let out = Command::new("/bin/sh")
-                .arg("-c")
-                .arg(text)
-                .current_dir(partition)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("[{}] cannot run /bin/sh: {e}", spec.section))?;
-            if !out.status.success() {
-                let message = format!(
-                    "[{}] {which} failed ({}): {}{}",
-                    spec.section,
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                if spec.stop_on_error {
-                    return Err(message);
-                }
-                reported.push(message);
-                continue;
+/// Runs one part's commands in the partition: the failure to report when it does not stop the
+/// operation (without `stop-on-error`), or the error that stops it.
+pub fn run(partition: &Path, spec: &CommandSpec) -> std::result::Result<Option<String>, String> {
+    let signature = blake3::hash(
+        serde_json::to_string(&(&spec.command, &spec.update))
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .to_hex()
+    .to_string();
+    let rel = state::slot(&spec.section, "command");
+    let kept = state::read(partition, Path::new(&rel))
+        .map_err(|e| format!("cannot read `{}/{rel}`: {e}", partition.display()))?;
+    let fresh = kept.as_deref() != Some(signature.as_str());
+    let (which, text) = if fresh {
+        ("command", spec.command.as_deref())
+    } else {
+        ("update-command", spec.update.as_deref())
+    };
+    if let Some(text) = text {
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(text)
+            .current_dir(partition)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("[{}] cannot run /bin/sh: {e}", spec.section))?;
+        if !out.status.success() {
+            let message = format!(
+                "[{}] {which} failed ({}): {}{}",
+                spec.section,
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            if spec.stop_on_error {
+                return Err(message);
             }
-        }
-        if fresh {
-            state::replace(partition, Path::new(&rel), &signature)
-                .map_err(|e| format!("cannot write `{}/{rel}`: {e}", partition.display()))?;
+            return Ok(Some(message));
         }
     }
-    Ok(reported)
+    if fresh {
+        state::replace(partition, Path::new(&rel), &signature)
+            .map_err(|e| format!("cannot write `{}/{rel}`: {e}", partition.display()))?;
+    }
+    Ok(None)
 }
