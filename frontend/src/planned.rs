@@ -6,7 +6,7 @@
 //! inside a planned output that is not in the store yet is known only once it is built, and
 //! reading it is an error saying which part makes it. Nothing is built or written here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use slapstore_store::{Derivation, Recipe};
 
@@ -55,21 +55,7 @@ impl Planned {
             }
             Recipe::Jinja2 => {
                 let file = d.option("output-file")?;
-                let source = match d.option("template-file") {
-                    Some(path) => match self.read(path) {
-                        Some(text) => text,
-                        None => std::fs::read_to_string(path)
-                            .map_err(|e| format!("cannot read the template `{path}`: {e}")),
-                    },
-                    None => Ok(d.option("template-text").unwrap_or_default().to_owned()),
-                };
-                let context = serde_json::from_str(d.option("context-json").unwrap_or("{}"))
-                    .map_err(|e| format!("its context is not JSON: {e}"));
-                let text = source.and_then(|source| {
-                    slapstore_store::recipes::render_jinja2(&source, &context?)
-                        .map_err(|e| format!("part [{}]: {e}", d.name()))
-                });
-                Some((file.to_owned(), text))
+                Some((file.to_owned(), self.render_jinja2(d)))
             }
             Recipe::Download => {
                 let source = d.build.sources.iter().find(|s| s.role == "url")?;
@@ -90,6 +76,40 @@ impl Planned {
             }
             _ => None,
         }
+    }
+
+    /// What a `jinja2` derivation renders: its template and `import-list` templates are its
+    /// options' texts, or files of planned outputs or on disk.
+    fn render_jinja2(&self, d: &Derivation) -> std::result::Result<String, String> {
+        let read = |path: &str| match self.read(path) {
+            Some(text) => text,
+            None => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the template `{path}`: {e}")),
+        };
+        let json = |option: &str| -> std::result::Result<serde_json::Value, String> {
+            serde_json::from_str(d.option(option).unwrap_or("{}"))
+                .map_err(|e| format!("its `{option}` is not JSON: {e}"))
+        };
+        let source = match d.option("template-file") {
+            Some(path) => read(path)?,
+            None => d.option("template-text").unwrap_or_default().to_owned(),
+        };
+        let context = json("context-json")?;
+        let mut imports: BTreeMap<String, String> =
+            serde_json::from_value(json("import-texts")?)
+                .map_err(|e| format!("its `import-texts` is not texts: {e}"))?;
+        let files: BTreeMap<String, String> = serde_json::from_value(json("import-files")?)
+            .map_err(|e| format!("its `import-files` is not paths: {e}"))?;
+        for (name, path) in files {
+            imports.insert(name, read(&path)?);
+        }
+        let job = slapstore_store::recipes::Jinja2Job {
+            source: &source,
+            context: &context,
+            imports: &imports,
+        };
+        slapstore_store::recipes::render_jinja2(&job)
+            .map_err(|e| format!("part [{}]: {e}", d.name()))
     }
 
     /// The text of the file at `path` if it lies in a planned output: `Some(Ok)` when it is

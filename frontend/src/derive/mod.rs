@@ -237,13 +237,8 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
                 None => part.require("rendered")?,
             };
             let file = output_file(part, &placeholder, &original)?;
-            let (template, context) = crate::recipes::template::jinja2_inputs(part)?;
-            match template {
-                Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
-                // in another part's output: read when building, and a reference to that part
-                Jinja2Template::Built(path) => extra.push(("template-file".into(), path)),
-            }
-            extra.push(("context-json".into(), context.to_string()));
+            let inputs = crate::recipes::template::jinja2_inputs(part)?;
+            jinja2_options(part, inputs, &mut extra)?;
             extra.push(("output-file".into(), file.clone()));
             part.set("output", format!("{placeholder}/{file}"));
             output = Some(original);
@@ -320,7 +315,14 @@ pub fn derive(part: &mut Part, recipe: Recipe) -> Result<()> {
     let mut drv = drv;
     for (k, v) in items {
         let v = v.replace(&placeholder, &real);
-        if k != "rendered-text" && k != "template-text" && k != "context-json" {
+        if ![
+            "rendered-text",
+            "template-text",
+            "context-json",
+            "import-texts",
+        ]
+        .contains(&k.as_str())
+        {
             if let Some(current) = part.r.get(part.idx, &k, None)? {
                 if current.contains(&placeholder) {
                     part.set(&k, current.replace(&placeholder, &real));
@@ -513,6 +515,57 @@ fn references(drvs: &Derivations, mode: &StoreMode, value: &str, found: &mut BTr
         }
         rest = after;
     }
+}
+
+/// A `jinja2` part's derivation options: its template (`template-text`, or `template-file` in
+/// another part's output: read when building, and a reference to that part), `context-json`,
+/// its `import-list` templates (`import-texts`, `import-files`: JSON objects by name, only when
+/// it has some), and `jinja2-engine`, the version of Python's Jinja2, when Jinja2 renders it
+/// or a text is known only when building (so that the hash covers the renderer).
+fn jinja2_options(
+    part: &Part,
+    inputs: crate::recipes::template::Jinja2Inputs,
+    extra: &mut Vec<(String, String)>,
+) -> Result<()> {
+    use slapstore_store::recipes::{jinja2_engine, Jinja2Engine, Jinja2Job};
+    let mut texts = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for (name, template) in inputs.imports {
+        match template {
+            Jinja2Template::Text(text) => texts.insert(name, text),
+            Jinja2Template::Built(path) => files.insert(name, path),
+        };
+    }
+    let engine = match &inputs.template {
+        Jinja2Template::Text(text) if files.is_empty() => {
+            let job = Jinja2Job {
+                source: text,
+                context: &inputs.context,
+                imports: &texts,
+            };
+            match jinja2_engine(&job) {
+                Jinja2Engine::MiniJinja => None,
+                Jinja2Engine::Jinja2(construct) => Some(construct),
+            }
+        }
+        _ => Some("a template made by another part"),
+    };
+    match inputs.template {
+        Jinja2Template::Text(text) => extra.push(("template-text".into(), text)),
+        Jinja2Template::Built(path) => extra.push(("template-file".into(), path)),
+    }
+    extra.push(("context-json".into(), inputs.context.to_string()));
+    for (option, map) in [("import-texts", texts), ("import-files", files)] {
+        if !map.is_empty() {
+            extra.push((option.into(), serde_json::json!(map).to_string()));
+        }
+    }
+    if let Some(construct) = engine {
+        let version = slapstore_store::recipes::jinja2_version()
+            .map_err(|e| part.error(format!("renders with Python's Jinja2 ({construct}): {e}")))?;
+        extra.push(("jinja2-engine".into(), version));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,12 +115,24 @@ fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
         }
         Kind::Jinja2 => {
             template::jinja2(part)?;
-            let (source, context) = template::jinja2_inputs(part)?;
+            let inputs = template::jinja2_inputs(part)?;
             // an instance has no parts being built: every template is read now
-            let template::Jinja2Template::Text(source) = source else {
+            let template::Jinja2Template::Text(source) = inputs.template else {
                 return Err(part.option_error("url", "the template is not built"));
             };
-            let text = slapstore_store::recipes::render_jinja2(&source, &context)
+            let mut imports = BTreeMap::new();
+            for (name, import) in inputs.imports {
+                let template::Jinja2Template::Text(text) = import else {
+                    return Err(part.option_error("import-list", "the template is not built"));
+                };
+                imports.insert(name, text);
+            }
+            let job = slapstore_store::recipes::Jinja2Job {
+                source: &source,
+                context: &inputs.context,
+                imports: &imports,
+            };
+            let text = slapstore_store::recipes::render_jinja2(&job)
                 .map_err(|m| part.option_error("url", m))?;
             let mode = mode(part, 0o644)?;
             let (key, output) = match part.get("output")? {

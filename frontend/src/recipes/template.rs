@@ -4,6 +4,8 @@
 //! `key`/`section` entries read other sections; `collective.recipe.template` substitutes its
 //! input like the first.
 
+use std::collections::BTreeMap;
+
 use super::Part;
 use crate::config::Origin;
 use crate::error::{Error, ErrorKind, Result};
@@ -19,7 +21,7 @@ pub fn template(part: &mut Part) -> Result<()> {
     part.require("output")?;
     let md5sum = md5sum.filter(|m| !m.is_empty());
     if let Some(url) = template_source(part, md5sum.is_some())? {
-        let (text, span) = match read_template(part, &url, md5sum.as_deref())? {
+        let (text, span) = match read_template(part, "url", &url, md5sum.as_deref())? {
             Read::Text(text, span) => (text, span),
             Read::Built { path, part: owner } => {
                 return Err(part.option_error(
@@ -144,15 +146,21 @@ pub enum Jinja2Template {
     Built(String),
 }
 
-/// The template and the context of a `:jinja2` part, for the store's builder: `key` and
-/// `raw` entries as strings, `section` entries as objects, `json`/`jsonkey` parsed.
-pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Value)> {
+/// What a `:jinja2` part renders, for the renderer (`slapstore_store::recipes::jinja2`).
+pub struct Jinja2Inputs {
+    pub template: Jinja2Template,
+    /// `key` and `raw` entries as strings, `section` entries as objects, `json`/`jsonkey`
+    /// parsed, `import` entries marked as modules.
+    pub context: serde_json::Value,
+    /// The `import-list` templates (`file` and `rawfile` entries), by name.
+    pub imports: BTreeMap<String, Jinja2Template>,
+}
+
+/// The template, context and `import-list` templates of a `:jinja2` part.
+pub fn jinja2_inputs(part: &mut Part) -> Result<Jinja2Inputs> {
     let md5sum = part.get("md5sum")?.filter(|m| !m.is_empty());
     let read = |part: &mut Part, url: &str| -> Result<Jinja2Template> {
-        Ok(match read_template(part, url, md5sum.as_deref())? {
-            Read::Text(text, _) => Jinja2Template::Text(text),
-            Read::Built { path, .. } => Jinja2Template::Built(path),
-        })
+        read_jinja2(part, "url", url, md5sum.as_deref())
     };
     let text = if let Some(url) = part.get("url")?.filter(|s| !s.is_empty()) {
         read(part, &url)?
@@ -181,19 +189,21 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
             }
             "json" => parse_json(part, &expression)?,
             // a Python module, made by the renderer (`store/src/recipes/pybuiltins.rs`)
+            // a Python module: made by minijinja's renderer (`store/src/recipes/pybuiltins.rs`)
+            // or imported by Jinja2's (`jinja2.rs` chooses)
             "import" => {
-                use slapstore_store::recipes::{JINJA2_MODULES, JINJA2_MODULE_KEY};
                 let module = expression.trim();
-                if !JINJA2_MODULES.contains(&module) {
+                let dotted = module.split('.').all(|w| {
+                    w.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                        && w.chars().all(|c| c.is_alphanumeric() || c == '_')
+                });
+                if !dotted {
                     return Err(part.option_error(
                         "context",
-                        format!(
-                            "`import {name} {module}`: templates can import {}, not `{module}`",
-                            JINJA2_MODULES.join(", ")
-                        ),
+                        format!("`import {name} {module}`: `{module}` is not a module name"),
                     ));
                 }
-                serde_json::json!({ JINJA2_MODULE_KEY: module })
+                serde_json::json!({ slapstore_store::recipes::JINJA2_MODULE_KEY: module })
             }
             "section" => {
                 let span = part.r.span_of(part.idx, "context");
@@ -219,7 +229,45 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<(Jinja2Template, serde_json::Val
         };
         context.insert(name, value);
     }
-    Ok((text, serde_json::Value::Object(context)))
+    let imports = import_list(part)?;
+    Ok(Jinja2Inputs {
+        template: text,
+        context: serde_json::Value::Object(context),
+        imports,
+    })
+}
+
+fn read_jinja2(
+    part: &mut Part,
+    option: &str,
+    url: &str,
+    md5sum: Option<&str>,
+) -> Result<Jinja2Template> {
+    Ok(match read_template(part, option, url, md5sum)? {
+        Read::Text(text, _) => Jinja2Template::Text(text),
+        Read::Built { path, .. } => Jinja2Template::Built(path),
+    })
+}
+
+/// `import-list`: each `file NAME section:option` or `rawfile NAME PATH` entry is the template
+/// at that path, imported as NAME (slapos.recipe.template's `FileLoader`).
+fn import_list(part: &mut Part) -> Result<BTreeMap<String, Jinja2Template>> {
+    let mut imports = BTreeMap::new();
+    for (kind, name, expression) in entries(part, "import-list", Vec::new())? {
+        let path = match kind.as_str() {
+            "file" => key(part, "import-list", &expression)?,
+            "rawfile" => expression,
+            other => return Err(part.option_error(
+                "import-list",
+                format!(
+                    "`{other} {name}`: slapstore imports `file` and `rawfile` entries, not folders"
+                ),
+            )),
+        };
+        let template = read_jinja2(part, "import-list", &path, None)?;
+        imports.insert(name, template);
+    }
+    Ok(imports)
 }
 
 fn parse_json(part: &Part, text: &str) -> Result<serde_json::Value> {
@@ -362,14 +410,14 @@ enum Read {
 /// against `md5sum` when given. The text is registered as a source file. In a build, a path
 /// into the output of a part already translated is not read from disk: a `template` part's file
 /// is its rendered text, known now; any other is read by the builder.
-fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Read> {
+fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>) -> Result<Read> {
     let (path, fetched) = match url.strip_prefix("file://") {
         Some(p) => (p.to_owned(), None),
         // a remote release's templates (`slapstore node`), through the download cache
         None if is_url(url) => match part.r.settings.remote_cache.clone() {
             Some(cache) => {
                 let bytes = crate::extends::fetch_url(url, &cache, md5sum).map_err(|reason| {
-                    part.option_error("url", format!("cannot download `{url}`: {reason}"))
+                    part.option_error(option, format!("cannot download `{url}`: {reason}"))
                 })?;
                 (url.to_owned(), Some(bytes))
             }
@@ -394,9 +442,11 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Rea
             }
             // a dry run's planned output: known from its derivation, or an error saying why not
             None => match part.r.settings.planned.as_ref().and_then(|p| p.read(&path)) {
-                Some(known) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
+                Some(known) => known
+                    .map_err(|m| part.option_error(option, m))?
+                    .into_bytes(),
                 None => std::fs::read(&path).map_err(|e| {
-                    part.option_error("url", format!("cannot read template `{path}`: {e}"))
+                    part.option_error(option, format!("cannot read template `{path}`: {e}"))
                 })?,
             },
         },

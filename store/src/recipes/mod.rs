@@ -16,6 +16,8 @@ mod egg_uv;
 mod egg_wheels;
 mod generation;
 mod gitclone;
+mod jinja2;
+mod jinja2py;
 mod pybuiltins;
 mod pyhost;
 mod release;
@@ -27,11 +29,14 @@ pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
 pub use egg_artifacts::Artifact as EggArtifact;
 pub use egg_uv::UV_VERSION;
 pub use gitclone::{branch_commit, mirror_path as git_mirror_path};
+pub use jinja2::{
+    engine as jinja2_engine, render as render_jinja2, Engine as Jinja2Engine, Job as Jinja2Job,
+};
+pub use jinja2py::version as jinja2_version;
 pub use pybuiltins::{
     repr_json as pyrepr_json, MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY,
 };
 pub use pyhost::run_alone as run_python_alone;
-pub use template::render_jinja2;
 
 use std::collections::BTreeMap;
 use std::fs;

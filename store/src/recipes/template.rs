@@ -1,13 +1,17 @@
 //! `template` and `jinja2` (`slapos.recipe.template[:jinja2]`). The frontend already rendered a
 //! `template` (only it knows `${}`): its text is the `rendered-text` option, written here to
 //! `<out>/<file>`. A `jinja2` part carries its template text and its context as JSON
-//! (`template-text`, `context-json`), rendered here with minijinja; a template that another part
-//! makes is read here from that part's output (`template-file`).
+//! (`template-text`, `context-json`) and its `import-list` templates (`import-texts`), rendered
+//! here (`jinja2.rs` picks minijinja or Python's Jinja2, whose version the plan recorded in
+//! `jinja2-engine`); a template that another part makes is read here from that part's output
+//! (`template-file`, `import-files`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 
+use super::jinja2::{Engine, Job as Jinja2Job};
 use super::Context;
 use crate::checksum::{Algorithm, Checksum};
 use crate::error::{io_error, Result, StoreError};
@@ -19,25 +23,60 @@ pub fn template(ctx: &mut Context) -> Result<()> {
 
 pub fn jinja2(ctx: &mut Context) -> Result<()> {
     let source = match ctx.drv.option("template-file") {
-        Some(file) => built_template(ctx, file)?,
+        Some(file) => built_template(ctx, file, ctx.option("md5sum"))?,
         None => ctx.drv.option("template-text").unwrap_or("").to_owned(),
     };
     let context: serde_json::Value =
         serde_json::from_str(ctx.drv.option("context-json").unwrap_or("{}"))
             .map_err(|e| ctx.bad_option("context", e.to_string()))?;
-    let rendered = render_jinja2(&source, &context).map_err(|message| StoreError::Recipe {
+    let mut imports: BTreeMap<String, String> = json_option(ctx, "import-texts")?;
+    let files: BTreeMap<String, String> = json_option(ctx, "import-files")?;
+    for (name, file) in files {
+        let text = built_template(ctx, &file, None)?;
+        imports.insert(name, text);
+    }
+    let job = Jinja2Job {
+        source: &source,
+        context: &context,
+        imports: &imports,
+    };
+    // the renderer the plan hashed is the one that renders
+    if let Engine::Jinja2(construct) = super::jinja2::engine(&job) {
+        let planned = ctx.drv.option("jinja2-engine");
+        let host = super::jinja2py::version().map_err(|message| StoreError::Recipe {
+            part: ctx.part(),
+            message: format!("renders with Python's Jinja2 ({construct}): {message}"),
+        })?;
+        if planned != Some(host.as_str()) {
+            return Err(ctx.bad_option(
+                "jinja2-engine",
+                format!(
+                    "the template renders with Python's Jinja2 ({construct}): planned for {}, \
+                     this host has {host} (plan again)",
+                    planned.unwrap_or("minijinja")
+                ),
+            ));
+        }
+    }
+    let rendered = super::jinja2::render(&job).map_err(|message| StoreError::Recipe {
         part: ctx.part(),
         message,
     })?;
     write_output(ctx, &rendered)
 }
 
+/// A JSON object option (`{}` when absent).
+fn json_option(ctx: &Context, option: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(ctx.drv.option(option).unwrap_or("{}"))
+        .map_err(|e| ctx.bad_option(option, e.to_string()))
+}
+
 /// A template in another part's output (which this one refers to, so it is built and rooted):
-/// read now, checked against the part's `md5sum` when it gives one.
-fn built_template(ctx: &Context, file: &str) -> Result<String> {
+/// read now, checked against `md5sum` when given.
+fn built_template(ctx: &Context, file: &str, md5sum: Option<&str>) -> Result<String> {
     let path = std::path::Path::new(file);
     let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-    if let Some(hex) = ctx.option("md5sum") {
+    if let Some(hex) = md5sum {
         let expected = Checksum::parse(Algorithm::Md5, hex.trim())
             .map_err(|e| ctx.bad_option("md5sum", e.to_string()))?;
         let actual = Checksum::of_bytes(Algorithm::Md5, &bytes);
@@ -53,22 +92,6 @@ fn built_template(ctx: &Context, file: &str) -> Result<String> {
         }
     }
     String::from_utf8(bytes).map_err(|_| ctx.bad_option("url", format!("`{file}` is not UTF-8")))
-}
-
-/// Renders a Jinja2 template with minijinja (undefined names are errors, trailing newlines
-/// kept), as slapos.recipe.template:jinja2 renders with Jinja2. Python's methods on values
-/// (`parameters.get('k', default)`, `.items()`, `.keys()`, `.split()`, ...), which SlapOS's
-/// templates call everywhere, come from minijinja-contrib's pycompat; the builtins
-/// slapos.recipe.template gives every template (`int`, `len`, `enumerate`, `dumps`, ...) from
-/// `pybuiltins.rs`.
-pub fn render_jinja2(source: &str, context: &serde_json::Value) -> Result<String, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_keep_trailing_newline(true);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    super::pybuiltins::add(&mut env);
-    env.render_str(source, super::pybuiltins::context(context))
-        .map_err(|e| format!("the jinja2 template does not render: {e:#}"))
 }
 
 /// Writes `text` to `<out>/<file>` with the part's `mode` (octal, default 0644 before the store
@@ -96,23 +119,4 @@ fn write_output(ctx: &mut Context, text: &str) -> Result<()> {
             .map_err(|e| io_error(&dest, e))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render_jinja2;
-
-    #[test]
-    fn python_methods_on_values_render_as_jinja2_renders_them() {
-        // as SlapOS's templates read their parameters: dict.get with a default, items, split
-        let context = serde_json::json!({"p": {"port": 8080, "names": "a b"}});
-        let source = "{{ p.get('port', 1) }} {{ p.get('missing', 'dflt') }} \
-            {% for k, v in p.items() %}{{ k }}{% endfor %} {{ p['names'].split() | length }}";
-        assert_eq!(
-            render_jinja2(source, &context).expect("renders"),
-            "8080 dflt namesport 2"
-        );
-        // an unknown name is still an error (Strict, as the recipe's StrictUndefined)
-        assert!(render_jinja2("{{ nothing }}", &context).is_err());
-    }
 }
