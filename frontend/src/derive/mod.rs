@@ -31,7 +31,7 @@ pub const SUPPORTED: &str = "`download` (slapos.recipe.build:download), `downloa
     `cmmi` (slapos.recipe.cmmi), `shell` (plone.recipe.command; also \
     slapos.recipe.build:mkdirectory's directories), `template` \
     (slapos.recipe.template, collective.recipe.template), `jinja2` (slapos.recipe.template:jinja2) \
-    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`), `gitclone` \
+    `egg` (zc.recipe.egg, `:scripts`, `:eggs`, `:custom`, `:develop`; zc.recipe.testrunner), `gitclone` \
     (slapos.recipe.build:gitclone) and `script` (slapos.recipe.build with Python `install` code)";
 
 /// The marker that replaces a profile directory in hashed option values.

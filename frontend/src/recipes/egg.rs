@@ -1,4 +1,5 @@
-//! `zc.recipe.egg` and its entry points (`eggs`, `scripts`/`default`, `custom`, `develop`):
+//! `zc.recipe.egg` and its entry points (`eggs`, `scripts`/`default`, `custom`, `develop`), and
+//! `zc.recipe.testrunner` (a `scripts` part whose one script runs zope.testrunner):
 //! initialisation records the buildout's egg directories in the part (`eggs-directory`, `_e`,
 //! `develop-eggs-directory`, `_d`, `bin-directory`, `_b`) and makes some paths absolute.
 
@@ -75,6 +76,24 @@ pub fn scripts(part: &mut Part) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `zc.recipe.testrunner`'s `TestRunner.__init__`: `script` (default the part's name) in the bin
+/// directory, a `location` unless `working-directory` is given (the script runs the tests
+/// there), then `Scripts.__init__`.
+pub fn testrunner(part: &mut Part) -> Result<()> {
+    let bin = part.buildout("bin-directory")?;
+    let script = part.get("script")?.unwrap_or_else(|| part.name.clone());
+    part.set("script", path_join(&bin, &script));
+    if part
+        .get("working-directory")?
+        .unwrap_or_default()
+        .is_empty()
+    {
+        let location = part.parts_location()?;
+        part.set("location", location);
+    }
+    scripts(part)
 }
 
 /// `custom.Base.__init__` and `build_ext`.
@@ -266,6 +285,7 @@ pub fn derive_inputs(
     files: &mut Vec<(String, String, std::path::PathBuf)>,
 ) -> Result<()> {
     let entry = match part.recipe.split_once(':').map(|(_, e)| e.trim()) {
+        _ if part.recipe.trim().starts_with("zc.recipe.testrunner") => "testrunner",
         None | Some("default" | "script" | "scripts") => "scripts",
         Some(other) => other,
     }
@@ -427,7 +447,7 @@ fn locked_closure(
     if entry == "develop" {
         return Ok(None);
     }
-    let requirements: Vec<String> = if entry == "custom" {
+    let mut requirements: Vec<String> = if entry == "custom" {
         let egg = match part.get("egg")?.filter(|e| !e.trim().is_empty()) {
             Some(e) => e,
             None => part.get("eggs")?.unwrap_or_else(|| part.name.clone()),
@@ -444,6 +464,9 @@ fn locked_closure(
             None => vec![part.name.clone()],
         }
     };
+    if entry == "testrunner" {
+        requirements.push(slapstore_store::recipes::TESTRUNNER.into());
+    }
     let pins = pins
         .iter()
         .map(|(name, version)| {

@@ -48,6 +48,7 @@ fn lookup(egg: &str, entry: &str) -> Option<Init> {
         ("zc-recipe-egg", "eggs") => egg::eggs,
         ("zc-recipe-egg", "custom") => egg::custom,
         ("zc-recipe-egg", "develop") => egg::develop,
+        ("zc-recipe-testrunner", "default") => egg::testrunner,
         _ => return None,
     })
 }
@@ -232,6 +233,7 @@ fn buildable(egg: &str, entry: &str) -> Option<(Init, Recipe)> {
         ("zc-recipe-egg", "eggs") => (egg::eggs, Recipe::Egg),
         ("zc-recipe-egg", "custom") => (egg::custom, Recipe::Egg),
         ("zc-recipe-egg", "develop") => (egg::develop, Recipe::Egg),
+        ("zc-recipe-testrunner", "default") => (egg::testrunner, Recipe::Egg),
         ("slapos-recipe-build", "gitclone") => (build::gitclone_in_build, Recipe::Gitclone),
         // planned, their build refused with why (`derive::refusal`)
         ("rubygemsrecipe" | "z3c-recipe-openoffice", "default") => {

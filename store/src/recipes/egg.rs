@@ -26,6 +26,10 @@ use crate::error::{io_error, Result, StoreError};
 /// The directory of the download cache that keeps Python distributions under their file names.
 pub const DISTS_DIR: &str = "dists";
 
+/// The distribution a `zc.recipe.testrunner` part (`egg-entry = testrunner`) installs besides
+/// its `eggs`: its one script runs `zope.testrunner.run` over them.
+pub const TESTRUNNER: &str = "zope.testrunner";
+
 pub fn build(ctx: &mut Context) -> Result<()> {
     ctx.prepare_scratch()?;
     let entry = ctx.option("egg-entry").unwrap_or("scripts").to_owned();
@@ -61,6 +65,13 @@ pub fn build(ctx: &mut Context) -> Result<()> {
             .collect(),
         None => vec![ctx.part()],
     };
+    let testrunner = entry == "testrunner";
+    // the eggs a testrunner's script tests are its `eggs`; zope.testrunner is installed too
+    let tested = eggs.clone();
+    let mut eggs = eggs;
+    if testrunner {
+        eggs.push(TESTRUNNER.into());
+    }
     let allow_picked = ctx.option("allow-picked-versions").map(str::trim) != Some("false");
     let show_picked = ctx.option("show-picked-versions").map(str::trim) == Some("true");
 
@@ -154,6 +165,8 @@ pub fn build(ctx: &mut Context) -> Result<()> {
     write_manifest(ctx, &installed)?;
     if entry == "scripts" {
         scripts(ctx, &python, &paths, &eggs, &installed)?;
+    } else if testrunner {
+        test_script(ctx, &python, &paths, &tested)?;
     }
     Ok(())
 }
@@ -752,15 +765,7 @@ fn scripts(
             })
             .collect()
     });
-    let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    paths.extend(
-        ctx.option("extra-paths")
-            .unwrap_or("")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned),
-    );
+    let paths = script_paths(ctx, paths);
     let init = ctx.option("initialization").unwrap_or("").to_owned();
     let args = ctx.option("arguments").unwrap_or("").trim().to_owned();
     let bin = ctx.out.join("bin");
@@ -777,18 +782,110 @@ fn scripts(
         let (module, attr) = target.split_once(':').ok_or_else(|| {
             ctx.bad_option("entry-points", format!("`{target}` is not `module:attr`"))
         })?;
-        let attr = attr.split('[').next().unwrap_or(attr).trim();
-        let body = format!(
-            "{head}import {module}\n\nif __name__ == '__main__':\n    \
-             sys.exit({module}.{attr}({args}))\n",
-            module = module.trim()
-        );
-        write_script(&bin.join(file), &body)?;
+        write_script(&bin.join(file), &entry_point(&head, module, attr, &args))?;
     }
     if let Some(name) = ctx.option("interpreter").map(str::trim).map(str::to_owned) {
         write_script(&bin.join(name), &format!("{head}{INTERPRETER}"))?;
     }
     Ok(())
+}
+
+/// A script's `sys.path`: the distributions' paths, then `extra-paths`.
+fn script_paths(ctx: &Context, paths: &[PathBuf]) -> Vec<String> {
+    let mut out: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    out.extend(
+        ctx.option("extra-paths")
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
+    );
+    out
+}
+
+/// A script calling `module:attr` (extras ignored) with `args`, after `head`.
+fn entry_point(head: &str, module: &str, attr: &str, args: &str) -> String {
+    let attr = attr.split('[').next().unwrap_or(attr).trim();
+    format!(
+        "{head}import {module}\n\nif __name__ == '__main__':\n    \
+         sys.exit({module}.{attr}({args}))\n",
+        module = module.trim()
+    )
+}
+
+/// `zc.recipe.testrunner`'s script, `<out>/bin/<script>`: zope.testrunner's `run` with
+/// `defaults` and a `--test-path` for the path of each distribution of `eggs`, run in
+/// `working-directory` (else the part's location, its store path), with the variables of the
+/// `environment` section set, then `initialization`; as zc.recipe.testrunner 2 writes it.
+fn test_script(ctx: &mut Context, python: &str, paths: &[PathBuf], eggs: &[String]) -> Result<()> {
+    let mut test_paths = Vec::new();
+    for egg in eggs {
+        let wanted = normalise(project_name(egg));
+        let found = paths.iter().find(|dir| {
+            let dir = match dir.strip_prefix(&ctx.store_out) {
+                Ok(rest) => ctx.out.join(rest),
+                Err(_) => dir.to_path_buf(),
+            };
+            fs::read_dir(&dir).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".dist-info")
+                        .map(|stem| stem.rsplit_once('-').map_or(stem, |(n, _)| n))
+                        .is_some_and(|project| normalise(project) == wanted)
+                })
+            })
+        });
+        let found = found.ok_or_else(|| {
+            ctx.bad_option(
+                "eggs",
+                format!("`{egg}` is not among the installed distributions"),
+            )
+        })?;
+        test_paths.push(found.display().to_string());
+    }
+    let script = ctx
+        .option("script")
+        .unwrap_or(ctx.drv.name())
+        .trim()
+        .to_owned();
+    let file = Path::new(&script)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .ok_or_else(|| ctx.bad_option("script", format!("`{script}` names no file")))?;
+    let wd = match ctx.option("working-directory").map(str::trim) {
+        Some(wd) if !wd.is_empty() => wd.to_owned(),
+        _ => ctx.store_out.display().to_string(),
+    };
+    let mut init = format!(
+        "import os\nsys.argv[0] = os.path.abspath(sys.argv[0])\nos.chdir({})\n",
+        py_str(&wd)
+    );
+    for (key, value) in ctx
+        .option("environment")
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+    {
+        writeln!(init, "os.environ[{}] = {}", py_str(key), py_str(value)).ok();
+    }
+    init.push_str(ctx.option("initialization").unwrap_or("").trim());
+    let defaults = match ctx.option("defaults").map(str::trim) {
+        Some(d) if !d.is_empty() => format!("({d}) + "),
+        _ => String::new(),
+    };
+    let mut args = format!("{defaults}[\n");
+    for p in &test_paths {
+        writeln!(args, "        '--test-path', {},", py_str(p)).ok();
+    }
+    args.push_str("        ]");
+    let bin = ctx.out.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| io_error(&bin, e))?;
+    let head = header(python, &script_paths(ctx, paths), &init);
+    write_script(
+        &bin.join(file),
+        &entry_point(&head, "zope.testrunner", "run", &args),
+    )
 }
 
 /// The `[console_scripts]` of an `entry_points.txt`.

@@ -25,7 +25,7 @@ mod script;
 mod shell;
 mod template;
 
-pub use egg::{is_distribution, keep_distribution, DISTS_DIR};
+pub use egg::{is_distribution, keep_distribution, DISTS_DIR, TESTRUNNER};
 pub use egg_artifacts::Artifact as EggArtifact;
 pub use egg_uv::UV_VERSION;
 pub use gitclone::{branch_commit, mirror_path as git_mirror_path};
