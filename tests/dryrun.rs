@@ -447,7 +447,8 @@ fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
         dry_run_page(&r, &software),
         "example.com:8443|x y|1|!py!['a', 1]|a\\.b|::1|2"
     );
-    // install code would write in the partition when buildout installs the part: refused
+    // install code runs at deploy, in the partition: a part that reads an option only that
+    // run sets cannot render in a dry run, and the error names it
     let install = PYTHONIC.replace("init =", "install =");
     env.write("p/instance.cfg.in", &install);
     let out = offline(
@@ -463,8 +464,7 @@ fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("`slapos.recipe.build`'s `install` code cannot run in an instance"),
+        out.stderr.contains("missing option `conf:domain`"),
         "{}",
         out.stderr
     );

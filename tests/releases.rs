@@ -964,8 +964,10 @@ fn a_checksum_that_is_placeholder_text_plans_and_build_and_instance_refuse_it() 
 }
 
 #[test]
-fn a_jinja2_import_context_renders_the_modules_it_has_and_refuses_others_naming_them() {
-    // component/cythonplus (`import os os`, `import easy_install zc.buildout.easy_install`)
+fn a_jinja2_import_context_plans_and_its_build_names_a_module_the_renderer_lacks() {
+    // component/cythonplus (`import os os`, `import easy_install zc.buildout.easy_install`):
+    // such a template renders with Python's Jinja2 at build time, so it plans; a module the
+    // build's Python cannot import fails that build, naming the part and the module
     let env = TestEnv::new();
     let r = Root::new(&env);
     env.write(
@@ -975,37 +977,15 @@ fn a_jinja2_import_context_renders_the_modules_it_has_and_refuses_others_naming_
          inline = {{ os.path.split('/a/b')[1] }}\n\
          context =\n  raw x y\n  import easy_install zc.buildout.easy_install\n",
     );
-    for cmd in ["plan", "build"] {
-        let out = r.run(&[cmd, "software.cfg"]);
-        assert_eq!(out.code, 2, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("[env.sh]")
-                && out
-                    .stderr
-                    .contains("`import easy_install zc.buildout.easy_install`")
-                && out.stderr.contains("not `zc.buildout.easy_install`")
-                && out.stderr.contains("software.cfg:7"),
-            "{}",
-            out.stderr
-        );
-    }
-    assert!(r.entries().is_empty(), "{:?}", r.entries());
-    // `os` is one the renderer has
-    let profile = std::fs::read_to_string(env.path().join("software.cfg"))
-        .expect("software.cfg")
-        .replace(
-            "import easy_install zc.buildout.easy_install",
-            "import os os",
-        );
-    env.write("software.cfg", &profile);
-    let built: Value =
-        serde_json::from_str(&r.ok(&["build", "--json", "software.cfg"])).expect("json");
-    let out = PathBuf::from(built["parts"]["env.sh"].as_str().expect("env.sh"));
-    assert_eq!(
-        std::fs::read_to_string(out.join("env.sh"))
-            .expect("env.sh")
-            .trim(),
-        "b"
+    let out = r.run(&["plan", "software.cfg"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("env.sh"), "{}", out.stdout);
+    let out = r.run(&["build", "software.cfg"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("part `env.sh`") && out.stderr.contains("No module named 'zc'"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -422,12 +422,16 @@ impl<'s> Resolver<'s> {
         self.set(idx, option, text, origin);
     }
 
-    /// How SlapOS's buildout holds a value that is not text: `!py!<repr>` (what a `${}`
-    /// reference to it inserts, and what the Python bridge decodes back into the value).
-    /// `None` for text.
+    /// How SlapOS's buildout holds a list or dict: `!py!<repr>` (what a `${}` reference to
+    /// it inserts, and what the Python bridge decodes back into the value). `None` for text,
+    /// and for numbers and booleans, which references insert as their text (a port number in
+    /// a command line).
     pub fn serialised(&self, idx: usize, option: &str) -> Option<String> {
         let key = (self.sections[idx].name.clone(), option.to_owned());
-        let value = self.typed.get(&key).filter(|v| !v.is_string())?;
+        let value = self
+            .typed
+            .get(&key)
+            .filter(|v| v.is_array() || v.is_object())?;
         Some(format!(
             "!py!{}",
             slapstore_store::recipes::pyrepr_json(value)
