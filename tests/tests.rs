@@ -18,6 +18,7 @@ mod gc;
 mod gitclone;
 mod instance;
 mod isolation;
+mod jinja2;
 mod lock;
 mod master;
 mod node;

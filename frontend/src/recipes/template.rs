@@ -257,12 +257,14 @@ fn import_list(part: &mut Part) -> Result<BTreeMap<String, Jinja2Template>> {
         let path = match kind.as_str() {
             "file" => key(part, "import-list", &expression)?,
             "rawfile" => expression,
-            other => return Err(part.option_error(
-                "import-list",
-                format!(
+            other => {
+                return Err(part.option_error(
+                    "import-list",
+                    format!(
                     "`{other} {name}`: slapstore imports `file` and `rawfile` entries, not folders"
                 ),
-            )),
+                ))
+            }
         };
         let template = read_jinja2(part, "import-list", &path, None)?;
         imports.insert(name, template);
