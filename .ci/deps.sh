@@ -16,6 +16,8 @@ have tar || missing+=(tar)           # the tests make archives with GNU tar's ev
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
 have git || missing+=(git)           # gitclone parts; tests/gitclone.rs makes repositories
 have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
+# renders the Jinja2 templates minijinja cannot (store/src/recipes/jinja2.rs)
+python3 -c 'import jinja2' 2>/dev/null || missing+=(python3-jinja2)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
     sudo=(sudo)

@@ -19,6 +19,7 @@ mod gitclone;
 mod installs;
 mod instance;
 mod isolation;
+mod jinja2;
 mod lock;
 mod master;
 mod monitor;

@@ -264,6 +264,8 @@ enum Expr {
     Compare(Box<Expr>, Vec<(Cmp, Expr)>),
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
+    /// A dict display, `{key: value, ...}` (what zc.buildout's `dumps` writes of a dict).
+    Dict(Vec<(Expr, Expr)>),
     Comprehension {
         element: Box<Expr>,
         variable: String,
@@ -585,13 +587,33 @@ impl Parser {
                 Ok(Expr::Tuple(items.into_iter().map(|(e, _)| e).collect()))
             }
             Tok::Op("[") => self.list(),
-            Tok::Op("{") => Err(error(
-                "SyntaxError: dict and set displays are not supported",
-                offset,
-            )),
+            Tok::Op("{") => self.dict(),
             Tok::End => Err(error("SyntaxError: unexpected end of expression", offset)),
             _ => Err(error("SyntaxError: invalid syntax", offset)),
         }
+    }
+
+    /// After `{`: a dict display (set displays and comprehensions are not supported).
+    fn dict(&mut self) -> Result<Expr> {
+        let mut entries = Vec::new();
+        while !self.is_op("}") {
+            if matches!(self.peek(), Tok::End) {
+                return Err(self.syntax_error("'{' was never closed"));
+            }
+            let key = self.expr()?;
+            if !self.is_op(":") {
+                return Err(self.syntax_error("set displays are not supported, only dicts"));
+            }
+            self.pos += 1;
+            entries.push((key, self.expr()?));
+            if self.is_op(",") {
+                self.pos += 1;
+            } else if !self.is_op("}") {
+                return Err(self.syntax_error("expected ',' or '}'"));
+            }
+        }
+        self.pos += 1;
+        Ok(Expr::Dict(entries))
     }
 
     /// After `[`: a list display or a list comprehension.
@@ -906,6 +928,18 @@ impl Evaluator<'_> {
             }
             Expr::Tuple(items) => Ok(Value::Tuple(self.eval_all(items, offset)?)),
             Expr::List(items) => Ok(Value::List(self.eval_all(items, offset)?)),
+            Expr::Dict(entries) => {
+                // a later equal key replaces an earlier one's value, in its place
+                let mut dict: Vec<(Value, Value)> = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let (k, v) = (self.eval(k, offset)?, self.eval(v, offset)?);
+                    match dict.iter_mut().find(|(e, _)| py_eq(e, &k)) {
+                        Some(entry) => entry.1 = v,
+                        None => dict.push((k, v)),
+                    }
+                }
+                Ok(Value::Dict(dict))
+            }
             Expr::Comprehension {
                 element,
                 variable,
@@ -1829,6 +1863,17 @@ mod tests {
         let mut t = Target::default();
         t.set(key, value).map_err(|e| e.to_string())?;
         evaluate(expr, &t).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn serialised_dicts_read_back_as_zc_buildout_dumps_writes_them() {
+        // `dumps(section dict)` in cloudooo's instance profile
+        assert_eq!(
+            literal("{'port': '8000', 'ssl': {}, 'list': [1, None], 'port': '9'}"),
+            Some(serde_json::json!({"port": "9", "ssl": {}, "list": [1, null]}))
+        );
+        assert_eq!(literal("{1, 2}"), None);
+        assert_eq!(literal("{'a': 1"), None);
     }
 
     #[test]

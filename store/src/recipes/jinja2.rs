@@ -235,7 +235,7 @@ mod tests {
                 "`.__` (Python's special methods)",
             ),
             ("{% if isinstance(x, str) %}{% endif %}", "isinstance"),
-            ("{{ next(iter(l)) }}", "iter"),
+            ("{{ next(iter(l)) }}", "next"),
             ("{{ 'a.b'.rsplit('.', 1) }}", "rsplit"),
             (
                 "{% import 'caucase' as caucase with context %}",
@@ -301,7 +301,8 @@ mod tests {
             Ok("[8080] [('k', 1), ('port', 8080)] True !py!['a'] {\"b\": 1}\n")
         );
         // its errors name the template's line
-        let error = render(&job("a\n{{ nothing }}", &context, &none)).unwrap_err();
+        let source = "{% do [].append(1) %}a\n{{ nothing }}";
+        let error = render(&job(source, &context, &none)).unwrap_err();
         assert!(
             error.contains("'nothing' is undefined (in <template>:2)"),
             "{error}"

@@ -46,25 +46,49 @@ def value(v):
     return v
 
 
-def render(jinja2, request):
-    imports = request.get("imports") or {}
+class Renderer:
+    """Environments by `import-list` (so an imported template compiles once), and their
+    compiled templates by text; both kept to a bound."""
 
-    class Loader(jinja2.BaseLoader):
-        def get_source(self, environment, template):
-            name = template.rstrip("/")
-            if name not in imports:
-                raise jinja2.TemplateNotFound(template)
-            return imports[name], name, lambda: True
+    def __init__(self, jinja2):
+        self.jinja2 = jinja2
+        self.envs = {}
 
-    env = jinja2.Environment(
-        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        loader=Loader(),
-    )
-    context = {k: value(v) for k, v in (request.get("context") or {}).items()}
-    context.update(default_context())
-    return env.from_string(request["source"]).render(**context)
+    def environment(self, imports):
+        key = json.dumps(imports, sort_keys=True)
+        if key not in self.envs:
+            if len(self.envs) > 64:
+                self.envs.clear()
+            self.envs[key] = (self.make(imports), {})
+        return self.envs[key]
+
+    def make(self, imports):
+        jinja2 = self.jinja2
+
+        class Loader(jinja2.BaseLoader):
+            def get_source(self, environment, template):
+                name = template.rstrip("/")
+                if name not in imports:
+                    raise jinja2.TemplateNotFound(template)
+                return imports[name], name, lambda: True
+
+        return jinja2.Environment(
+            extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            loader=Loader(),
+        )
+
+    def render(self, request):
+        env, templates = self.environment(request.get("imports") or {})
+        source = request["source"]
+        if source not in templates:
+            if len(templates) > 256:
+                templates.clear()
+            templates[source] = env.from_string(source)
+        context = {k: value(v) for k, v in (request.get("context") or {}).items()}
+        context.update(default_context())
+        return templates[source].render(**context)
 
 
 def describe(error, names):
@@ -97,12 +121,13 @@ def main():
                              "(Debian: python3-jinja2)" % e})
         return
     reply(out, {"version": jinja2.__version__})
+    renderer = Renderer(jinja2)
     for line in sys.stdin:
         names = ()
         try:
             request = json.loads(line)
             names = tuple(request.get("imports") or ())
-            reply(out, {"text": render(jinja2, request)})
+            reply(out, {"text": renderer.render(request)})
         except Exception as e:  # the template's own error, reported to the part
             reply(out, {"error": describe(e, names)})
 
