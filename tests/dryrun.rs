@@ -437,7 +437,8 @@ fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
         page["text"],
         "example.com:8443|x y|1|!py!['a', 1]|a\\.b|::1|2"
     );
-    // install code would write in the partition when buildout installs the part: refused
+    // install code runs at deploy, after the render (`recipes/deploy.rs`): an option only it
+    // would set is missing when a later part reads it
     let install = PYTHONIC.replace("init =", "install =");
     env.write("p/instance.cfg.in", &install);
     let out = offline(
@@ -453,8 +454,7 @@ fn instance_profiles_get_init_code_serialised_values_builtins_and_modules() {
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("`slapos.recipe.build`'s `install` code cannot run in an instance"),
+        out.stderr.contains("missing option `conf:domain`"),
         "{}",
         out.stderr
     );

@@ -395,9 +395,12 @@ fn read_template(part: &mut Part, url: &str, md5sum: Option<&str>) -> Result<Rea
             // a dry run's planned output: known from its derivation, or an error saying why not
             None => match part.r.settings.planned.as_ref().and_then(|p| p.read(&path)) {
                 Some(known) => known.map_err(|m| part.option_error("url", m))?.into_bytes(),
-                None => std::fs::read(&path).map_err(|e| {
-                    part.option_error("url", format!("cannot read template `{path}`: {e}"))
-                })?,
+                None => {
+                    super::deploy::refuse_deploy_made(part, "url", &path)?;
+                    std::fs::read(&path).map_err(|e| {
+                        part.option_error("url", format!("cannot read template `{path}`: {e}"))
+                    })?
+                }
             },
         },
     };
