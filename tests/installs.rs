@@ -154,3 +154,88 @@ fn install_code_and_a_gitclone_run_in_the_partition_and_are_kept() {
     assert_eq!(read("parts/caucase/host_setting.sh"), "#!/bin/sh\necho x");
     assert_eq!(read("srv/index.html"), "<title>Hello</title>");
 }
+
+#[test]
+fn a_download_unpacked_is_unpacked_at_deploy_and_a_failure_names_its_part() {
+    if !have("installs", &["tar", "md5sum"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // software/beremiz-runtime/instance.cfg.in's `[download-plc]`, its URL and md5sum given as
+    // parameters there
+    std::fs::create_dir_all(env.path().join("plc-1/bin")).expect("mkdir");
+    std::fs::write(env.path().join("plc-1/bin/plc"), "program\n").expect("write");
+    let archive = env.path().join("plc.tar.gz");
+    let made = std::process::Command::new("tar")
+        .args(["czf", &archive.display().to_string(), "-C"])
+        .arg(env.path())
+        .arg("plc-1")
+        .status()
+        .expect("tar");
+    assert!(made.success());
+    let sum = std::process::Command::new("md5sum")
+        .arg(&archive)
+        .output()
+        .expect("md5sum");
+    let md5 = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let software = release(
+        &env,
+        &format!(
+            "[buildout]\nparts = download-plc\n\n[slap-parameter]\nmd5 = {md5}\n\n\
+             [download-plc]\nrecipe = slapos.recipe.build:download-unpacked\noffline = false\n\
+             url = {}\nmd5sum = ${{slap-parameter:md5}}\n",
+            archive.display()
+        ),
+    );
+    r.ok(&["instance", "create", "plc", "--software", &software]);
+    let p = r.partition("plc");
+    let unpacked = p.join("parts/download-plc/bin/plc");
+    assert_eq!(
+        std::fs::read_to_string(&unpacked).expect("read"),
+        "program\n"
+    );
+    // a wrong checksum fails the deploy (exit 1), naming the part; the files stay as they were
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "plc",
+        "--software",
+        &software,
+        "-p",
+        "md5=0123456789abcdef0123456789abcdef",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("[download-plc]"), "{}", out.stderr);
+    // a part rendered from a file that a deploy makes cannot be: the render comes first
+    let software = release(
+        &env,
+        &format!(
+            "[buildout]\nparts = download-plc page\n\n\
+             [download-plc]\nrecipe = slapos.recipe.build:download-unpacked\n\
+             url = {}\nmd5sum = {md5}\n\n\
+             [page]\nrecipe = slapos.recipe.template\n\
+             url = ${{download-plc:location}}/bin/plc\noutput = ${{buildout:directory}}/page\n",
+            archive.display()
+        ),
+    );
+    let out = r.run(&[
+        "instance",
+        "create",
+        "page",
+        "--dry-run",
+        "--software",
+        &software,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is made by [download-plc]")
+            && out.stderr.contains("when the instance is deployed"),
+        "{}",
+        out.stderr
+    );
+}

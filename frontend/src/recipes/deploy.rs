@@ -161,6 +161,33 @@ fn record(part: &mut Part, run: Run, buildout: Option<String>) -> Result<()> {
     Ok(())
 }
 
+/// A render cannot read what a part installed at deploy makes (it runs after the render): an
+/// error blamed on `option` when `path` lies in the location of such a part of this render.
+pub fn refuse_deploy_made(part: &Part, option: &str, path: &str) -> Result<()> {
+    let path = crate::pystr::normpath(path);
+    let owner = part
+        .r
+        .instance_output
+        .commands
+        .iter()
+        .find_map(|step| match step {
+            Step::Install(s) if Path::new(&path).starts_with(&s.location) => Some(s),
+            _ => None,
+        });
+    match owner {
+        None => Ok(()),
+        Some(s) => Err(part.option_error(
+            option,
+            format!(
+                "`{path}` is made by [{}] ({}) when the instance is deployed, after its render: \
+                 the render cannot read it",
+                s.section,
+                s.options.get("recipe").map(String::as_str).unwrap_or("?")
+            ),
+        )),
+    }
+}
+
 /// `md5:<hex>` of an md5sum option, checked.
 fn checksum(md5sum: &str) -> std::result::Result<slapstore_store::checksum::Checksum, String> {
     format!("md5:{}", md5sum.to_lowercase())

@@ -447,9 +447,12 @@ fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>)
                 Some(known) => known
                     .map_err(|m| part.option_error(option, m))?
                     .into_bytes(),
-                None => std::fs::read(&path).map_err(|e| {
-                    part.option_error(option, format!("cannot read template `{path}`: {e}"))
-                })?,
+                None => {
+                    super::deploy::refuse_deploy_made(part, option, &path)?;
+                    std::fs::read(&path).map_err(|e| {
+                        part.option_error(option, format!("cannot read template `{path}`: {e}"))
+                    })?
+                }
             },
         },
     };
