@@ -619,3 +619,100 @@ fn node_registers_the_users_its_partitions_take_from_the_pool() {
         "{again}"
     );
 }
+
+/// The release whose instances request others through the master:
+/// `tests/fixtures/node-request-release/software.cfg`.
+fn requesting_release() -> String {
+    repo_root()
+        .join("tests/fixtures/node-request-release/software.cfg")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn node_requests_what_its_instances_request_through_the_master() {
+    let test = "node_requests_what_its_instances_request_through_the_master";
+    if !have(test, &["supervisord", "python3"]) {
+        return;
+    }
+    let Some(venv) = slapos_venv(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let _guard = Supervisord(r.root.clone());
+    let computer = "COMP-21";
+    let proxy = Proxy::start(&venv, env.path(), computer);
+    let release = requesting_release();
+    pass_ok(&r, &proxy, computer);
+    proxy.slapos(&["supply", &release, computer]);
+    let request = |parameters: &[&str]| {
+        let mut args = vec![
+            "request",
+            "parent",
+            &release,
+            "--node",
+            "computer_guid=COMP-21",
+            "--parameters",
+        ];
+        args.extend_from_slice(parameters);
+        proxy.slapos(&args)
+    };
+    request(&["greeting=Salut"]);
+
+    // one pass: the parent asks the master for `child` and `spare`, which the master places
+    // on this computer's free partitions; the pass deploys them, then the parent with what
+    // they published
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(out.contains("slappart1: created child"), "{out}");
+    assert!(out.contains("slappart2: created spare"), "{out}");
+    assert!(out.contains("slappart0: created parent"), "{out}");
+    assert!(!out.contains("waiting"), "{out}");
+    assert!(out.contains("0 partitions unchanged, 0 failures"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(r.partition("slappart1").join("etc/page")).expect("page"),
+        "Salut from child"
+    );
+    let info = proxy.computer_information(computer);
+    assert!(info.contains("<string>child</string>"), "{info}");
+    // the parent's connection, as the master gives it: the child's values in it
+    let again = request(&["greeting=Salut"]);
+    assert!(
+        again.contains("'child-url': 'http://127.0.0.1/slappart1/'")
+            && again.contains("'child-greeting': 'Salut'")
+            && again.contains("'spare-url': 'http://127.0.0.1/slappart2/'"),
+        "{again}"
+    );
+    // the parent was deployed once, complete
+    let generations = r.ok(&["instance", "generations", "slappart0", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&generations).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{generations}");
+    let out = pass_ok(&r, &proxy, computer);
+    assert!(
+        out.contains("0 changes, 3 partitions unchanged, 0 failures"),
+        "{out}"
+    );
+
+    // the master refuses a request (no partition left for `extra`): the pass says which part
+    // asked for what and what the master answered, and the parent stays as it was
+    request(&["greeting=Salut", "spare-name=extra"]);
+    let out = pass(&r, &proxy, computer);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "slappart0: part `spare` requests `extra` (software type `child`, started) from \
+             the master: the master answered 404 to `requestComputerPartition`: No free \
+             computer partition found for: extra"
+        ),
+        "{}",
+        out.stderr
+    );
+    let generations = r.ok(&["instance", "generations", "slappart0", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&generations).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{generations}");
+    let again = request(&["greeting=Salut", "spare-name=extra"]);
+    assert!(
+        again.contains("'spare-url': 'http://127.0.0.1/slappart2/'"),
+        "{again}"
+    );
+}

@@ -37,6 +37,8 @@ mod dry_run;
 pub use dry_run::DryRun;
 mod reconcile;
 pub use reconcile::Reconciled;
+mod requester;
+pub use requester::Requester;
 
 /// Why an instance operation failed. Nothing was changed.
 #[derive(Debug)]
@@ -51,6 +53,9 @@ pub enum InstanceError {
     Store(StoreError),
     /// Bad usage: no such instance, no earlier generation, ...
     Usage(String),
+    /// The instance cannot be rendered yet: instances it requested from a SlapOS master have
+    /// not published what it needs (`requester.rs`).
+    Waiting(String),
 }
 
 impl From<StoreError> for InstanceError {
@@ -88,6 +93,9 @@ pub struct Context<'a> {
     pub observer: &'a dyn Observer,
     /// The computer this root is, as the local master knows it (`master.rs`).
     pub computer: Computer,
+    /// Where the `request` recipes of the instances rendered go: the local master when
+    /// `None`, else a SlapOS master (`requester.rs`).
+    pub requester: Option<&'a dyn Requester>,
 }
 
 /// What an upgrade did: the generation now current, and whether it is a new one.
@@ -938,10 +946,11 @@ impl Context<'_> {
         Ok(at)
     }
 
-    /// Deploys what a render of `name` requests (creating or upgrading each child), then
-    /// renders `name` again with the connection parameters they published, until what they
-    /// published no longer changes (their own requests deployed the same way, down to
-    /// [`MAX_REQUEST_DEPTH`]). `reserved`: the partitions of `name` and its requesters.
+    /// Deploys what a render of `name` requests (creating or upgrading each child; or asks
+    /// the context's [`Requester`] for them), then renders `name` again with the connection
+    /// parameters they published, until what they published no longer changes (their own
+    /// requests deployed the same way, down to [`MAX_REQUEST_DEPTH`]). `reserved`: the
+    /// partitions of `name` and its requesters.
     fn with_requests(
         &self,
         name: &InstanceName,
@@ -954,7 +963,7 @@ impl Context<'_> {
         let depth = reserved.len();
         for _ in 0..MAX_REQUEST_DEPTH {
             if rendered.output.requests.is_empty() {
-                return Ok(rendered);
+                break;
             }
             if depth >= MAX_REQUEST_DEPTH {
                 return Err(InstanceError::Usage(format!(
@@ -963,9 +972,13 @@ impl Context<'_> {
                     name.as_str()
                 )));
             }
-            let children = self.deploy_requests(name, &rendered.output.requests, reserved)?;
+            let requests = &rendered.output.requests;
+            let children = match self.requester {
+                Some(r) => self.request_remotely(r, placement.partition, requests)?,
+                None => self.deploy_requests(name, requests, reserved)?,
+            };
             if children == placement.children {
-                return Ok(rendered);
+                break;
             }
             placement.children = children;
             // what the children were given stays what this render will keep
@@ -973,6 +986,9 @@ impl Context<'_> {
                 .generated
                 .extend(std::mem::take(&mut rendered.output.state));
             rendered = self.render(name, release, parameters, &placement)?;
+        }
+        if let Some(r) = self.requester {
+            self.check_published(r, placement.partition, &rendered)?;
         }
         Ok(rendered)
     }

@@ -250,7 +250,7 @@ pub(super) fn fail(e: InstanceError) -> i32 {
             report::FAILED
         }
         InstanceError::Store(e) => report::store_error(&e),
-        InstanceError::Usage(m) => report::usage(&m),
+        InstanceError::Usage(m) | InstanceError::Waiting(m) => report::usage(&m),
     }
 }
 

@@ -372,6 +372,7 @@ fn instance_context<'a>(
         frozen,
         observer,
         computer,
+        requester: None,
     })
 }
 

@@ -2,5 +2,6 @@
 
 pub mod marshal;
 pub mod pass;
+pub mod requests;
 pub mod slap;
 pub mod state;

@@ -8,16 +8,23 @@
 //! A partition whose request (and release) did not change since the last pass is left alone:
 //! nothing is evaluated or rendered for it (`state.rs`). A failure is reported to the master and
 //! to the caller, and the pass goes on with the next item, as slapgrid does.
+//!
+//! The `request` recipes of the instances go to the master (`requests.rs`). An instance
+//! waiting for what an instance it requested has not published yet is not deployed: the pass
+//! reads `getFullComputerInformation` again (the master may have placed that instance here),
+//! deploys what is new, then tries the waiting ones again, for as long as a round makes
+//! progress; what is still waiting then is reported, and the next pass tries again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use slapstore_store::partition::InstanceName;
 use slapstore_store::{StoreError, StorePath};
 
+use super::requests::MasterRequests;
 use super::slap::{FormatPartition, Hosted, Master, SlapError, State, Supplied};
 use super::state::{self, Deployed, NodeState};
-use crate::instance::{Context, InstanceError, Titles};
+use crate::instance::{Context, InstanceError, Requester, Titles};
 use crate::services::Supervisor;
 use slapstore_store::master::{partition_id, State as LocalState};
 
@@ -71,6 +78,50 @@ struct Pending {
     master_connection: BTreeMap<String, String>,
     /// What to record once it is all done.
     deployed: Deployed,
+    /// Why it was rendered without connection parameters of instances it requested
+    /// (`requestoptional`): it is not recorded, so that a later render completes it.
+    incomplete: Option<String>,
+}
+
+/// What became of a partition in a round of the pass.
+enum Outcome {
+    /// Nothing changed: left alone.
+    Unchanged,
+    /// Destroyed, cleaned, or failed (reported).
+    Done,
+    /// Deployed; its services and reports to do.
+    Deploy(Pending),
+    /// Waiting for instances it requested to publish (why): not deployed.
+    Waiting(String),
+}
+
+/// Why a partition could not be deployed.
+enum Failure {
+    /// Instances it requested have not published what it needs yet.
+    Waiting(String),
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Failed(message)
+    }
+}
+
+/// What the rounds of a pass share.
+struct Round<'r> {
+    /// The installed release of each URL.
+    releases: &'r BTreeMap<String, StorePath>,
+    requests: &'r MasterRequests<'r>,
+    /// The partitions left alone.
+    unchanged: &'r mut BTreeSet<String>,
+}
+
+/// A partition still to deploy again at the end of a round: why, and whether it is deployed
+/// (rendered without what `requestoptional` allowed to go without) or not at all.
+struct Wait {
+    why: String,
+    deployed: bool,
 }
 
 /// A node: a store root serving one computer of one master.
@@ -94,6 +145,10 @@ const IPV6_NETMASK: &str = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
 /// buildout's log tail).
 const LOG_TAIL: usize = 100;
 
+/// How many rounds a pass makes at most (a round per level of a chain of requests, as long
+/// as each makes progress).
+const MAX_ROUNDS: usize = 10;
+
 impl Node<'_> {
     fn root(&self) -> &Path {
         self.ctx.store.root()
@@ -106,16 +161,59 @@ impl Node<'_> {
         let mut state = NodeState::load(&file);
         let mut summary = Summary::default();
         self.format(&mut state, &mut summary)?;
-        let info = self.master.computer_information()?;
+        let mut info = self.master.computer_information()?;
         let releases = self.software(&info.software, &mut summary);
         let before = state.clone();
-        let mut deployed = Vec::new();
-        for hosted in &info.partitions {
-            if let Some(d) = self.partition(hosted, &releases, &mut state, &mut summary) {
-                deployed.push(d);
+        let requests = MasterRequests::new(self.master);
+        // what was done in this pass: each partition once for what the master requests of it
+        let mut seen = BTreeSet::new();
+        // left alone, unless a later round deploys it (an instance placed there meanwhile)
+        let mut unchanged = BTreeSet::new();
+        let mut waiting: BTreeMap<String, Wait> = BTreeMap::new();
+        for round in 0..MAX_ROUNDS {
+            if round > 0 {
+                // what the requests of the waiting instances placed on this computer
+                match self.master.computer_information() {
+                    Ok(i) => info = i,
+                    Err(e) => {
+                        summary.failed_with("node", e.to_string());
+                        break;
+                    }
+                }
+            }
+            let (retried, fresh): (Vec<&Hosted>, Vec<&Hosted>) = info
+                .partitions
+                .iter()
+                .filter(|h| {
+                    waiting.contains_key(&h.partition)
+                        || seen.insert((h.partition.clone(), request_fingerprint(h)))
+                })
+                .partition(|h| waiting.contains_key(&h.partition));
+            let mut round = Round {
+                releases: &releases,
+                requests: &requests,
+                unchanged: &mut unchanged,
+            };
+            let mut now = self.round(&fresh, &mut round, &mut state, &mut summary);
+            let still = self.round(&retried, &mut round, &mut state, &mut summary);
+            let progress = !fresh.is_empty() || still.len() < retried.len();
+            now.extend(still);
+            waiting = now;
+            if waiting.is_empty() || !progress {
+                break;
             }
         }
-        self.services(deployed, &mut state, &mut summary);
+        for (id, wait) in waiting {
+            let message = format!("{} (the next pass tries again)", wait.why);
+            if !wait.deployed {
+                // as slapgrid reports a `request` whose instance is not ready
+                if let Err(e) = self.master.instance_error(&id, &message) {
+                    summary.failed_with(&id, e.to_string());
+                }
+            }
+            summary.did(&id, message);
+        }
+        summary.unchanged = unchanged.len();
         // the instances created took users from the root's pool: the master is told
         if let Err(e) = self.format(&mut state, &mut summary) {
             summary.failed_with("format", e.to_string());
@@ -129,12 +227,61 @@ impl Node<'_> {
         Ok(summary)
     }
 
-    /// Starts or stops the services of the partitions deployed in this pass, in one
+    /// Deploys the partitions `hosted` (in order), then starts or stops their services and
+    /// reports them ([`Node::services`]); those left to deploy again.
+    fn round(
+        &self,
+        hosted: &[&Hosted],
+        round: &mut Round,
+        state: &mut NodeState,
+        summary: &mut Summary,
+    ) -> BTreeMap<String, Wait> {
+        let mut pending = Vec::new();
+        let mut waiting = BTreeMap::new();
+        for h in hosted {
+            let outcome = self.partition(h, round.releases, round.requests, state, summary);
+            if let Outcome::Unchanged = outcome {
+                round.unchanged.insert(h.partition.clone());
+            } else {
+                round.unchanged.remove(&h.partition);
+            }
+            match outcome {
+                Outcome::Unchanged | Outcome::Done => {}
+                Outcome::Deploy(p) => pending.push(p),
+                Outcome::Waiting(why) => {
+                    let wait = Wait {
+                        why,
+                        deployed: false,
+                    };
+                    waiting.insert(h.partition.clone(), wait);
+                }
+            }
+        }
+        for (id, why) in self.services(pending, state, summary) {
+            waiting.insert(
+                id,
+                Wait {
+                    why,
+                    deployed: true,
+                },
+            );
+        }
+        waiting
+    }
+
+    /// Starts or stops the services of the partitions deployed in this round, in one
     /// `supervisorctl update`, then posts each one's connection parameters and reports it
-    /// started or stopped; each partition that got there is recorded in `state`.
-    fn services(&self, deployed: Vec<Pending>, state: &mut NodeState, summary: &mut Summary) {
+    /// started or stopped; each partition that got there is recorded in `state`, but those
+    /// rendered incomplete, returned with why.
+    fn services(
+        &self,
+        deployed: Vec<Pending>,
+        state: &mut NodeState,
+        summary: &mut Summary,
+    ) -> Vec<(String, String)> {
+        let mut incomplete = Vec::new();
         if deployed.is_empty() {
-            return;
+            return incomplete;
         }
         let supervisor = Supervisor::new(self.root());
         let mut ready = Vec::new();
@@ -145,7 +292,7 @@ impl Node<'_> {
                     for d in &deployed {
                         self.deploy_failed(&d.id, &e.to_string(), state, summary);
                     }
-                    return;
+                    return incomplete;
                 }
             };
             let mut changed = Vec::new();
@@ -199,8 +346,14 @@ impl Node<'_> {
                 self.deploy_failed(id, &message, state, summary);
                 continue;
             }
-            state.partitions.insert(d.id, d.deployed);
+            match d.incomplete {
+                Some(why) => incomplete.push((d.id, why)),
+                None => {
+                    state.partitions.insert(d.id, d.deployed);
+                }
+            }
         }
+        incomplete
     }
 
     /// Posts what a deployed partition published, when the master does not hold it, and its
@@ -338,7 +491,7 @@ impl Node<'_> {
                     if let Err(e) = self.master.building(&sr.url) {
                         summary.failed_with(&sr.url, e.to_string());
                     }
-                    match self.context_for(&profile).release(&profile) {
+                    match self.context_for(&profile, None).release(&profile) {
                         Ok(release) => {
                             summary.did(&sr.url, format!("installed {}", self.full(&release)));
                             if let Err(e) = self.master.available(&sr.url) {
@@ -372,38 +525,33 @@ impl Node<'_> {
         self.ctx.store.path_of(path).display().to_string()
     }
 
-    /// Makes one partition host what the master requests, unless that did not change; a
-    /// partition deployed, its services and reports still to do ([`Node::services`]).
+    /// Makes one partition host what the master requests, unless that did not change.
     fn partition(
         &self,
         hosted: &Hosted,
         releases: &BTreeMap<String, StorePath>,
+        requests: &MasterRequests,
         state: &mut NodeState,
         summary: &mut Summary,
-    ) -> Option<Pending> {
+    ) -> Outcome {
         let id = &hosted.partition;
         let name = match InstanceName::new(id) {
             Ok(n) => n,
             Err(e) => {
                 summary.failed_with(id, e.to_string());
-                return None;
+                return Outcome::Done;
             }
         };
         let release = hosted.software.as_ref().and_then(|url| releases.get(url));
-        // what the master sent, but for the connection parameters this node publishes
-        let request = state::fingerprint(&Hosted {
-            connection: BTreeMap::new(),
-            ..hosted.clone()
-        });
         let deployed = Deployed {
-            request,
+            request: request_fingerprint(hosted),
             release: release.map(ToString::to_string),
         };
         let exists = match self.ctx.store.db().instance(id) {
             Ok(row) => row.is_some(),
             Err(e) => {
                 summary.failed_with(id, e.to_string());
-                return None;
+                return Outcome::Done;
             }
         };
         let free = hosted.software.is_none();
@@ -414,18 +562,20 @@ impl Node<'_> {
             exists && state.partitions.get(id) == Some(&deployed)
         };
         if left_alone {
-            summary.unchanged += 1;
-            return None;
+            return Outcome::Unchanged;
         }
         let outcome = match (hosted.state, &hosted.software) {
-            (State::Destroyed, _) => self.destroy(&name, !free, summary).map(|()| None),
-            (_, None) => Err(format!(
+            (State::Destroyed, _) => self
+                .destroy(&name, !free, summary)
+                .map(|()| None)
+                .map_err(Failure::from),
+            (_, None) => Err(Failure::Failed(format!(
                 "requested {:?} without a software release",
                 hosted.state
-            )),
+            ))),
             (state, Some(url)) => match (release, profile_of(url)) {
                 (Some(_), Ok(profile)) => self
-                    .deploy(&name, exists, &profile, hosted, state, summary)
+                    .deploy(&name, exists, &profile, hosted, state, requests, summary)
                     .map(|connection| {
                         Some(Pending {
                             id: id.clone(),
@@ -433,18 +583,25 @@ impl Node<'_> {
                             connection,
                             master_connection: hosted.connection.clone(),
                             deployed: deployed.clone(),
+                            incomplete: requests.take_incomplete(id),
                         })
                     }),
-                _ => Err(format!("software `{url}` is not installed")),
+                _ => Err(Failure::Failed(format!(
+                    "software `{url}` is not installed"
+                ))),
             },
         };
         match outcome {
-            Ok(Some(pending)) => Some(pending),
+            Ok(Some(pending)) => Outcome::Deploy(pending),
             Ok(None) => {
                 state.partitions.insert(id.clone(), deployed);
-                None
+                Outcome::Done
             }
-            Err(message) => {
+            Err(Failure::Waiting(why)) => {
+                state.partitions.remove(id);
+                Outcome::Waiting(why)
+            }
+            Err(Failure::Failed(message)) => {
                 // tried again at the next pass
                 if free {
                     state.partitions.remove(id);
@@ -452,7 +609,7 @@ impl Node<'_> {
                 } else {
                     self.deploy_failed(id, &message, state, summary);
                 }
-                None
+                Outcome::Done
             }
         }
     }
@@ -461,11 +618,15 @@ impl Node<'_> {
         self.ctx.partitions.join(id)
     }
 
-    /// The instance operations for a release's `profile`: for a remote one, its
-    /// `${buildout:directory}` is the node's directory of that URL,
-    /// `var/node/software/<md5 of the URL>` (as slapgrid's software directory), so that its
-    /// release does not depend on where the node runs.
-    fn context_for(&self, profile: &str) -> Context<'_> {
+    /// The instance operations for a release's `profile`, their requests going to
+    /// `requester`: for a remote one, its `${buildout:directory}` is the node's directory of
+    /// that URL, `var/node/software/<md5 of the URL>` (as slapgrid's software directory), so
+    /// that its release does not depend on where the node runs.
+    fn context_for<'s>(
+        &'s self,
+        profile: &str,
+        requester: Option<&'s dyn Requester>,
+    ) -> Context<'s> {
         let mut eval = self.ctx.eval.clone();
         if crate::extends::is_url(profile) {
             use md5::Digest;
@@ -486,11 +647,13 @@ impl Node<'_> {
             users: self.ctx.users.clone(),
             observer: self.ctx.observer,
             computer: self.ctx.computer.clone(),
+            requester,
         }
     }
 
-    /// Creates or upgrades the instance (of `profile`, its release installed) and records its
-    /// requested state; what it published.
+    /// Creates or upgrades the instance (of `profile`, its release installed; its requests
+    /// going to the master) and records its requested state; what it published.
+    #[allow(clippy::too_many_arguments)]
     fn deploy(
         &self,
         name: &InstanceName,
@@ -498,8 +661,9 @@ impl Node<'_> {
         profile: &str,
         hosted: &Hosted,
         state: State,
+        requests: &MasterRequests,
         summary: &mut Summary,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, Failure> {
         let id = name.as_str();
         let parameters = &hosted.parameters;
         let software_type = Some(hosted.software_type.as_str());
@@ -509,11 +673,11 @@ impl Node<'_> {
             title: hosted.instance_title.clone(),
             root_title: hosted.root_instance_title.clone(),
         };
-        let ctx = self.context_for(profile);
+        let ctx = self.context_for(profile, Some(requests));
         if exists {
             let upgrade = ctx
                 .upgrade_replacing(name, profile, parameters, software_type, &titles)
-                .map_err(|e| describe(&e))?;
+                .map_err(failure)?;
             if upgrade.changed {
                 summary.did(
                     id,
@@ -526,7 +690,7 @@ impl Node<'_> {
                 .and_then(|n| n.parse::<i64>().ok())
                 .ok_or_else(|| format!("`{id}` is not a partition of this node (`slappartN`)"))?;
             ctx.create_on(name, number, profile, parameters, software_type, &titles)
-                .map_err(|e| describe(&e))?;
+                .map_err(failure)?;
             summary.did(id, format!("created {}", hosted.instance_title));
         }
         let local = match state {
@@ -577,6 +741,23 @@ impl Node<'_> {
             self.master.destroyed(id).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// What the master sent for a partition, but for the connection parameters this node
+/// publishes.
+fn request_fingerprint(hosted: &Hosted) -> String {
+    state::fingerprint(&Hosted {
+        connection: BTreeMap::new(),
+        ..hosted.clone()
+    })
+}
+
+/// An instance operation's error as a partition's failure, or its wait.
+fn failure(e: InstanceError) -> Failure {
+    match e {
+        InstanceError::Waiting(why) => Failure::Waiting(why),
+        other => Failure::Failed(describe(&other)),
     }
 }
 
@@ -631,7 +812,7 @@ pub fn describe(e: &InstanceError) -> String {
             out
         }
         InstanceError::Store(e) => e.to_string(),
-        InstanceError::Usage(m) => m.clone(),
+        InstanceError::Usage(m) | InstanceError::Waiting(m) => m.clone(),
     }
 }
 

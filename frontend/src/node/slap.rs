@@ -3,8 +3,10 @@
 //! host, `POST loadComputerConfigurationFromXML` for its partitions (`slapos node format`), and
 //! the reports: `buildingSoftwareRelease`, `availableSoftwareRelease`, `softwareReleaseError`,
 //! `destroyedSoftwareRelease`, `startedComputerPartition`, `stoppedComputerPartition`,
-//! `destroyedComputerPartition`, `softwareInstanceError`, `setComputerPartitionConnectionXml`.
-//! Bodies are `xml_marshaller` documents (`marshal.rs`), posts are HTML forms.
+//! `destroyedComputerPartition`, `softwareInstanceError`, `setComputerPartitionConnectionXml`;
+//! and `requestComputerPartition`, which the `request` recipes of its instances send (as
+//! `slap.ComputerPartition.request` does). Bodies are `xml_marshaller` documents
+//! (`marshal.rs`), posts are HTML forms.
 //!
 //! Over `https://` the computer authenticates with its key and certificate (as slapgrid does
 //! with `key_file`/`cert_file`); the master's certificate is checked against the web's roots
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::marshal::{self, Value};
+use crate::recipes::slap::Request;
 
 /// Why talking to the master failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +37,16 @@ pub enum SlapError {
     Credentials { file: String, reason: String },
 }
 
+/// What an error's body says, in a line: the first paragraph of an HTML page (a master's
+/// error page: `<title>404 Not Found</title>` … `<p>why</p>`), else its first line.
 fn excerpt(body: &str) -> String {
-    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let paragraph = body
+        .split_once("<p>")
+        .and_then(|(_, rest)| rest.split_once("</p>"))
+        .map(|(p, _)| p.trim());
+    let line = paragraph
+        .or_else(|| body.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("");
     if line.is_empty() {
         String::new()
     } else {
@@ -332,6 +343,62 @@ impl Master {
             &[("connection_xml", &xml), ("slave_reference", "None")],
         )
     }
+
+    /// `requestComputerPartition`: asks, on behalf of the instance on `partition`, for the
+    /// instance `request` describes (created, changed or destroyed as its state says); what it
+    /// published, `None` when the master has not placed it yet (it answers 408, Request
+    /// Timeout, which slap.py reads as `ResourceNotReady`).
+    pub fn request(
+        &self,
+        partition: &str,
+        request: &Request,
+    ) -> Result<Option<BTreeMap<String, String>>> {
+        let path = "requestComputerPartition";
+        let dict = |p: &BTreeMap<String, String>| {
+            marshal::dumps(&Value::string_dict(
+                p.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ))
+        };
+        let form = [
+            ("computer_id", self.computer.clone()),
+            ("computer_partition_id", partition.to_owned()),
+            ("software_release", request.software_url.clone()),
+            ("software_type", request.software_type.clone()),
+            ("partition_reference", request.title.clone()),
+            ("shared_xml", marshal::dumps(&Value::Bool(false))),
+            ("partition_parameter_xml", dict(&request.parameters)),
+            ("filter_xml", dict(&request.filter)),
+            ("state", marshal::dumps(&Value::Str(request.state.clone()))),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let text = match self.post(path, &form) {
+            Ok(text) => text,
+            Err(SlapError::Status { status: 408, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let answer = |reason: String| SlapError::Answer {
+            path: path.into(),
+            reason,
+        };
+        let value = marshal::loads(&text).map_err(|e| answer(e.to_string()))?;
+        let mut connection = BTreeMap::new();
+        match value.get("_connection_dict") {
+            Some(Value::Dict(pairs)) => {
+                for (k, v) in pairs {
+                    let (Some(k), Some(v)) = (k.as_str(), v.scalar_text()) else {
+                        return Err(answer(format!(
+                            "the connection parameters of `{}` are not text",
+                            request.title
+                        )));
+                    };
+                    connection.insert(k.to_owned(), v);
+                }
+            }
+            Some(Value::None) | None => {}
+            Some(_) => return Err(answer("`_connection_dict` is not a dictionary".to_owned())),
+        }
+        Ok(Some(connection))
+    }
 }
 
 /// A rustls configuration that presents the computer's certificate, if it has one.
@@ -517,6 +584,146 @@ mod tests {
         let value = marshal::loads(&text).unwrap();
         let e = parse_computer(&value).unwrap_err();
         assert_eq!(e, "partition `slappart0` is requested `exploded`");
+    }
+
+    /// A master on 127.0.0.1 that answers one request with `status` and `body`; the
+    /// request's text, once answered.
+    fn answer_once(status: &str, body: &str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let served = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0; 4096];
+            // the headers, then as much body as they announce
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|l| l.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            s.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (url, served)
+    }
+
+    fn child_request() -> Request {
+        Request {
+            part: "child".into(),
+            title: "my child".into(),
+            software_url: "/srv/sr/software.cfg".into(),
+            software_type: "child".into(),
+            parameters: BTreeMap::from([("greeting".into(), "a<b".into())]),
+            state: "started".into(),
+            filter: BTreeMap::from([("computer_guid".into(), "COMP-2".into())]),
+            optional: false,
+            missing: Vec::new(),
+        }
+    }
+
+    /// The form field `key` of an HTML form post, decoded.
+    fn field(request: &str, key: &str) -> String {
+        let body = request.split_once("\r\n\r\n").unwrap().1;
+        form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no `{key}` in {body}"))
+    }
+
+    #[test]
+    fn a_request_is_what_slap_py_sends_and_408_is_not_ready() {
+        let (url, served) = answer_once("408 Request Timeout", "Resource not ready");
+        let master = Master::new(&url, "COMP-1", &Credentials::default()).unwrap();
+        let answer = master.request("slappart3", &child_request()).unwrap();
+        assert_eq!(answer, None);
+        let sent = served.join().unwrap();
+        assert!(
+            sent.starts_with("POST /requestComputerPartition "),
+            "{sent}"
+        );
+        assert_eq!(field(&sent, "computer_id"), "COMP-1");
+        assert_eq!(field(&sent, "computer_partition_id"), "slappart3");
+        assert_eq!(field(&sent, "software_release"), "/srv/sr/software.cfg");
+        assert_eq!(field(&sent, "software_type"), "child");
+        assert_eq!(field(&sent, "partition_reference"), "my child");
+        let value = |k: &str| marshal::loads(&field(&sent, k)).unwrap();
+        assert_eq!(value("shared_xml"), Value::Bool(false));
+        assert_eq!(value("state"), Value::Str("started".into()));
+        assert_eq!(
+            value("partition_parameter_xml"),
+            Value::string_dict([("greeting", "a<b")])
+        );
+        assert_eq!(
+            value("filter_xml"),
+            Value::string_dict([("computer_guid", "COMP-2")])
+        );
+    }
+
+    #[test]
+    fn a_request_reads_what_the_instance_published() {
+        let instance = Value::Object {
+            module: "slapos.slap.slap".into(),
+            class: "SoftwareInstance".into(),
+            args: Vec::new(),
+            state: Box::new(Value::Dict(vec![
+                (
+                    Value::Str("_connection_dict".into()),
+                    Value::Dict(vec![
+                        (Value::Str("url".into()), Value::Str("http://x/".into())),
+                        (Value::Str("port".into()), Value::Int(8080)),
+                    ]),
+                ),
+                (
+                    Value::Str("slap_computer_partition_id".into()),
+                    Value::Str("slappart1".into()),
+                ),
+            ])),
+        };
+        let (url, served) = answer_once("200 OK", &marshal::dumps(&instance));
+        let master = Master::new(&url, "COMP-1", &Credentials::default()).unwrap();
+        let answer = master.request("slappart0", &child_request()).unwrap();
+        served.join().unwrap();
+        assert_eq!(
+            answer,
+            Some(BTreeMap::from([
+                ("port".into(), "8080".into()),
+                ("url".into(), "http://x/".into())
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_what_the_master_said() {
+        let page = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n\
+                    <h1>Not Found</h1>\n<p>No free computer partition found for: x</p>\n";
+        let (url, served) = answer_once("404 NOT FOUND", page);
+        let master = Master::new(&url, "COMP-1", &Credentials::default()).unwrap();
+        let e = master.request("slappart0", &child_request()).unwrap_err();
+        served.join().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "the master answered 404 to `requestComputerPartition`: No free computer \
+             partition found for: x"
+        );
     }
 
     #[test]

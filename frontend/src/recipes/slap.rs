@@ -63,6 +63,14 @@ pub struct Request {
     pub parameters: Parameters,
     /// `started`, `stopped` or `destroyed`.
     pub state: String,
+    /// Where the instance should go (`sla-KEY` options: the master's `filter_kw`, such as
+    /// `computer_guid`); the local master has one computer and ignores them.
+    pub filter: Parameters,
+    /// `requestoptional`: the render stands without what the instance did not publish.
+    pub optional: bool,
+    /// The keys of `return` waited for: all those of an instance that has published nothing
+    /// yet (not deployed yet).
+    pub missing: Vec<String>,
 }
 
 /// The recipes of this module.
@@ -396,10 +404,11 @@ fn publish_early(part: &mut Part, slap: &Slap) -> Result<()> {
 
 /// `slapos.cookbook:request[.serialised]`, `requestoptional[.serialised]`: asks the master for
 /// an instance titled `name` of `software-url` (`software-type`, `config-*` parameters or, for
-/// `.serialised`, all of them as JSON under `_`; `state`), and sets `connection-KEY` for each
-/// KEY of `return` from what that instance published. Missing ones are an error for
-/// `request`, empty for `requestoptional`. A shared (slave) instance (`shared` or `slave`
-/// true) has no host at the local master: `requestoptional` gets empty values, `request` fails.
+/// `.serialised`, all of them as JSON under `_`; `state`; `sla-*`, where it should go), and
+/// sets `connection-KEY` for each KEY of `return` from what that instance published. Missing
+/// ones are an error for `request`, empty for `requestoptional`. A shared (slave) instance
+/// (`shared` or `slave` true) has no host at the local master: `requestoptional` gets empty
+/// values, `request` fails.
 fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Result<()> {
     let title = part.require("name")?.trim().to_owned();
     let software_url = part.require("software-url")?.trim().to_owned();
@@ -437,9 +446,12 @@ fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Re
         return Ok(());
     }
     let mut config = serde_json::Map::new();
+    let mut filter = Parameters::new();
     for (key, value) in part.r.items(part.idx)? {
         if let Some(name) = key.strip_prefix("config-") {
             config.insert(name.to_owned(), serde_json::Value::String(value));
+        } else if let Some(name) = key.strip_prefix("sla-").filter(|_| !value.is_empty()) {
+            filter.insert(name.to_owned(), value);
         }
     }
     let mut parameters = Parameters::new();
@@ -493,6 +505,13 @@ fn request(part: &mut Part, slap: &Slap, serialised: bool, optional: bool) -> Re
         software_type,
         parameters,
         state,
+        filter,
+        optional,
+        missing: if deployed {
+            Vec::new()
+        } else {
+            missing.clone()
+        },
     });
     // a child not deployed yet publishes nothing: the render is done again once it is
     // (`instance.rs`); a missing parameter is an error only then
