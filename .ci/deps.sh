@@ -16,8 +16,6 @@ have tar || missing+=(tar)           # the tests make archives with GNU tar's ev
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
 have git || missing+=(git)           # gitclone parts; tests/gitclone.rs makes repositories
 have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
-# renders the Jinja2 templates minijinja cannot (store/src/recipes/jinja2.rs)
-python3 -c 'import jinja2' 2>/dev/null || missing+=(python3-jinja2)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
     sudo=(sudo)
@@ -30,6 +28,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Jinja2, for the `python3` on PATH (which may be a version manager's, not Debian's: Debian's
+# python3-jinja2 only serves Debian's python3): renders the templates minijinja cannot
+# (store/src/recipes/jinja2.rs); from the package index at the version SlapOS pins, else Debian's
+if ! python3 -c 'import jinja2' 2>/dev/null; then
+    echo "installing: Jinja2 for $(command -v python3)" >&2
+    python3 -m pip install -q --disable-pip-version-check Jinja2==3.1.6 2>/dev/null ||
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-jinja2 >/dev/null
+    python3 -c 'import jinja2' || { echo "error: python3 cannot import jinja2" >&2; exit 1; }
 fi
 
 # uv, the installer of egg builds, at the version store/src/recipes/egg_uv.rs pins (egg builds
