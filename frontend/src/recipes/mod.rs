@@ -48,7 +48,6 @@ fn lookup(egg: &str, entry: &str) -> Option<Init> {
         ("zc-recipe-egg", "eggs") => egg::eggs,
         ("zc-recipe-egg", "custom") => egg::custom,
         ("zc-recipe-egg", "develop") => egg::develop,
-        ("zc-recipe-testrunner", "default") => egg::testrunner,
         _ => return None,
     })
 }
