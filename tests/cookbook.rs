@@ -7,21 +7,6 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{Root, TestEnv};
 
-/// A release whose instance profile is `instance` (rendered by a jinja2 part, as 36 of the
-/// corpus's releases do: `${...}` reaches the instance as it is written).
-fn release(env: &TestEnv, instance: &str) -> String {
-    env.write("instance.cfg.in", instance);
-    env.write(
-        "software.cfg",
-        "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
-         recipe = slapos.recipe.template:jinja2\n\
-         url = ${:_profile_base_location_}/instance.cfg.in\n\
-         output = ${buildout:directory}/instance.cfg\n",
-    )
-    .to_string_lossy()
-    .into_owned()
-}
-
 /// Every file under `dir` (following no link) with its content, for before/after comparisons.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
@@ -124,7 +109,7 @@ fn values(r: &Root, name: &str) -> BTreeMap<String, String> {
 fn generated_values_are_kept_in_the_partition_across_upgrades_and_rollbacks() {
     let env = TestEnv::new();
     let r = Root::new(&env);
-    let software = release(&env, GENERATORS);
+    let software = env.jinja2_release(GENERATORS);
     r.ok(&["instance", "create", "db", "--software", &software]);
     let first = values(&r, "db");
     for key in ["monitor", "mariadb", "gen"] {
@@ -234,8 +219,7 @@ fn a_given_password_is_used_and_written_where_none_is_kept() {
     let env = TestEnv::new();
     let r = Root::new(&env);
     // stack/wendelin/instance-mariadb.cfg.in (`passwd` given by the upstream)
-    let software = release(
-        &env,
+    let software = env.jinja2_release(
         "[buildout]\nparts = directory replication-password page\n\n\
          [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${buildout:directory}/etc\n\n\
          [replication-password]\nrecipe = slapos.cookbook:generate.password\n\
@@ -283,7 +267,7 @@ fn bad_generator_options_are_errors_naming_the_option_and_change_nothing() {
             "not inside the partition",
         ),
     ] {
-        let software = release(&env, &format!("[buildout]\nparts = pw\n\n{section}"));
+        let software = env.jinja2_release(&format!("[buildout]\nparts = pw\n\n{section}"));
         let out = r.run(&["instance", "create", "bad", "--software", &software]);
         assert_eq!(out.code, 2, "{section}: {}", out.stderr);
         assert!(out.stderr.contains(needle), "{section}: {}", out.stderr);
@@ -297,7 +281,7 @@ fn bad_generator_options_are_errors_naming_the_option_and_change_nothing() {
 fn state_is_never_read_or_written_through_a_planted_symlink() {
     let env = TestEnv::new();
     let r = Root::new(&env);
-    let software = release(&env, GENERATORS);
+    let software = env.jinja2_release(GENERATORS);
     r.ok(&["instance", "create", "s", "--software", &software]);
     let p = r.partition("s");
     let outside = env.write("outside", "secret of someone else");
@@ -419,8 +403,7 @@ fn the_logrotate_stack_renders_its_cron_service_entries_and_logger() {
 fn cron_entries_take_systemd_times_and_keep_a_random_time_of_day() {
     let env = TestEnv::new();
     let r = Root::new(&env);
-    let software = release(
-        &env,
+    let software = env.jinja2_release(
         "[buildout]\nparts = at once bad-free\n\n\
          [slap-parameter]\njob = /bin/true\n\n\
          [dirs]\nrecipe = slapos.cookbook:mkdirectory\ncron-entries = ${buildout:directory}/etc/cron.d\n\n\
@@ -467,8 +450,7 @@ fn cron_entries_take_systemd_times_and_keep_a_random_time_of_day() {
     assert!(out.stderr.contains("command"), "{}", out.stderr);
     assert_eq!(read("etc/cron.d/at"), "30 12 * * 1,5 /bin/date\n");
     // an invalid calendar spec names the option
-    let bad = release(
-        &env,
+    let bad = env.jinja2_release(
         "[buildout]\nparts = at\n[at]\nrecipe = slapos.cookbook:cron.d\n\
          cron-entries = ${buildout:directory}/etc/cron.d\nname = at\ntime = 25:00\ncommand = x\n",
     );
@@ -491,8 +473,7 @@ fn symlinks_userinfo_and_a_port_promise() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let software = release(
-        &env,
+    let software = env.jinja2_release(
         &format!(
             "[buildout]\nparts = links user page up down\n\n\
              [monitor-directory]\nrecipe = slapos.cookbook:mkdirectory\n\
@@ -579,8 +560,7 @@ fn status_checks_promises_and_plugins() {
     let closed = free_port();
     // the plugins as stack/monitor/instance-monitor.cfg.jinja2.in writes them
     // (`[monitor-promise-base]`, `[monitor-httpd-promise]`)
-    let software = release(
-        &env,
+    let software = env.jinja2_release(
         &format!(
             "[buildout]\nparts = web-up port-down httpd-promise socket-promise file-promise disk-promise\n\n\
              [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${{buildout:directory}}/etc\n\
@@ -670,8 +650,7 @@ fn commands_run_after_the_switch_once_then_their_update_command() {
     let r = Root::new(&env);
     // stack/monitor/instance-monitor.cfg.jinja2.in's `[httpd-monitor-htpasswd]`, its htpasswd
     // call replaced by a counter of runs
-    let software = release(
-        &env,
+    let software = env.jinja2_release(
         "[buildout]\nparts = monitor-htpasswd httpd-monitor-htpasswd gate\n\n\
          [slap-parameter]\ngate = true\n\n\
          [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${buildout:directory}/etc\n\

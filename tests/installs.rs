@@ -23,21 +23,6 @@ fn repository(dir: &Path) -> String {
     first
 }
 
-/// A release whose instance profile is `instance` (rendered by a jinja2 part: `${...}` reaches
-/// the instance as it is written).
-fn release(env: &TestEnv, instance: &str) -> String {
-    env.write("instance.cfg.in", instance);
-    env.write(
-        "software.cfg",
-        "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
-         recipe = slapos.recipe.template:jinja2\n\
-         url = ${:_profile_base_location_}/instance.cfg.in\n\
-         output = ${buildout:directory}/instance.cfg\n",
-    )
-    .to_string_lossy()
-    .into_owned()
-}
-
 /// software/html5as/instance_html5as.cfg.in's `[docroot]` (its `archive` empty, as when no
 /// `download_url` is given; `title` added, so that a parameter changes its options) and
 /// software/slapos-testing/instance.cfg's `[download-source]` and `[caucase-test-runner]`.
@@ -78,7 +63,7 @@ fn install_code_and_a_gitclone_run_in_the_partition_and_are_kept() {
     let r = Root::new(&env);
     let repo = env.path().join("repo");
     let first = repository(&repo);
-    let software = release(&env, &profile(&repo.display().to_string(), &first));
+    let software = env.jinja2_release(&profile(&repo.display().to_string(), &first));
     let p = r.partition("w");
     // a dry run lists them and runs nothing
     let dry = r.ok(&[
@@ -183,15 +168,12 @@ fn a_download_unpacked_is_unpacked_at_deploy_and_a_failure_names_its_part() {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let software = release(
-        &env,
-        &format!(
-            "[buildout]\nparts = download-plc\n\n[slap-parameter]\nmd5 = {md5}\n\n\
+    let software = env.jinja2_release(&format!(
+        "[buildout]\nparts = download-plc\n\n[slap-parameter]\nmd5 = {md5}\n\n\
              [download-plc]\nrecipe = slapos.recipe.build:download-unpacked\noffline = false\n\
              url = {}\nmd5sum = ${{slap-parameter:md5}}\n",
-            archive.display()
-        ),
-    );
+        archive.display()
+    ));
     r.ok(&["instance", "create", "plc", "--software", &software]);
     let p = r.partition("plc");
     let unpacked = p.join("parts/download-plc/bin/plc");
@@ -212,17 +194,14 @@ fn a_download_unpacked_is_unpacked_at_deploy_and_a_failure_names_its_part() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("[download-plc]"), "{}", out.stderr);
     // a part rendered from a file that a deploy makes cannot be: the render comes first
-    let software = release(
-        &env,
-        &format!(
-            "[buildout]\nparts = download-plc page\n\n\
+    let software = env.jinja2_release(&format!(
+        "[buildout]\nparts = download-plc page\n\n\
              [download-plc]\nrecipe = slapos.recipe.build:download-unpacked\n\
              url = {}\nmd5sum = {md5}\n\n\
              [page]\nrecipe = slapos.recipe.template\n\
              url = ${{download-plc:location}}/bin/plc\noutput = ${{buildout:directory}}/page\n",
-            archive.display()
-        ),
-    );
+        archive.display()
+    ));
     let out = r.run(&[
         "instance",
         "create",

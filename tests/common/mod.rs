@@ -36,6 +36,21 @@ impl TestEnv {
         path
     }
 
+    /// A release whose instance profile is `instance` (rendered by a jinja2 part, as 36 of the
+    /// corpus's releases do: `${...}` reaches the instance as it is written); its profile's path.
+    pub fn jinja2_release(&self, instance: &str) -> String {
+        self.write("instance.cfg.in", instance);
+        self.write(
+            "software.cfg",
+            "[buildout]\nparts = instance-profile\n\n[instance-profile]\n\
+             recipe = slapos.recipe.template:jinja2\n\
+             url = ${:_profile_base_location_}/instance.cfg.in\n\
+             output = ${buildout:directory}/instance.cfg\n",
+        )
+        .to_string_lossy()
+        .into_owned()
+    }
+
     /// Runs `slapstore ARGS` in the scratch directory.
     pub fn run(&self, args: &[&str]) -> Output {
         run_in(self.dir.path(), args)
