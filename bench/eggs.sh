@@ -67,13 +67,21 @@ pycparser = 2.23
 setuptools = 67.8.0'
 EGGS=$(printf '%s\n' "$PINS" | sed -n 's/ = .*//p' | grep -v '^setuptools$' | sed 's/^/  /')
 
-# zc.buildout 3.0.1 knows no `:whl`: the same pins without it
-buildout_cfg() {  # DIR
+# zc.buildout 3.0.1 knows no `:whl`: the same pins without it; `sdist`: only the files of
+# $BENCH_DIR/files (find-links), with an index that has nothing
+buildout_cfg() {  # DIR [sdist]
     mkdir -p "$1"
+    local sources=
+    if [ "${2:-}" = sdist ]; then
+        mkdir -p "$BENCH_DIR/empty-index"
+        sources="find-links = $BENCH_DIR/files
+index = file://$BENCH_DIR/empty-index/"
+    fi
     cat >"$1/buildout.cfg" <<EOF
 [buildout]
 parts = eggs
 newest = false
+$sources
 eggs-directory = $1/eggs
 download-cache = $1/download-cache
 develop-eggs-directory = $1/develop-eggs
@@ -109,6 +117,42 @@ $EGGS
 EOF
 }
 
+# the files of buildout's `sdist` run: what slapstore's fetches, the sdist of a plain pin and
+# the wheel (py3, any platform) of a `:whl` one, found through the index's simple API in JSON
+# (PEP 691; `pip download` would build each sdist's metadata, minutes under load)
+fetch_files() {
+    mkdir -p "$BENCH_DIR/files"
+    printf '%s\n' "$PINS" "zc.recipe.egg = 2.0.7" | "$ORACLE/bin/python" -c '
+import json, re, sys, urllib.request
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+dest = sys.argv[1]
+for line in sys.stdin:
+    name, _, version = line.strip().partition(" = ")
+    wheel = version.endswith(":whl")
+    version = version.removesuffix(":whl")
+    request = urllib.request.Request(
+        "https://pypi.org/simple/%s/" % norm(name),
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request) as r:
+        files = json.load(r)["files"]
+    def wanted(filename):
+        if wheel:
+            parts = filename.split("-")
+            return filename.endswith("-none-any.whl") and parts[1] == version and norm(parts[0]) == norm(name)
+        for ext in (".tar.gz", ".zip"):
+            if filename.endswith(ext):
+                n, _, v = filename[: -len(ext)].rpartition("-")
+                return v == version and norm(n) == norm(name)
+        return False
+    ok = [f for f in files if wanted(f["filename"])]
+    if not ok:
+        sys.exit("eggs.sh: no %s of %s %s on the index" % ("wheel" if wheel else "sdist", name, version))
+    urllib.request.urlretrieve(ok[0]["url"], dest + "/" + ok[0]["filename"])
+' "$BENCH_DIR/files"
+}
+fetch_files
+
 now() { date +%s.%N; }
 declare -A times
 run_timed() {  # KEY COMMAND...: appends the seconds it took to times[KEY]
@@ -130,6 +174,8 @@ for rep in $(seq "$REPS"); do
     b=$BENCH_DIR/buildout-$rep
     buildout_cfg "$b/cold"
     run_timed buildout-cold "$ORACLE/bin/buildout" -c "$b/cold/buildout.cfg"
+    buildout_cfg "$b/sdist" sdist
+    run_timed buildout-sdist-cold "$ORACLE/bin/buildout" -c "$b/sdist/buildout.cfg"
     for mode in whl sdist; do
         s=$BENCH_DIR/slapstore-$mode-$rep
         slapstore_cfg "$s/cold" $mode
@@ -147,6 +193,7 @@ for rep in $(seq "$REPS"); do
         run_timed $mode-cache "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
     done
     run_timed buildout-noop "$ORACLE/bin/buildout" -c "$b/cache/buildout.cfg"
+    run_timed buildout-sdist-noop "$ORACLE/bin/buildout" -c "$b/sdist/buildout.cfg"
     for mode in whl sdist; do
         s=$BENCH_DIR/slapstore-$mode-$rep
         run_timed $mode-noop "$SLAPSTORE" --root "$s/cache/root" build "$s/cache/software.cfg"
@@ -156,12 +203,16 @@ done
 n=$(printf '%s\n' "$EGGS" | wc -l)
 installed=$(find "$BENCH_DIR"/slapstore-whl-1/cold/root/store -maxdepth 1 -name '*-*' | wc -l)
 echo "egg installs: $n requested distributions (their closure: $installed store paths), REPS=$REPS, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %10s %14s %7s %16s %7s\n' case buildout 'slapstore whl' ratio 'slapstore sdist' ratio
+printf '%-8s %10s %14s %7s %15s %16s %7s\n' case buildout 'slapstore whl' ratio 'buildout sdist' 'slapstore sdist' ratio
 for case in cold cache noop; do
     bt=$(echo "${times[buildout-$case]}" | median)
     wt=$(echo "${times[whl-$case]}" | median)
+    # buildout's sdist run has no download cache case: its find-links are local files already
+    bs_case=$case
+    [ "$case" = cache ] && bs_case=cold
+    bst=$(echo "${times[buildout-sdist-$bs_case]}" | median)
     st=$(echo "${times[sdist-$case]}" | median)
-    printf '%-8s %9.3fs %13.3fs %6.1fx %15.3fs %6.1fx\n' "$case" "$bt" "$wt" \
-        "$(echo "$bt / $wt" | bc -l)" "$st" "$(echo "$bt / $st" | bc -l)"
+    printf '%-8s %9.3fs %13.3fs %6.1fx %14.3fs %15.3fs %6.1fx\n' "$case" "$bt" "$wt" \
+        "$(echo "$bt / $wt" | bc -l)" "$bst" "$st" "$(echo "$bst / $st" | bc -l)"
 done
 [ "${KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"
