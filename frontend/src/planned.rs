@@ -132,6 +132,15 @@ impl Planned {
         )
     }
 
+    /// The part (and its recipe) whose planned output, not built yet, `path` lies in.
+    pub fn made_by(&self, path: &str) -> Option<(&str, Recipe)> {
+        let path = crate::pystr::normpath(path);
+        let rest = path.strip_prefix(&self.store_dir)?.strip_prefix('/')?;
+        let name = rest.split('/').next()?;
+        let (part, recipe) = self.outputs.get(&format!("{}/{name}", self.store_dir))?;
+        Some((part, *recipe))
+    }
+
     /// The text of the file at `path` if it lies in a planned output: `Some(Ok)` when it is
     /// known now, `Some(Err)` saying why not (the part that makes it is not built); `None` when
     /// the path is no planned output's, to be read from disk.
@@ -140,9 +149,7 @@ impl Planned {
         if let Some(known) = self.files.get(&path) {
             return Some(known.clone());
         }
-        let rest = path.strip_prefix(&self.store_dir)?.strip_prefix('/')?;
-        let name = rest.split('/').next()?;
-        let (part, recipe) = self.outputs.get(&format!("{}/{name}", self.store_dir))?;
+        let (part, recipe) = self.made_by(&path)?;
         Some(Err(format!(
             "`{path}` is made by part [{part}] (recipe `{}`) when it is built, and a dry run \
              builds nothing: build the software first (`slapstore build`), then run the dry \

@@ -70,7 +70,7 @@ pub(super) fn json(d: &DryRun, full: &dyn Fn(&str) -> String) -> serde_json::Val
         "commands": d.output.commands.iter().map(|c| c.section()).collect::<Vec<_>>(),
         "deferred": d.output.deferred.iter()
             .map(|x| serde_json::json!({
-                "section": x.section, "needs": x.needs, "egg_parts_not_built": x.pending,
+                "section": x.section, "needs": x.needs, "parts_not_built": x.pending,
             }))
             .collect::<Vec<_>>(),
     })
@@ -172,7 +172,7 @@ pub(super) fn text(d: &DryRun, full: &dyn Fn(&str) -> String) -> String {
             .collect(),
     );
     section(
-        "deferred to the deploy (code needing distributions of egg parts not built; \
+        "deferred to the deploy (code needing what parts not built make; \
          what it sets reads as <deferred-to-deploy:SECTION:OPTION>):"
             .to_owned(),
         d.output
@@ -180,7 +180,7 @@ pub(super) fn text(d: &DryRun, full: &dyn Fn(&str) -> String) -> String {
             .iter()
             .map(|x| {
                 format!(
-                    "[{}] needs {} (egg parts not built: {})",
+                    "[{}] needs {} (parts not built: {})",
                     x.section,
                     x.needs.join(", "),
                     x.pending.join(", ")

@@ -402,7 +402,7 @@ def _install_pkg_resources():
 
     def get_distribution(spec):
         req = spec if isinstance(spec, _Requirement) else _Requirement(str(spec))
-        return pkg.working_set.find(req) or next(iter(pkg.working_set.require(req.text)))
+        return pkg.working_set.find(req) or pkg.working_set.require(req.text).find(req)
     pkg.get_distribution = get_distribution
     sys.modules["pkg_resources"] = pkg
 
@@ -640,6 +640,9 @@ def _run_init(message):
             "id": getattr(e, "_slapstore_id", None),
             "line": line,
             "text": text.rstrip("\n") if text else None,
+            # a file it could not read: in a dry run, one an unbuilt part makes defers it
+            "filename": os.fsdecode(e.filename) if isinstance(e, FileNotFoundError)
+            and isinstance(e.filename, (str, bytes)) else None,
         })
     else:
         touched = list(dict.fromkeys(_touched))

@@ -4,7 +4,8 @@
 //! installed, read from each egg output's `.slapstore-eggs` (`store/src/recipes/egg.rs`), each
 //! distribution a store path. `bridge.py` answers such code from this list and never installs
 //! anything. In a dry run, the egg parts not built yet are `pending`: code needing a
-//! distribution none of the built ones has is deferred to the deploy.
+//! distribution none of the built ones has is deferred to the deploy, as is code reading a
+//! file of an output not built yet ([`Deferred`]).
 
 use std::path::Path;
 
@@ -16,14 +17,15 @@ pub struct Distribution {
     pub location: String,
 }
 
-/// A section whose code needs distributions of egg parts not built yet (a dry run): run at the
-/// deploy, and until then each option it would set reads as [`placeholder`].
+/// A section whose code needs what only parts not built yet make (a dry run): distributions
+/// of egg parts, or a file of an output. It runs at the deploy; until then each option it
+/// would set reads as [`placeholder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferred {
     pub section: String,
-    /// The distributions the code asked for that no built egg part has.
+    /// The distributions the code asked for that no built egg part has, or the file it read.
     pub needs: Vec<String>,
-    /// The egg parts not built yet.
+    /// The parts not built yet that make them (for distributions: every egg part not built).
     pub pending: Vec<String>,
 }
 

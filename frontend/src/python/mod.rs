@@ -145,7 +145,13 @@ impl Resolver<'_> {
                     }
                     return Ok(());
                 }
-                "fail" => return Err(self.init_failure(idx, &message)),
+                "fail" => {
+                    if let Some(deferred) = self.reads_unbuilt(&name, &message) {
+                        self.instance_output.deferred.push(deferred);
+                        return Ok(());
+                    }
+                    return Err(self.init_failure(idx, &message));
+                }
                 "defer" => {
                     let texts = |key: &str| match message.get(key) {
                         Some(Value::List(items)) => items
@@ -320,6 +326,19 @@ impl Resolver<'_> {
             .iter()
             .any(|d| d.section == section)
             .then(|| eggs::placeholder(section, option))
+    }
+
+    /// A failure of code that read a file of an output a dry run has not built (`notepod`'s
+    /// `[init]` reads `${installer:location}/SHA512SUMS`): the section is deferred.
+    fn reads_unbuilt(&self, section: &str, message: &Value) -> Option<eggs::Deferred> {
+        let file = message.get("filename").and_then(Value::as_str)?;
+        let planned = self.settings.planned.as_ref()?;
+        let (part, _) = planned.made_by(file)?;
+        Some(eggs::Deferred {
+            section: section.to_owned(),
+            needs: vec![file.to_owned()],
+            pending: vec![part.to_owned()],
+        })
     }
 
     fn init_failure(&mut self, idx: usize, message: &Value) -> Error {
