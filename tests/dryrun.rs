@@ -560,3 +560,114 @@ fn init_code_stores_lists_that_read_back_as_lists_as_slapos_buildout_does() {
         out.stderr
     );
 }
+
+#[test]
+fn a_dry_run_defers_code_needing_eggs_not_built_and_shows_a_placeholder_for_what_it_sets() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = crate::eggs::uritemplate_release(&env, "pass");
+    let args = [
+        "instance",
+        "create",
+        "mon",
+        "--dry-run",
+        "--software",
+        &software,
+    ];
+    let out = offline(&r, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let placeholder = "<deferred-to-deploy:expand-monitor-uri-template:uri>";
+    assert!(
+        out.stdout.contains(
+            "  [expand-monitor-uri-template] needs uritemplate (parts not built: uritemplate-eggs)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("  monitor-setup-url = {placeholder}")),
+        "{}",
+        out.stdout
+    );
+    let json = offline(&r, &[&args[..], &["--json"]].concat());
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let list: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let d = &list[0];
+    assert_eq!(
+        d["deferred"],
+        serde_json::json!([{
+            "section": "expand-monitor-uri-template",
+            "needs": ["uritemplate"],
+            "parts_not_built": ["uritemplate-eggs"],
+        }])
+    );
+    assert_eq!(d["connection"]["monitor-setup-url"], placeholder);
+    let page = d["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["path"] == "etc/monitor-setup-url"))
+        .unwrap_or_else(|| panic!("no page in {d}"));
+    assert_eq!(page["text"].as_str().map(str::trim_end), Some(placeholder));
+    assert!(!r.partition("mon").exists());
+}
+
+#[test]
+fn a_dry_run_defers_code_reading_a_file_of_a_part_not_built() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // software/notepod's `[init]`, reading what its `[installer]` part writes when built
+    env.write(
+        "n/SHA512SUMS",
+        "0123456789abcdef0123456789abcdef  disk.img\n",
+    );
+    let status = Command::new("tar")
+        .args(["czf", "installer.tar.gz", "SHA512SUMS"])
+        .current_dir(env.path().join("n"))
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    env.write(
+        "n/instance.cfg.in",
+        "[buildout]\nparts = publish\n\n[init]\nrecipe = slapos.recipe.build\ninit =\n  \
+         options['early'] = 'set before the read'\n  \
+         with open('${installer:location}/SHA512SUMS') as f:\n    \
+         options['hash'] = f.read(32)\n\n\
+         [publish]\nrecipe = slapos.cookbook:publish\nhash = $${init:hash}\nearly = $${init:early}\n",
+    );
+    let software = env
+        .write(
+            "n/software.cfg",
+            "[buildout]\nparts = instance-profile\n\n[installer]\n\
+             recipe = slapos.recipe.build:download-unpacked\n\
+             url = ${:_profile_base_location_}/installer.tar.gz\n\n[instance-profile]\n\
+             recipe = slapos.recipe.template\nurl = ${:_profile_base_location_}/instance.cfg.in\n\
+             output = ${buildout:directory}/instance.cfg\n",
+        )
+        .to_string_lossy()
+        .into_owned();
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "n",
+            "--dry-run",
+            "--json",
+            "--software",
+            &software,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let d = &list[0];
+    let deferred = &d["deferred"][0];
+    assert_eq!(deferred["section"], "init", "{d}");
+    assert_eq!(
+        deferred["parts_not_built"],
+        serde_json::json!(["installer"])
+    );
+    let needs = deferred["needs"][0].as_str().unwrap_or_default();
+    assert!(needs.ends_with("-installer/SHA512SUMS"), "{needs}");
+    assert_eq!(d["connection"]["hash"], "<deferred-to-deploy:init:hash>");
+    assert_eq!(d["connection"]["early"], "set before the read");
+}

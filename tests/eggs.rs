@@ -1049,3 +1049,170 @@ fn a_fully_pinned_resolution_is_kept_and_a_root_sharing_the_download_cache_insta
     let kept2 = second.root.join("var/cache/sources/resolutions");
     assert_eq!(std::fs::read_dir(&kept2).expect("resolutions").count(), 1);
 }
+
+/// A release whose egg part installs the pinned uritemplate, as SlapOS's releases do through
+/// slapos.toolbox, and whose instance profile (a `jinja2` part's output, given the release's
+/// egg directories as software/hugo's is) has stack/monitor's `[expand-monitor-uri-template]`
+/// and `extra`, more code of the same kind.
+pub(crate) const URITEMPLATE_SOFTWARE: &str = "[buildout]
+parts = uritemplate-eggs instance-profile
+
+[versions]
+uritemplate = 4.1.1:whl
+
+[uritemplate-eggs]
+recipe = zc.recipe.egg:eggs
+eggs = uritemplate
+
+[instance-profile]
+recipe = slapos.recipe.template:jinja2
+url = ${:_profile_base_location_}/instance.cfg.in
+output = ${buildout:directory}/instance.cfg
+context =
+  key eggs_directory buildout:eggs-directory
+  key develop_eggs_directory buildout:develop-eggs-directory
+";
+
+/// The instance profile of [`URITEMPLATE_SOFTWARE`]; `EXTRA` is replaced by `[extra]`'s code.
+pub(crate) const URITEMPLATE_INSTANCE: &str = r#"[buildout]
+parts = publish page extra
+eggs-directory = {{ eggs_directory }}
+develop-eggs-directory = {{ develop_eggs_directory }}
+offline = true
+
+[monitor-instance-parameter]
+interface-url = https://monitor.app.officejs.com/#/?page=ojsm_dispatch&query=portal_type%3A%22Instance%20Tree%22
+
+[monitor-publish-parameters]
+monitor-url = https://[::1]:8196/public/feeds
+monitor-user = admin
+monitor-password = p@ss word
+
+# stack/monitor/instance-monitor.cfg.jinja2.in, as it is
+[expand-monitor-uri-template]
+recipe = slapos.recipe.build
+template = ${monitor-instance-parameter:interface-url}{&url,username,password}
+url = ${monitor-publish-parameters:monitor-url}
+username = ${monitor-publish-parameters:monitor-user}
+password = ${monitor-publish-parameters:monitor-password}
+init =
+  import zc.buildout
+  import pkg_resources
+  from six.moves.urllib.parse import unquote
+
+  buildout_options = self.buildout["buildout"]
+  zc.buildout.easy_install.install(
+    ["uritemplate"],
+    dest=None,
+    working_set=pkg_resources.working_set,
+    path=[
+      buildout_options["develop-eggs-directory"],
+      buildout_options["eggs-directory"]])
+
+  import uritemplate
+  options['uri'] = unquote(uritemplate.URITemplate(options['template']).expand(options))
+
+[publish]
+recipe = slapos.cookbook:publish
+monitor-setup-url = ${expand-monitor-uri-template:uri}
+
+[page]
+recipe = slapos.recipe.template
+inline = ${expand-monitor-uri-template:uri}
+output = ${buildout:directory}/etc/monitor-setup-url
+
+[extra]
+recipe = slapos.recipe.build
+init =
+  import pkg_resources, sys, zc.buildout.easy_install
+  uritemplate = sys.modules.get('uritemplate')
+  EXTRA
+"#;
+
+/// What `[expand-monitor-uri-template]` computes for [`URITEMPLATE_INSTANCE`] (as the real
+/// uritemplate 4.1.1 expands it, then unquoted).
+pub(crate) const EXPANDED_URI: &str = "https://monitor.app.officejs.com/#/?page=ojsm_dispatch&\
+     query=portal_type:\"Instance Tree\"&url=https://[::1]:8196/public/feeds&username=admin&\
+     password=p@ss word";
+
+/// Writes the uritemplate release with `[extra]`'s code; its `software.cfg`.
+pub(crate) fn uritemplate_release(env: &TestEnv, extra: &str) -> String {
+    env.write(
+        "monitor/instance.cfg.in",
+        &URITEMPLATE_INSTANCE.replace("EXTRA", extra),
+    );
+    env.write("monitor/software.cfg", URITEMPLATE_SOFTWARE)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn instance_code_asking_easy_install_for_an_egg_of_the_release_imports_it_from_the_store() {
+    let env = TestEnv::new();
+    let store = Root::new(&env);
+    let wheel = fixtures().join("uritemplate-4.1.1-py2.py3-none-any.whl");
+    store.ok(&["add-source", &wheel.display().to_string()]);
+    // more of what such code does (software/wendelin's `[pytz-path]`): a working set of its
+    // own, `find`, a distribution's location, the global working set after `install`
+    let extra = "ws = zc.buildout.easy_install.working_set(['uritemplate'], ['/x', '/y'])\n  \
+                 dist = ws.find(pkg_resources.Requirement.parse('uritemplate>=4,<5'))\n  \
+                 assert dist.location.endswith('-uritemplate-4.1.1'), dist.location\n  \
+                 assert uritemplate.__file__.startswith(dist.location + '/'), uritemplate.__file__\n  \
+                 assert dist.location in sys.path\n  \
+                 assert pkg_resources.get_distribution('uritemplate').version == '4.1.1'";
+    let software = uritemplate_release(&env, extra);
+    let built = store.run(&["build", "--offline", "--json", &software]);
+    assert_eq!(built.code, 0, "build failed: {}", built.stderr);
+    store.ok(&["instance", "create", "mon", "--software", &software]);
+
+    // published and rendered: the URI the real uritemplate expands
+    let shown: Value =
+        serde_json::from_str(&store.ok(&["instance", "show", "mon", "--json"])).expect("json");
+    assert_eq!(
+        shown["connection"]["monitor-setup-url"], EXPANDED_URI,
+        "{shown}"
+    );
+    let page = std::fs::read_to_string(store.partition("mon").join("etc/monitor-setup-url"))
+        .expect("page");
+    assert_eq!(page.trim_end(), EXPANDED_URI);
+
+    // a dry run of the built release runs the code too
+    let dry = store.run(&[
+        "instance",
+        "create",
+        "mon2",
+        "--dry-run",
+        "--json",
+        "--software",
+        &software,
+    ]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let dry: Value = serde_json::from_str(&dry.stdout).expect("json");
+    assert_eq!(dry[0]["connection"]["monitor-setup-url"], EXPANDED_URI);
+    assert_eq!(dry[0]["deferred"], serde_json::json!([]));
+
+    // the failures name what is at fault, and create nothing
+    for (code, expected) in [
+        (
+            "zc.buildout.easy_install.install(['toml'], dest=None, path=[])",
+            "the software release has no distribution `toml`: its egg parts installed uritemplate",
+        ),
+        (
+            "zc.buildout.easy_install.install(['uritemplate'], '/tmp/eggs')",
+            "zc.buildout.easy_install.install(dest='/tmp/eggs'): installing distributions",
+        ),
+        (
+            "zc.buildout.easy_install.install(['uritemplate==3.0.0'], None)",
+            "the release's egg parts installed uritemplate 4.1.1, which is not uritemplate==3.0.0",
+        ),
+    ] {
+        let software = uritemplate_release(&env, code);
+        let built = store.run(&["build", "--offline", &software]);
+        assert_eq!(built.code, 0, "build failed: {}", built.stderr);
+        let out = store.run(&["instance", "create", "bad", "--software", &software]);
+        assert_ne!(out.code, 0, "{code}");
+        assert!(out.stderr.contains("[extra]"), "{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+        assert!(!store.partition("bad").exists());
+    }
+}

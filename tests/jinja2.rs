@@ -132,3 +132,31 @@ fn a_jinja2_error_names_the_part_and_the_template_line_and_changes_nothing() {
     let after = std::fs::read_to_string(r.partition("ca").join("etc/page.txt")).expect("page");
     assert_eq!(before, after);
 }
+
+#[test]
+fn an_inline_template_gets_its_escaped_references_as_buildout_references() {
+    // software/system-audit's `[template]`: the instance profile is a `jinja2` part's
+    // `inline`, whose `$${` is a `${` of the instance profile (the option's final value), here
+    // a section name through macros, as its `[audit-promise]` names its promise
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = env
+        .write(
+            "audit/software.cfg",
+            "[buildout]\nparts = template\n\n[template]\nrecipe = slapos.recipe.template:jinja2\n\
+             output = ${buildout:directory}/template.cfg\ninline =\n  [buildout]\n  \
+             parts = audit_os_version\n\n  [audit-promise]\n  recipe = slapos.cookbook:publish\n  \
+             promise = $${:_buildout_section_name_}\n  module = plugin.$${:promise}\n\n  \
+             [audit_os_version]\n  <= audit-promise\n",
+        )
+        .to_string_lossy()
+        .into_owned();
+    let args = ["instance", "create", "audit", "--software", &software];
+    let out = r.ok(&[&args[..], &["--dry-run", "--json"]].concat());
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(list[0]["connection"]["module"], "plugin.audit_os_version");
+    r.ok(&args);
+    let shown: Value =
+        serde_json::from_str(&r.ok(&["instance", "show", "audit", "--json"])).expect("json");
+    assert_eq!(shown["connection"]["module"], "plugin.audit_os_version");
+}

@@ -38,6 +38,9 @@ pub struct EvalOptions {
     /// The files of outputs planned but not built, read from their derivations
     /// (`instance create --dry-run`, `planned.rs`).
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    /// When rendering an instance: the distributions of the release's egg parts
+    /// (`python/eggs.rs`).
+    pub eggs: Option<std::sync::Arc<crate::python::eggs::ReleaseEggs>>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -101,6 +104,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         slap: options.slap.clone(),
         remote_cache: options.remote_cache.clone(),
         planned: options.planned.clone(),
+        eggs: options.eggs.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

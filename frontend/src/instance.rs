@@ -339,11 +339,18 @@ impl Context<'_> {
     ) -> Result<Rendered> {
         let partition = self.partition(name);
         let partition_text = partition.to_string_lossy().into_owned();
+        // the release's distributions, for profile code asking easy_install for them
+        let eggs = match &planned {
+            Some(planned) => planned.release_eggs(),
+            None => crate::python::eggs::ReleaseEggs::of_release(&self.store.path_of(release)),
+        }
+        .map_err(InstanceError::Usage)?;
         let mut options = EvalOptions {
             python: self.eval.python.clone(),
             target: self.eval.target.clone(),
             instance: true,
             planned,
+            eggs: Some(std::sync::Arc::new(eggs)),
             ..EvalOptions::default()
         };
         let mut assign = |section: &str, key: &str, value: &str| {

@@ -18,6 +18,10 @@ pub struct Planned {
     files: HashMap<String, std::result::Result<String, String>>,
     /// Output directory (`<store>/<hash>-<name>`) → its part and recipe.
     outputs: HashMap<String, (String, Recipe)>,
+    /// The egg parts' outputs in the store, and the names of those not built yet: where the
+    /// release's distributions are (`python/eggs.rs`).
+    egg_outputs: Vec<String>,
+    egg_parts_pending: Vec<String>,
 }
 
 impl Planned {
@@ -32,6 +36,14 @@ impl Planned {
             store_dir: store_dir.trim_end_matches('/').to_owned(),
             ..Planned::default()
         };
+        for d in drvs.iter().filter(|d| d.recipe() == Recipe::Egg) {
+            if is_valid(d) {
+                let out = format!("{}/{}", planned.store_dir, d.path);
+                planned.egg_outputs.push(out);
+            } else {
+                planned.egg_parts_pending.push(d.name().to_owned());
+            }
+        }
         for d in drvs.iter().filter(|d| !is_valid(d)) {
             let out = format!("{}/{}", planned.store_dir, d.path);
             planned
@@ -112,6 +124,23 @@ impl Planned {
             .map_err(|e| format!("part [{}]: {e}", d.name()))
     }
 
+    /// The distributions of the egg parts in the store, the others pending.
+    pub fn release_eggs(&self) -> Result<crate::python::eggs::ReleaseEggs, String> {
+        crate::python::eggs::ReleaseEggs::of_outputs(
+            self.egg_outputs.iter().map(String::as_str),
+            self.egg_parts_pending.clone(),
+        )
+    }
+
+    /// The part (and its recipe) whose planned output, not built yet, `path` lies in.
+    pub fn made_by(&self, path: &str) -> Option<(&str, Recipe)> {
+        let path = crate::pystr::normpath(path);
+        let rest = path.strip_prefix(&self.store_dir)?.strip_prefix('/')?;
+        let name = rest.split('/').next()?;
+        let (part, recipe) = self.outputs.get(&format!("{}/{name}", self.store_dir))?;
+        Some((part, *recipe))
+    }
+
     /// The text of the file at `path` if it lies in a planned output: `Some(Ok)` when it is
     /// known now, `Some(Err)` saying why not (the part that makes it is not built); `None` when
     /// the path is no planned output's, to be read from disk.
@@ -120,9 +149,7 @@ impl Planned {
         if let Some(known) = self.files.get(&path) {
             return Some(known.clone());
         }
-        let rest = path.strip_prefix(&self.store_dir)?.strip_prefix('/')?;
-        let name = rest.split('/').next()?;
-        let (part, recipe) = self.outputs.get(&format!("{}/{name}", self.store_dir))?;
+        let (part, recipe) = self.made_by(&path)?;
         Some(Err(format!(
             "`{path}` is made by part [{part}] (recipe `{}`) when it is built, and a dry run \
              builds nothing: build the software first (`slapstore build`), then run the dry \

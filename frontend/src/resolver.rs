@@ -78,6 +78,8 @@ pub struct Settings {
     pub remote_cache: Option<std::path::PathBuf>,
     /// The files of outputs planned but not built (`instance create --dry-run`).
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    /// When rendering an instance: the distributions of the release's egg parts.
+    pub eggs: Option<std::sync::Arc<crate::python::eggs::ReleaseEggs>>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -565,6 +567,9 @@ impl<'s> Resolver<'s> {
                 Ok(self.serialised(target, option).unwrap_or(v))
             }
             Ok(None) if option == "_buildout_section_name_" => Ok(self.sections[idx].name.clone()),
+            Ok(None) if self.deferred_value(&section, option).is_some() => {
+                Ok(crate::python::eggs::placeholder(&section, option))
+            }
             Ok(None) => Err(blame(
                 self,
                 Error::new(ErrorKind::MissingOption {

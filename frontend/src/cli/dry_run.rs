@@ -1,7 +1,7 @@
 //! What `instance create NAME --dry-run` prints: the instance's partition, release and
 //! generation, then what its render would deploy (parts and recipes, directories, files,
-//! services, published parameters, requests, commands); `--json` gives the same as one object
-//! (`docs/cli.md`).
+//! services, published parameters, requests, commands, sections deferred to the deploy);
+//! `--json` gives the same as one object (`docs/cli.md`).
 
 use crate::instance::DryRun;
 use crate::recipes::instance::FileSpec;
@@ -68,6 +68,11 @@ pub(super) fn json(d: &DryRun, full: &dyn Fn(&str) -> String) -> serde_json::Val
         "connection": d.output.connection,
         "requests": requests,
         "commands": d.output.commands.iter().map(|c| c.section()).collect::<Vec<_>>(),
+        "deferred": d.output.deferred.iter()
+            .map(|x| serde_json::json!({
+                "section": x.section, "needs": x.needs, "parts_not_built": x.pending,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -164,6 +169,23 @@ pub(super) fn text(d: &DryRun, full: &dyn Fn(&str) -> String) -> String {
             .commands
             .iter()
             .map(|c| c.section().to_owned())
+            .collect(),
+    );
+    section(
+        "deferred to the deploy (code needing what parts not built make; \
+         what it sets reads as <deferred-to-deploy:SECTION:OPTION>):"
+            .to_owned(),
+        d.output
+            .deferred
+            .iter()
+            .map(|x| {
+                format!(
+                    "[{}] needs {} (parts not built: {})",
+                    x.section,
+                    x.needs.join(", "),
+                    x.pending.join(", ")
+                )
+            })
             .collect(),
     );
     out

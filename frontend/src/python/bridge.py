@@ -123,8 +123,8 @@ def _install_stub_modules():
     buildout.UserError = UserError
     easy_install = ModuleType("zc.buildout.easy_install")
     easy_install.default_versions = lambda versions=None: versions
-    easy_install.working_set = _unsupported("zc.buildout.easy_install.working_set")
-    easy_install.install = _unsupported("zc.buildout.easy_install.install")
+    easy_install.working_set = _ez_working_set
+    easy_install.install = _ez_install
     bmod = ModuleType("zc.buildout.buildout")
     bmod.MissingOption = MissingOption
     bmod.MissingSection = MissingSection
@@ -136,6 +136,7 @@ def _install_stub_modules():
         "zc.buildout.buildout": bmod,
     })
     _install_six()
+    _install_pkg_resources()
 
 
 def _install_six():
@@ -171,6 +172,239 @@ def _install_six():
         "six.moves.urllib.parse": urllib.parse, "six.moves.urllib.request": urllib.request,
         "six.moves.urllib.error": urllib.error, "six.moves.configparser": configparser,
     })
+
+
+# The release's distributions, for instance profile code that asks buildout's easy_install for
+# them (stack/monitor's `[expand-monitor-uri-template]`): the distributions the release's egg
+# parts installed, each a store path, as slapstore tells (`python/eggs.rs`). Nothing is ever
+# downloaded or installed here. In a dry run whose egg parts are not built, a distribution not
+# found yet defers the section to the deploy (`_Deferred`).
+
+class _Deferred(BaseException):
+    """Raised when the section's code needs distributions of egg parts not built yet: not an
+    `Exception`, so the code's own `except Exception` cannot swallow it."""
+
+
+def _normalise(name):
+    return "".join("-" if c in "_." else c for c in name.lower())
+
+
+def _version_key(version):
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+class _Requirement(object):
+    """`name[extras] op version, ...; marker`, as `pkg_resources.Requirement.parse` reads it."""
+
+    _OPS = ("===", "==", "!=", "<=", ">=", "~=", "<", ">")
+
+    def __init__(self, text):
+        self.text = text.strip()
+        spec, _, self.marker = self.text.partition(";")
+        spec = spec.strip()
+        end = len(spec)
+        for i, c in enumerate(spec):
+            if not (c.isalnum() or c in "-_."):
+                end = i
+                break
+        self.project_name = self.name = spec[:end]
+        if not self.name:
+            raise UserError("%r is no requirement (a distribution's name first)" % text)
+        self.key = _normalise(self.name)
+        rest = spec[end:].strip()
+        self.extras = ()
+        if rest.startswith("["):
+            extras, _, rest = rest[1:].partition("]")
+            self.extras = tuple(e.strip() for e in extras.split(",") if e.strip())
+        rest = rest.strip().strip("()")
+        self.specs = []
+        for clause in filter(None, (c.strip() for c in rest.split(","))):
+            op = next((o for o in self._OPS if clause.startswith(o)), None)
+            if op is None:
+                raise UserError("%r: cannot read the version clause %r" % (text, clause))
+            self.specs.append((op, clause[len(op):].strip()))
+
+    @classmethod
+    def parse(cls, text):
+        return cls(text)
+
+    def __contains__(self, item):
+        version = item.version if isinstance(item, Distribution) else str(item)
+        return all(_version_matches(version, op, wanted) for op, wanted in self.specs)
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+
+def _version_matches(version, op, wanted):
+    if op in ("==", "==="):
+        return version == wanted or (_version_key(version) or ()) == _version_key(wanted)
+    if op == "!=":
+        return not _version_matches(version, "==", wanted)
+    have, want = _version_key(version), _version_key(wanted)
+    if have is None or want is None:
+        raise UserError("cannot compare the version %s with %s%s (only dotted numbers)"
+                        % (version, op, wanted))
+    if op == "~=":
+        return have >= want and have[:len(want) - 1] == want[:-1]
+    return {"<": have < want, ">": have > want, "<=": have <= want, ">=": have >= want}[op]
+
+
+class Distribution(object):
+    """One distribution of the release: its store path is its `location`."""
+
+    def __init__(self, project_name, version, location):
+        self.project_name = project_name
+        self.key = _normalise(project_name)
+        self.version = version
+        self.location = location
+
+    def requires(self):
+        """Its `Requires-Dist` lines, from its `.dist-info/METADATA`."""
+        stem = self.project_name.replace("-", "_")
+        for name in (os.listdir(self.location) if os.path.isdir(self.location) else ()):
+            if name.endswith(".dist-info") and _normalise(name[:-10]).startswith(_normalise(stem) + "-"):
+                path = os.path.join(self.location, name, "METADATA")
+                if os.path.exists(path):
+                    with open(path, encoding="utf-8") as f:
+                        head = f.read().split("\n\n", 1)[0]
+                    return [_Requirement(line.split(":", 1)[1])
+                            for line in head.splitlines() if line.startswith("Requires-Dist:")]
+        return []
+
+    def __repr__(self):
+        return "%s %s (%s)" % (self.project_name, self.version, self.location)
+
+
+class DistributionNotFound(UserError):
+    pass
+
+
+class VersionConflict(UserError):
+    pass
+
+
+class WorkingSet(object):
+    """The distributions made importable; the global one's entries are `sys.path`."""
+
+    def __init__(self, entries=None):
+        self.entries = [] if entries is None else entries
+        self.by_key = {}
+
+    def add(self, dist, entry=None, insert=True, replace=False):
+        if dist.key in self.by_key:
+            return
+        self.by_key[dist.key] = dist
+        if dist.location not in self.entries:
+            self.entries.append(dist.location)
+
+    def find(self, req):
+        dist = self.by_key.get(req.key)
+        if dist is not None and dist not in req:
+            raise VersionConflict(dist, req)
+        return dist
+
+    def __iter__(self):
+        return iter(list(self.by_key.values()))
+
+    def __contains__(self, dist):
+        return self.by_key.get(dist.key) is dist
+
+    def require(self, *specs):
+        return _ez_install(list(specs), None, working_set=self)
+
+
+_release_eggs = []  # the answer to `eggs`, once asked
+
+
+def _release():
+    if not _release_eggs:
+        _release_eggs.append(_call({"t": "eggs"})["v"])
+    return _release_eggs[0]
+
+
+def _ez_install(specs, dest, links=(), index=None, executable=None, always_unzip=None,
+                path=None, working_set=None, newest=True, versions=None,
+                use_dependency_links=None, allow_hosts=("*",), include_site_packages=None,
+                allowed_eggs_from_site_packages=None, check_picked=True,
+                allow_unknown_extras=False):
+    """`zc.buildout.easy_install.install` in an instance: the release's egg parts installed
+    every distribution the instance may use; `path` (the release's `eggs-directory` and
+    `develop-eggs-directory`, which hold nothing in slapstore) stands for them."""
+    if dest is not None:
+        raise UserError(
+            "zc.buildout.easy_install.install(dest=%r): installing distributions while an "
+            "instance deploys is not supported; install them with an egg part of the "
+            "software release and call install with dest=None" % (dest,))
+    release = _release()
+    if release is None:
+        raise UserError("zc.buildout.easy_install.install is available only when an instance "
+                        "profile is rendered (the release's distributions)")
+    have = {}
+    for name, version, location in release["dists"]:
+        have.setdefault(_normalise(name), Distribution(name, version, location))
+    ws = WorkingSet() if working_set is None else working_set
+    todo = [s if isinstance(s, _Requirement) else _Requirement(s) for s in specs]
+    missing = []
+    while todo:
+        req = todo.pop(0)
+        dist = have.get(req.key)
+        if dist is None:
+            missing.append(req.project_name)
+            continue
+        if dist not in req:
+            raise VersionConflict(
+                "the release's egg parts installed %s %s, which is not %s"
+                % (dist.project_name, dist.version, req))
+        if dist.key in ws.by_key:
+            continue
+        ws.add(dist)
+        for dep in dist.requires():
+            if "extra" in dep.marker:
+                continue
+            # the release's installer evaluated the markers: a dependency under a marker
+            # that it did not install does not apply here
+            if dep.marker.strip() and dep.key not in have:
+                continue
+            todo.append(dep)
+    if missing and release["pending"]:
+        raise _Deferred(missing, release["pending"])
+    if missing:
+        installed = sorted(d.project_name for d in have.values())
+        raise DistributionNotFound(
+            "the software release has no distribution %s: its egg parts installed %s; add it "
+            "to one of them (`eggs`)" % (", ".join("`%s`" % m for m in missing),
+                                        ", ".join(installed) or "none"))
+    return ws
+
+
+def _ez_working_set(specs, executable, path=None, include_site_packages=None,
+                    allowed_eggs_from_site_packages=None):
+    """`zc.buildout.easy_install.working_set`: the distributions of `specs`, in a working set of
+    their own (its second argument is the path when `path` is not given, as buildout reads it)."""
+    return _ez_install(specs, None, path=executable if path is None else path)
+
+
+def _install_pkg_resources():
+    """The part of `pkg_resources` such code uses: the global `working_set`, whose entries are
+    `sys.path`, requirements, distributions and their errors."""
+    pkg = ModuleType("pkg_resources")
+    pkg.working_set = WorkingSet(sys.path)
+    pkg.WorkingSet = WorkingSet
+    pkg.Requirement = _Requirement
+    pkg.Distribution = Distribution
+    pkg.DistributionNotFound = DistributionNotFound
+    pkg.VersionConflict = VersionConflict
+    pkg.require = lambda *specs: list(pkg.working_set.require(*specs))
+
+    def get_distribution(spec):
+        req = spec if isinstance(spec, _Requirement) else _Requirement(str(spec))
+        return pkg.working_set.find(req) or pkg.working_set.require(req.text).find(req)
+    pkg.get_distribution = get_distribution
+    sys.modules["pkg_resources"] = pkg
 
 
 class Mapping(object):
@@ -388,6 +622,9 @@ def _run_init(message):
             g["location"] = message["location"]
         code = compile(message["code"], name, "exec")
         exec(code, g)
+    except _Deferred as e:
+        needs, pending = e.args
+        _send({"t": "defer", "needs": needs, "pending": pending})
     except BaseException as e:
         import traceback
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == name]
@@ -403,6 +640,9 @@ def _run_init(message):
             "id": getattr(e, "_slapstore_id", None),
             "line": line,
             "text": text.rstrip("\n") if text else None,
+            # a file it could not read: in a dry run, one an unbuilt part makes defers it
+            "filename": os.fsdecode(e.filename) if isinstance(e, FileNotFoundError)
+            and isinstance(e.filename, (str, bytes)) else None,
         })
     else:
         touched = list(dict.fromkeys(_touched))

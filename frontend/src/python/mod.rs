@@ -7,14 +7,16 @@
 //!
 //! Protocol: one `marshal` object at a time each way (see `marshal`). slapstore sends `init`;
 //! Python answers with requests (`section`, `get`, `del`, `keys`, `items`, `copy`, `sections`,
-//! `parse`),
+//! `parse`, `eggs`),
 //! each answered by `ok` or `err`, and `set`, which cannot fail and is not answered; it finishes
-//! with `done` (listing what it read of the machine: `Bridge::touched`) or `fail`. A request
+//! with `done` (listing what it read of the machine: `Bridge::touched`), `fail`, or `defer`
+//! (code that needs distributions of egg parts a dry run has not built: `eggs`). A request
 //! may cause a nested `init`,
 //! which Python serves before reading the answer. Option values that are not text cross it
 //! serialised as SlapOS's buildout stores them (`!py!<repr>`, `Resolver::serialised`): Python
 //! sends them so and decodes them when it reads them.
 
+pub mod eggs;
 pub mod interpreter;
 mod marshal;
 
@@ -143,7 +145,29 @@ impl Resolver<'_> {
                     }
                     return Ok(());
                 }
-                "fail" => return Err(self.init_failure(idx, &message)),
+                "fail" => {
+                    if let Some(deferred) = self.reads_unbuilt(&name, &message) {
+                        self.instance_output.deferred.push(deferred);
+                        return Ok(());
+                    }
+                    return Err(self.init_failure(idx, &message));
+                }
+                "defer" => {
+                    let texts = |key: &str| match message.get(key) {
+                        Some(Value::List(items)) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let deferred = eggs::Deferred {
+                        section: name,
+                        needs: texts("needs"),
+                        pending: texts("pending"),
+                    };
+                    self.instance_output.deferred.push(deferred);
+                    return Ok(());
+                }
                 "set" => self.assign(&name, &message)?,
                 _ => {
                     let reply = match self.answer(&name, &message) {
@@ -227,7 +251,9 @@ impl Resolver<'_> {
             "get" => {
                 let (idx, option) = (existing(self, &text("s"))?, text("o"));
                 let value = self.get(idx, &option, None)?;
-                let value = value.map(|v| self.serialised(idx, &option).unwrap_or(v));
+                let value = value
+                    .map(|v| self.serialised(idx, &option).unwrap_or(v))
+                    .or_else(|| self.deferred_value(&text("s"), &option));
                 Ok(ok(value.map_or(Value::None, Value::Str)))
             }
             "del" => {
@@ -264,12 +290,55 @@ impl Resolver<'_> {
                 Ok(ok(Value::Dict(items)))
             }
             "sections" => Ok(ok(strings(self.raw.keys().cloned().collect()))),
+            "eggs" => Ok(ok(match &self.settings.eggs {
+                None => Value::None,
+                Some(eggs) => Value::dict([
+                    (
+                        "dists",
+                        Value::List(
+                            eggs.dists
+                                .iter()
+                                .map(|d| {
+                                    strings(vec![
+                                        d.name.clone(),
+                                        d.version.clone(),
+                                        d.location.clone(),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                    ("pending", strings(eggs.pending.clone())),
+                ]),
+            })),
             "parse" => {
                 self.parse_sections(&text("text"), by)?;
                 Ok(ok(Value::None))
             }
             other => Err(bridge_error(format!("unknown request `{other}`"))),
         }
+    }
+
+    /// The placeholder of a missing option of a section deferred to the deploy.
+    pub(crate) fn deferred_value(&self, section: &str, option: &str) -> Option<String> {
+        self.instance_output
+            .deferred
+            .iter()
+            .any(|d| d.section == section)
+            .then(|| eggs::placeholder(section, option))
+    }
+
+    /// A failure of code that read a file of an output a dry run has not built (`notepod`'s
+    /// `[init]` reads `${installer:location}/SHA512SUMS`): the section is deferred.
+    fn reads_unbuilt(&self, section: &str, message: &Value) -> Option<eggs::Deferred> {
+        let file = message.get("filename").and_then(Value::as_str)?;
+        let planned = self.settings.planned.as_ref()?;
+        let (part, _) = planned.made_by(file)?;
+        Some(eggs::Deferred {
+            section: section.to_owned(),
+            needs: vec![file.to_owned()],
+            pending: vec![part.to_owned()],
+        })
     }
 
     fn init_failure(&mut self, idx: usize, message: &Value) -> Error {

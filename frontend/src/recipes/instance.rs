@@ -31,6 +31,9 @@ pub struct InstanceOutput {
     /// The parts rendered and their recipes, in install order (a switched-to profile's
     /// included): what `instance create --dry-run` lists.
     pub parts: Vec<(String, String)>,
+    /// Sections whose code needs distributions of egg parts not built yet (a dry run):
+    /// `python/eggs.rs`.
+    pub deferred: Vec<crate::python::eggs::Deferred>,
 }
 
 /// One file of a generation.

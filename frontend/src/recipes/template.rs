@@ -165,7 +165,8 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<Jinja2Inputs> {
     let text = if let Some(url) = part.get("url")?.filter(|s| !s.is_empty()) {
         read(part, &url)?
     } else if let Some(inline) = part.get("inline")? {
-        Jinja2Template::Text(inline)
+        // an option's final value, as the template recipe's `inline` above
+        Jinja2Template::Text(inline.replace("$${", "${"))
     } else if let Some(template) = part.get("template")?.filter(|s| !s.is_empty()) {
         match template.strip_prefix("inline:") {
             Some(text) => Jinja2Template::Text(crate::pystr::strip_start(text).to_owned()),
