@@ -681,6 +681,7 @@ impl Context<'_> {
                 partition,
                 dirs: &o.dirs,
                 values: &o.state,
+                replaced: &o.replaced,
             })
             .collect();
         if pending.is_empty() {

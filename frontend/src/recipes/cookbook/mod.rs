@@ -8,6 +8,7 @@ pub mod command;
 mod cron;
 mod links;
 mod logger;
+mod passlib;
 pub mod promise;
 mod random;
 pub mod state;
