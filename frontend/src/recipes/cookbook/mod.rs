@@ -12,7 +12,7 @@ mod passlib;
 pub mod promise;
 mod random;
 pub mod state;
-mod userinfo;
+pub(crate) mod userinfo;
 
 use super::Part;
 use crate::error::Result;
