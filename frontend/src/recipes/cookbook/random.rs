@@ -138,8 +138,9 @@ pub fn password(part: &mut Part) -> Result<()> {
     let given = part.get("passwd")?.filter(|p| !p.is_empty());
     // an earlier render of this operation's (a requester rendered again), else the partition's
     let earlier = (part.r.settings.slap.as_ref()).and_then(|s| s.generated.get(&rel).cloned());
-    let kept = match earlier {
-        Some(v) => Some(v),
+    // (still to be written then)
+    let in_partition = match earlier {
+        Some(_) => None,
         None => {
             let partition = part.buildout("directory")?;
             state::read(Path::new(&partition), Path::new(&rel)).map_err(|e| {
@@ -150,6 +151,7 @@ pub fn password(part: &mut Part) -> Result<()> {
             })?
         }
     };
+    let kept = earlier.or_else(|| in_partition.clone());
     let mut kept_dict = kept.as_deref().map(passwords).unwrap_or_default();
     if let Some(p) = &given {
         if kept_dict.get("") != Some(p) {
@@ -169,7 +171,7 @@ pub fn password(part: &mut Part) -> Result<()> {
     let rel = (has_file || given.is_none()).then_some(rel);
     if let Some(rel) = &rel {
         claim(part, "storage-path", rel, None)?;
-        record(part, rel, kept.as_deref(), &kept_dict);
+        record(part, rel, in_partition.as_deref(), &kept_dict);
     }
     let (name, recipe) = (part.name.clone(), part.recipe.clone());
     let mut dict = kept_dict;
@@ -227,7 +229,8 @@ fn passwords(text: &str) -> BTreeMap<String, String> {
     }
 }
 
-/// Records `dict` to be kept at `rel` (replacing what is there), unless `kept` holds it already.
+/// Records `dict` to be kept at `rel` (replacing what is there), unless the partition holds it
+/// already (`kept`).
 fn record(part: &mut Part, rel: &str, kept: Option<&str>, dict: &BTreeMap<String, String>) {
     let object = dict
         .iter()
