@@ -187,6 +187,55 @@ fn the_computer_configuration_is_checked() {
     assert!(!r.partition("c").exists());
 }
 
+/// `software/mail-server/instance.cfg.in`'s `key user_name slap-configuration:user-name`:
+/// what slapconfiguration takes from the partition's resource file (slapformat's
+/// `.slapos-resource`), read by Jinja2.
+const RESOURCES: &str = r#"[buildout]
+parts = page
+
+[slap-configuration]
+recipe = slapos.cookbook:slapconfiguration
+computer = $${slap-connection:computer-id}
+partition = $${slap-connection:partition-id}
+url = $${slap-connection:server-url}
+key = $${slap-connection:key-file}
+cert = $${slap-connection:cert-file}
+
+[page]
+recipe = slapos.recipe.template:jinja2
+output = $${buildout:directory}/page
+inline =
+  user={{ user_name }} home={{ user_path }} shell={{ shell }}
+  path={{ path }} reference={{ reference }} storage={{ storage | length }}
+context =
+  key user_name slap-configuration:user-name
+  key user_path slap-configuration:user-path
+  key shell slap-configuration:user-shell
+  key path slap-configuration:path
+  key reference slap-configuration:reference
+  key storage slap-configuration:external-storage-list
+"#;
+
+#[test]
+fn slapconfiguration_gives_the_partition_and_its_user() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = release(&env, "res", RESOURCES, "");
+    r.ok(&["instance", "create", "mail", "--software", &software]);
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id");
+    let user = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let partition = r.partition("mail").display().to_string();
+    let page = read(&r, "mail", "page");
+    let want = format!(
+        "user={user} home={partition} shell=/bin/sh\npath={partition} reference=slappart0 \
+         storage=0"
+    );
+    assert_eq!(page.trim(), want);
+}
+
 /// `.serialised` with JSON-in-XML parameters, read by Jinja2 through `key` and `section`
 /// contexts as values (a list stays a list; `key slapparameter_dict
 /// slap-configuration:configuration` is how 48 profiles of the corpus read them), and
@@ -746,7 +795,8 @@ backend = dynamic-backend:output
     assert_eq!(mine.len(), 10, "{connection}");
     assert_eq!(connection["theirs"], mine.as_str(), "{connection}");
     // kept where the cookbook keeps it: `storage-path`, by default `parts/<section>`
-    assert_eq!(read(&r, "app", "parts/password").trim_end(), mine);
+    let kept: Value = serde_json::from_str(&read(&r, "app", "parts/password")).expect("JSON");
+    assert_eq!(kept[""], mine.as_str());
     // and it stays the same afterwards
     let out = r.ok(&["instance", "upgrade", "app", "--software", &software]);
     assert!(out.starts_with("unchanged"), "{out}");

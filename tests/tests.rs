@@ -24,6 +24,7 @@ mod lock;
 mod master;
 mod monitor;
 mod node;
+mod passwords;
 mod pyhost;
 mod releases;
 mod safety;

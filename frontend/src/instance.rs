@@ -688,6 +688,7 @@ impl Context<'_> {
                 partition,
                 dirs: &o.dirs,
                 values: &o.state,
+                replaced: &o.replaced,
             })
             .collect();
         if pending.is_empty() {

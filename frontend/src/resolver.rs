@@ -84,6 +84,10 @@ pub struct Settings {
 
 type Seen = Vec<(String, String)>;
 
+/// What a recipe answers for an option its section does not have (Python's `__missing__` on
+/// the options' dict, as `generate.password`'s `passwd-<scheme>`): the value, or `None`.
+pub type Missing = Box<dyn FnMut(&mut Resolver, usize, &str) -> Result<Option<String>>>;
+
 /// One evaluation of a profile.
 pub struct Resolver<'s> {
     pub sources: &'s mut Sources,
@@ -112,6 +116,8 @@ pub struct Resolver<'s> {
     /// dict, address sets), by `(section, option)`: a Jinja2 context sees these instead of
     /// their text.
     pub typed: HashMap<(String, String), serde_json::Value>,
+    /// By section index: what answers the options the section does not have ([`Missing`]).
+    pub missing: HashMap<usize, Missing>,
 }
 
 impl<'s> Resolver<'s> {
@@ -136,6 +142,7 @@ impl<'s> Resolver<'s> {
             verbatim: Default::default(),
             tainted: false,
             typed: Default::default(),
+            missing: Default::default(),
         }
     }
 
@@ -287,7 +294,7 @@ impl<'s> Resolver<'s> {
         let (text, origin) = match (options.cooked.get(option), options.raw.get(option)) {
             (Some(c), raw) => (c.clone(), raw.map(|v| v.origin.clone())),
             (None, Some(v)) => (v.text.clone(), Some(v.origin.clone())),
-            (None, None) => return Ok(None),
+            (None, None) => return self.ask_missing(idx, option),
         };
         let origin = origin.unwrap_or(Origin::Computed);
         if origin == Origin::Parameter {
@@ -345,6 +352,17 @@ impl<'s> Resolver<'s> {
             },
         );
         Ok(Some(text))
+    }
+
+    /// The section's [`Missing`] answer for `option`; `None` without one (an option it asks
+    /// for itself while answering is missing).
+    fn ask_missing(&mut self, idx: usize, option: &str) -> Result<Option<String>> {
+        let Some(mut answer) = self.missing.remove(&idx) else {
+            return Ok(None);
+        };
+        let value = answer(self, idx, option);
+        self.missing.insert(idx, answer);
+        value
     }
 
     fn circular(&self, seen: &Seen, key: &(String, String)) -> Error {

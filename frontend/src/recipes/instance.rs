@@ -25,6 +25,9 @@ pub struct InstanceOutput {
     pub state: BTreeMap<String, String>,
     /// Every path of instance state this render uses (generated now or read back).
     pub kept: std::collections::BTreeSet<String>,
+    /// The paths of [`Self::state`] written again when they hold another value
+    /// (`generate.password`'s file, with the hashes asked for since, as the cookbook's install).
+    pub replaced: std::collections::BTreeSet<String>,
     /// What runs after each switch to the generation, in install order: `plone.recipe.command`
     /// parts and the parts installed at deploy (`deploy.rs`).
     pub commands: Vec<super::deploy::Step>,

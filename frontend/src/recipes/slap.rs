@@ -249,6 +249,7 @@ fn configuration(part: &mut Part, slap: &Slap, flavour: Flavour) -> Result<()> {
         part.r
             .set_typed(idx, key, serde_json::json!({}), recipe.clone());
     }
+    resources(part, slap)?;
     let parameters = match flavour {
         Flavour::Plain | Flavour::JsonDump => text_object(&slap.parameters),
         Flavour::Serialised => match unwrap_parameters(part, &slap.parameters)? {
@@ -289,6 +290,38 @@ fn configuration(part: &mut Part, slap: &Slap, flavour: Flavour) -> Result<()> {
             &output,
             super::instance::FileSpec::Text { text, mode: 0o600 },
         )?;
+    }
+    Ok(())
+}
+
+/// What slapconfiguration adds from the partition's resource file (slapformat's
+/// `.slapos-resource`, its keys flattened with `-`), for the options not set already: the
+/// partition (`reference`, `path`), its user (`user-name`, `user-path`, `user-shell`, which
+/// slapformat gives every partition user) and `external-storage-list` (slapstore has none).
+/// slapformat's tap, tun and addresses with their netmasks have no counterpart here.
+fn resources(part: &mut Part, slap: &Slap) -> Result<()> {
+    let partition = part.buildout("directory")?;
+    let reference = Some(slap.partition_id.clone());
+    let user = super::cookbook::userinfo::user_name();
+    let texts = [
+        ("reference", reference),
+        ("path", Some(partition.clone())),
+        ("user-name", user),
+        ("user-path", Some(partition)),
+        ("user-shell", Some("/bin/sh".to_owned())),
+    ];
+    for (key, value) in texts {
+        if let Some(value) = value {
+            if part.get(key)?.is_none() {
+                part.set(key, value);
+            }
+        }
+    }
+    if part.get("external-storage-list")?.is_none() {
+        let recipe = Origin::Recipe(part.recipe.clone());
+        let idx = part.idx;
+        part.r
+            .set_typed(idx, "external-storage-list", serde_json::json!([]), recipe);
     }
     Ok(())
 }

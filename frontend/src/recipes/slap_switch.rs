@@ -120,6 +120,7 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
     // commands it runs are this render's too
     out.state.extend(sub.instance.state);
     out.kept.extend(sub.instance.kept);
+    out.replaced.extend(sub.instance.replaced);
     out.commands.extend(sub.instance.commands);
     out.parts.extend(sub.instance.parts);
     Ok(())

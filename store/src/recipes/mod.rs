@@ -34,7 +34,8 @@ pub use jinja2::{
 };
 pub use jinja2py::version as jinja2_version;
 pub use pybuiltins::{
-    repr_json as pyrepr_json, MODULES as JINJA2_MODULES, MODULE_KEY as JINJA2_MODULE_KEY,
+    dumps_json as py_json_dumps, repr_json as pyrepr_json, MODULES as JINJA2_MODULES,
+    MODULE_KEY as JINJA2_MODULE_KEY,
 };
 pub use pyhost::run_alone as run_python_alone;
 

@@ -241,6 +241,13 @@ impl Object for Module {
     }
 }
 
+/// Python's `json.dumps(v, sort_keys=sort)`, as recipes write JSON files.
+pub fn dumps_json(v: &serde_json::Value, sort: bool) -> String {
+    let mut out = String::new();
+    json_dumps(v, sort, None, 0, &mut out);
+    out
+}
+
 /// Python's `json.dumps` (`ensure_ascii`, separators `, ` and `: `, or `,` and newlines with
 /// `indent`).
 fn json_dumps(

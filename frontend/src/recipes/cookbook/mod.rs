@@ -8,10 +8,11 @@ pub mod command;
 mod cron;
 mod links;
 mod logger;
+mod passlib;
 pub mod promise;
 mod random;
 pub mod state;
-mod userinfo;
+pub(crate) mod userinfo;
 
 use super::Part;
 use crate::error::Result;

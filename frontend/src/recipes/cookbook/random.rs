@@ -6,12 +6,12 @@
 //! empty `storage-path`, `random.*`), slapstore keeps it too: a render is a pure function of
 //! the profile, the parameters and the partition's state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, TcpListener};
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::state;
+use super::{passlib, state};
 use crate::error::Result;
 use crate::pystr::path_join;
 use crate::recipes::instance::relative;
@@ -120,47 +120,129 @@ fn integer(part: &mut Part, option: &str, default: Option<&str>) -> Result<i128>
         .map_err(|_| part.option_error(option, format!("`{text}` is not an integer")))
 }
 
-/// `generate.password`: `passwd`, lowercase letters (`bytes` of them, at most 26, each once,
-/// as the cookbook's `random.sample`), kept in `storage-path` (default
-/// `${buildout:parts-directory}/<section>`) or given as `passwd`.
+/// `generate.password`: `passwd`, `bytes` (default 16) letters and digits drawn by the system's
+/// generator (given as `passwd` else), and on demand `passwd-<scheme>`, its hash by passlib's
+/// `<scheme>` (`passlib.rs`). The password and the hashes asked for are kept together as the
+/// cookbook keeps them: `json.dumps({"": passwd, "passwd-<scheme>": hash, ...},
+/// sort_keys=True)` in `storage-path` (default `${buildout:parts-directory}/<section>`; a file
+/// holding only the password, the older format, is read too), written again when a render asks
+/// for a hash not kept yet, so that a kept password's hashes stay the same.
 pub fn password(part: &mut Part) -> Result<()> {
     if part.get("storage-path")?.is_none() {
         let parts = part.buildout("parts-directory")?;
         let path = path_join(&parts, &part.name);
         part.set("storage-path", path);
     }
+    let has_file = !part.require("storage-path")?.trim().is_empty();
     let rel = storage(part, "passwd")?;
     let given = part.get("passwd")?.filter(|p| !p.is_empty());
-    let value = match given {
-        Some(p) => {
-            // written to `storage-path` when none is there, as the cookbook's install does
-            let empty_path = part.require("storage-path")?.trim().is_empty();
-            if !empty_path {
-                let value = p.clone();
-                keep(part, "storage-path", &rel, |_| Ok(value))?;
-            }
-            p
-        }
+    // an earlier render of this operation's (a requester rendered again), else the partition's
+    let earlier = (part.r.settings.slap.as_ref()).and_then(|s| s.generated.get(&rel).cloned());
+    // (still to be written then)
+    let in_partition = match earlier {
+        Some(_) => None,
         None => {
-            let bytes = integer(part, "bytes", Some("8"))?;
-            if !(0..=26).contains(&bytes) {
-                return Err(part.option_error(
-                    "bytes",
-                    format!("a password is at most 26 distinct lowercase letters, not {bytes}"),
-                ));
-            }
-            keep(part, "storage-path", &rel, |part| {
-                let mut letters: Vec<u8> = (b'a'..=b'z').collect();
-                for i in 0..bytes as usize {
-                    let j = uniform(part, i as i128, 25)? as usize;
-                    letters.swap(i, j);
-                }
-                Ok(String::from_utf8_lossy(&letters[..bytes as usize]).into_owned())
+            let partition = part.buildout("directory")?;
+            state::read(Path::new(&partition), Path::new(&rel)).map_err(|e| {
+                part.option_error(
+                    "storage-path",
+                    format!("cannot read `{partition}/{rel}`: {e}"),
+                )
             })?
         }
     };
-    part.set("passwd", value);
+    let kept = earlier.or_else(|| in_partition.clone());
+    let mut kept_dict = kept.as_deref().map(passwords).unwrap_or_default();
+    if let Some(p) = &given {
+        if kept_dict.get("") != Some(p) {
+            kept_dict = BTreeMap::from([(String::new(), p.clone())]);
+        }
+    }
+    if kept_dict.get("").is_none_or(|p| p.is_empty()) {
+        let bytes = integer(part, "bytes", Some("16"))?;
+        let mut passwd = String::new();
+        for _ in 0..bytes.clamp(0, 1 << 16) {
+            passwd.push(ALPHABET[uniform(part, 0, ALPHABET.len() as i128 - 1)? as usize] as char);
+        }
+        kept_dict.insert(String::new(), passwd);
+    }
+    part.set("passwd", kept_dict[""].clone());
+    // a password given with no file to keep it in is not kept, as the cookbook's
+    let rel = (has_file || given.is_none()).then_some(rel);
+    if let Some(rel) = &rel {
+        claim(part, "storage-path", rel, None)?;
+        record(part, rel, in_partition.as_deref(), &kept_dict);
+    }
+    let (name, recipe) = (part.name.clone(), part.recipe.clone());
+    let mut dict = kept_dict;
+    let answer = move |r: &mut crate::resolver::Resolver, idx: usize, option: &str| {
+        let Some(scheme) = option.strip_prefix("passwd-") else {
+            return Ok(None);
+        };
+        if let Some(h) = dict.get(option) {
+            return Ok(Some(h.clone()));
+        }
+        let part = Part {
+            r,
+            idx,
+            name: name.clone(),
+            recipe: recipe.clone(),
+            rendered: None,
+        };
+        let scheme = scheme.replace('-', "_");
+        let mut salt = |n| random_bytes(&part, n).map_err(|e| e.to_string());
+        let hashed = match passlib::hash(&scheme, &dict[""], &mut salt) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => return Err(part.error(format!("`{option}`: {e}"))),
+            None if passlib::NOT_MADE.contains(&scheme.as_str()) => {
+                return Err(part.error(format!(
+                    "`{option}`: slapstore does not make passlib's `{scheme}` hashes (it makes {})",
+                    passlib::SCHEMES.join(", ")
+                )))
+            }
+            None => return Ok(None),
+        };
+        dict.insert(option.to_owned(), hashed.clone());
+        let mut part = part;
+        if let Some(rel) = &rel {
+            record(&mut part, rel, None, &dict);
+        }
+        Ok(Some(hashed))
+    };
+    part.r.missing.insert(part.idx, Box::new(answer));
     Ok(())
+}
+
+/// The characters of a generated password (Python's `string.ascii_letters + string.digits`).
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// A kept password file's content: the JSON object of the password (key `""`) and its hashes,
+/// or, in any other form, the password itself.
+fn passwords(text: &str) -> BTreeMap<String, String> {
+    let json: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(text).ok();
+    match json.filter(|m| m.contains_key("")) {
+        Some(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+            .collect(),
+        None => BTreeMap::from([(String::new(), text.to_owned())]),
+    }
+}
+
+/// Records `dict` to be kept at `rel` (replacing what is there), unless the partition holds it
+/// already (`kept`).
+fn record(part: &mut Part, rel: &str, kept: Option<&str>, dict: &BTreeMap<String, String>) {
+    let object = dict
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let json = slapstore_store::recipes::py_json_dumps(&serde_json::Value::Object(object), true);
+    if kept == Some(json.as_str()) {
+        return;
+    }
+    let out = &mut part.r.instance_output;
+    out.state.insert(rel.to_owned(), json);
+    out.replaced.insert(rel.to_owned());
 }
 
 /// `generate.mac`: `mac-address`, a locally administered address (`fe:..`), kept in

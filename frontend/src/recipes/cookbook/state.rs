@@ -9,7 +9,7 @@
 //! the partition down with `O_NOFOLLOW`: a symlink planted in a partition is an error, never a
 //! write elsewhere. Destroying the instance removes its partition, and its state with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -110,20 +110,31 @@ pub struct Pending<'a> {
     pub partition: &'a Path,
     pub dirs: &'a BTreeMap<String, u32>,
     pub values: &'a BTreeMap<String, String>,
+    /// The paths of `values` whose file is written again when it holds another value.
+    pub replaced: &'a BTreeSet<String>,
 }
 
 /// Writes the values of renders that are not in their partitions yet (a file already there,
-/// not empty, is kept: the value was read from it), then makes them durable: one `syncfs` for
+/// not empty, is kept: the value was read from it; one of `replaced` is replaced when it
+/// differs), then makes them durable: one `syncfs` for
 /// many, an fsync of each file and directory for a few. The number of files written.
 pub fn persist(pending: &[Pending]) -> io::Result<usize> {
     let mut written: Vec<(OwnedFd, OwnedFd)> = Vec::new();
     for p in pending {
         for (rel, value) in p.values {
-            if let Some(fds) =
-                write_once(p.partition, p.dirs, Path::new(rel), value).map_err(|e| {
-                    io::Error::new(e.kind(), format!("`{}/{rel}`: {e}", p.partition.display()))
-                })?
-            {
+            let path = Path::new(rel);
+            let context = |e: io::Error| {
+                io::Error::new(e.kind(), format!("`{}/{rel}`: {e}", p.partition.display()))
+            };
+            if p.replaced.contains(rel) {
+                if let Some(old) = read(p.partition, path).map_err(context)? {
+                    if old != *value {
+                        replace(p.partition, path, value).map_err(context)?;
+                    }
+                    continue;
+                }
+            }
+            if let Some(fds) = write_once(p.partition, p.dirs, path, value).map_err(context)? {
                 written.push(fds);
             }
         }
@@ -244,6 +255,7 @@ mod tests {
             partition: &partition,
             dirs: &dirs,
             values: &values,
+            replaced: &BTreeSet::new(),
         }];
         assert_eq!(persist(&pending).expect("persist"), 1);
         assert_eq!(read(&partition, rel).expect("read").as_deref(), Some("abc"));
@@ -257,9 +269,30 @@ mod tests {
             partition: &partition,
             dirs: &dirs,
             values: &other,
+            replaced: &BTreeSet::new(),
         }];
         assert_eq!(persist(&pending).expect("persist"), 0);
         assert_eq!(read(&partition, rel).expect("read").as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn replaced_values_are_written_again_when_they_differ() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let partition = tmp.path().join("p");
+        let dirs = BTreeMap::new();
+        let replaced: BTreeSet<String> = ["pw".to_owned()].into();
+        for (value, written) in [("a", 1), ("a", 0), ("b", 0)] {
+            let values: BTreeMap<String, String> = [("pw".to_owned(), value.to_owned())].into();
+            let pending = [Pending {
+                partition: &partition,
+                dirs: &dirs,
+                values: &values,
+                replaced: &replaced,
+            }];
+            assert_eq!(persist(&pending).expect("persist"), written);
+            let kept = read(&partition, Path::new("pw")).expect("read");
+            assert_eq!(kept.as_deref(), Some(value));
+        }
     }
 
     #[test]
@@ -278,6 +311,7 @@ mod tests {
             partition: &partition,
             dirs: &dirs,
             values: &values,
+            replaced: &BTreeSet::new(),
         }];
         assert!(persist(&pending).is_err());
         assert!(!elsewhere.join("new").exists());

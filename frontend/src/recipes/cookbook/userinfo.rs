@@ -23,6 +23,12 @@ pub fn userinfo(part: &mut Part) -> Result<()> {
     Ok(())
 }
 
+/// The name of the user rendering the instance (the owner of its partition), if it has one.
+pub(crate) fn user_name() -> Option<String> {
+    // SAFETY: getuid cannot fail.
+    passwd(unsafe { libc::getuid() }).map(|u| u.0)
+}
+
 fn text(p: *const libc::c_char) -> String {
     if p.is_null() {
         return String::new();
