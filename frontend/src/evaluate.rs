@@ -38,6 +38,10 @@ pub struct EvalOptions {
     /// The files of outputs planned but not built, read from their derivations
     /// (`instance create --dry-run`, `planned.rs`).
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    /// The files an enclosing render writes in the partition, by absolute path (a
+    /// switched-to profile's, `recipes/slap_switch.rs`): read instead of the disk, where they
+    /// are not yet.
+    pub written: crate::load::Written,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -71,6 +75,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             text: options.text.clone(),
             remote_cache: options.remote_cache.clone(),
             planned: options.planned.clone(),
+            written: options.written.clone(),
         },
     )?;
     let versions_name = loaded
@@ -101,6 +106,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         slap: options.slap.clone(),
         remote_cache: options.remote_cache.clone(),
         planned: options.planned.clone(),
+        written: options.written.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

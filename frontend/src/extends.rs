@@ -49,6 +49,9 @@ pub struct Loader<'a> {
     /// The files of outputs planned but not built (`instance create --dry-run`), read from
     /// their derivations instead of the disk.
     pub planned: Option<&'a crate::planned::Planned>,
+    /// The files an enclosing render writes in the partition, by absolute path
+    /// (`load::Written`), read instead of the disk.
+    pub written: &'a std::collections::BTreeMap<String, String>,
     /// The first header read of each section, to point at when a section is to blame.
     pub headers: HashMap<String, Span>,
 }
@@ -135,9 +138,13 @@ impl Loader<'_> {
             let first = self.sources.len();
             let (text, target, remote, planned) =
                 (self.text, self.target, self.remote_cache, self.planned);
+            let written = self.written;
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
-                read_text(path, text, remote, planned).map(|text| {
+                let given = written
+                    .get(&crate::pystr::normpath(path))
+                    .map(|t| (path.as_str(), t.as_str()));
+                read_text(path, given.or(text), remote, planned).map(|text| {
                     let parsed =
                         parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
                             Parsed {

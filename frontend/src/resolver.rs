@@ -78,6 +78,8 @@ pub struct Settings {
     pub remote_cache: Option<std::path::PathBuf>,
     /// The files of outputs planned but not built (`instance create --dry-run`).
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    /// The files an enclosing render writes in the partition (`EvalOptions::written`).
+    pub written: crate::load::Written,
 }
 
 type Seen = Vec<(String, String)>;
@@ -605,6 +607,7 @@ impl<'s> Resolver<'s> {
             crate::source::normalise_newlines(&dedented),
         );
         let target = self.settings.target.clone();
+        let written = crate::load::Written::default();
         let mut loader = crate::extends::Loader {
             sources: self.sources,
             target: &target,
@@ -613,6 +616,7 @@ impl<'s> Resolver<'s> {
             text: None,
             remote_cache: None,
             planned: None,
+            written: &written,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;
