@@ -42,6 +42,9 @@ pub struct EvalOptions {
     /// switched-to profile's, `recipes/slap_switch.rs`): read instead of the disk, where they
     /// are not yet.
     pub written: crate::load::Written,
+    /// The release's files by their buildout paths (`software_paths.rs`), when rendering its
+    /// instance profile.
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -76,6 +79,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             remote_cache: options.remote_cache.clone(),
             planned: options.planned.clone(),
             written: options.written.clone(),
+            software_paths: options.software_paths.clone(),
         },
     )?;
     let versions_name = loaded
@@ -107,6 +111,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         remote_cache: options.remote_cache.clone(),
         planned: options.planned.clone(),
         written: options.written.clone(),
+        software_paths: options.software_paths.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

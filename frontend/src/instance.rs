@@ -339,11 +339,22 @@ impl Context<'_> {
     ) -> Result<Rendered> {
         let partition = self.partition(name);
         let partition_text = partition.to_string_lossy().into_owned();
+        // where the release has the files its profile names by their buildout paths
+        let software_paths = match &planned {
+            Some(planned) => planned.software_paths.clone(),
+            None => std::sync::Arc::new(
+                (self.store.db().derivation(&release.to_string())?)
+                    .and_then(|json| serde_json::from_str::<Derivation>(&json).ok())
+                    .map(|d| crate::software_paths::SoftwarePaths::of(&d))
+                    .unwrap_or_default(),
+            ),
+        };
         let mut options = EvalOptions {
             python: self.eval.python.clone(),
             target: self.eval.target.clone(),
             instance: true,
             planned,
+            software_paths,
             ..EvalOptions::default()
         };
         let mut assign = |section: &str, key: &str, value: &str| {

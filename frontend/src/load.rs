@@ -112,6 +112,8 @@ pub struct LoadOptions {
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
     /// The files an enclosing render writes in the partition (`EvalOptions::written`).
     pub written: Written,
+    /// The release's files by their buildout paths (`EvalOptions::software_paths`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 /// Files a render writes in the partition, by absolute path, not on disk yet: what a
@@ -146,6 +148,7 @@ pub fn load(
         remote_cache: options.remote_cache.as_deref(),
         planned: options.planned.as_deref(),
         written: &options.written,
+        software_paths: &options.software_paths,
         headers: HashMap::default(),
     };
     let mut data = RawConfig::default();

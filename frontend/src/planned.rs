@@ -18,6 +18,8 @@ pub struct Planned {
     files: HashMap<String, std::result::Result<String, String>>,
     /// Output directory (`<store>/<hash>-<name>`) → its part and recipe.
     outputs: HashMap<String, (String, Recipe)>,
+    /// The release's files by their buildout paths (the last derivation's, `software_paths.rs`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 impl Planned {
@@ -30,6 +32,11 @@ impl Planned {
     ) -> Self {
         let mut planned = Planned {
             store_dir: store_dir.trim_end_matches('/').to_owned(),
+            software_paths: std::sync::Arc::new(
+                drvs.last()
+                    .map(crate::software_paths::SoftwarePaths::of)
+                    .unwrap_or_default(),
+            ),
             ..Planned::default()
         };
         for d in drvs.iter().filter(|d| !is_valid(d)) {

@@ -80,6 +80,8 @@ pub struct Settings {
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
     /// The files an enclosing render writes in the partition (`EvalOptions::written`).
     pub written: crate::load::Written,
+    /// The release's files by their buildout paths (`EvalOptions::software_paths`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -608,6 +610,7 @@ impl<'s> Resolver<'s> {
         );
         let target = self.settings.target.clone();
         let written = crate::load::Written::default();
+        let software_paths = crate::software_paths::SoftwarePaths::default();
         let mut loader = crate::extends::Loader {
             sources: self.sources,
             target: &target,
@@ -617,6 +620,7 @@ impl<'s> Resolver<'s> {
             remote_cache: None,
             planned: None,
             written: &written,
+            software_paths: &software_paths,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;

@@ -455,6 +455,12 @@ fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>)
             (crate::pystr::path_join(&directory, url), None)
         }
     };
+    // a buildout path of the software (`${buildout:parts-directory}/<part>/...`): where the
+    // release has it
+    let path = match fetched {
+        None => part.r.settings.software_paths.map(&path).unwrap_or(path),
+        Some(_) => path,
+    };
     let in_partition = written(part, &path)?;
     let bytes = match (fetched, in_partition) {
         (Some(bytes), _) => bytes,
