@@ -30,3 +30,4 @@ mod safety;
 mod sandbox;
 mod services;
 mod stress;
+mod templates;
