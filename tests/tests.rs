@@ -31,3 +31,4 @@ mod safety;
 mod sandbox;
 mod services;
 mod stress;
+mod templates;

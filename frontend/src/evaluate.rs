@@ -41,6 +41,13 @@ pub struct EvalOptions {
     /// When rendering an instance: the distributions of the release's egg parts
     /// (`python/eggs.rs`).
     pub eggs: Option<std::sync::Arc<crate::python::eggs::ReleaseEggs>>,
+    /// The files an enclosing render writes in the partition, by absolute path (a
+    /// switched-to profile's, `recipes/slap_switch.rs`): read instead of the disk, where they
+    /// are not yet.
+    pub written: crate::load::Written,
+    /// The release's files by their buildout paths (`software_paths.rs`), when rendering its
+    /// instance profile.
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 /// The result: sections in the order buildout initialised them, with final values.
@@ -74,6 +81,8 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
             text: options.text.clone(),
             remote_cache: options.remote_cache.clone(),
             planned: options.planned.clone(),
+            written: options.written.clone(),
+            software_paths: options.software_paths.clone(),
         },
     )?;
     let versions_name = loaded
@@ -105,6 +114,8 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
         remote_cache: options.remote_cache.clone(),
         planned: options.planned.clone(),
         eggs: options.eggs.clone(),
+        written: options.written.clone(),
+        software_paths: options.software_paths.clone(),
     };
     let mut r = Resolver::new(sources, loaded.raw, settings, loaded.bridge, loaded.headers);
     init_buildout(&mut r, &versions_name)?;

@@ -49,6 +49,11 @@ pub struct Loader<'a> {
     /// The files of outputs planned but not built (`instance create --dry-run`), read from
     /// their derivations instead of the disk.
     pub planned: Option<&'a crate::planned::Planned>,
+    /// The files an enclosing render writes in the partition, by absolute path
+    /// (`load::Written`), read instead of the disk.
+    pub written: &'a std::collections::BTreeMap<String, String>,
+    /// The release's files by their buildout paths (`software_paths.rs`): read where they are.
+    pub software_paths: &'a crate::software_paths::SoftwarePaths,
     /// The first header read of each section, to point at when a section is to blame.
     pub headers: HashMap<String, Span>,
 }
@@ -135,9 +140,18 @@ impl Loader<'_> {
             let first = self.sources.len();
             let (text, target, remote, planned) =
                 (self.text, self.target, self.remote_cache, self.planned);
+            let (written, software_paths) = (self.written, self.software_paths);
             let read = |(i, path): (usize, &String)| {
                 let file = FileId((first + i) as u32);
-                read_text(path, text, remote, planned).map(|text| {
+                // a file an enclosing render writes, the root's given text, or the file read
+                // (where the release has it, for a buildout path of the software)
+                let given = (written
+                    .get(&crate::pystr::normpath(path))
+                    .map(String::as_str))
+                .or(text.filter(|(p, _)| *p == path.as_str()).map(|(_, t)| t));
+                let at = software_paths.map(path);
+                let read_at = at.as_deref().unwrap_or(path);
+                read_text(read_at, given.map(|t| (read_at, t)), remote, planned).map(|text| {
                     let parsed =
                         parse_text(&text, file, dirname(path), target).map(|(config, headers)| {
                             Parsed {

@@ -345,12 +345,23 @@ impl Context<'_> {
             None => crate::python::eggs::ReleaseEggs::of_release(&self.store.path_of(release)),
         }
         .map_err(InstanceError::Usage)?;
+        // where the release has the files its profile names by their buildout paths
+        let software_paths = match &planned {
+            Some(planned) => planned.software_paths.clone(),
+            None => std::sync::Arc::new(
+                (self.store.db().derivation(&release.to_string())?)
+                    .and_then(|json| serde_json::from_str::<Derivation>(&json).ok())
+                    .map(|d| crate::software_paths::SoftwarePaths::of(&d))
+                    .unwrap_or_default(),
+            ),
+        };
         let mut options = EvalOptions {
             python: self.eval.python.clone(),
             target: self.eval.target.clone(),
             instance: true,
             planned,
             eggs: Some(std::sync::Arc::new(eggs)),
+            software_paths,
             ..EvalOptions::default()
         };
         let mut assign = |section: &str, key: &str, value: &str| {

@@ -30,4 +30,5 @@ pub mod python;
 pub mod recipes;
 pub mod resolver;
 pub mod services;
+pub mod software_paths;
 pub mod source;

@@ -110,7 +110,15 @@ pub struct LoadOptions {
     pub remote_cache: Option<std::path::PathBuf>,
     /// The files of outputs planned but not built (`instance create --dry-run`).
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
+    /// The files an enclosing render writes in the partition (`EvalOptions::written`).
+    pub written: Written,
+    /// The release's files by their buildout paths (`EvalOptions::software_paths`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
+
+/// Files a render writes in the partition, by absolute path, not on disk yet: what a
+/// switched-to profile (`recipes/slap_switch.rs`) reads of the switching profile's.
+pub type Written = std::sync::Arc<std::collections::BTreeMap<String, String>>;
 
 /// `Buildout.__init__` up to `_raw`: defaults, `directory`, the profile's linearisation,
 /// command-line extends and assignments, the versions section and absolute cache directories.
@@ -139,6 +147,8 @@ pub fn load(
         text: options.text.as_deref().map(|t| (root.as_str(), t)),
         remote_cache: options.remote_cache.as_deref(),
         planned: options.planned.as_deref(),
+        written: &options.written,
+        software_paths: &options.software_paths,
         headers: HashMap::default(),
     };
     let mut data = RawConfig::default();

@@ -22,6 +22,8 @@ pub struct Planned {
     /// release's distributions are (`python/eggs.rs`).
     egg_outputs: Vec<String>,
     egg_parts_pending: Vec<String>,
+    /// The release's files by their buildout paths (the last derivation's, `software_paths.rs`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 impl Planned {
@@ -34,6 +36,11 @@ impl Planned {
     ) -> Self {
         let mut planned = Planned {
             store_dir: store_dir.trim_end_matches('/').to_owned(),
+            software_paths: std::sync::Arc::new(
+                drvs.last()
+                    .map(crate::software_paths::SoftwarePaths::of)
+                    .unwrap_or_default(),
+            ),
             ..Planned::default()
         };
         for d in drvs.iter().filter(|d| d.recipe() == Recipe::Egg) {

@@ -80,6 +80,10 @@ pub struct Settings {
     pub planned: Option<std::sync::Arc<crate::planned::Planned>>,
     /// When rendering an instance: the distributions of the release's egg parts.
     pub eggs: Option<std::sync::Arc<crate::python::eggs::ReleaseEggs>>,
+    /// The files an enclosing render writes in the partition (`EvalOptions::written`).
+    pub written: crate::load::Written,
+    /// The release's files by their buildout paths (`EvalOptions::software_paths`).
+    pub software_paths: std::sync::Arc<crate::software_paths::SoftwarePaths>,
 }
 
 type Seen = Vec<(String, String)>;
@@ -628,6 +632,8 @@ impl<'s> Resolver<'s> {
             crate::source::normalise_newlines(&dedented),
         );
         let target = self.settings.target.clone();
+        let written = crate::load::Written::default();
+        let software_paths = crate::software_paths::SoftwarePaths::default();
         let mut loader = crate::extends::Loader {
             sources: self.sources,
             target: &target,
@@ -636,6 +642,8 @@ impl<'s> Resolver<'s> {
             text: None,
             remote_cache: None,
             planned: None,
+            written: &written,
+            software_paths: &software_paths,
             headers: HashMap::default(),
         };
         let parsed = loader.parse_file(file, "")?;

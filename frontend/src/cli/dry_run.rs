@@ -168,7 +168,13 @@ pub(super) fn text(d: &DryRun, full: &dyn Fn(&str) -> String) -> String {
         d.output
             .commands
             .iter()
-            .map(|c| c.section().to_owned())
+            .map(|c| match c {
+                crate::recipes::deploy::Step::Render(r) => format!(
+                    "{} (renders `{}`, read at deploy, into `{}`)",
+                    r.section, r.template, r.output
+                ),
+                _ => c.section().to_owned(),
+            })
             .collect(),
     );
     section(

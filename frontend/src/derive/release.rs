@@ -90,6 +90,10 @@ pub fn release(r: &mut crate::resolver::Resolver, name: &str) -> Result<Derivati
         "parts-json".to_owned(),
         serde_json::Value::Object(parts).to_string(),
     );
+    options.insert(
+        crate::software_paths::OPTION.to_owned(),
+        software_paths(r, &mode.store_dir)?.to_json(),
+    );
     if let Some((key, value)) = instance {
         options.insert(key.to_owned(), value);
     }
@@ -140,4 +144,26 @@ pub fn release_name(profile: &str) -> String {
         .filter(|n| !n.is_empty() && slapstore_store::PartName::new(n).is_ok())
         .unwrap_or("software");
     format!("{dir}-release")
+}
+
+/// Where buildout would have put each part's files, and where the store has them: its
+/// directory `${buildout:parts-directory}/<name>` is its output, and a template part's `output`
+/// is the file in its output (`software_paths.rs`).
+fn software_paths(
+    r: &mut crate::resolver::Resolver,
+    store_dir: &str,
+) -> Result<crate::software_paths::SoftwarePaths> {
+    let b = r.section("buildout")?;
+    let parts_dir = r.require(b, "parts-directory")?;
+    let mut map = BTreeMap::new();
+    for (i, d) in r.derivations.list.iter().enumerate() {
+        let out = format!("{store_dir}/{}", d.path);
+        if let (Some(original), Some(file)) =
+            (r.derivations.outputs.get(&i), d.option("output-file"))
+        {
+            map.insert(crate::pystr::normpath(original), format!("{out}/{file}"));
+        }
+        map.insert(crate::pystr::path_join(&parts_dir, d.name()), out);
+    }
+    Ok(crate::software_paths::SoftwarePaths::new(map))
 }

@@ -41,6 +41,9 @@ use crate::error::Result;
 pub enum Step {
     /// Tried first: its `run` field is what tells it from a command.
     Install(InstallSpec),
+    /// A `:jinja2` part whose template is made in the partition (`render_at_deploy.rs`); its
+    /// `template` field tells it from a command.
+    Render(super::render_at_deploy::RenderSpec),
     Command(command::CommandSpec),
 }
 
@@ -48,6 +51,7 @@ impl Step {
     pub fn section(&self) -> &str {
         match self {
             Step::Install(s) => &s.section,
+            Step::Render(r) => &r.section,
             Step::Command(c) => &c.section,
         }
     }
@@ -219,6 +223,7 @@ pub fn run_all(
                 }
             }
             Step::Install(spec) => installed |= install(deploy, spec)?,
+            Step::Render(spec) => super::render_at_deploy::run(deploy.partition, spec)?,
         }
     }
     Ok((reported, installed))

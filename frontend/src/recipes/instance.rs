@@ -122,9 +122,19 @@ fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Jinja2 => {
             template::jinja2(part)?;
             let inputs = template::jinja2_inputs(part)?;
-            // an instance has no parts being built: every template is read now
-            let template::Jinja2Template::Text(source) = inputs.template else {
-                return Err(part.option_error("url", "the template is not built"));
+            let (key, output) = match part.get("output")? {
+                Some(o) => ("output", o),
+                None => ("rendered", part.require("rendered")?),
+            };
+            // an instance has no parts being built: a template is read now, or, when it is a
+            // file of the partition the render does not write, at deploy
+            let source = match &inputs.template {
+                template::Jinja2Template::Text(source) => source.clone(),
+                template::Jinja2Template::Built(path) => {
+                    let mode = part.get("mode")?.map(|_| mode(part, 0o644)).transpose()?;
+                    let at = (key, output.as_str());
+                    return super::render_at_deploy::record(part, path.clone(), inputs, at, mode);
+                }
             };
             let mut imports = BTreeMap::new();
             for (name, import) in inputs.imports {
@@ -141,10 +151,6 @@ fn init_kind(part: &mut Part, kind: Kind) -> Result<()> {
             let text = slapstore_store::recipes::render_jinja2(&job)
                 .map_err(|m| part.option_error("url", m))?;
             let mode = mode(part, 0o644)?;
-            let (key, output) = match part.get("output")? {
-                Some(o) => ("output", o),
-                None => ("rendered", part.require("rendered")?),
-            };
             add_file(part, key, &output, FileSpec::Text { text, mode })
         }
         Kind::Wrapper => wrapper(part),

@@ -16,6 +16,7 @@ mod download;
 pub(crate) mod egg;
 pub mod instance;
 mod mkdirectory;
+pub mod render_at_deploy;
 pub mod slap;
 mod slap_schema;
 mod slap_switch;

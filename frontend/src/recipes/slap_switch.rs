@@ -97,6 +97,10 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
             _ => None,
         });
     options.text = written;
+    // and so are the files it extends or reads that this render writes (gitlab's
+    // `instance-gitlab-export.cfg` extends `instance-gitlab.cfg`): buildout installs them
+    // before this part, which names them
+    options.written = written_files(part)?;
     options.slap = Some(Arc::new(Slap {
         inherited,
         ..slap.clone()
@@ -124,6 +128,19 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
     out.commands.extend(sub.instance.commands);
     out.parts.extend(sub.instance.parts);
     Ok(())
+}
+
+/// The text files this render writes in the partition so far, by absolute path, with those of
+/// the render that switched to it.
+fn written_files(part: &mut Part) -> Result<crate::load::Written> {
+    let partition = part.buildout("directory")?;
+    let mut files = (*part.r.settings.written).clone();
+    for (rel, spec) in &part.r.instance_output.files {
+        if let super::instance::FileSpec::Text { text, .. } = spec {
+            files.insert(crate::pystr::path_join(&partition, rel), text.clone());
+        }
+    }
+    Ok(Arc::new(files))
 }
 
 /// Every option of `[slap-configuration]` (section `idx`), with its type and whether it is

@@ -23,6 +23,19 @@ pub fn template(part: &mut Part) -> Result<()> {
     if let Some(url) = template_source(part, md5sum.is_some())? {
         let (text, span) = match read_template(part, "url", &url, md5sum.as_deref())? {
             Read::Text(text, span) => (text, span),
+            Read::Deploy(path) => {
+                super::deploy::refuse_deploy_made(part, "url", &path)?;
+                return Err(part.option_error(
+                    "url",
+                    format!(
+                        "the template `{path}` is a file of the partition that this render does \
+                         not write (another part makes it at deploy), but \
+                         `slapos.recipe.template` reads its template when the profile is read: \
+                         render it with `slapos.recipe.template:jinja2`, which reads it when the \
+                         part is installed"
+                    ),
+                ));
+            }
             Read::Built { path, part: owner } => {
                 return Err(part.option_error(
                     "url",
@@ -141,8 +154,10 @@ pub fn jinja2(part: &mut Part) -> Result<()> {
 pub enum Jinja2Template {
     /// Its text, read now.
     Text(String),
-    /// A file in the output of another part of the build (a path in the store), read by the
-    /// builder.
+    /// A file another part makes, read when this part is installed: in a build, a file in the
+    /// output of another part (a path in the store), read by the builder; in an instance, a
+    /// file of the partition that the render does not write, read at deploy
+    /// (`render_at_deploy.rs`).
     Built(String),
 }
 
@@ -246,7 +261,7 @@ fn read_jinja2(
 ) -> Result<Jinja2Template> {
     Ok(match read_template(part, option, url, md5sum)? {
         Read::Text(text, _) => Jinja2Template::Text(text),
-        Read::Built { path, .. } => Jinja2Template::Built(path),
+        Read::Built { path, .. } | Read::Deploy(path) => Jinja2Template::Built(path),
     })
 }
 
@@ -407,12 +422,17 @@ enum Read {
     Text(String, Span),
     /// A file that another part of this build makes in its output, which does not exist yet.
     Built { path: String, part: String },
+    /// In an instance, a file of the partition that the render does not write: made at deploy,
+    /// before the part is installed.
+    Deploy(String),
 }
 
 /// Reads a template through zc.buildout's `Download`: a local path or `file://` URL, checked
 /// against `md5sum` when given. The text is registered as a source file. In a build, a path
 /// into the output of a part already translated is not read from disk: a `template` part's file
-/// is its rendered text, known now; any other is read by the builder.
+/// is its rendered text, known now; any other is read by the builder. In an instance, a file of
+/// the partition is the text the render writes there (its own, or the switching profile's), or
+/// else is read at deploy.
 fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>) -> Result<Read> {
     let (path, fetched) = match url.strip_prefix("file://") {
         Some(p) => (p.to_owned(), None),
@@ -436,9 +456,18 @@ fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>)
             (crate::pystr::path_join(&directory, url), None)
         }
     };
-    let bytes = match fetched {
-        Some(bytes) => bytes,
-        None => match built_file(part, &path) {
+    // a buildout path of the software (`${buildout:parts-directory}/<part>/...`): where the
+    // release has it
+    let path = match fetched {
+        None => part.r.settings.software_paths.map(&path).unwrap_or(path),
+        Some(_) => path,
+    };
+    let in_partition = written(part, &path)?;
+    let bytes = match (fetched, in_partition) {
+        (Some(bytes), _) => bytes,
+        (None, Some(Some(text))) => text.into_bytes(),
+        (None, Some(None)) => return Ok(Read::Deploy(path)),
+        (None, None) => match built_file(part, &path) {
             Some(Built::Text(text)) => text.into_bytes(),
             Some(Built::Later(owner)) => {
                 return Ok(Read::Built { path, part: owner });
@@ -473,6 +502,26 @@ fn read_template(part: &mut Part, option: &str, url: &str, md5sum: Option<&str>)
     let len = text.len();
     let file = part.r.sources.add(path, text.clone());
     Ok(Read::Text(text, Span::new(file, 0..len)))
+}
+
+/// In an instance, for a path in the partition: `Some(Some(text))` when this render (or the one
+/// that switched to it) writes a text file there, `Some(None)` when it does not; `None` for a
+/// path outside the partition, or outside an instance.
+fn written(part: &mut Part, path: &str) -> Result<Option<Option<String>>> {
+    if !part.r.settings.instance {
+        return Ok(None);
+    }
+    let path = crate::pystr::normpath(path);
+    if let Some(text) = part.r.settings.written.get(&path) {
+        return Ok(Some(Some(text.clone())));
+    }
+    let Ok(rel) = super::instance::relative(part, "url", &path) else {
+        return Ok(None);
+    };
+    Ok(Some(match part.r.instance_output.files.get(&rel) {
+        Some(super::instance::FileSpec::Text { text, .. }) => Some(text.clone()),
+        _ => None,
+    }))
 }
 
 /// A file in the output of a part of this build.
