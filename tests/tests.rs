@@ -28,5 +28,6 @@ mod pyhost;
 mod releases;
 mod safety;
 mod sandbox;
+mod semantics;
 mod services;
 mod stress;

@@ -101,8 +101,11 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
         inherited,
         ..slap.clone()
     }));
-    let sub = crate::evaluate::evaluate(part.r.sources, profile.trim(), &options)
-        .map_err(|e| e.or_at(span))?;
+    // a relative path is the partition's: the sub-buildout is read from buildout's directory
+    let directory = part.buildout("directory")?;
+    let profile = crate::pystr::path_join(&directory, profile.trim());
+    let sub =
+        crate::evaluate::evaluate(part.r.sources, &profile, &options).map_err(|e| e.or_at(span))?;
     let out = &mut part.r.instance_output;
     for (rel, spec) in sub.instance.files {
         if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
