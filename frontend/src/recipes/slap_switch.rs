@@ -59,9 +59,17 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
         mapped = part.get(&chosen)?;
     }
     let Some(mapped) = mapped else {
+        // software/simpleran maps no `default` on purpose, "to force user to choose the
+        // correct one"
+        let keys = part.r.sections[part.idx].keys();
+        let types: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !matches!(k.as_str(), "recipe" | "override") && !k.starts_with('_'))
+            .collect();
         return Err(part.error(format!(
             "this software type ({software_type}) isn't mapped. 'default' is the default \
-             software type"
+             software type; this profile maps {}: choose one with `--software-type`",
+            types.join(", ")
         )));
     };
     let Some((section, key)) = mapped
