@@ -29,6 +29,7 @@ mod pyhost;
 mod releases;
 mod safety;
 mod sandbox;
+mod semantics;
 mod services;
 mod stress;
 mod templates;

@@ -164,11 +164,7 @@ pub fn evaluate(sources: &mut Sources, profile: &str, options: &EvalOptions) -> 
                             .origin(&k)
                             .cloned()
                             .unwrap_or(Origin::Computed);
-                        let text = if text.contains("$${") {
-                            text.replace("$${", "${")
-                        } else {
-                            text
-                        };
+                        let text = crate::recipes::handed_out(text);
                         (k, Resolved { text, origin })
                     })
                     .collect();

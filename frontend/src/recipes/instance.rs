@@ -184,10 +184,13 @@ fn mode(part: &mut Part, default: u32) -> Result<u32> {
     }
 }
 
-/// The path of `path` relative to the partition, or an error blamed on `option`.
+/// The path of `path` relative to the partition, or an error blamed on `option`. A relative
+/// `path` is the partition's: buildout runs its recipes from `${buildout:directory}`
+/// (`Buildout.__init__` ends with `os.chdir`), so `output = instance-default.cfg` is written
+/// there.
 pub(crate) fn relative(part: &mut Part, option: &str, path: &str) -> Result<String> {
     let partition = part.buildout("directory")?;
-    let p = crate::pystr::normpath(path.trim());
+    let p = crate::pystr::normpath(&crate::pystr::path_join(&partition, path.trim()));
     let rel = Path::new(&p)
         .strip_prefix(&partition)
         .ok()
@@ -206,7 +209,11 @@ pub(crate) fn relative(part: &mut Part, option: &str, path: &str) -> Result<Stri
 pub(crate) fn add_file(part: &mut Part, option: &str, path: &str, spec: FileSpec) -> Result<()> {
     let rel = relative(part, option, path)?;
     let out = &mut part.r.instance_output;
-    if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
+    // of two parts writing one file, the one buildout installs last leaves it (parts are
+    // installed in the order their initialisation ends, which is the order they get here):
+    // software/backupserver's `[dcron-service]` and stack/logrotate's `[cron-service]` both
+    // write `etc/service/crond`
+    if out.dirs.contains_key(&rel) || out.kept.contains(&rel) {
         return Err(part.option_error(option, format!("`{path}` is written by another part too")));
     }
     part.r.instance_output.files.insert(rel, spec);
@@ -254,7 +261,16 @@ fn mkdirectory(part: &mut Part) -> Result<()> {
         if crate::pystr::normpath(value.trim()) == part.buildout("directory")? {
             continue;
         }
-        let rel = relative(part, &key, &value)?;
+        let rel = match relative(part, &key, &value) {
+            Ok(rel) => rel,
+            // the cookbook makes only what `os.path.isdir` does not find: a directory elsewhere
+            // that exists (software/monitor's `software = <the software's directory>`) is left
+            // as it is
+            Err(_) if Path::new(value.trim()).is_absolute() && Path::new(value.trim()).is_dir() => {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
         part.r.instance_output.dirs.insert(rel, mode);
     }
     Ok(())

@@ -72,14 +72,14 @@ pub struct Part<'r, 's> {
 }
 
 impl Part<'_, '_> {
-    /// `options.get(key)`.
+    /// `options.get(key)`, as SlapOS's buildout hands it to a recipe ([`handed_out`]).
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
-        self.r.get(self.idx, key, None)
+        Ok(self.r.get(self.idx, key, None)?.map(handed_out))
     }
 
-    /// `options[key]`.
+    /// `options[key]`, as SlapOS's buildout hands it to a recipe ([`handed_out`]).
     pub fn require(&mut self, key: &str) -> Result<String> {
-        self.r.require(self.idx, key)
+        self.r.require(self.idx, key).map(handed_out)
     }
 
     /// `options[key] = value`.
@@ -144,6 +144,18 @@ impl Part<'_, '_> {
         }
         let parts = self.buildout("parts-directory")?;
         Ok(path_join(&parts, &self.name))
+    }
+}
+
+/// A value as SlapOS's buildout hands it out (`options[key]`, `options.get(key)`, the final
+/// values): every `$${` is `${`, while substitutions inside the buildout keep `$${` (a `$$` not
+/// followed by `{` stays). So `t = $${:home}/t` in a software profile's `inline` reaches the
+/// instance profile as `${:home}/t` (software/neotest).
+pub(crate) fn handed_out(text: String) -> String {
+    if text.contains("$${") {
+        text.replace("$${", "${")
+    } else {
+        text
     }
 }
 

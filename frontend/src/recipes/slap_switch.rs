@@ -59,9 +59,17 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
         mapped = part.get(&chosen)?;
     }
     let Some(mapped) = mapped else {
+        // software/simpleran maps no `default` on purpose, "to force user to choose the
+        // correct one"
+        let keys = part.r.sections[part.idx].keys();
+        let types: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !matches!(k.as_str(), "recipe" | "override") && !k.starts_with('_'))
+            .collect();
         return Err(part.error(format!(
             "this software type ({software_type}) isn't mapped. 'default' is the default \
-             software type"
+             software type; this profile maps {}: choose one with `--software-type`",
+            types.join(", ")
         )));
     };
     let Some((section, key)) = mapped
@@ -105,8 +113,11 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
         inherited,
         ..slap.clone()
     }));
-    let sub = crate::evaluate::evaluate(part.r.sources, profile.trim(), &options)
-        .map_err(|e| e.or_at(span))?;
+    // a relative path is the partition's: the sub-buildout is read from buildout's directory
+    let directory = part.buildout("directory")?;
+    let profile = crate::pystr::path_join(&directory, profile.trim());
+    let sub =
+        crate::evaluate::evaluate(part.r.sources, &profile, &options).map_err(|e| e.or_at(span))?;
     let out = &mut part.r.instance_output;
     for (rel, spec) in sub.instance.files {
         if out.files.contains_key(&rel) || out.dirs.contains_key(&rel) || out.kept.contains(&rel) {

@@ -53,7 +53,7 @@ pub fn template(part: &mut Part) -> Result<()> {
             .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
         part.rendered = Some(rendered);
     } else if let Some(inline) = part.get("inline")? {
-        part.rendered = Some(inline.replace("$${", "${"));
+        part.rendered = Some(inline);
     }
     Ok(())
 }
@@ -231,7 +231,8 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<Jinja2Inputs> {
                         .into_iter()
                         .map(|(k, v)| {
                             let typed = part.r.typed.get(&(section.clone(), k.clone())).cloned();
-                            (k, typed.unwrap_or(serde_json::Value::String(v)))
+                            let text = super::handed_out(v);
+                            (k, typed.unwrap_or(serde_json::Value::String(text)))
                         })
                         .collect(),
                 )
@@ -384,7 +385,10 @@ fn key(part: &mut Part, option: &str, expression: &str) -> Result<String> {
         return part.require(entry).map_err(|e| e.or_at(span));
     }
     let idx = part.r.section(section).map_err(|e| e.or_at(span))?;
-    part.r.require(idx, entry).map_err(|e| e.or_at(span))
+    part.r
+        .require(idx, entry)
+        .map(super::handed_out)
+        .map_err(|e| e.or_at(span))
 }
 
 /// The value of `section:option` when it is not text (`Resolver::typed`): what SlapOS's
