@@ -8,8 +8,10 @@
 //! `env-KEY = value` line per `KEY = value` line of `environment` (passed to the office), and
 //! `mimetype_registry`: the cookbook's default entries and `mimetype_entry_addition`'s, sorted
 //! as the cookbook sorts them (a `*` after any other character). The service is the cookbook's
-//! `execute_with_signal_translation` as a POSIX shell script: the server runs in a process group
-//! of its own, which SIGTERM, SIGINT or SIGQUIT of the service sends SIGHUP then SIGTERM.
+//! `execute_with_signal_translation` as a POSIX shell script: the server runs in a session of its
+//! own (util-linux's `setsid`, as the cookbook's `os.setsid`), whose process group is sent
+//! SIGHUP then SIGTERM when the service gets SIGTERM, SIGINT or SIGQUIT. The service stays as
+//! long as the server runs (the cookbook's outlives it, waiting for a signal).
 
 use crate::error::Result;
 use crate::recipes::instance::{add_file, FileSpec};
@@ -214,12 +216,11 @@ fn python_sort(items: &mut [String], less: fn(&str, &str) -> bool) {
 fn service(paster: &str, configuration: &str) -> String {
     format!(
         "#!/bin/sh\n\
-         # the server in a process group of its own (job control), which a stop signal ends\n\
-         set -m\n\
-         {paster} serve {configuration} &\n\
+         # the server in a session of its own (`setsid`), whose process group a stop signal ends\n\
+         setsid {paster} serve {configuration} &\n\
          child=$!\n\
-         trap 'kill -HUP -- -$child 2>/dev/null; kill -TERM -- -$child 2>/dev/null; exit 0' \
-         TERM INT QUIT\n\
+         trap 'kill -s HUP -- \"-$child\" 2>/dev/null; kill -s TERM -- \"-$child\" 2>/dev/null; \
+         exit 0' TERM INT QUIT\n\
          echo \"Process $child started\"\n\
          wait $child\n",
         paster = quote(paster),

@@ -221,7 +221,8 @@ fn svcdaemon(start: &str, pid: &str) -> String {
          stop() {{\n\
          \x20 printf 'Killing on signal %s: ' \"$1\"\n\
          \x20 pid=$(cat \"$pidfile\" 2>/dev/null) || {{ echo 'Pid is none.'; exit 1; }}\n\
-         \x20 if kill -TERM \"$pid\" 2>/dev/null; then\n\
+         \x20 kill -TERM \"$pid\" 2>/dev/null\n\
+         \x20 if kill -0 \"$pid\" 2>/dev/null; then\n\
          \x20   sleep 5\n\
          \x20   kill -0 \"$pid\" 2>/dev/null && {{ printf 'with SIGKILL... '; kill -KILL \"$pid\"; }}\n\
          \x20 fi\n\
@@ -234,7 +235,7 @@ fn svcdaemon(start: &str, pid: &str) -> String {
          {start} || exit\n\
          echo 'Started '{start}\n\
          while :; do\n\
-         \x20 sleep 5 & wait $!\n\
+         \x20 sleep 5 > /dev/null 2>&1 & wait $!\n\
          \x20 pid=$(cat \"$pidfile\" 2>/dev/null) || {{ echo 'Pid is none'; exit 1; }}\n\
          \x20 kill -0 \"$pid\" || exit 1\n\
          done\n",
