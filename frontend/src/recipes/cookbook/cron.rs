@@ -10,7 +10,7 @@ use super::random;
 use super::state;
 use crate::error::Result;
 use crate::recipes::instance::{add_file, FileSpec};
-use crate::recipes::wrapper::{quote, script};
+use crate::recipes::wrapper::quote;
 use crate::recipes::Part;
 
 /// The cookbook's `GenericBaseRecipe.isTrueValue`.
@@ -22,26 +22,33 @@ pub fn is_true(value: &str) -> bool {
 pub fn cron(part: &mut Part) -> Result<()> {
     let binary = part.require("binary")?;
     let dcrond = part.require("dcrond-binary")?;
-    let mut args = vec![dcrond.trim().to_owned()];
-    for (flag, option) in [
-        ("-s", "cron-entries"),
-        ("-c", "crontabs"),
-        ("-t", "cronstamps"),
-    ] {
-        args.push(flag.to_owned());
-        args.push(part.require(option)?);
-    }
-    args.extend(["-f", "-l", "5", "-M"].map(str::to_owned));
-    args.push(part.require("catcher")?);
-    let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    let text = script(&line.join(" "), None, false)
-        .map_err(|e| part.option_error("dcrond-binary", e.message))?;
+    let entries = part.require("cron-entries")?;
+    let crontabs = part.require("crontabs")?;
+    let stamps = part.require("cronstamps")?;
+    let catcher = part.require("catcher")?;
+    let text = crond_script(dcrond.trim(), &entries, &crontabs, &stamps, &catcher);
     add_file(
         part,
         "binary",
         &binary,
         FileSpec::Text { text, mode: 0o755 },
     )
+}
+
+/// The script that runs dcron's `crond` in the foreground on these directories, mailing what
+/// a job prints to `catcher`; every path quoted.
+pub fn crond_script(
+    crond: &str,
+    entries: &str,
+    crontabs: &str,
+    stamps: &str,
+    catcher: &str,
+) -> String {
+    let args = [
+        crond, "-s", entries, "-c", crontabs, "-t", stamps, "-f", "-l", "5", "-M", catcher,
+    ];
+    let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    format!("#!/bin/sh\nexec {}\n", line.join(" "))
 }
 
 /// `cron.d`: `cron-entries/<name>` holding `<periodicity> <command>`; `periodicity` set.

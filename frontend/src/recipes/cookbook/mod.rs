@@ -4,6 +4,8 @@
 //! recipes' lookup (`recipes/instance.rs`).
 
 mod ca;
+mod cloudooo;
+mod cloudooo_test;
 pub mod command;
 mod cron;
 mod links;
@@ -11,8 +13,10 @@ mod logger;
 mod passlib;
 pub mod promise;
 mod random;
+mod software;
 pub mod state;
 pub(crate) mod userinfo;
+mod zabbix;
 
 use super::Part;
 use crate::error::Result;
@@ -35,19 +39,25 @@ pub enum Kind {
     Command,
     CertificateAuthority,
     CertificateRequest,
+    Cloudooo,
+    CloudoooTest,
+    ZabbixAgent,
+    Software,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
-    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`";
+    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`; \
+    `slapos.cookbook:generic.cloudooo`, `cloudooo.test`, `zabbixagent` and rapid-cdn's `software`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
     match (egg, entry) {
         ("cns-recipe-symlink", "default") => return Some(Kind::Symlinks),
         ("plone-recipe-command", "default") => return Some(Kind::Command),
+        ("software", "default") => return Some(Kind::Software),
         _ => {}
     }
     if egg != "slapos-cookbook" {
@@ -67,6 +77,9 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "free_port" => Kind::FreePort,
         "certificate_authority" => Kind::CertificateAuthority,
         "certificate_authority.request" => Kind::CertificateRequest,
+        "generic.cloudooo" => Kind::Cloudooo,
+        "cloudooo.test" => Kind::CloudoooTest,
+        "zabbixagent" => Kind::ZabbixAgent,
         _ => return None,
     })
 }
@@ -89,5 +102,9 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Command => command::command(part),
         Kind::CertificateAuthority => ca::authority(part),
         Kind::CertificateRequest => ca::request(part),
+        Kind::Cloudooo => cloudooo::cloudooo(part),
+        Kind::CloudoooTest => cloudooo_test::cloudooo_test(part),
+        Kind::ZabbixAgent => zabbix::zabbixagent(part),
+        Kind::Software => software::software(part),
     }
 }
