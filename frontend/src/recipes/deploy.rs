@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use super::cookbook::{command, state};
+use super::cookbook::{command, postgres, state};
 use super::Part;
 use crate::error::Result;
 
@@ -42,6 +42,8 @@ pub enum Step {
     /// Tried first: its `run` field is what tells it from a command.
     Install(InstallSpec),
     Command(command::CommandSpec),
+    /// `slapos.cookbook:postgres`'s cluster (`cookbook/postgres.rs`).
+    Postgres(postgres::Spec),
 }
 
 impl Step {
@@ -49,6 +51,7 @@ impl Step {
         match self {
             Step::Install(s) => &s.section,
             Step::Command(c) => &c.section,
+            Step::Postgres(p) => &p.section,
         }
     }
 }
@@ -219,6 +222,7 @@ pub fn run_all(
                 }
             }
             Step::Install(spec) => installed |= install(deploy, spec)?,
+            Step::Postgres(spec) => postgres::deploy(deploy.partition, spec)?,
         }
     }
     Ok((reported, installed))

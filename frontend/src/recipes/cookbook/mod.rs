@@ -6,10 +6,14 @@
 mod ca;
 pub mod command;
 mod cron;
+mod dropbear;
 mod links;
 mod logger;
+pub mod postgres;
 pub mod promise;
+mod publishurl;
 mod random;
+mod redis;
 pub mod state;
 mod userinfo;
 
@@ -34,13 +38,18 @@ pub enum Kind {
     Command,
     CertificateAuthority,
     CertificateRequest,
+    Postgres,
+    RedisServer,
+    PublishUrl,
+    AddAuthorizedKey,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
-    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`";
+    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`\
+    , `postgres`, `redis.server`, `publishurl`, `dropbear.add_authorized_key`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -66,6 +75,10 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "free_port" => Kind::FreePort,
         "certificate_authority" => Kind::CertificateAuthority,
         "certificate_authority.request" => Kind::CertificateRequest,
+        "postgres" => Kind::Postgres,
+        "redis.server" => Kind::RedisServer,
+        "publishurl" => Kind::PublishUrl,
+        "dropbear.add_authorized_key" => Kind::AddAuthorizedKey,
         _ => return None,
     })
 }
@@ -88,5 +101,9 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Command => command::command(part),
         Kind::CertificateAuthority => ca::authority(part),
         Kind::CertificateRequest => ca::request(part),
+        Kind::Postgres => postgres::postgres(part),
+        Kind::RedisServer => redis::redis_server(part),
+        Kind::PublishUrl => publishurl::publishurl(part),
+        Kind::AddAuthorizedKey => dropbear::add_authorized_key(part),
     }
 }
