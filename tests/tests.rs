@@ -7,6 +7,7 @@ mod cache;
 mod cases;
 mod cli;
 mod cookbook;
+mod cookbook_servers;
 mod deploy;
 mod dryrun;
 mod eggs;
