@@ -24,6 +24,9 @@
 //! arguments as argv, checks out `revision` (or `branch`) and keeps `.git`, as the recipe does. A
 //! download-unpacked fetches `url` through the download cache (its checksum checked) and unpacks
 //! it safely (`store/src/unpack.rs`).
+//!
+//! `slapos.cookbook:postgres`'s cluster is made and updated by a step of the same list
+//! ([`Step::Postgres`], `cookbook/postgres.rs`), run on every deploy as the recipe's `install`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
