@@ -16,6 +16,10 @@ have tar || missing+=(tar)           # the tests make archives with GNU tar's ev
 have nginx || missing+=(nginx)       # serves a binary cache in tests/cache.rs
 have git || missing+=(git)           # gitclone parts; tests/gitclone.rs makes repositories
 have supervisord || missing+=(supervisor)  # runs instances' services (tests/services.rs)
+# slapos.cookbook:postgres's cluster and redis.server's server (tests/cookbook_servers.rs); Debian
+# keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || missing+=(postgresql)
+have redis-server || missing+=(redis-server)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
     sudo=(sudo)

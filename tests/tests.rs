@@ -8,6 +8,7 @@ mod cases;
 mod cli;
 mod cookbook;
 mod cookbook_apps;
+mod cookbook_servers;
 mod deploy;
 mod dryrun;
 mod eggs;

@@ -24,6 +24,9 @@
 //! arguments as argv, checks out `revision` (or `branch`) and keeps `.git`, as the recipe does. A
 //! download-unpacked fetches `url` through the download cache (its checksum checked) and unpacks
 //! it safely (`store/src/unpack.rs`).
+//!
+//! `slapos.cookbook:postgres`'s cluster is made and updated by a step of the same list
+//! ([`Step::Postgres`], `cookbook/postgres.rs`), run on every deploy as the recipe's `install`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +34,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use super::cookbook::{command, state};
+use super::cookbook::{command, postgres, state};
 use super::Part;
 use crate::error::Result;
 
@@ -45,6 +48,8 @@ pub enum Step {
     /// `template` field tells it from a command.
     Render(super::render_at_deploy::RenderSpec),
     Command(command::CommandSpec),
+    /// `slapos.cookbook:postgres`'s cluster (`cookbook/postgres.rs`).
+    Postgres(postgres::Spec),
 }
 
 impl Step {
@@ -53,6 +58,7 @@ impl Step {
             Step::Install(s) => &s.section,
             Step::Render(r) => &r.section,
             Step::Command(c) => &c.section,
+            Step::Postgres(p) => &p.section,
         }
     }
 }
@@ -224,6 +230,7 @@ pub fn run_all(
             }
             Step::Install(spec) => installed |= install(deploy, spec)?,
             Step::Render(spec) => super::render_at_deploy::run(deploy.partition, spec)?,
+            Step::Postgres(spec) => postgres::deploy(deploy.partition, spec)?,
         }
     }
     Ok((reported, installed))

@@ -195,6 +195,33 @@ pub fn waiting(script: &str, files: &[String]) -> String {
     out
 }
 
+/// The script of the cookbook's `GenericBaseRecipe.createWrapper(path, args, env)` (its simple
+/// case, no keywords), as it writes it: `#!/bin/sh -e`, `env` exported sorted by key, then
+/// `exec` of every argument quoted and of the wrapper's own (`"$@"`), a line continued (`\`,
+/// then a tab) once it is 40 characters long. Keys are the recipes' own (shell names).
+pub fn create_wrapper(args: &[String], env: &[(&str, String)]) -> String {
+    let mut lines = vec!["#!/bin/sh -e".to_owned()];
+    let mut env: Vec<&(&str, String)> = env.iter().collect();
+    env.sort();
+    for (key, value) in env {
+        lines.push(format!("export {key}={}", quote(value)));
+    }
+    lines.push("exec".to_owned());
+    let words = args.iter().map(|a| quote(a)).chain(["\"$@\"".to_owned()]);
+    for word in words {
+        let last = lines.len() - 1;
+        if lines[last].len() < 40 {
+            lines[last].push(' ');
+            lines[last].push_str(&word);
+        } else {
+            lines[last].push_str(" \\");
+            lines.push(format!("\t{word}"));
+        }
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +288,20 @@ mod tests {
                 .expect_err("unclosed")
                 .option,
             "command-line"
+        );
+    }
+
+    #[test]
+    fn create_wrapper_is_the_cookbooks() {
+        // expected: slapos.recipe.librecipe's createWrapper, run on these arguments
+        let args: Vec<String> = ["/opt/redis/bin/redis-server", "/srv/etc/redis.conf", "a b"]
+            .map(str::to_owned)
+            .to_vec();
+        let env = [("HOME", "/srv/x y".to_owned()), ("A", "1".to_owned())];
+        assert_eq!(
+            create_wrapper(&args, &env),
+            "#!/bin/sh -e\nexport A=1\nexport HOME='/srv/x y'\n\
+             exec /opt/redis/bin/redis-server /srv/etc/redis.conf \\\n\t'a b' \"$@\"\n"
         );
     }
 }

@@ -8,12 +8,16 @@ mod cloudooo;
 mod cloudooo_test;
 pub mod command;
 mod cron;
+mod dropbear;
 mod links;
 mod logger;
 mod passlib;
+pub mod postgres;
 pub mod promise;
+mod publishurl;
 mod random;
 mod software;
+mod redis;
 pub mod state;
 pub(crate) mod userinfo;
 mod zabbix;
@@ -43,14 +47,19 @@ pub enum Kind {
     CloudoooTest,
     ZabbixAgent,
     Software,
+    Postgres,
+    RedisServer,
+    PublishUrl,
+    AddAuthorizedKey,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
-    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`; \
-    `slapos.cookbook:generic.cloudooo`, `cloudooo.test`, `zabbixagent` and rapid-cdn's `software`";
+    `certificate_authority.request`, `postgres`, `redis.server`, `publishurl`, \
+    `dropbear.add_authorized_key`, `generic.cloudooo`, `cloudooo.test`, `zabbixagent`, \
+    `cns.recipe.symlink`, `plone.recipe.command` and rapid-cdn's `software`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -80,6 +89,10 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "generic.cloudooo" => Kind::Cloudooo,
         "cloudooo.test" => Kind::CloudoooTest,
         "zabbixagent" => Kind::ZabbixAgent,
+        "postgres" => Kind::Postgres,
+        "redis.server" => Kind::RedisServer,
+        "publishurl" => Kind::PublishUrl,
+        "dropbear.add_authorized_key" => Kind::AddAuthorizedKey,
         _ => return None,
     })
 }
@@ -106,5 +119,9 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::CloudoooTest => cloudooo_test::cloudooo_test(part),
         Kind::ZabbixAgent => zabbix::zabbixagent(part),
         Kind::Software => software::software(part),
+        Kind::Postgres => postgres::postgres(part),
+        Kind::RedisServer => redis::redis_server(part),
+        Kind::PublishUrl => publishurl::publishurl(part),
+        Kind::AddAuthorizedKey => dropbear::add_authorized_key(part),
     }
 }
