@@ -160,8 +160,13 @@ pub fn password(part: &mut Part) -> Result<()> {
     }
     if kept_dict.get("").is_none_or(|p| p.is_empty()) {
         let bytes = integer(part, "bytes", Some("16"))?;
+        if bytes > 1 << 16 {
+            let message = format!("a password of {bytes} characters is too long");
+            return Err(part.option_error("bytes", message));
+        }
         let mut passwd = String::new();
-        for _ in 0..bytes.clamp(0, 1 << 16) {
+        // none when `bytes` is below 1, as Python's `range`
+        for _ in 0..bytes.max(0) {
             passwd.push(ALPHABET[uniform(part, 0, ALPHABET.len() as i128 - 1)? as usize] as char);
         }
         kept_dict.insert(String::new(), passwd);
