@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use slapstore_store::{Derivation, Recipe};
 
 /// The planned outputs of a profile and the files of theirs that are known now.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Planned {
     store_dir: String,
     /// File path → its text, or why it is not known.
@@ -110,6 +110,19 @@ impl Planned {
         };
         slapstore_store::recipes::render_jinja2(&job)
             .map_err(|e| format!("part [{}]: {e}", d.name()))
+    }
+
+    /// These outputs and `written` (path → text): the files an instance render holds in memory
+    /// until its generation is built, which a profile it switches to may read (software/gitlab's
+    /// `instance-gitlab-export.cfg` extends the `instance-gitlab.cfg` the same render writes).
+    pub fn with_files(&self, written: impl IntoIterator<Item = (String, String)>) -> Planned {
+        let mut planned = self.clone();
+        for (path, text) in written {
+            planned
+                .files
+                .insert(crate::pystr::normpath(&path), Ok(text));
+        }
+        planned
     }
 
     /// The text of the file at `path` if it lies in a planned output: `Some(Ok)` when it is

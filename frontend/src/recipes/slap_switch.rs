@@ -105,12 +105,26 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
             _ => None,
         });
     options.text = written;
+    // and the other files it writes, which that profile may extend or read as templates
+    let directory = part.buildout("directory")?;
+    let files = part
+        .r
+        .instance_output
+        .files
+        .iter()
+        .filter_map(|(rel, spec)| match spec {
+            super::instance::FileSpec::Text { text, .. } => {
+                Some((crate::pystr::path_join(&directory, rel), text.clone()))
+            }
+            super::instance::FileSpec::Link { .. } => None,
+        });
+    let planned = options.planned.as_deref().cloned().unwrap_or_default();
+    options.planned = Some(Arc::new(planned.with_files(files)));
     options.slap = Some(Arc::new(Slap {
         inherited,
         ..slap.clone()
     }));
     // a relative path is the partition's: the sub-buildout is read from buildout's directory
-    let directory = part.buildout("directory")?;
     let profile = crate::pystr::path_join(&directory, profile.trim());
     let sub =
         crate::evaluate::evaluate(part.r.sources, &profile, &options).map_err(|e| e.or_at(span))?;
