@@ -1,7 +1,8 @@
 //! End-to-end tests of buildout's semantics that instance profiles of the corpus rely on, each
 //! through a real deploy (`instance create`) of a small release: relative paths are the
 //! partition's, `$${` reaches an instance as `${`, an existing directory outside the partition
-//! is left alone by `mkdirectory`, and of two parts writing one file the last one installed wins.
+//! is left alone by `mkdirectory`, of two parts writing one file the last one installed wins, and
+//! a switched-to profile reads the files its render writes.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -41,6 +42,15 @@ inline =
   home = $${buildout:directory}
   t = $${:home}/t
 
+  # software/gitlab/instance.cfg.in: the switched-to profile extends another file this
+  # render writes
+  [instance-base]
+  recipe = slapos.recipe.template
+  output = $${buildout:directory}/instance-base.cfg
+  inline =
+    [base]
+    greeting = from the base
+
   # software/llamacpp/instance.cfg.in
   [dynamic-template-default]
   recipe = slapos.recipe.template:jinja2
@@ -48,6 +58,7 @@ inline =
   output = instance-default.cfg
   context =
     raw buildout_directory ${buildout:directory}
+    raw instance_base $${instance-base:output}
 
   [switch-softwaretype]
   recipe = slapos.cookbook:switch-softwaretype
@@ -56,11 +67,18 @@ inline =
 
 /// The switched-to profile: software/monitor's `[directory]` names the software's own
 /// directory; software/backupserver's `[dcron-service]` and stack/logrotate's `[cron-service]`
-/// both write `etc/service/crond`.
+/// both write `etc/service/crond`; it extends a file the same render writes.
 const DEFAULT: &str = r#"[buildout]
+extends = {{ instance_base }}
 parts =
   dcron-service
   cron-service
+  greeting
+
+[greeting]
+recipe = slapos.recipe.template
+inline = ${base:greeting}
+output = ${buildout:directory}/greeting
 
 # software/monitor/instance-node-monitoring.jinja2.cfg
 [directory]
@@ -103,6 +121,9 @@ fn instance_profiles_get_buildouts_paths_escapes_and_install_order() {
         rendered.contains(&format!("software = {}", env.path().display())),
         "{rendered}"
     );
+    // it extended the file written beside it
+    let greeting = std::fs::read_to_string(p.join("greeting")).expect("greeting");
+    assert_eq!(greeting.trim(), "from the base");
     // `$${:home}/t` reached the instance as `${:home}/t`: the partition's `t`
     assert!(p.join("t").is_dir());
     assert!(!std::fs::read_dir(&p).expect("partition").any(|e| e

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use slapstore_store::{Derivation, Recipe};
 
 /// The planned outputs of a profile and the files of theirs that are known now.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Planned {
     store_dir: String,
     /// File path → its text, or why it is not known.

@@ -72,14 +72,14 @@ pub struct Part<'r, 's> {
 }
 
 impl Part<'_, '_> {
-    /// `options.get(key)`, as SlapOS's buildout hands it to a recipe ([`handed_out`]).
+    /// `options.get(key)`.
     pub fn get(&mut self, key: &str) -> Result<Option<String>> {
-        Ok(self.r.get(self.idx, key, None)?.map(handed_out))
+        self.r.get(self.idx, key, None)
     }
 
-    /// `options[key]`, as SlapOS's buildout hands it to a recipe ([`handed_out`]).
+    /// `options[key]`.
     pub fn require(&mut self, key: &str) -> Result<String> {
-        self.r.require(self.idx, key).map(handed_out)
+        self.r.require(self.idx, key)
     }
 
     /// `options[key] = value`.
@@ -147,10 +147,10 @@ impl Part<'_, '_> {
     }
 }
 
-/// A value as SlapOS's buildout hands it out (`options[key]`, `options.get(key)`, the final
-/// values): every `$${` is `${`, while substitutions inside the buildout keep `$${` (a `$$` not
-/// followed by `{` stays). So `t = $${:home}/t` in a software profile's `inline` reaches the
-/// instance profile as `${:home}/t` (software/neotest).
+/// A value as SlapOS's buildout hands it out (the final values; a template's `inline` and a
+/// jinja2 context's values): every `$${` is `${`, while substitutions inside the buildout keep
+/// `$${` (a `$$` not followed by `{` stays). So `t = $${:home}/t` in a software profile's
+/// jinja2 `inline` reaches the instance profile as `${:home}/t` (software/neotest).
 pub(crate) fn handed_out(text: String) -> String {
     if text.contains("$${") {
         text.replace("$${", "${")

@@ -53,7 +53,7 @@ pub fn template(part: &mut Part) -> Result<()> {
             .map_err(|e| e.note(format!("while rendering the template `{url}`")))?;
         part.rendered = Some(rendered);
     } else if let Some(inline) = part.get("inline")? {
-        part.rendered = Some(inline);
+        part.rendered = Some(super::handed_out(inline));
     }
     Ok(())
 }
@@ -180,11 +180,12 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<Jinja2Inputs> {
     let text = if let Some(url) = part.get("url")?.filter(|s| !s.is_empty()) {
         read(part, &url)?
     } else if let Some(inline) = part.get("inline")? {
-        // an option's final value, as the template recipe's `inline` above
-        Jinja2Template::Text(inline.replace("$${", "${"))
+        Jinja2Template::Text(super::handed_out(inline))
     } else if let Some(template) = part.get("template")?.filter(|s| !s.is_empty()) {
         match template.strip_prefix("inline:") {
-            Some(text) => Jinja2Template::Text(crate::pystr::strip_start(text).to_owned()),
+            Some(text) => Jinja2Template::Text(super::handed_out(
+                crate::pystr::strip_start(text).to_owned(),
+            )),
             None => read(part, &template)?,
         }
     } else {
@@ -194,7 +195,7 @@ pub fn jinja2_inputs(part: &mut Part) -> Result<Jinja2Inputs> {
     let mut context = serde_json::Map::new();
     for (kind, name, expression) in entries(part, "context", taken)? {
         let value = match kind.as_str() {
-            "raw" => serde_json::Value::String(expression),
+            "raw" => serde_json::Value::String(super::handed_out(expression)),
             "key" => {
                 let text = key(part, "context", &expression)?;
                 typed(part, &expression).unwrap_or(serde_json::Value::String(text))
