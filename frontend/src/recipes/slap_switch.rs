@@ -114,6 +114,7 @@ pub(super) fn switch(part: &mut Part, slap: &Slap) -> Result<()> {
         ..slap.clone()
     }));
     // a relative path is the partition's: the sub-buildout is read from buildout's directory
+    let directory = part.buildout("directory")?;
     let profile = crate::pystr::path_join(&directory, profile.trim());
     let sub =
         crate::evaluate::evaluate(part.r.sources, &profile, &options).map_err(|e| e.or_at(span))?;
