@@ -4,9 +4,10 @@
 # (`unshare --net`: a dry run plans the release, never builds nor downloads), must render at
 # least as many releases' instance profiles as tests/instance-ratchet records. Releases with
 # unpinned inputs (branches, remote files without checksum) run with `--allow-unpinned`, which
-# a lock file would make unnecessary (`docs/lock.md`). Prints the count and a histogram of the
-# first error of each release that does not render; the first line counts those whose
-# release does not even plan.
+# a lock file would make unnecessary (`docs/lock.md`); a release that needs parameters or a
+# software type other than `default` gets those of tests/corpus-parameters. Prints the count
+# and a histogram of the first error of each release that does not render; the first line
+# counts those whose release does not even plan.
 # Raise the recorded number when it improves; it never goes down.
 #
 #   bash tests/instance-corpus.sh            # builds the release binary, runs, checks
@@ -27,8 +28,13 @@ start=$(date +%s.%N)
 # one store root for all: a dry run only reads it
 "${offline[@]}" xargs -a "$work/releases.txt" -P "${JOBS:-2}" -I{} bash -c '
     name="$(printf %s "$1" | cut -d/ -f2)"
+    # the request a real user makes of a release that needs one (tests/corpus-parameters)
+    request=()
+    given=tests/corpus-parameters/$name
+    [ -f "$given.json" ] && request+=(--parameters "$given.json")
+    [ -f "$given.software-type" ] && request+=(--software-type "$(cat "$given.software-type")")
     for pinned in "" --allow-unpinned; do
-        if "$bin" --root "$work/root" instance create "dry-$name" --dry-run $pinned \
+        if "$bin" --root "$work/root" instance create "dry-$name" --dry-run $pinned "${request[@]}" \
             --software "$corpus/slapos/$1" >"$work/out/$name.out" 2>"$work/out/$name.err"; then
             echo ok >"$work/out/$name.rc"
             exit 0

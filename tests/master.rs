@@ -396,7 +396,8 @@ fn jsonschema_sets_defaults_and_validates() {
     ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("'repo-url' is a required property"),
+        out.stderr
+            .contains(r#"$: "repo-url" is a required property"#),
         "{}",
         out.stderr
     );

@@ -22,6 +22,7 @@ mod installs;
 mod instance;
 mod isolation;
 mod jinja2;
+mod jsonschema;
 mod lock;
 mod master;
 mod monitor;

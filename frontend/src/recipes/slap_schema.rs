@@ -1,16 +1,23 @@
 //! `slapos.cookbook:slapconfiguration.jsonschema`'s parameters: read as the release's
-//! `software.cfg.json` says (`serialisation`: JSON in XML or plain), then, for the instance's
-//! software type's request schema, integers given as text made integers (`unstringify`),
-//! missing properties given their `default` (`set-default`), and the result checked
-//! (`validate-parameters`). The checks are those of the schema's top level: `required`,
-//! `type` and `enum` of each property (a property behind a `$ref` is not checked), which is
-//! what instance parameters' mistakes break in practice.
+//! `software.cfg.json` says (`serialisation`: JSON in XML or plain), then checked against the
+//! request schema of the instance's software type (the entry of that key; `RootSoftwareInstance`
+//! is `default`) by a JSON Schema validator (`validate-parameters`), texts made integers or
+//! booleans where the schema says so (`unstringify`) and missing properties given their
+//! `default` (`set-default`) along the schemas that apply (`walk.rs`), and checked again. Each
+//! error names the parameter (its JSON path), what is wrong, and the schema's rule.
+
+mod documents;
+mod walk;
 
 use std::path::Path;
+
+use serde_json::Value;
 
 use super::slap::Slap;
 use super::Part;
 use crate::error::Result;
+use documents::Documents;
+use walk::{Mode, Walk};
 
 /// `none`, `main`, `shared` or `all`: whether it applies to the main instance, and to shared
 /// ones.
@@ -54,10 +61,12 @@ fn read_json(part: &Part, option: &str, path: &Path) -> Result<serde_json::Value
 }
 
 /// The instance's parameters as the schema makes them.
-pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
+pub fn parameters(part: &mut Part, slap: &Slap) -> Result<Value> {
     let (validate, validate_shared) = applies_to(part, "validate-parameters", "all")?;
     let set_default = applies_to(part, "set-default", "none")?.0;
     let unstringify = applies_to(part, "unstringify", "none")?.0;
+    // errors are reported to the master too; the local one keeps none but the instance's
+    applies_to(part, "report-error", "all")?;
     if validate_shared {
         // the local master has no shared instances: none valid, none invalid
         let recipe = crate::config::Origin::Recipe(part.recipe.clone());
@@ -70,135 +79,146 @@ pub fn parameters(part: &mut Part, slap: &Slap) -> Result<serde_json::Value> {
     let location = location.trim();
     let file = Path::new(location.strip_prefix("file://").unwrap_or(location)).to_owned();
     let description = read_json(part, "jsonschema", &file)?;
-    let mut instance = match description.get("serialisation").and_then(|s| s.as_str()) {
+    // slapos.core's `SoftwareReleaseSchema`: the entry of the software type's key
+    let software_type = match slap.software_type.as_str() {
+        "" | "RootSoftwareInstance" => "default",
+        other => other,
+    };
+    let entry = description
+        .get("software-type")
+        .and_then(|types| types.get(software_type));
+    let serialisation = entry
+        .and_then(|e| e.get("serialisation"))
+        .or_else(|| description.get("serialisation"))
+        .and_then(Value::as_str);
+    let instance = match serialisation {
         Some("json-in-xml") => super::slap::unwrap_parameters(part, &slap.parameters)?,
         _ => super::slap::text_object(&slap.parameters),
     };
     if !validate {
         return Ok(instance);
     }
-    let entry = description
-        .get("software-type")
-        .and_then(|t| t.as_object())
-        .and_then(|types| {
-            // an entry's software type is its `software-type`, else its key (slapos.core's
-            // `SoftwareReleaseSchema`)
-            types.iter().find_map(|(key, t)| {
-                let software_type = t
-                    .get("software-type")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or(key);
-                (software_type == slap.software_type
-                    && t.get("shared").and_then(|s| s.as_bool()) != Some(true))
-                .then_some(t)
-            })
-        })
+    let request = entry
         .and_then(|t| t.get("request"))
-        .and_then(|r| r.as_str())
+        .and_then(Value::as_str)
         .ok_or_else(|| {
             part.option_error(
                 "jsonschema",
                 format!(
-                    "requested software-type '{}' seems to have no JSON schema entry in the \
-                     software.cfg.json",
-                    slap.software_type
+                    "requested software-type '{software_type}' seems to have no JSON schema \
+                     entry in the software.cfg.json"
                 ),
             )
         })?;
-    let schema_file = file.parent().unwrap_or(Path::new("/")).join(entry);
-    // SlapOS releases download their JSON files into one directory (`destination`), each its
-    // own store path here: a request schema not beside `software.cfg.json` is read where they
-    // come from, beside the software release's profile
-    let beside_release = Path::new(&slap.software_url)
-        .parent()
-        .map(|dir| dir.join(entry))
-        .filter(|f| f.is_file());
-    let schema = match read_json(part, "jsonschema", &schema_file) {
-        Err(e) => match beside_release {
-            Some(file) => read_json(part, "jsonschema", &file)?,
-            None => return Err(e),
-        },
-        found => found?,
+    let schema_file = file.parent().unwrap_or(Path::new("/")).join(request);
+    let release_dir = Path::new(&slap.software_url).parent();
+    let planned = part.r.settings.planned.as_ref();
+    let read = |path: &Path| match planned.and_then(|p| p.read(&path.to_string_lossy())) {
+        Some(known) => known,
+        None => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
     };
-    if !instance.is_object() {
-        instance = serde_json::json!({});
-    }
-    let mut errors = Vec::new();
-    if let (Some(map), Some(properties)) = (
-        instance.as_object_mut(),
-        schema.get("properties").and_then(|p| p.as_object()),
-    ) {
-        for (key, property) in properties {
-            if property.get("$ref").is_some() {
-                continue;
-            }
-            let kinds = types(property);
-            if unstringify && kinds.contains(&"integer") {
-                if let Some(n) = map
-                    .get(key)
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| s.trim().parse::<i64>().ok())
-                {
-                    map.insert(key.clone(), n.into());
-                }
-            }
-            if set_default && !map.contains_key(key) {
-                if let Some(default) = property.get("default") {
-                    map.insert(key.clone(), default.clone());
-                }
-            }
-            let Some(value) = map.get(key) else { continue };
-            if !kinds.is_empty() && !kinds.iter().any(|k| is_type(value, k)) {
-                errors.push(format!(
-                    "{key}: {value} is not of type {}",
-                    kinds.join(" or ")
-                ));
-            }
-            if let Some(allowed) = property.get("enum").and_then(|e| e.as_array()) {
-                if !allowed.contains(value) {
-                    errors.push(format!("{key}: {value} is not one of {allowed:?}"));
-                }
-            }
-        }
-        for key in schema
-            .get("required")
-            .and_then(|r| r.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|k| k.as_str())
-        {
-            if !map.contains_key(key) {
-                errors.push(format!("'{key}' is a required property"));
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(part.error(format!(
+    let docs = Documents::load(&schema_file, request, release_dir, &read)
+        .map_err(|e| part.option_error("jsonschema", e))?;
+    let checked = Checked::new(part, &docs)?;
+    let mut instance = match instance {
+        Value::Object(map) => Value::Object(map),
+        _ => Value::Object(Default::default()),
+    };
+    let invalid = |part: &Part, errors: Vec<String>| {
+        part.error(format!(
             "Invalid parameters (`{}`):\n  {}",
-            schema_file.display(),
+            docs.root,
             errors.join("\n  ")
-        )));
+        ))
+    };
+    let is_valid = |doc: &str, pointer: &str, value: &Value| checked.at(doc, pointer, value);
+    if unstringify {
+        Walk::new(&docs, &is_valid, Mode::Unstringify)
+            .run(&mut instance)
+            .map_err(|e| invalid(part, vec![e]))?;
+    }
+    let errors = checked.errors(&instance);
+    if !errors.is_empty() {
+        return Err(invalid(part, errors));
+    }
+    if set_default {
+        Walk::new(&docs, &is_valid, Mode::Defaults)
+            .run(&mut instance)
+            .map_err(|e| invalid(part, vec![e]))?;
+        // the defaults are checked too, as the real recipe does
+        let errors = checked.errors(&instance);
+        if !errors.is_empty() {
+            return Err(invalid(part, errors));
+        }
     }
     Ok(instance)
 }
 
-fn types(property: &serde_json::Value) -> Vec<&str> {
-    match property.get("type") {
-        Some(serde_json::Value::String(t)) => vec![t.as_str()],
-        Some(serde_json::Value::Array(list)) => list.iter().filter_map(|t| t.as_str()).collect(),
-        _ => Vec::new(),
+/// The request schema's validator, and validators of its parts made on demand.
+struct Checked<'d> {
+    docs: &'d Documents,
+    root: jsonschema::Validator,
+}
+
+impl<'d> Checked<'d> {
+    fn new(part: &Part, docs: &'d Documents) -> Result<Self> {
+        let root = build(docs, docs.schema()).map_err(|e| {
+            part.option_error(
+                "jsonschema",
+                format!("`{}`: not a valid JSON schema: {e}", docs.root),
+            )
+        })?;
+        Ok(Checked { docs, root })
+    }
+
+    /// Each error as `<JSON path>: <what is wrong> (schema <rule's place>)`.
+    fn errors(&self, instance: &Value) -> Vec<String> {
+        self.root
+            .iter_errors(instance)
+            .map(|e| {
+                format!(
+                    "{}: {e} (schema `{}`)",
+                    json_path(e.instance_path()),
+                    e.schema_path()
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the schema at `pointer` in the document `doc` validates `value` (a schema that
+    /// cannot be built validates nothing).
+    fn at(&self, doc: &str, pointer: &str, value: &Value) -> bool {
+        let mut reference = serde_json::json!({ "$ref": format!("file://{doc}#{pointer}") });
+        if let Some(draft) = self.docs.schema().get("$schema") {
+            reference["$schema"] = draft.clone();
+        }
+        build(self.docs, &reference).is_ok_and(|v| v.is_valid(value))
     }
 }
 
-fn is_type(value: &serde_json::Value, kind: &str) -> bool {
-    match kind {
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "null" => value.is_null(),
-        _ => true,
+fn build(
+    docs: &Documents,
+    schema: &Value,
+) -> std::result::Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
+    jsonschema::options()
+        // Python's `jsonschema`, which the real recipe uses, checks no `format` by default
+        .should_validate_formats(false)
+        .with_retriever(docs.retriever())
+        .build(schema)
+}
+
+/// A JSON pointer into the instance as Python's `jsonschema` writes it: `$`, `$.key`, `$[0]`.
+fn json_path(location: &jsonschema::paths::Location) -> String {
+    let mut path = String::from("$");
+    for segment in location.segments() {
+        match segment {
+            jsonschema::paths::LocationSegment::Index(i) => path.push_str(&format!("[{i}]")),
+            jsonschema::paths::LocationSegment::Property(key) => {
+                path.push('.');
+                path.push_str(&key);
+            }
+        }
     }
+    path
 }
