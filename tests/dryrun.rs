@@ -342,7 +342,7 @@ fn a_dry_run_names_the_file_line_and_recipe_an_instance_cannot_run() {
     let r = Root::new(&env);
     let server = SERVER.replace(
         "[password]\nrecipe = slapos.cookbook:generate.password",
-        "[password]\nrecipe = slapos.cookbook:postgres",
+        "[password]\nrecipe = slapos.cookbook:re6stnet.registry",
     );
     let software = release(&env, &server);
     let out = offline(
@@ -359,7 +359,7 @@ fn a_dry_run_names_the_file_line_and_recipe_an_instance_cannot_run() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("recipe `slapos.cookbook:postgres` cannot run in an instance"),
+            .contains("recipe `slapos.cookbook:re6stnet.registry` cannot run in an instance"),
         "{}",
         out.stderr
     );

@@ -1153,13 +1153,18 @@ fn instance_code_asking_easy_install_for_an_egg_of_the_release_imports_it_from_t
     let wheel = fixtures().join("uritemplate-4.1.1-py2.py3-none-any.whl");
     store.ok(&["add-source", &wheel.display().to_string()]);
     // more of what such code does (software/wendelin's `[pytz-path]`): a working set of its
-    // own, `find`, a distribution's location, the global working set after `install`
+    // own, `find`, a distribution's location, the global working set after `install`;
+    // software/simpleran's `[activate-eggs]`: `WorkingSet.resolve` in an `Environment`
     let extra = "ws = zc.buildout.easy_install.working_set(['uritemplate'], ['/x', '/y'])\n  \
                  dist = ws.find(pkg_resources.Requirement.parse('uritemplate>=4,<5'))\n  \
                  assert dist.location.endswith('-uritemplate-4.1.1'), dist.location\n  \
                  assert uritemplate.__file__.startswith(dist.location + '/'), uritemplate.__file__\n  \
                  assert dist.location in sys.path\n  \
-                 assert pkg_resources.get_distribution('uritemplate').version == '4.1.1'";
+                 assert pkg_resources.get_distribution('uritemplate').version == '4.1.1'\n  \
+                 found = pkg_resources.WorkingSet([]).resolve(\n      \
+                 [pkg_resources.Requirement.parse('uritemplate')],\n      \
+                 pkg_resources.Environment(['/x', '/y']))\n  \
+                 assert [(d.project_name, d.version) for d in found] == [('uritemplate', '4.1.1')], found";
     let software = uritemplate_release(&env, extra);
     let built = store.run(&["build", "--offline", "--json", &software]);
     assert_eq!(built.code, 0, "build failed: {}", built.stderr);

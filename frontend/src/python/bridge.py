@@ -316,6 +316,28 @@ class WorkingSet(object):
     def require(self, *specs):
         return _ez_install(list(specs), None, working_set=self)
 
+    def resolve(self, requirements, env=None, installer=None, replace_conflicting=False,
+                extras=None):
+        """The distributions `requirements` need, with their dependencies, from the release's
+        (`env` is read as `Environment` is): this set's own first; this set unchanged."""
+        ws = WorkingSet()
+        for dist in self:
+            ws.add(dist)
+        _ez_install(list(requirements), None, working_set=ws)
+        return list(ws)
+
+
+class Environment(object):
+    """`pkg_resources.Environment(search_path)`: the release's distributions, whatever the
+    search path says (the release's `eggs-directory` and `develop-eggs-directory` hold nothing in
+    slapstore, as with `easy_install.install`'s `path`): `WorkingSet.resolve` finds them."""
+
+    def __init__(self, search_path=None, platform=None, python=None):
+        self.search_path = search_path
+
+    def scan(self, search_path=None):
+        pass
+
 
 _release_eggs = []  # the answer to `eggs`, once asked
 
@@ -394,6 +416,7 @@ def _install_pkg_resources():
     pkg = ModuleType("pkg_resources")
     pkg.working_set = WorkingSet(sys.path)
     pkg.WorkingSet = WorkingSet
+    pkg.Environment = Environment
     pkg.Requirement = _Requirement
     pkg.Distribution = Distribution
     pkg.DistributionNotFound = DistributionNotFound
