@@ -4,6 +4,7 @@
 //! recipes' lookup (`recipes/instance.rs`).
 
 mod ca;
+mod check;
 pub mod command;
 mod cron;
 mod links;
@@ -12,6 +13,7 @@ mod passlib;
 pub mod promise;
 mod random;
 pub mod state;
+mod urlparse;
 pub(crate) mod userinfo;
 
 use super::Part;
@@ -35,13 +37,17 @@ pub enum Kind {
     Command,
     CertificateAuthority,
     CertificateRequest,
+    CheckParameter,
+    CheckUrlAvailable,
+    UrlParse,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
 pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`, \
     `random.integer`, `random.time`, `free_port`, `cron`, `cron.d`, `simplelogger`, `userinfo`, \
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
-    `certificate_authority.request`, `cns.recipe.symlink` and `plone.recipe.command`";
+    `certificate_authority.request`, `check_parameter`, `check_url_available`, `urlparse`, \
+    `cns.recipe.symlink` and `plone.recipe.command`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -67,6 +73,9 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "free_port" => Kind::FreePort,
         "certificate_authority" => Kind::CertificateAuthority,
         "certificate_authority.request" => Kind::CertificateRequest,
+        "check_parameter" => Kind::CheckParameter,
+        "check_url_available" => Kind::CheckUrlAvailable,
+        "urlparse" => Kind::UrlParse,
         _ => return None,
     })
 }
@@ -89,5 +98,8 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::Command => command::command(part),
         Kind::CertificateAuthority => ca::authority(part),
         Kind::CertificateRequest => ca::request(part),
+        Kind::CheckParameter => check::check_parameter(part),
+        Kind::CheckUrlAvailable => check::check_url_available(part),
+        Kind::UrlParse => urlparse::urlparse(part),
     }
 }
