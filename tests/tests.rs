@@ -5,6 +5,7 @@ mod common;
 mod build;
 mod cache;
 mod cases;
+mod checks;
 mod cli;
 mod cookbook;
 mod cookbook_apps;

@@ -21,7 +21,7 @@ pub mod slap;
 mod slap_schema;
 mod slap_switch;
 pub mod template;
-mod wrapper;
+pub(crate) mod wrapper;
 
 use slapstore_store::Recipe;
 

@@ -6,6 +6,7 @@
 mod ca;
 mod cloudooo;
 mod cloudooo_test;
+mod check;
 pub mod command;
 mod cron;
 mod dropbear;
@@ -19,6 +20,7 @@ mod random;
 mod software;
 mod redis;
 pub mod state;
+mod urlparse;
 pub(crate) mod userinfo;
 mod zabbix;
 
@@ -51,6 +53,9 @@ pub enum Kind {
     RedisServer,
     PublishUrl,
     AddAuthorizedKey,
+    CheckParameter,
+    CheckUrlAvailable,
+    UrlParse,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
@@ -59,7 +64,8 @@ pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
     `certificate_authority.request`, `postgres`, `redis.server`, `publishurl`, \
     `dropbear.add_authorized_key`, `generic.cloudooo`, `cloudooo.test`, `zabbixagent`, \
-    `cns.recipe.symlink`, `plone.recipe.command` and rapid-cdn's `software`";
+    `check_parameter`, `check_url_available`, `urlparse`, `cns.recipe.symlink`, \
+    `plone.recipe.command` and rapid-cdn's `software`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
 pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
@@ -93,6 +99,9 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "redis.server" => Kind::RedisServer,
         "publishurl" => Kind::PublishUrl,
         "dropbear.add_authorized_key" => Kind::AddAuthorizedKey,
+        "check_parameter" => Kind::CheckParameter,
+        "check_url_available" => Kind::CheckUrlAvailable,
+        "urlparse" => Kind::UrlParse,
         _ => return None,
     })
 }
@@ -123,5 +132,8 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::RedisServer => redis::redis_server(part),
         Kind::PublishUrl => publishurl::publishurl(part),
         Kind::AddAuthorizedKey => dropbear::add_authorized_key(part),
+        Kind::CheckParameter => check::check_parameter(part),
+        Kind::CheckUrlAvailable => check::check_url_available(part),
+        Kind::UrlParse => urlparse::urlparse(part),
     }
 }
