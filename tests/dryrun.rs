@@ -671,3 +671,74 @@ fn a_dry_run_defers_code_reading_a_file_of_a_part_not_built() {
     assert_eq!(d["connection"]["hash"], "<deferred-to-deploy:init:hash>");
     assert_eq!(d["connection"]["early"], "set before the read");
 }
+
+#[test]
+fn a_dry_run_defers_code_making_files_in_the_partition_it_does_not_make() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // software/restic-rest-server's `[rest-server-certificate-init-certificate]` (as dufs's,
+    // grafana's): init code making `etc/` and a file there, in the partition
+    let software = plain_release(
+        &env,
+        "[buildout]\nparts = publish\n\
+         [directory]\nhome = $${buildout:directory}\netc = $${:home}/etc\n\
+         [cert]\ncert-file = $${directory:etc}/cert.crt\n\
+         [init-certificate]\nrecipe = slapos.recipe.build\ninit =\n  \
+         import pathlib\n  \
+         cert_file = pathlib.Path(self.buildout['cert']['cert-file'])\n  \
+         if not cert_file.parent.exists():\n    cert_file.parent.mkdir()\n  \
+         if not cert_file.exists():\n    cert_file.touch()\n  \
+         options['made'] = str(cert_file)\n\
+         [publish]\nrecipe = slapos.cookbook:publish\nmade = $${init-certificate:made}\n",
+    );
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "c",
+            "--dry-run",
+            "--json",
+            "--software",
+            &software,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let d = &list[0];
+    let partition = r.partition("c").display().to_string();
+    assert_eq!(
+        d["deferred"],
+        serde_json::json!([{
+            "section": "init-certificate",
+            "needs": [format!("{partition}/etc")],
+            "parts_not_built": ["the partition, made by the deploy"],
+        }]),
+        "{d}"
+    );
+    assert_eq!(
+        d["connection"]["made"],
+        "<deferred-to-deploy:init-certificate:made>"
+    );
+    // nothing was made, the partition least of all
+    assert!(!r.partition("c").exists());
+    // a file outside the partition and any output is still the code's own error
+    let software = plain_release(
+        &env,
+        "[buildout]\nparts = x\n[x]\nrecipe = slapos.recipe.build\ninit =\n  \
+         open('/nonexistent/slapstore-test')\n",
+    );
+    let out = offline(
+        &r,
+        &[
+            "instance",
+            "create",
+            "d",
+            "--dry-run",
+            "--software",
+            &software,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("FileNotFoundError"), "{}", out.stderr);
+}

@@ -51,6 +51,9 @@ fn bridge_error(message: impl Into<String>) -> Error {
     })
 }
 
+/// What a dry run names as not made yet when code fails on a file of the partition.
+pub(crate) const PARTITION_PENDING: &str = "the partition, made by the deploy";
+
 impl Bridge {
     /// Starts the interpreter; it boots while the caller goes on.
     pub fn start(python: &str) -> Result<Bridge> {
@@ -329,15 +332,29 @@ impl Resolver<'_> {
     }
 
     /// A failure of code that read a file of an output a dry run has not built (`notepod`'s
-    /// `[init]` reads `${installer:location}/SHA512SUMS`): the section is deferred.
-    fn reads_unbuilt(&self, section: &str, message: &Value) -> Option<eggs::Deferred> {
+    /// `[init]` reads `${installer:location}/SHA512SUMS`), or a file of the partition, which a
+    /// dry run does not make (stack/caucase's `[<prefix>-init-certificate]` makes `etc/` and
+    /// touches the certificate there): the section is deferred.
+    fn reads_unbuilt(&mut self, section: &str, message: &Value) -> Option<eggs::Deferred> {
         let file = message.get("filename").and_then(Value::as_str)?;
-        let planned = self.settings.planned.as_ref()?;
-        let (part, _) = planned.made_by(file)?;
-        Some(eggs::Deferred {
+        let planned = self.settings.planned.clone()?;
+        if let Some((part, _)) = planned.made_by(file) {
+            return Some(eggs::Deferred {
+                section: section.to_owned(),
+                needs: vec![file.to_owned()],
+                pending: vec![part.to_owned()],
+            });
+        }
+        let buildout = self.section("buildout").ok()?;
+        let partition = self.get(buildout, "directory", None).ok()??;
+        let partition = crate::pystr::normpath(&partition);
+        let file = crate::pystr::normpath(file);
+        let inside =
+            file == partition || file.starts_with(&format!("{}/", partition.trim_end_matches('/')));
+        inside.then(|| eggs::Deferred {
             section: section.to_owned(),
-            needs: vec![file.to_owned()],
-            pending: vec![part.to_owned()],
+            needs: vec![file],
+            pending: vec![PARTITION_PENDING.to_owned()],
         })
     }
 

@@ -4,9 +4,9 @@
 //! recipes' lookup (`recipes/instance.rs`).
 
 mod ca;
+mod check;
 mod cloudooo;
 mod cloudooo_test;
-mod check;
 pub mod command;
 mod cron;
 mod dropbear;
@@ -17,8 +17,8 @@ pub mod postgres;
 pub mod promise;
 mod publishurl;
 mod random;
-mod software;
 mod redis;
+mod software;
 pub mod state;
 mod urlparse;
 pub(crate) mod userinfo;
