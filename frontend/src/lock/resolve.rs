@@ -366,28 +366,12 @@ fn from_report(text: &str) -> Result<Vec<DistEntry>, String> {
     Ok(dists)
 }
 
-/// `%XX` escapes decoded (`+` in versions comes as `%2B`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// `%XX` escapes decoded (`+` in versions comes as `%2B`); a `%` not followed by two hex digits
+/// is kept.
+pub(crate) fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The pin `entry` records for `input`'s key, whatever it records it for.

@@ -6,6 +6,7 @@
 //! same relative path beside the software release's profile, where SlapOS releases keep the
 //! JSON files they download into one directory (each download is its own store path here).
 
+use crate::lock::resolve::percent_decode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -165,29 +166,6 @@ fn file_of(from: &str, reference: &str) -> Option<(String, Option<String>)> {
     let dir = Path::new(from).parent().map(Path::to_owned);
     let joined = dir.unwrap_or_else(|| PathBuf::from("/")).join(&file);
     Some((normpath(&joined.to_string_lossy()), Some(normpath(&file))))
-}
-
-/// `%XX` escapes of a URL's path or fragment made bytes again.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
