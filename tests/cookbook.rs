@@ -724,3 +724,62 @@ fn commands_run_after_the_switch_once_then_their_update_command() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(read("srv/runs"), "install\nupdate\nupdate\nupdate\n");
 }
+
+#[test]
+fn a_plugin_from_a_file_runs_that_file_and_takes_a_class() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // mail-server-relay's `[outbound-postfix-certificate-served-promise]`: `file` and a class
+    let code = env.write("promise/served.py", "class Served: pass\n");
+    let plugin = |extra: &str| {
+        env.jinja2_release(&format!(
+            "[buildout]\nparts = served\n\n\
+             [directory]\nrecipe = slapos.cookbook:mkdirectory\nplugins = ${{buildout:directory}}/plugin\n\n\
+             [served]\nrecipe = slapos.cookbook:promise.plugin\neggs = slapos.core\n\
+             output = ${{directory:plugins}}/served.py\nconfig-port = 25\n{extra}"
+        ))
+    };
+    let software = plugin(&format!("file = {}\nclass = Served\n", code.display()));
+    r.ok(&["instance", "create", "w", "--software", &software]);
+    let written = r.partition("w").join("plugin/served.py");
+    let text = std::fs::read_to_string(&written).expect("plugin");
+    assert!(
+        text.ends_with(&format!(
+            "exec(_('{}'))\n\nRunPromise = Served\n",
+            code.display()
+        )),
+        "{text}"
+    );
+    // the plugin is Python that runs: the file's code, then its class as RunPromise
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "exec(open({:?}).read()); print(RunPromise.__name__, extra_config_dict['port'])",
+            written.display().to_string()
+        ))
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&python.stdout).trim(), "Served 25");
+    // both or neither of `module` and `file`, or a class that is not a name: errors, no instance
+    for (extra, message) in [
+        (
+            format!("file = {}\nmodule = m\n", code.display()),
+            "Either 'module' or 'file' is required but not both",
+        ),
+        ("".to_owned(), "Either 'module' or 'file' is required"),
+        (
+            "module = m\nclass = a b\n".to_owned(),
+            "'a b' is not a valid class name",
+        ),
+        (
+            "module = m.1x\n".to_owned(),
+            "'m.1x' is not a valid module name",
+        ),
+    ] {
+        let software = plugin(&extra);
+        let out = r.run(&["instance", "create", "bad", "--software", &software]);
+        let err = &out.stderr;
+        assert!(out.code != 0 && err.contains(message), "{extra}: {err}");
+        assert!(!r.partition("bad").exists());
+    }
+}

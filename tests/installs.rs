@@ -218,3 +218,56 @@ fn a_download_unpacked_is_unpacked_at_deploy_and_a_failure_names_its_part() {
         out.stderr
     );
 }
+
+/// software/mail-server-relay/instance-relay.cfg.jinja2.in's `[inbound-postfix-certificate]`:
+/// `init` empties `location`, so that buildout never removes what `install` writes; the code
+/// copies a bundle into place.
+#[test]
+fn install_code_without_a_location_runs_when_its_options_change_and_removes_nothing() {
+    if !have("installs", &["python3"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    let software = env.jinja2_release(
+        "[buildout]\nparts = bundle\n\n\
+         [directory]\nrecipe = slapos.cookbook:mkdirectory\nssl = ${buildout:directory}/ssl\n\n\
+         [slap-configuration]\nrecipe = slapos.cookbook:slapconfiguration.serialised\n\n\
+         [self-signed]\nrecipe = slapos.recipe.template\noutput = ${directory:ssl}/self.pem\n\
+         inline = ${slap-configuration:configuration.cert}\n\n\
+         [bundle]\nrecipe = slapos.recipe.build\nbundle = ${directory:ssl}/bundle.pem\n\
+         selected-bundle = ${self-signed:output}\nserial = ${slap-configuration:configuration.cert}\n\
+         init = options['location'] = ''\n\
+         install =\n  import os\n  import shutil\n  \
+         shutil.copyfile(options['selected-bundle'], options['bundle'] + '.tmp')\n  \
+         os.replace(options['bundle'] + '.tmp', options['bundle'])\n",
+    );
+    let bundle = r.partition("w").join("ssl/bundle.pem");
+    r.ok(&[
+        "instance",
+        "create",
+        "w",
+        "--software",
+        &software,
+        "-p",
+        "cert=one",
+    ]);
+    let read = || std::fs::read_to_string(&bundle).expect("bundle");
+    assert_eq!(read(), "one");
+    // the same options: the code does not run again, and what it wrote is left alone
+    std::fs::write(&bundle, "kept").expect("write");
+    r.ok(&["instance", "reconcile", "--full"]);
+    assert_eq!(read(), "kept");
+    // new options: the code runs again (and only then, as buildout runs `install` only when a
+    // part's options change), nothing was removed first
+    r.ok(&[
+        "instance",
+        "upgrade",
+        "w",
+        "--software",
+        &software,
+        "-p",
+        "cert=two",
+    ]);
+    assert_eq!(read(), "two");
+}

@@ -135,7 +135,14 @@ pub fn download_unpacked(part: &mut Part) -> Result<()> {
 
 /// Records the step, and the partition's directories it writes in.
 fn record(part: &mut Part, run: Run, buildout: Option<String>) -> Result<()> {
-    let location = crate::pystr::normpath(part.require("location")?.trim());
+    let location = part.require("location")?.trim().to_owned();
+    // `install` code whose `init` emptied `location` manages no path (slapos.recipe.build
+    // then just runs the code: profiles do so to keep buildout from ever removing what it
+    // writes, e.g. mail-server's certificate bundles)
+    if run == Run::Install && location.is_empty() {
+        return push(part, run, location, buildout);
+    }
+    let location = crate::pystr::normpath(&location);
     let rel = super::instance::relative(part, "location", &location)?;
     let out = &part.r.instance_output;
     if out.files.contains_key(&rel) || out.kept.contains(&rel) {
@@ -159,6 +166,11 @@ fn record(part: &mut Part, run: Run, buildout: Option<String>) -> Result<()> {
     for dir in dirs {
         part.r.instance_output.dirs.entry(dir).or_insert(0o755);
     }
+    push(part, run, location, buildout)
+}
+
+/// Adds the install step of the part.
+fn push(part: &mut Part, run: Run, location: String, buildout: Option<String>) -> Result<()> {
     let options = part.r.items(part.idx)?.into_iter().collect();
     let spec = InstallSpec {
         section: part.name.clone(),
@@ -181,7 +193,11 @@ pub fn refuse_deploy_made(part: &Part, option: &str, path: &str) -> Result<()> {
         .commands
         .iter()
         .find_map(|step| match step {
-            Step::Install(s) if Path::new(&path).starts_with(&s.location) => Some(s),
+            Step::Install(s)
+                if !s.location.is_empty() && Path::new(&path).starts_with(&s.location) =>
+            {
+                Some(s)
+            }
             _ => None,
         });
     match owner {
@@ -246,12 +262,18 @@ fn install(deploy: &Deploy, spec: &InstallSpec) -> std::result::Result<bool, Str
     let kept = state::read(partition, Path::new(&rel))
         .map_err(|e| format!("cannot read `{}/{rel}`: {e}", partition.display()))?;
     let location = Path::new(&spec.location);
-    if kept.as_deref() == Some(signature.as_str()) && location.symlink_metadata().is_ok() {
+    // without a location, the code runs again only when its options change
+    let managed = !spec.location.is_empty();
+    if kept.as_deref() == Some(signature.as_str())
+        && (!managed || location.symlink_metadata().is_ok())
+    {
         return Ok(false);
     }
     let failed = |m: String| format!("[{}] cannot install the part: {m}", spec.section);
     // buildout uninstalls the part first: its location goes (never followed through a link)
-    remove(location).map_err(&failed)?;
+    if managed {
+        remove(location).map_err(&failed)?;
+    }
     match spec.run {
         Run::Install => python(deploy, spec),
         Run::Gitclone => git(deploy, spec),

@@ -301,8 +301,12 @@ class Script:
 
     def install(self, code):
         """`Shared.install` and `Script._install`: `location` (in the output) must not exist
-        before, and must after."""
+        before, and must after; with an empty `location` (the part manages no path), the code
+        just runs, as `Script.install` does."""
         location = self.options["location"]
+        if not location:
+            self._exec(code)
+            return
         rmtree(location)
         parent = os.path.dirname(location)
         if parent and not os.path.isdir(parent):

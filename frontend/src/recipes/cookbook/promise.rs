@@ -56,7 +56,7 @@ extra_config_dict = json.loads("""%(config)s""")
 # The solution is to delete all cached 'slapos' modules as well as all cached
 # 'pkg_resources' modules which is responsible of namespace declaration.
 # They will be re-imported again using the updated sys.path
-for module in sys.modules.keys():
+for module in list(sys.modules):
   if 'slapos' in module or 'pkg_resources' in module:
     del sys.modules[module]
 
@@ -64,22 +64,50 @@ for module in sys.modules.keys():
 "#;
 
 /// `promise.plugin`: the cookbook's plugin file at `output` (mode `mode`, 0600 by default):
-/// `from <module> import RunPromise` (or `content`) and the `config-*` options as
-/// `extra_config_dict`. `instance status` checks the plugins of slapos.toolbox it knows
-/// natively from that file (`crate::promises`); the path of `eggs` is not resolved (`[]`).
+/// `from <module> import RunPromise` (`<class> as RunPromise` with `class`), or the code of
+/// `file` executed in place, and the `config-*` options as `extra_config_dict`. Exactly one of
+/// `module` and `file`, as the cookbook requires. `instance status` checks the plugins of
+/// slapos.toolbox it knows natively from that file (`crate::promises`); the path of `eggs` is
+/// not resolved (`[]`).
 pub fn promise_plugin(part: &mut Part) -> Result<()> {
     let output = part.require("output")?;
-    let content = match part.get("module")?.map(|m| m.trim().to_owned()) {
-        Some(m) if !m.is_empty() => {
-            let ok = m
-                .split('.')
-                .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-            if !ok {
-                return Err(part.option_error("module", format!("`{m}` is not a module name")));
-            }
-            format!("from {m} import RunPromise")
+    let module = part.get("module")?.filter(|m| !m.is_empty());
+    let file = part.get("file")?.filter(|f| !f.is_empty());
+    let class = part
+        .get("class")?
+        .filter(|c| !c.is_empty() && c != "RunPromise");
+    if let Some(c) = &class {
+        if !is_python_name(c) {
+            return Err(
+                part.option_error("class", format!("{} is not a valid class name", repr(c)))
+            );
         }
-        _ => part.require("content")?.trim().to_owned(),
+    }
+    let content = match (module, file) {
+        (Some(m), None) => {
+            if !m.split('.').all(is_python_name) {
+                return Err(
+                    part.option_error("module", format!("{} is not a valid module name", repr(&m)))
+                );
+            }
+            match &class {
+                Some(c) => format!("from {m} import {c} as RunPromise"),
+                None => format!("from {m} import RunPromise"),
+            }
+        }
+        (None, Some(f)) => {
+            // the cookbook's `execfile_template`: the file compiled under its own name
+            let mut content = format!(
+                "def _(path):\n  global _\n  del _\n  with open(path) as f:\n    \
+                 return compile(f.read(), path, 'exec')\nexec(_({}))",
+                repr(&f)
+            );
+            if let Some(c) = &class {
+                content.push_str(&format!("\n\nRunPromise = {c}"));
+            }
+            content
+        }
+        _ => return Err(part.error("Either 'module' or 'file' is required but not both")),
     };
     let mut config = serde_json::Map::new();
     for (key, value) in part.r.items(part.idx)? {
@@ -99,6 +127,21 @@ pub fn promise_plugin(part: &mut Part) -> Result<()> {
             .map_err(|_| part.option_error("mode", format!("`{m}` is not an octal mode")))?,
     };
     add_file(part, "output", &output, FileSpec::Text { text, mode })
+}
+
+/// Whether `name` is a Python identifier (and not a keyword, which the cookbook's
+/// `ast.parse` check refuses).
+fn is_python_name(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+        && !KEYWORDS.contains(&name)
 }
 
 /// What `instance status` reads back from a plugin file this recipe wrote: the module and the
