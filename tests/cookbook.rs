@@ -783,3 +783,47 @@ fn a_plugin_from_a_file_runs_that_file_and_takes_a_class() {
         assert!(!r.partition("bad").exists());
     }
 }
+
+#[test]
+fn zero_knowledge_read_takes_the_file_written_at_deploy_on_the_next_render() {
+    let env = TestEnv::new();
+    let r = Root::new(&env);
+    // software/turnserver's `[gen-secret]` and `[read-secret]`
+    let software = env.jinja2_release(
+        "[buildout]\nparts = gen-secret config\n\n\
+         [directory]\nrecipe = slapos.cookbook:mkdirectory\netc = ${buildout:directory}/etc\n\n\
+         [gen-secret]\nrecipe = plone.recipe.command\nsecret-file = ${directory:etc}/.turnsecret\n\
+         command =\n  if [ ! -s \"${:secret-file}\" ]; then\n    \
+         printf '[turnserver]\\nsecret = s3cr3t\\n' > ${:secret-file}\n  fi\n\n\
+         [read-secret]\nrecipe = slapos.cookbook:zero-knowledge.read\n\
+         file-path = ${gen-secret:secret-file}\nsecret =\n\n\
+         [config]\nrecipe = slapos.recipe.template\noutput = ${directory:etc}/turn.conf\n\
+         inline = static-auth-secret=${read-secret:secret}\n",
+    );
+    let conf = r.partition("w").join("etc/turn.conf");
+    let read = || std::fs::read_to_string(&conf).expect("conf");
+    // the first render sees the option as written, as buildout's first run does
+    r.ok(&["instance", "create", "w", "--software", &software]);
+    assert_eq!(read().trim(), "static-auth-secret=");
+    assert!(r.partition("w").join("etc/.turnsecret").exists());
+    // the next one reads what the deploy wrote
+    r.ok(&["instance", "reconcile", "--full"]);
+    assert_eq!(read().trim(), "static-auth-secret=s3cr3t");
+    // a file it cannot read as INI is an error naming the option, and changes nothing
+    std::fs::write(r.partition("w").join("etc/.turnsecret"), "junk\n").expect("write");
+    let out = r.run(&[
+        "instance",
+        "upgrade",
+        "w",
+        "--software",
+        &software,
+        "-p",
+        "x=1",
+    ]);
+    assert!(
+        out.code != 0 && out.stderr.contains("`junk` is not `key = value`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(read().trim(), "static-auth-secret=s3cr3t");
+}

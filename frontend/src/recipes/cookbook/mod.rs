@@ -23,6 +23,7 @@ pub mod state;
 mod urlparse;
 pub(crate) mod userinfo;
 mod zabbix;
+mod zero_knowledge;
 
 use super::Part;
 use crate::error::Result;
@@ -56,6 +57,7 @@ pub enum Kind {
     CheckParameter,
     CheckUrlAvailable,
     UrlParse,
+    ZeroKnowledgeRead,
 }
 
 /// The names under which [`lookup`] finds them, for error messages.
@@ -64,7 +66,8 @@ pub const SUPPORTED: &str = "`slapos.cookbook:generate.password`, `generate.mac`
     `check_port_listening`, `promise.plugin`, `certificate_authority`, \
     `certificate_authority.request`, `postgres`, `redis.server`, `publishurl`, \
     `dropbear.add_authorized_key`, `generic.cloudooo`, `cloudooo.test`, `zabbixagent`, \
-    `check_parameter`, `check_url_available`, `urlparse`, `cns.recipe.symlink`, \
+    `check_parameter`, `check_url_available`, `urlparse`, `zero-knowledge.read`, \
+    `cns.recipe.symlink`, \
     `plone.recipe.command` and rapid-cdn's `software`";
 
 /// The cookbook recipe of egg `egg` (normalised) and entry point `entry`.
@@ -102,6 +105,7 @@ pub fn lookup(egg: &str, entry: &str) -> Option<Kind> {
         "check_parameter" => Kind::CheckParameter,
         "check_url_available" => Kind::CheckUrlAvailable,
         "urlparse" => Kind::UrlParse,
+        "zero-knowledge.read" => Kind::ZeroKnowledgeRead,
         _ => return None,
     })
 }
@@ -135,5 +139,6 @@ pub fn init(part: &mut Part, kind: Kind) -> Result<()> {
         Kind::CheckParameter => check::check_parameter(part),
         Kind::CheckUrlAvailable => check::check_url_available(part),
         Kind::UrlParse => urlparse::urlparse(part),
+        Kind::ZeroKnowledgeRead => zero_knowledge::read(part),
     }
 }
